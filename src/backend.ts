@@ -1,0 +1,170 @@
+// Picks the fastest TF.js engine that actually works on this machine and says which one it is.
+//
+// Order: CUDA (tfjs-node-gpu seeing a GPU) > native CPU (a tfjs-node binding) > pure JS.
+// A package that merely `require`s is not proof: an install whose libtensorflow download failed
+// leaves a package that loads but has no binding, and an npm alias can hand back pure tfjs. So each
+// candidate is judged by the backend that TF.js reports afterwards, and every error is caught.
+import * as fs from "fs";
+import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
+
+export type BackendKind = "cuda" | "native-cpu" | "js";
+
+export interface BackendInfo {
+  kind: BackendKind;
+  /** TF.js backend name: "tensorflow" (native) or "cpu" (pure JS). */
+  tfBackend: string;
+  /** Where the native binding came from, or null for pure JS. */
+  source: string | null;
+  device: string;
+  tfjsVersion: string;
+  /** libtensorflow's version for native backends. */
+  tensorflowVersion: string | null;
+  /** Why better candidates were not used (one line each). */
+  skipped: string[];
+}
+
+/** The repository root (this file lives in <root>/src). */
+export const PROJECT_ROOT = path.resolve(__dirname, "..");
+
+interface Candidate {
+  label: string;
+  /** Module id or absolute path handed to require. */
+  id: string;
+  gpuPackage: boolean;
+}
+
+function candidates(): Candidate[] {
+  const native = path.join(PROJECT_ROOT, ".native");
+  return [
+    { label: "@tensorflow/tfjs-node-gpu", id: "@tensorflow/tfjs-node-gpu", gpuPackage: true },
+    { label: ".native/tfjs-node-gpu (make native-gpu)", id: path.join(native, "tfjs-node-gpu"), gpuPackage: true },
+    { label: "@tensorflow/tfjs-node (npm alias tfjs-node-cpu)", id: "tfjs-node-cpu", gpuPackage: false },
+    { label: ".native/tfjs-node (make native)", id: path.join(native, "tfjs-node"), gpuPackage: false },
+  ];
+}
+
+export class BackendError extends Error {
+  override name = "BackendError";
+}
+
+const FORCE_VALUES = ["auto", "cuda", "native", "js"] as const;
+type Forced = (typeof FORCE_VALUES)[number];
+
+function readForced(value: string | undefined): Forced {
+  const v = (value ?? "auto").trim().toLowerCase() || "auto";
+  if (!(FORCE_VALUES as readonly string[]).includes(v)) {
+    throw new BackendError(`BIAS_INIT_BACKEND="${value}" is not one of ${FORCE_VALUES.join(", ")}`);
+  }
+  return v as Forced;
+}
+
+function firstLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split("\n")[0].slice(0, 200);
+}
+
+let active: Promise<BackendInfo> | null = null;
+
+/**
+ * Activates the best working backend once per process and returns what it is. The environment
+ * variable BIAS_INIT_BACKEND (auto | cuda | native | js) forces a choice; a forced backend that
+ * cannot load is an error, never a silent fallback.
+ */
+export function initBackend(force: string | undefined = process.env.BIAS_INIT_BACKEND): Promise<BackendInfo> {
+  if (active === null) active = selectBackend(readForced(force));
+  return active;
+}
+
+async function selectBackend(forced: Forced): Promise<BackendInfo> {
+  // TF's C++ logging (absl/oneDNN banners) would land in every notebook output; errors still show.
+  if (process.env.TF_CPP_MIN_LOG_LEVEL === undefined) process.env.TF_CPP_MIN_LOG_LEVEL = "2";
+  // PROD mode only silences TF.js warnings, notably the pure-JS "install our node backend" banner.
+  tf.enableProdMode();
+  const skipped: string[] = [];
+  if (forced !== "js") {
+    for (const c of candidates()) {
+      const result = await tryNative(c);
+      if (typeof result === "string") {
+        skipped.push(`${c.label}: ${result}`);
+        continue;
+      }
+      if (forced === "cuda" && result.kind !== "cuda") {
+        skipped.push(`${c.label}: loaded, but sees no GPU`);
+        continue;
+      }
+      return { ...result, skipped };
+    }
+    if (forced !== "auto") {
+      throw new BackendError(`BIAS_INIT_BACKEND=${forced} but no such backend loads:\n  ${skipped.join("\n  ")}\n` +
+        `Install @tensorflow/tfjs-node(-gpu) where its download works, or run \`make native\` (see docs/native.md).`);
+    }
+  }
+  await tf.setBackend("cpu");
+  await tf.ready();
+  return {
+    kind: "js", tfBackend: tf.getBackend(), source: null, device: "CPU (pure JavaScript)",
+    tfjsVersion: tf.version.tfjs, tensorflowVersion: null, skipped,
+  };
+}
+
+interface NodeBackendLike {
+  isUsingGpuDevice?: boolean;
+  getTFVersion?: () => string;
+  binding?: { TF_Version?: string };
+}
+
+/** Loads one native candidate; returns the info, or the reason it was skipped. */
+async function tryNative(c: Candidate): Promise<Omit<BackendInfo, "skipped"> | string> {
+  if (path.isAbsolute(c.id) && !fs.existsSync(path.join(c.id, "package.json"))) return "not built";
+  try {
+    require(c.id);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    return code === "MODULE_NOT_FOUND" && !String((e as Error).message).includes("tfjs_binding") ? "not installed" : firstLine(e);
+  }
+  try {
+    // The package registers "tensorflow" with the engine of the @tensorflow/tfjs it resolved; if
+    // that is not our instance, our engine never sees it and this check fails, as it should.
+    if (tf.findBackendFactory("tensorflow") === null) return "loaded, but registered no 'tensorflow' backend with this project's TF.js";
+    if (!(await tf.setBackend("tensorflow"))) return "loaded, but its 'tensorflow' backend failed to initialize";
+    if (tf.getBackend() !== "tensorflow") return `loaded, but the active backend is '${tf.getBackend()}'`;
+    tf.tidy(() => tf.add(tf.scalar(1), tf.scalar(1)).dataSync());
+  } catch (e) {
+    return firstLine(e);
+  }
+  const backend = tf.backend() as unknown as NodeBackendLike;
+  const gpu = c.gpuPackage && backend.isUsingGpuDevice === true;
+  let tensorflowVersion: string | null = null;
+  try {
+    tensorflowVersion = backend.getTFVersion?.() ?? backend.binding?.TF_Version ?? null;
+  } catch {
+    tensorflowVersion = null;
+  }
+  return {
+    kind: gpu ? "cuda" : "native-cpu",
+    tfBackend: "tensorflow",
+    source: c.label,
+    device: gpu ? "GPU (CUDA)" : `CPU (native libtensorflow${c.gpuPackage ? " from the GPU package, no GPU visible" : ""})`,
+    tfjsVersion: tf.version.tfjs,
+    tensorflowVersion,
+  };
+}
+
+/** The one line every run prints: engine, device, versions. */
+export function backendLine(info: BackendInfo): string {
+  const name = info.kind === "cuda" ? "CUDA" : info.kind === "native-cpu" ? "native CPU" : "pure JS";
+  const parts = [
+    `backend: ${name} (tfjs '${info.tfBackend}'${info.source ? ` via ${info.source}` : ""})`,
+    `device: ${info.device}`,
+    `tfjs ${info.tfjsVersion}`,
+    ...(info.tensorflowVersion ? [`libtensorflow ${info.tensorflowVersion}`] : []),
+    `node ${process.version}`,
+  ];
+  return parts.join(" | ");
+}
+
+/** A short label stored with every result row ("cuda", "native-cpu", "js"). */
+export function backendLabel(info: BackendInfo): string {
+  return info.kind;
+}

@@ -1,0 +1,193 @@
+// One typed config drives every run: the notebooks, the CLI and the tests all start from a preset
+// and override a few knobs. Every knob is visible here, with the reference's value in `full`.
+import { createHash } from "crypto";
+
+/** The two bias initializations compared by the experiment. */
+export type Arm = "vanilla" | "positive_rate";
+/** Backbone start: torchvision's IMAGENET1K_V2 weights, or torchvision's random init. */
+export type Backbone = "imagenet" | "scratch";
+export type PresetName = "full" | "quick" | "smoke";
+export type ModelName = "b1" | "b0" | "tiny";
+/** "auto": CIFAR-10 when it is on disk, else the synthetic stand-in (labelled so everywhere). */
+export type DataSource = "cifar10" | "synthetic" | "auto";
+/**
+ * How test metrics are computed. "eval" (default): inference mode, running BatchNorm statistics,
+ * no dropout. "train": the reference's quirk (it never called model.eval()): batch-statistics
+ * BatchNorm, dropout and stochastic depth active during evaluation. Running stats are not updated.
+ */
+export type EvalMode = "eval" | "train";
+
+export const ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
+export const BACKBONES: readonly Backbone[] = ["imagenet", "scratch"];
+export const PRESETS: readonly PresetName[] = ["full", "quick", "smoke"];
+
+export interface ExperimentConfig {
+  preset: PresetName;
+  data: {
+    source: DataSource;
+    /** Folder holding `cifar-10-batches-bin/` (CIFAR-10) and `synthetic/` (generated stand-in). */
+    dir: string;
+    /** Positive class by CIFAR-10 name ("frog") or index (6). The reference used 9 (truck) by mistake. */
+    positiveClass: string | number;
+    /** Use only the first N training / test images (null: all). Subsets keep the file order. */
+    trainLimit: number | null;
+    testLimit: number | null;
+  };
+  input: {
+    /** Resize the short side to this many pixels first (null: keep CIFAR's 32x32). */
+    resize: number | null;
+    /** Centre crop to this square size (equal to the image size when resize is null). */
+    crop: number;
+  };
+  model: ModelName;
+  /** Which halves of the grid to run; a run selects units, it does not change their results. */
+  backbones: Backbone[];
+  arms: Arm[];
+  trials: number;
+  epochs: number;
+  lr: number;
+  momentum: number;
+  trainBatch: number;
+  testBatch: number;
+  evalMode: EvalMode;
+  /** Base seed; trial k uses seeds derived from (seed, k), shared by both arms (paired trials). */
+  seed: number;
+}
+
+/** Overrides accepted on top of a preset (nested objects merge field by field). */
+export interface ConfigOverrides {
+  data?: Partial<ExperimentConfig["data"]>;
+  input?: Partial<ExperimentConfig["input"]>;
+  model?: ModelName;
+  backbones?: Backbone[];
+  arms?: Arm[];
+  trials?: number;
+  epochs?: number;
+  lr?: number;
+  momentum?: number;
+  trainBatch?: number;
+  testBatch?: number;
+  evalMode?: EvalMode;
+  seed?: number;
+}
+
+const REFERENCE_TRAINING = { lr: 1e-4, momentum: 0.9, trainBatch: 64, testBatch: 256, evalMode: "eval" as EvalMode, seed: 0 };
+
+export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
+  // The published experiment: B1 at 240x240, the whole of CIFAR-10, 5 epochs, 10 trials. A GPU job.
+  full: {
+    preset: "full",
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: null, testLimit: null },
+    input: { resize: 255, crop: 240 },
+    model: "b1",
+    backbones: ["imagenet", "scratch"],
+    arms: ["vanilla", "positive_rate"],
+    trials: 10,
+    epochs: 5,
+    ...REFERENCE_TRAINING,
+  },
+  // CPU-sized: the same B1 and optimizer at CIFAR's native 32x32 on a 10,000-image subset.
+  quick: {
+    preset: "quick",
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 10000, testLimit: 2000 },
+    input: { resize: null, crop: 32 },
+    model: "b1",
+    backbones: ["imagenet", "scratch"],
+    arms: ["vanilla", "positive_rate"],
+    trials: 2,
+    epochs: 3,
+    ...REFERENCE_TRAINING,
+  },
+  // Test-sized: the tiny width/depth-scaled variant on a few hundred images. It uses a larger
+  // learning rate than the reference so that two epochs visibly learn; nothing is concluded from it.
+  smoke: {
+    preset: "smoke",
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 640, testLimit: 512 },
+    input: { resize: null, crop: 32 },
+    model: "tiny",
+    backbones: ["imagenet", "scratch"],
+    arms: ["vanilla", "positive_rate"],
+    trials: 2,
+    epochs: 2,
+    ...REFERENCE_TRAINING,
+    lr: 0.05,
+  },
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
+export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {
+  if (!PRESETS.includes(preset)) {
+    throw new ConfigError(`unknown preset "${String(preset)}" (expected one of: ${PRESETS.join(", ")})`);
+  }
+  const base = PRESET_CONFIGS[preset];
+  const config: ExperimentConfig = {
+    ...base,
+    ...overrides,
+    data: { ...base.data, ...overrides.data },
+    input: { ...base.input, ...overrides.input },
+    backbones: [...(overrides.backbones ?? base.backbones)],
+    arms: [...(overrides.arms ?? base.arms)],
+  };
+  validateConfig(config);
+  return config;
+}
+
+function check(ok: boolean, field: string, message: string): void {
+  if (!ok) throw new ConfigError(`config.${field}: ${message}`);
+}
+
+const isInt = (x: unknown, min: number, max = Number.MAX_SAFE_INTEGER): boolean =>
+  typeof x === "number" && Number.isInteger(x) && x >= min && x <= max;
+
+export function validateConfig(c: ExperimentConfig): void {
+  check(["cifar10", "synthetic", "auto"].includes(c.data.source), "data.source", `"${c.data.source}" is not cifar10, synthetic or auto`);
+  check(typeof c.data.dir === "string" && c.data.dir.length > 0, "data.dir", "must be a folder path");
+  check(c.data.trainLimit === null || isInt(c.data.trainLimit, 2), "data.trainLimit", `${c.data.trainLimit} must be null or an integer >= 2`);
+  check(c.data.testLimit === null || isInt(c.data.testLimit, 2), "data.testLimit", `${c.data.testLimit} must be null or an integer >= 2`);
+  check(c.input.resize === null || isInt(c.input.resize, 8, 1024), "input.resize", `${c.input.resize} must be null or an integer in 8..1024`);
+  check(isInt(c.input.crop, 8, 1024), "input.crop", `${c.input.crop} must be an integer in 8..1024`);
+  check(c.input.resize === null ? c.input.crop <= 32 : c.input.crop <= c.input.resize, "input.crop",
+    `${c.input.crop} is larger than the image it crops (${c.input.resize ?? 32})`);
+  check(["b1", "b0", "tiny"].includes(c.model), "model", `"${c.model}" is not b1, b0 or tiny`);
+  check(c.backbones.length > 0 && c.backbones.every((b) => BACKBONES.includes(b)), "backbones", `${JSON.stringify(c.backbones)} must be a non-empty list of ${BACKBONES.join(", ")}`);
+  check(c.arms.length > 0 && c.arms.every((a) => ARMS.includes(a)), "arms", `${JSON.stringify(c.arms)} must be a non-empty list of ${ARMS.join(", ")}`);
+  check(isInt(c.trials, 1, 1000), "trials", `${c.trials} must be an integer in 1..1000`);
+  check(isInt(c.epochs, 0, 1000), "epochs", `${c.epochs} must be an integer in 0..1000`);
+  check(typeof c.lr === "number" && c.lr > 0 && c.lr <= 10, "lr", `${c.lr} must be in (0, 10]`);
+  check(typeof c.momentum === "number" && c.momentum >= 0 && c.momentum < 1, "momentum", `${c.momentum} must be in [0, 1)`);
+  check(isInt(c.trainBatch, 1, 65536), "trainBatch", `${c.trainBatch} must be an integer in 1..65536`);
+  check(isInt(c.testBatch, 1, 65536), "testBatch", `${c.testBatch} must be an integer in 1..65536`);
+  check(c.evalMode === "eval" || c.evalMode === "train", "evalMode", `"${c.evalMode}" is not eval or train`);
+  check(isInt(c.seed, 0, 2 ** 32 - 1), "seed", `${c.seed} must be an integer in 0..2^32-1`);
+  check(typeof c.data.positiveClass === "string" || isInt(c.data.positiveClass, 0, 9), "data.positiveClass",
+    `${c.data.positiveClass} must be a CIFAR-10 class name or an index 0..9`);
+}
+
+/**
+ * The part of the config that determines a unit's numbers. The grid selection (backbones, arms,
+ * trials) and the preset's name are left out, so the ImageNet and scratch notebooks of one preset
+ * share one store, and adding trials later extends it instead of starting over.
+ */
+export function resultKeyFields(c: ExperimentConfig): object {
+  return { data: c.data, input: c.input, model: c.model, epochs: c.epochs, lr: c.lr, momentum: c.momentum,
+    trainBatch: c.trainBatch, testBatch: c.testBatch, evalMode: c.evalMode, seed: c.seed };
+}
+
+/** Canonical JSON (sorted keys) so that equal configs always hash equally. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** 12 hex digits of SHA-256 over the result-determining fields: the results folder's name. */
+export function configHash(c: ExperimentConfig): string {
+  return createHash("sha256").update(canonicalJson(resultKeyFields(c))).digest("hex").slice(0, 12);
+}
