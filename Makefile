@@ -11,7 +11,7 @@ TSX := node --import tsx
 PRESET ?=
 ARGS ?=
 
-.PHONY: help setup node-deps python-deps test typecheck data weights run bench native native-gpu clean
+.PHONY: help setup node-deps python-deps test typecheck data weights run bench bench-compare native native-gpu clean
 
 help:
 	@echo "make setup      install Node and Python dependencies (npm ci, .venv with JupyterLab, nbconvert, scikit-learn, torch)"
@@ -20,6 +20,7 @@ help:
 	@echo "make weights    download torchvision's EfficientNet-B1 IMAGENET1K_V2 weights into weights/"
 	@echo "make run        the main job: the experiment grid for PRESET (full on CUDA, quick otherwise); ARGS='--trials 2' etc."
 	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend"
+	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240, with ratios"
 	@echo "make native     build the native TF.js CPU backend from the package index (no blocked download)"
 	@echo "make clean      remove results/, reports/ and build output (keeps data/, weights/, node_modules/)"
 
@@ -53,6 +54,9 @@ run: node-deps
 
 bench: node-deps
 	$(TSX) bench/train_speed.ts $(ARGS)
+
+bench-compare: setup
+	$(TSX) bench/compare.ts $(ARGS)
 
 native: node-deps
 	bash tools/native/build.sh $(ARGS)

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Build TF.js's native backend (@tensorflow/tfjs-node 4.22.0) from source against the
+# TensorFlow C library shipped inside the tensorflow-cpu 2.21.0 Python wheel, because the
+# package's own install script downloads libtensorflow from a Google host this network
+# cannot reach. See docs/native.md.
+#
+#   bash tools/native/build.sh            CPU: .native/tfjs-node      (+ .native/READY)
+#   bash tools/native/build.sh --gpu      GPU: .native/tfjs-node-gpu  (+ .native/READY-gpu)  UNTESTED
+#   bash tools/native/build.sh --force    rebuild even if READY matches
+#
+# Idempotent: with a matching READY file it exits at once; downloads are cached in .native/cache/.
+set -euo pipefail
+
+TF_VERSION=2.21.0
+TFJS_VERSION=4.22.0
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$REPO/tools/native"
+NATIVE="$REPO/.native"
+CACHE="$NATIVE/cache"
+
+VARIANT=cpu
+FORCE=0
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) VARIANT=gpu ;;
+    --force) FORCE=1 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build.sh: unknown argument '$arg' (use --gpu, --force, --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $VARIANT == cpu ]]; then
+  WHEEL_PKG=tensorflow-cpu
+  NPM_PKG=@tensorflow/tfjs-node
+  PKG_DIR="$NATIVE/tfjs-node"
+  READY="$NATIVE/READY"
+  TAG=""
+else
+  WHEEL_PKG=tensorflow
+  NPM_PKG=@tensorflow/tfjs-node-gpu
+  PKG_DIR="$NATIVE/tfjs-node-gpu"
+  READY="$NATIVE/READY-gpu"
+  TAG=" [GPU variant: UNTESTED, no GPU and no 'tensorflow' wheel where it was written]"
+fi
+WHEEL_STEM=${WHEEL_PKG//-/_}-$TF_VERSION
+
+# ---------------------------------------------------------------- reporting
+STEP="0/5 (checking prerequisites)"
+HINT="install the missing tool named above"
+START=$SECONDS
+say() { echo "[native] $*"; }
+TIMES=""
+STEP_T0=$SECONDS
+step() {
+  [[ $STEP == 0/5* ]] || TIMES+="${STEP%% *} $((SECONDS - STEP_T0))s, "
+  STEP="$1 $2"; HINT="$3"; STEP_T0=$SECONDS
+  echo "[native $1] $2...$TAG"
+}
+on_error() {
+  local rc=$?
+  echo >&2
+  echo "[native] FAILED at step $STEP (exit $rc)." >&2
+  echo "[native] try: $HINT" >&2
+  echo "[native] then run 'make native' again (add --force to start the package folder afresh)." >&2
+  exit "$rc"
+}
+trap on_error ERR
+
+# ---------------------------------------------------------------- prerequisites
+if [[ -x "$REPO/.venv/bin/python" ]]; then PY="$REPO/.venv/bin/python"; else PY=python3; fi
+for tool in node npm "$PY" g++ make; do
+  command -v "$tool" >/dev/null || { HINT="install '$tool' (Debian: apt-get install -y build-essential nodejs npm python3)"; false; }
+done
+# Node's own headers: with them node-gyp does not try to download them (it cannot here).
+NODE_PREFIX=$(cd "$(dirname "$(readlink -f "$(command -v node)")")/.." && pwd)
+if [[ ! -f "$NODE_PREFIX/include/node/node_api.h" ]]; then
+  HINT="Node's headers are missing from $NODE_PREFIX/include/node (Debian: apt-get install -y libnode-dev, or use a Node.js tarball install)"
+  false
+fi
+NPM_BIN_DIR=$(dirname "$(readlink -f "$(command -v npm)")")
+NODE_GYP_JS=$(readlink -f "$NPM_BIN_DIR/../node_modules/node-gyp/bin/node-gyp.js" 2>/dev/null || true)
+REPO_TFJS="$REPO/node_modules/@tensorflow/tfjs/package.json"
+if [[ ! -f $REPO_TFJS ]] || [[ $(node -p "require('$REPO_TFJS').version") != "$TFJS_VERSION" ]]; then
+  HINT="run 'npm install' in $REPO first: the native package reuses the repo's @tensorflow/tfjs $TFJS_VERSION"
+  false
+fi
+
+# ---------------------------------------------------------------- already built?
+ready_matches() {
+  [[ -f $READY ]] || return 1
+  node -e '
+    const [ready, variant, pkg, tfjs, wheel] = process.argv.slice(1);
+    const r = JSON.parse(require("fs").readFileSync(ready, "utf8"));
+    const ok = r.variant === variant && r.package === pkg && r.tfjsNodeVersion === tfjs &&
+      r.wheel === wheel && require("fs").existsSync(r.bindingPath);
+    process.exit(ok ? 0 : 1);' "$READY" "$VARIANT" "$NPM_PKG" "$TFJS_VERSION" "$WHEEL_STEM" 2>/dev/null
+}
+if [[ $FORCE == 0 ]] && ready_matches; then
+  say "native backend already built ($NPM_PKG $TFJS_VERSION on $WHEEL_PKG $TF_VERSION): $PKG_DIR; --force rebuilds"
+  exit 0
+fi
+rm -f "$READY"
+mkdir -p "$CACHE"
+
+# ---------------------------------------------------------------- 1. wheel
+step 1/5 "downloading $WHEEL_PKG $TF_VERSION wheel from the package index" \
+  "check that '$PY -m pip download --no-deps $WHEEL_PKG==$TF_VERSION' works (pip's index is configured in pip.conf; this needs the local index, not the internet)"
+WHEEL=$(ls "$CACHE"/"$WHEEL_STEM"-*.whl 2>/dev/null | head -n 1 || true)
+if [[ -n $WHEEL ]]; then
+  say "  cached: $(basename "$WHEEL")"
+else
+  PIP_RETRIES=0 PIP_TIMEOUT=5 "$PY" -m pip download -q --no-deps --progress-bar off \
+    "$WHEEL_PKG==$TF_VERSION" -d "$CACHE" 2>&1 | grep -v "is ignored: it is neither" || true
+  WHEEL=$(ls "$CACHE"/"$WHEEL_STEM"-*.whl 2>/dev/null | head -n 1 || true)
+  [[ -n $WHEEL ]] || false
+fi
+
+if [[ $VARIANT == gpu ]]; then
+  # The wheel names its CUDA 12 runtime as the `and-cuda` extra (nvidia-*-cu12 wheels).
+  HINT="the index must also hold the nvidia-*-cu12 wheels that '$WHEEL_PKG[and-cuda]' requires; check with '$PY -m pip download --no-deps <spec>'"
+  CUDA_REQS_TEXT=$("$PY" "$HERE/wheel_tool.py" cuda-reqs "$WHEEL")
+  mapfile -t CUDA_REQS <<<"$CUDA_REQS_TEXT"
+  say "  CUDA wheels wanted: ${CUDA_REQS[*]}"
+  mkdir -p "$CACHE/cuda"
+  for spec in "${CUDA_REQS[@]}"; do
+    name=${spec%%[<>=!~]*}
+    if ls "$CACHE/cuda/${name//-/_}"-*.whl >/dev/null 2>&1; then continue; fi
+    PIP_RETRIES=0 PIP_TIMEOUT=5 "$PY" -m pip download -q --no-deps --progress-bar off "$spec" -d "$CACHE/cuda" 2>&1 \
+      | grep -v "is ignored: it is neither" || true
+    ls "$CACHE/cuda/${name//-/_}"-*.whl >/dev/null 2>&1 || { HINT="'$spec' is not on the package index"; false; }
+  done
+fi
+
+# ---------------------------------------------------------------- 2. npm package
+step 2/5 "fetching $NPM_PKG@$TFJS_VERSION without its install script" \
+  "check the npm registry: 'npm pack $NPM_PKG@$TFJS_VERSION' and 'npm install --omit=dev --ignore-scripts' in $PKG_DIR"
+TGZ_NAME=$(echo "${NPM_PKG#@}" | tr / -)-$TFJS_VERSION.tgz
+if [[ ! -f $CACHE/$TGZ_NAME ]]; then
+  (cd "$CACHE" && npm pack --silent "$NPM_PKG@$TFJS_VERSION" >/dev/null)
+fi
+rm -rf "$PKG_DIR" "$PKG_DIR.tmp"
+mkdir -p "$PKG_DIR.tmp"
+tar -xzf "$CACHE/$TGZ_NAME" -C "$PKG_DIR.tmp"
+mv "$PKG_DIR.tmp/package" "$PKG_DIR"
+rmdir "$PKG_DIR.tmp"
+(cd "$PKG_DIR" && npm install --omit=dev --ignore-scripts --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null)
+# One tfjs-core in the process: @tensorflow/* must resolve to <repo>/node_modules (Node walks up).
+rm -rf "$PKG_DIR/node_modules/@tensorflow"
+find "$PKG_DIR/node_modules/.bin" -xtype l -delete 2>/dev/null || true
+for dep in @mapbox/node-pre-gyp google-protobuf; do
+  [[ -d $PKG_DIR/node_modules/$dep ]] || { HINT="npm did not install $dep into $PKG_DIR/node_modules"; false; }
+done
+
+# ---------------------------------------------------------------- 3. TF C library
+step 3/5 "unpacking the TensorFlow C library into $PKG_DIR/deps" \
+  "the wheel may be truncated: delete $WHEEL and run again"
+"$PY" "$HERE/wheel_tool.py" tf-lib "$WHEEL" "$PKG_DIR/deps"
+# The binding links -ltensorflow -ltensorflow_framework; the wheel's libtensorflow_cc.so.2
+# exports the C and eager C APIs that libtensorflow.so.2 would.
+(cd "$PKG_DIR/deps/lib" &&
+  ln -sf libtensorflow_cc.so.2 libtensorflow.so.2 &&
+  ln -sf libtensorflow.so.2 libtensorflow.so &&
+  ln -sf libtensorflow_framework.so.2 libtensorflow_framework.so)
+if [[ $VARIANT == gpu ]]; then
+  # The wheel's libraries look for CUDA through rpath entries $ORIGIN/../nvidia/<pkg>/lib,
+  # which from deps/lib is deps/nvidia/<pkg>/lib: the same layout as in site-packages.
+  for w in "$CACHE"/cuda/*.whl; do "$PY" "$HERE/wheel_tool.py" nvidia-libs "$w" "$PKG_DIR/deps/nvidia"; done
+  { echo "# Fallback if TF does not find CUDA by itself: source this before starting node."
+    printf 'export LD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\n' \
+      "$(ls -d "$PKG_DIR"/deps/nvidia/*/lib | paste -sd:)"; } > "$PKG_DIR/cuda-env.sh"
+fi
+
+# ---------------------------------------------------------------- 4. compile
+step 4/5 "compiling tfjs_binding.node (node-pre-gyp rebuild --build-from-source; about a minute on 2 cores)" \
+  "read the compiler output above; it needs g++, make, python3 and Node's headers under $NODE_PREFIX/include/node"
+(
+  cd "$PKG_DIR"
+  export npm_config_nodedir="$NODE_PREFIX" JOBS=max
+  [[ -n $NODE_GYP_JS && -f $NODE_GYP_JS ]] && export npm_config_node_gyp="$NODE_GYP_JS"
+  node node_modules/@mapbox/node-pre-gyp/bin/node-pre-gyp rebuild --build-from-source \
+    --build-latest-napi-version-only --nodedir="$NODE_PREFIX" --loglevel=warn 2>&1 \
+    | grep -v -E "^(gyp info|make: (Entering|Leaving))" || true
+)
+BINDING=$(cd "$PKG_DIR" && node -p "require('@mapbox/node-pre-gyp').find(require('path').resolve('package.json'))")
+if [[ ! -f $BINDING ]]; then HINT="no $BINDING after compiling: read the compiler output above"; false; fi
+# Headers (~290 MB) are only needed to compile; a rebuild (--force) unpacks them again.
+rm -rf "$PKG_DIR/deps/include" "$PKG_DIR/build"
+
+# ---------------------------------------------------------------- 5. verify
+step 5/5 "verifying: backend 'tensorflow', conv2d/depthwise gradients vs pure JS, momentum step" \
+  "run 'TF_CPP_MIN_LOG_LEVEL=2 node $HERE/verify.cjs $PKG_DIR $REPO' and read its message"
+VERIFY_LOG=$(mktemp)
+# No LD_LIBRARY_PATH on purpose: the binding's rpath ($ORIGIN/../../deps/lib) must suffice.
+# NVIDIA_TF32_OVERRIDE=0: on a GPU, TF32 convolutions would not match the float32 reference to 1e-4.
+FACTS=$(env -u LD_LIBRARY_PATH TF_CPP_MIN_LOG_LEVEL=2 NVIDIA_TF32_OVERRIDE=0 node "$HERE/verify.cjs" "$PKG_DIR" "$REPO" 2>"$VERIFY_LOG") \
+  || { cat "$VERIFY_LOG" >&2; rm -f "$VERIFY_LOG"; false; }
+if [[ -s $VERIFY_LOG ]]; then say "  stderr while loading (TF_CPP_MIN_LOG_LEVEL=2):"; sed 's/^/    /' "$VERIFY_LOG"; fi
+rm -f "$VERIFY_LOG"
+
+if [[ $VARIANT == gpu ]] && [[ $(node -p "JSON.parse(process.argv[1]).gpuDevice" "$FACTS") != true ]]; then
+  say "  WARNING: the build works, but TF sees no GPU (no GPU here, or CUDA libraries not found): it runs on the CPU."
+  say "  Try 'source $PKG_DIR/cuda-env.sh' before node, and TF_CPP_MIN_LOG_LEVEL=0 to read TF's reasons."
+fi
+
+node -e '
+  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs] = process.argv.slice(1);
+  const r = Object.assign({ variant, package: pkg, wheel }, JSON.parse(facts), {
+    packageDir: pkgDir, bindingPath: binding,
+    runtimeEnv: { TF_CPP_MIN_LOG_LEVEL: "2 (optional, silences the absl banner)" },
+    buildSeconds: Number(secs), builtAt: new Date().toISOString() });
+  require("fs").writeFileSync(out, JSON.stringify(r, null, 2) + "\n");' \
+  "$READY" "$FACTS" "$VARIANT" "$NPM_PKG" "$WHEEL_STEM" "$BINDING" "$PKG_DIR" "$((SECONDS - START))"
+
+TIMES+="5/5 $((SECONDS - STEP_T0))s"
+say "done in $((SECONDS - START)) s (steps: $TIMES): require('$PKG_DIR') gives backend 'tensorflow' (TF $(node -p "JSON.parse(require('fs').readFileSync('$READY', 'utf8')).tfVersion"))$TAG"
+say "facts written to $READY; disk used by .native: $(du -sh "$NATIVE" | cut -f1)"

@@ -1,0 +1,114 @@
+// Smoke test of a freshly built native TF.js package (tools/native/build.sh, step 5).
+// Usage: node tools/native/verify.cjs <package dir> <repo dir>
+// Prints one JSON line (facts for .native/READY) on success; exits 1 with a reason otherwise.
+// Gradients are compared against the pure-JS 'cpu' backend rather than against
+// hand-written numbers: the point is that the TF 2.21 kernels behind the 4.22
+// binding agree with the reference implementation TF.js itself ships.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const [pkgDir, repoDir] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!pkgDir || !repoDir) {
+  console.error('usage: node verify.cjs <package dir> <repo dir>');
+  process.exit(2);
+}
+
+function fail(msg) {
+  console.error(`verify.cjs: ${msg}`);
+  process.exit(1);
+}
+
+let tf;
+try {
+  tf = require(pkgDir);
+} catch (e) {
+  fail(`require('${pkgDir}') threw: ${e && e.message}`);
+}
+if (tf.getBackend() !== 'tensorflow') fail(`backend is '${tf.getBackend()}', expected 'tensorflow'`);
+
+// The package must share the repo's tfjs-core instance, or src/ (which imports
+// '@tensorflow/tfjs' from the repo) would not see the backend it registered.
+const coreFromPkg = require.resolve('@tensorflow/tfjs-core', { paths: [pkgDir] });
+const coreFromRepo = require.resolve('@tensorflow/tfjs-core', { paths: [repoDir] });
+if (coreFromPkg !== coreFromRepo) fail(`two tfjs-core copies: ${coreFromPkg} vs ${coreFromRepo}`);
+const repoTf = require(require.resolve('@tensorflow/tfjs', { paths: [repoDir] }));
+if (repoTf.getBackend() !== 'tensorflow') fail(`the repo's @tensorflow/tfjs reports backend '${repoTf.getBackend()}'`);
+
+// Deterministic inputs (no RNG: identical on both backends).
+function ramp(shape, scale) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = Math.sin(i * 0.37 + scale) * scale;
+  return tf.tensor(v, shape);
+}
+
+function grads() {
+  return tf.tidy(() => {
+    const x = ramp([2, 9, 9, 3], 1.0);
+    const w = ramp([3, 3, 3, 4], 0.5);
+    const dw = ramp([3, 3, 4, 2], 0.7);
+    const loss = (xx, ww, dd) => {
+      const h = tf.relu(tf.conv2d(xx, ww, 1, 'same'));
+      const d = tf.depthwiseConv2d(h, dd, [2, 2], 'same');
+      return tf.sum(tf.square(d));
+    };
+    const g = tf.grads(loss)([x, w, dw]);
+    return g.map((t) => t.dataSync().slice());
+  });
+}
+
+function maxRelDiff(a, b) {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  }
+  return worst;
+}
+
+const native = grads();
+// Momentum update runs through the native kernels too (the experiment's optimizer).
+const v = tf.variable(tf.tensor1d([1, -2, 3]));
+const opt = tf.train.momentum(0.1, 0.9);
+for (let i = 0; i < 3; i++) opt.minimize(() => tf.sum(tf.square(v)));
+const momentumResult = Array.from(v.dataSync());
+
+// The pure-JS backend greets Node users with an "install our node backend" banner: not news here.
+const warn = console.warn;
+console.warn = (...args) => {
+  if (!String(args[0]).includes('looks like you are running TensorFlow.js in Node.js')) warn(...args);
+};
+tf.setBackend('cpu');
+const reference = grads();
+tf.setBackend('tensorflow');
+console.warn = warn;
+
+const names = ['d/dx (conv2d input)', 'd/dw (conv2d filter)', 'd/dw (depthwise filter)'];
+const diffs = native.map((g, i) => maxRelDiff(g, reference[i]));
+diffs.forEach((d, i) => {
+  if (!(d < 1e-4)) fail(`${names[i]} differs from the pure-JS backend by ${d}`);
+});
+// v <- v - lr*m with m <- 0.9 m + 2v: for v0=1 the three steps give 0.8, 0.46, 0.062.
+const expected = [0.062, -0.124, 0.186];
+momentumResult.forEach((x, i) => {
+  if (Math.abs(x - expected[i]) > 1e-5) fail(`momentum step gave ${momentumResult}, expected ${expected}`);
+});
+
+// Which libtensorflow the process really mapped: proves the rpath works without LD_LIBRARY_PATH.
+const maps = fs.readFileSync('/proc/self/maps', 'utf8');
+const libMatch = maps.match(/\S*libtensorflow_cc\.so\.2\S*/) || maps.match(/\S*libtensorflow\.so\.2\S*/);
+const binding = tf.backend().binding;
+
+console.log(JSON.stringify({
+  backend: tf.getBackend(),
+  tfVersion: binding.TF_Version,
+  tfjsVersion: tf.version.tfjs,
+  tfjsNodeVersion: tf.version['tfjs-node'],
+  nodeVersion: process.version,
+  napi: process.versions.napi,
+  libraryPath: libMatch ? libMatch[0] : null,
+  tfjsCore: coreFromRepo,
+  maxRelDiffVsCpu: Math.max(...diffs),
+  // The binding lists TF's devices when its context is created; true when one is a GPU.
+  gpuDevice: tf.backend().isUsingGpuDevice === true,
+}));
