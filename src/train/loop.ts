@@ -1,0 +1,154 @@
+// One training run of one arm: evaluate at epoch 0, then train and evaluate after every epoch.
+// It knows nothing of the grid, the store or notebooks: it reports through callbacks and can
+// start from a saved state, which is how the runner resumes an interrupted run.
+import * as tf from "@tensorflow/tfjs";
+import { makeRng, Rng } from "../rng";
+import { epochOrder, batchRanges } from "../data/batches";
+import { logLoss, rocAuc } from "./metrics";
+import type { EvalMode } from "../config";
+
+/** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
+export interface TrainableModel {
+  forward(x: tf.Tensor4D, opts: { training: boolean; updateBatchNorm?: boolean; rng?: Rng }): tf.Tensor1D;
+  trainableVariables(): tf.Variable[];
+  outputBias(): number;
+}
+
+/** What the loop needs from a dataset: labels on the host and batches on the device. */
+export interface BatchSource {
+  readonly size: number;
+  readonly labels: Float32Array;
+  /** x: NHWC float32 ready for the model; y: 0/1 labels. The caller disposes both. */
+  batch(indices: ArrayLike<number>): { x: tf.Tensor4D; y: tf.Tensor1D };
+}
+
+export interface LoopSettings {
+  epochs: number;
+  lr: number;
+  momentum: number;
+  trainBatch: number;
+  testBatch: number;
+  evalMode: EvalMode;
+  /** Seed of this trial: data order and dropout masks derive from it (shared by both arms). */
+  seed: number;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  loss: number;
+  roc_auc: number;
+  output_bias_value: number;
+  train_loss: number | null;
+  wall_s: number;
+  images_per_s: number | null;
+  /** tf.memory().numTensors after the epoch, to check that nothing leaks. */
+  num_tensors: number;
+}
+
+export interface StepProgress {
+  epoch: number;
+  step: number;
+  steps: number;
+  loss: number;
+  imagesPerS: number;
+}
+
+export interface LoopState {
+  /** Last finished epoch (0 = only the initial evaluation happened). */
+  epoch: number;
+  /** Optimizer slots (momentum buffers) by variable name, from the checkpoint. */
+  optimizer: Array<{ name: string; tensor: tf.Tensor }> | null;
+}
+
+export interface LoopCallbacks {
+  onStep?(p: StepProgress): void;
+  /** Called after each evaluation with the optimizer, so the caller can checkpoint; awaited. */
+  onEpoch?(m: EpochMetrics, steps: number[] | null, optimizer: tf.Optimizer): Promise<void> | void;
+  /** Checked between steps: return true to stop after the step in flight (the epoch is lost). */
+  shouldStop?(): boolean;
+}
+
+export class TrainingDiverged extends Error {
+  override name = "TrainingDiverged";
+  constructor(readonly epoch: number, readonly step: number, readonly loss: number) {
+    super(`training diverged: loss is ${loss} at epoch ${epoch}, step ${step}; the run stops here (earlier epochs are kept)`);
+  }
+}
+
+export class TrainingStopped extends Error {
+  override name = "TrainingStopped";
+}
+
+/** Test BCE, ROC-AUC and the head bias, in the configured evaluation mode. */
+export function evaluate(model: TrainableModel, test: BatchSource, testBatch: number, evalMode: EvalMode, rng: Rng): { loss: number; roc_auc: number; logits: Float32Array } {
+  const logits = new Float32Array(test.size);
+  const order = Int32Array.from({ length: test.size }, (_, i) => i);
+  for (const [start, end] of batchRanges(test.size, testBatch)) {
+    const { x, y } = test.batch(order.subarray(start, end));
+    // "train" reproduces the reference's quirk: batch statistics and dropout while evaluating;
+    // the running statistics are left alone either way.
+    const out = tf.tidy(() => model.forward(x, { training: evalMode === "train", updateBatchNorm: false, rng }));
+    logits.set(out.dataSync(), start);
+    tf.dispose([x, y, out]);
+  }
+  // Probabilities in float64 from the logits, then sklearn's log_loss (the reference's metric).
+  const probs = Float64Array.from(logits, (z) => 1 / (1 + Math.exp(-z)));
+  return { loss: logLoss(test.labels, probs), roc_auc: rocAuc(test.labels, logits), logits };
+}
+
+/**
+ * Trains `model` from `state` (or from scratch) to `settings.epochs`, evaluating after each epoch.
+ * Throws TrainingDiverged on a non-finite loss and TrainingStopped when asked to stop.
+ */
+export async function trainLoop(model: TrainableModel, train: BatchSource, test: BatchSource, settings: LoopSettings,
+  callbacks: LoopCallbacks = {}, state: LoopState | null = null): Promise<void> {
+  // PyTorch's SGD with momentum (dampening 0, no Nesterov) is buf = m*buf + g; p -= lr*buf,
+  // which is exactly TF.js's MomentumOptimizer with useNesterov false.
+  const optimizer = tf.train.momentum(settings.lr, settings.momentum, false);
+  const variables = model.trainableVariables();
+  try {
+    if (state?.optimizer) {
+      await optimizer.setWeights(state.optimizer);
+      // setWeights copies the values into the optimizer's own variables.
+      tf.dispose(state.optimizer.map((t) => t.tensor));
+    }
+    const first = state ? state.epoch + 1 : 0;
+    if (first === 0) {
+      const t0 = performance.now();
+      const ev = evaluate(model, test, settings.testBatch, settings.evalMode, makeRng(settings.seed, "eval", 0));
+      await callbacks.onEpoch?.({ epoch: 0, loss: ev.loss, roc_auc: ev.roc_auc, output_bias_value: model.outputBias(), train_loss: null,
+        wall_s: (performance.now() - t0) / 1000, images_per_s: null, num_tensors: tf.memory().numTensors }, null, optimizer);
+    }
+    for (let epoch = Math.max(first, 1); epoch <= settings.epochs; epoch++) {
+      const t0 = performance.now();
+      const order = epochOrder(train.size, settings.seed, epoch);
+      const ranges = batchRanges(train.size, settings.trainBatch);
+      const stepLosses: number[] = [];
+      let seen = 0;
+      for (let s = 0; s < ranges.length; s++) {
+        if (callbacks.shouldStop?.()) throw new TrainingStopped(`stopped during epoch ${epoch}`);
+        const [start, end] = ranges[s];
+        const { x, y } = train.batch(order.subarray(start, end));
+        const rng = makeRng(settings.seed, "step", epoch, s);
+        const lossTensor = optimizer.minimize(() => {
+          const logits = model.forward(x, { training: true, updateBatchNorm: true, rng });
+          return tf.losses.sigmoidCrossEntropy(y, logits) as tf.Scalar;
+        }, true, variables);
+        const loss = lossTensor === null ? NaN : lossTensor.dataSync()[0];
+        tf.dispose([x, y, lossTensor as tf.Tensor]);
+        if (!Number.isFinite(loss)) throw new TrainingDiverged(epoch, s + 1, loss);
+        stepLosses.push(loss);
+        seen += end - start;
+        callbacks.onStep?.({ epoch, step: s + 1, steps: ranges.length, loss, imagesPerS: seen / ((performance.now() - t0) / 1000) });
+      }
+      const trainSeconds = (performance.now() - t0) / 1000;
+      const ev = evaluate(model, test, settings.testBatch, settings.evalMode, makeRng(settings.seed, "eval", epoch));
+      const trainLoss = stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length;
+      await callbacks.onEpoch?.({ epoch, loss: ev.loss, roc_auc: ev.roc_auc, output_bias_value: model.outputBias(), train_loss: trainLoss,
+        wall_s: (performance.now() - t0) / 1000, images_per_s: seen / trainSeconds, num_tensors: tf.memory().numTensors },
+      epoch === 1 ? stepLosses : null, optimizer);
+    }
+  } finally {
+    optimizer.dispose();
+  }
+}
