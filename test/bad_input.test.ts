@@ -75,7 +75,7 @@ test("out-of-range config values name the field", () => {
 test("the CLI prints one clear line and exits 2 on bad input, writing nothing", () => {
   const dirs = tempDirs();
   const run = (args: string[]) => spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli.ts"), "--data-dir", dirs.data, "--results", dirs.results, ...args],
-    { cwd: ROOT, env: { ...process.env, BIAS_INIT_BACKEND: "js" }, encoding: "utf8" });
+    { cwd: ROOT, env: process.env, encoding: "utf8" });
   for (const [args, pattern] of [
     [["--preset", "smoke", "--trials", "0"], /config\.trials/],
     [["--preset", "smoke", "--lr", "abc"], /--lr: "abc" is not a number/],

@@ -34,7 +34,7 @@ function rows(file: string): Array<Record<string, unknown>> {
 test("a CLI run killed mid-epoch resumes and ends with the rows of an uninterrupted run", async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-resume-"));
   const dataDir = path.join(tmp, "data");
-  const env = { ...process.env, BIAS_INIT_BACKEND: "js" };
+  const env = { ...process.env };
 
   const straight = spawnSync(process.execPath, cliArgs(dataDir, path.join(tmp, "straight")), { cwd: ROOT, env, encoding: "utf8" });
   assert.equal(straight.status, 0, straight.stderr);
