@@ -83,6 +83,9 @@ async function main(): Promise<number> {
     if (e.type === "start") {
       console.log(`preset ${config.preset} | model ${config.model} | input ${config.input.resize ?? 32}->${config.input.crop} | dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}`);
       if (e.note) console.log(e.note);
+      if (e.backend.kind === "js" && config.model !== "tiny") {
+        console.log("note: the pure-JS engine trains B1 roughly 10x slower than the native one; `make native` builds that from the package registries (docs/native.md)");
+      }
       console.log(`results: ${e.dir} | ${e.pending.length} unit(s) to run, ${e.totalSteps} training steps`);
       console.log(epochTableHeader());
     } else if (e.type === "step") {
