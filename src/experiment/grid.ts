@@ -19,7 +19,7 @@ import type { EpochRecord, StepRecord } from "./records";
 export type RunEvent =
   | { type: "start"; backend: BackendInfo; dataset: "cifar10" | "synthetic"; note: string; hash: string; dir: string; positiveRate: number; pending: UnitKey[]; totalSteps: number }
   | { type: "unit-start"; unit: UnitKey; fromEpoch: number }
-  | { type: "step"; unit: UnitKey; progress: StepProgress; stepsDone: number; totalSteps: number; etaSeconds: number | null }
+  | { type: "step"; unit: UnitKey; progress: StepProgress; stepsDone: number; totalSteps: number; stepsPerS: number; etaSeconds: number | null }
   | { type: "epoch"; unit: UnitKey; record: EpochRecord; numTensors: number }
   | { type: "unit-end"; unit: UnitKey; status: UnitStatus };
 
@@ -132,7 +132,7 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
       onStep: (p) => {
         stepsDone++;
         const rate = stepsDone / ((performance.now() - started) / 1000);
-        opts.onEvent?.({ type: "step", unit, progress: p, stepsDone, totalSteps, etaSeconds: rate > 0 ? (totalSteps - stepsDone) / rate : null });
+        opts.onEvent?.({ type: "step", unit, progress: p, stepsDone, totalSteps, stepsPerS: rate, etaSeconds: rate > 0 ? (totalSteps - stepsDone) / rate : null });
       },
       onEpoch: (record, numTensors) => opts.onEvent?.({ type: "epoch", unit, record, numTensors }),
       shouldStop: opts.shouldStop,

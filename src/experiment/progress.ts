@@ -23,7 +23,7 @@ export function formatStep(e: Extract<RunEvent, { type: "step" }>, epochs: numbe
   const filled = Math.min(width, Math.round((e.stepsDone / Math.max(1, e.totalSteps)) * width));
   const bar = "#".repeat(filled) + ".".repeat(width - filled);
   return `[${bar}] ${unitLabel(e.unit)} | epoch ${p.epoch}/${epochs} step ${p.step}/${p.steps} | loss ${p.loss.toFixed(4)} | ` +
-    `${p.imagesPerS.toFixed(1)} img/s | ETA ${formatDuration(e.etaSeconds)}`;
+    `${e.stepsPerS.toFixed(2)} steps/s, ${p.imagesPerS.toFixed(1)} img/s | ETA ${formatDuration(e.etaSeconds)}`;
 }
 
 const COLUMNS: Array<[string, number]> = [["backbone", 8], ["arm", 13], ["trial", 5], ["epoch", 5], ["test_bce", 8], ["roc_auc", 7], ["bias", 7], ["train_loss", 10], ["img/s", 7], ["wall_s", 7]];
