@@ -140,6 +140,8 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
         stepLosses.push(loss);
         seen += end - start;
         callbacks.onStep?.({ epoch, step: s + 1, steps: ranges.length, loss, imagesPerS: seen / ((performance.now() - t0) / 1000) });
+        // Let signal handlers and kernel interrupts run between steps, so shouldStop() can see them.
+        await new Promise((resolve) => setImmediate(resolve));
       }
       const trainSeconds = (performance.now() - t0) / 1000;
       const ev = evaluate(model, test, settings.testBatch, settings.evalMode, makeRng(settings.seed, "eval", epoch));

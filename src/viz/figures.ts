@@ -5,7 +5,7 @@ import { ARMS } from "../config";
 import type { Arm, Backbone } from "../config";
 import type { EpochRecord, StepRecord } from "../experiment/records";
 import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats";
-import type { MeanCi } from "../experiment/stats";
+import type { MeanCi, SummaryRow } from "../experiment/stats";
 import { entropyNats } from "../train/metrics";
 
 export interface PlotlyFigure {
@@ -198,7 +198,9 @@ function twoPanelAxes(xTitle: string, leftY: string, rightY: string): Record<str
 export function learningCurves(records: readonly EpochRecord[], options: PositiveRateOptions): PlotlyFigure {
   checkRate("learningCurves", options.positiveRate);
   const selected = selectEpochRecords("learningCurves", records, options);
-  const epochOf = (r: { epoch: number }): number => r.epoch;
+  // Typed by the row type itself: tslab compiles non-strict, where a structural parameter type here
+  // fails to check against the generic armTraces() signature.
+  const epochOf = (r: SummaryRow): number => r.epoch;
   const hp = horizontalLine(entropyNats(options.positiveRate), `H(p) = ${entropyNats(options.positiveRate).toFixed(3)}`, 1);
   return {
     data: [...armTraces(summarize(selected, "loss"), epochOf, 1), ...armTraces(summarize(selected, "roc_auc"), epochOf, 2)],

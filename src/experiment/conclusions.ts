@@ -1,0 +1,121 @@
+// Conclusions written from the numbers: every sentence the summary notebook states about the
+// experiment is generated here from the stored records, so it can never disagree with the tables.
+// The rule for a claim: a paired difference (positive rate - vanilla, matched on trial) whose 95%
+// CI excludes zero. With one trial there is no interval and no claim.
+import type { Backbone } from "../config";
+import type { EpochRecord } from "./records";
+import { MeanCi, pairedDifference, summarize } from "./stats";
+import { entropyNats } from "../train/metrics";
+
+const LN2 = Math.log(2);
+
+/** What a paired difference's interval says. */
+export type Verdict = "lower" | "higher" | "unresolved" | "single-trial";
+
+export function verdict(d: MeanCi): Verdict {
+  if (d.ci_low === null || d.ci_high === null) return "single-trial";
+  if (d.ci_high < 0) return "lower";
+  if (d.ci_low > 0) return "higher";
+  return "unresolved";
+}
+
+export function formatInterval(d: MeanCi, digits = 4): string {
+  const sign = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(digits);
+  if (d.ci_low === null || d.ci_high === null) return `${sign(d.mean)} (one trial, no CI)`;
+  return `${sign(d.mean)} (95% CI ${sign(d.ci_low)} to ${sign(d.ci_high)}, ${d.n} paired trials)`;
+}
+
+/** One half of the grid (or the convergence run) to conclude about. */
+export interface ConclusionPart {
+  /** e.g. "ImageNet weights, 5 epochs". */
+  label: string;
+  backbone: Backbone;
+  records: readonly EpochRecord[];
+  /** The measured positive rate of this part's training data, when it differs from the context's. */
+  positiveRate?: number | null;
+  /** Set when the half could not run (e.g. ImageNet weights unavailable): reported instead of numbers. */
+  unavailable?: string | null;
+}
+
+export interface ConclusionContext {
+  dataset: "cifar10" | "synthetic";
+  /** Measured training positive rate p. */
+  positiveRate: number;
+  /** Preset name and a short description of what was trained (model, input size, images). */
+  preset: string;
+  setting: string;
+}
+
+function epochsOf(records: readonly EpochRecord[]): number[] {
+  return [...new Set(records.map((r) => r.epoch))].sort((a, b) => a - b);
+}
+
+/** Sentences (markdown bullets) about one part, from its records only. */
+export function partFindings(part: ConclusionPart, positiveRate: number): string[] {
+  if (part.unavailable) return [`**${part.label}: not run.** ${part.unavailable}`];
+  const records = part.records.filter((r) => r.backbone === part.backbone);
+  if (records.length === 0) return [`**${part.label}: no results in the store yet** (run its notebook first).`];
+  const out: string[] = [];
+  const hp = entropyNats(positiveRate);
+  const epochs = epochsOf(records);
+  const last = epochs[epochs.length - 1];
+
+  const start = summarize(records, "loss").filter((r) => r.epoch === 0);
+  const startOf = (arm: string) => start.find((r) => r.arm === arm);
+  const v0 = startOf("vanilla");
+  const p0 = startOf("positive_rate");
+  if (v0 && p0) {
+    out.push(`**${part.label}, before training (epoch 0):** test BCE ${v0.mean.toFixed(4)} with the vanilla bias ` +
+      `(log 2 = ${LN2.toFixed(4)}) and ${p0.mean.toFixed(4)} with the positive-rate bias (H(p) = ${hp.toFixed(4)} for p = ${positiveRate.toFixed(4)}).`);
+  }
+
+  const bce = pairedDifference(records, "loss");
+  const auc = pairedDifference(records, "roc_auc");
+  const bceLast = bce.find((r) => r.epoch === last);
+  const aucLast = auc.find((r) => r.epoch === last);
+  if (!bceLast || !aucLast) {
+    out.push(`**${part.label}:** no trial has both arms at epoch ${last}, so there is no paired comparison.`);
+    return out;
+  }
+  const bceWord: Record<Verdict, string> = {
+    lower: "lower test BCE with the positive-rate bias",
+    higher: "higher test BCE with the positive-rate bias",
+    unresolved: "no test-BCE difference the trials can resolve (the CI includes 0)",
+    "single-trial": "a single trial: no interval, so no conclusion about test BCE",
+  };
+  const aucWord: Record<Verdict, string> = {
+    lower: "lower ROC-AUC with the positive-rate bias",
+    higher: "higher ROC-AUC with the positive-rate bias",
+    unresolved: "no ROC-AUC difference the trials can resolve (the CI includes 0)",
+    "single-trial": "a single trial: no interval, so no conclusion about ROC-AUC",
+  };
+  out.push(`**${part.label}, after epoch ${last}:** ${bceWord[verdict(bceLast)]}: positive rate - vanilla = ${formatInterval(bceLast)}; ` +
+    `${aucWord[verdict(aucLast)]}: ${formatInterval(aucLast)}.`);
+
+  const trained = bce.filter((r) => r.epoch > 0);
+  const resolved = trained.filter((r) => verdict(r) === "lower").map((r) => r.epoch);
+  if (trained.length > 0 && trained.every((r) => verdict(r) !== "single-trial")) {
+    if (resolved.length === 0) out.push(`**${part.label}:** at no epoch after training began is the positive-rate arm's test BCE resolvably lower.`);
+    else if (resolved.length === trained.length) out.push(`**${part.label}:** its test BCE is resolvably lower at every epoch (1-${last}).`);
+    else out.push(`**${part.label}:** its test BCE is resolvably lower at epoch${resolved.length === 1 ? "" : "s"} ${resolved.join(", ")} of 1-${last}.`);
+  }
+  return out;
+}
+
+/** The summary notebook's conclusions, as markdown, naming the dataset (loudly when synthetic). */
+export function writeConclusions(parts: readonly ConclusionPart[], ctx: ConclusionContext): string {
+  const lines: string[] = [];
+  if (ctx.dataset === "synthetic") {
+    lines.push("**These numbers come from the SYNTHETIC stand-in data, not CIFAR-10.** They show the pipeline works end to end; " +
+      "they say nothing about the question on real images. Run `make data`, then the notebooks again.");
+  } else {
+    lines.push(`Data: CIFAR-10, frog vs not frog, measured training positive rate p = ${ctx.positiveRate.toFixed(4)}.`);
+  }
+  lines.push(`Preset \`${ctx.preset}\`: ${ctx.setting}.`);
+  lines.push("");
+  for (const part of parts) for (const finding of partFindings(part, part.positiveRate ?? ctx.positiveRate)) lines.push(`- ${finding}`);
+  lines.push("");
+  lines.push("A claim is made only where the 95% CI of the paired difference (same trial seed, same data order, " +
+    "only the head's bias differs) excludes zero.");
+  return lines.join("\n");
+}

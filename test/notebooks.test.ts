@@ -1,0 +1,338 @@
+// The notebook layer: output bundles (figures, tables, live progress, images), the conclusions
+// written from numbers, and the real notebooks executed through the project's tslab kernel.
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { spawnSync } from "child_process";
+import { inflateSync } from "zlib";
+import {
+  DisplayMessage, LiveProgress, figureBundle, rgbToPng, setDisplaySink, showFigure, resetPlotlyInlined, tableBundle, scriptJson,
+} from "../src/viz/display";
+import { formatInterval, partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
+import type { EpochRecord } from "../src/experiment/records";
+import { makeConfig } from "../src/config";
+import { storeFor } from "../src/experiment/grid";
+import { planOverrides } from "../src/notebook";
+
+const ROOT = path.resolve(__dirname, "..");
+
+function capture(fn: () => void): Array<{ message: DisplayMessage; update: boolean }> {
+  const sent: Array<{ message: DisplayMessage; update: boolean }> = [];
+  setDisplaySink((message, update) => sent.push({ message, update }));
+  try {
+    fn();
+  } finally {
+    setDisplaySink(null);
+  }
+  return sent;
+}
+
+describe("display bundles", () => {
+  const fig = { data: [{ type: "scatter", name: "Vanilla </script><b>", x: [0, 1], y: [0.7, 0.4] }], layout: { title: { text: "t" }, height: 300 } };
+
+  test("a figure is one output with the Plotly JSON, the HTML+script and a text line", () => {
+    const bundle = figureBundle(fig, "fig-test");
+    assert.deepEqual(Object.keys(bundle).sort(), ["application/vnd.plotly.v1+json", "text/html", "text/plain"]);
+    assert.deepEqual(bundle["application/vnd.plotly.v1+json"], { data: fig.data, layout: fig.layout, config: { responsive: true, displaylogo: false } });
+    const html = bundle["text/html"] as string;
+    assert.match(html, /<div id="fig-test" class="plotly-graph-div" style="width:100%;height:300px"><\/div>/);
+    assert.match(html, /window\.Plotly\.newPlot\(div, fig\.data, fig\.layout, fig\.config\)/);
+    // The trace name's "</script>" must not end the script element early: only the real closing tag remains.
+    assert.equal(html.split("</script>").length - 1, 1);
+    assert.equal(bundle["text/plain"], "<Plotly figure: t; 1 trace(s) (Vanilla </script><b>)>");
+  });
+
+  test("scriptJson escapes what would end a script element or break a JS string", () => {
+    assert.equal(scriptJson({ a: "</script>\u2028" }), '{"a":"\\u003c/script>\\u2028"}');
+  });
+
+  test("plotly.js is sent once per session, before the first figure", () => {
+    resetPlotlyInlined();
+    const sent = capture(() => {
+      showFigure(fig);
+      showFigure(fig);
+    });
+    assert.equal(sent.length, 3);
+    const library = sent[0].message.data["text/html"] as string;
+    assert.ok(library.startsWith('<script type="text/javascript">if (!window.Plotly) {'), library.slice(0, 80));
+    assert.ok(library.length > 1_000_000, `plotly.js inlined (${library.length} chars)`);
+    assert.ok("application/vnd.plotly.v1+json" in sent[1].message.data && "application/vnd.plotly.v1+json" in sent[2].message.data);
+    assert.ok(sent.every((s) => !s.update && s.message.transient.display_id === undefined));
+  });
+
+  test("a table: right-aligned numbers with fixed digits, nulls empty, one-column frames", () => {
+    const bundle = tableBundle({ columns: ["a", "b"], values: [[1, 0.5], [2, null]] }, { digits: 2, caption: "cap" });
+    assert.equal(bundle["text/plain"], "cap\na     b\n1  0.50\n2");
+    assert.match(bundle["text/html"] as string, /<td style="text-align:right;padding:2px 8px">0\.50<\/td>/);
+    assert.match(bundle["text/html"] as string, /<caption[^>]*>cap<\/caption>/);
+    assert.equal(tableBundle({ columns: ["x"], values: [3, 4] })["text/plain"], "x\n3\n4");
+    assert.equal(tableBundle({ columns: ["s"], values: [["<b>"]] })["text/html"], '<div style="overflow-x:auto"><table class="dataframe" style="border-collapse:collapse;font-variant-numeric:tabular-nums"><thead><tr><th style="text-align:left;padding:2px 8px">s</th></tr></thead><tbody><tr><td style="text-align:left;padding:2px 8px">&lt;b&gt;</td></tr></tbody></table></div>');
+  });
+
+  test("live progress: one display id, updated in place, line updates throttled, rows always sent", () => {
+    let now = 0;
+    const sent = capture(() => {
+      const p = new LiveProgress("header", 500, () => now);
+      p.setLine("step 1");
+      now = 100;
+      p.setLine("step 2"); // within 500 ms: held back
+      now = 200;
+      p.addRow("row 1");
+      now = 900;
+      p.setLine("step 3");
+      p.finish("done");
+    });
+    assert.deepEqual(sent.map((s) => s.update), [false, true, true, true]);
+    assert.equal(new Set(sent.map((s) => s.message.transient.display_id)).size, 1);
+    assert.deepEqual(sent.map((s) => s.message.data["text/plain"]), [
+      "step 1", "step 2\n\nheader\nrow 1", "step 3\n\nheader\nrow 1", "done\n\nheader\nrow 1",
+    ]);
+  });
+
+  test("rgbToPng writes a valid PNG (checked byte by byte for one red pixel)", () => {
+    const png = rgbToPng(Uint8Array.from([255, 0, 0]), 1, 1);
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert.equal(png.toString("ascii", 12, 16), "IHDR");
+    assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20), png[24], png[25]], [1, 1, 8, 2]);
+    const idatLength = png.readUInt32BE(33);
+    assert.equal(png.toString("ascii", 37, 41), "IDAT");
+    assert.deepEqual([...inflateSync(png.subarray(41, 41 + idatLength))], [0, 255, 0, 0]);
+    // IEND's CRC is the same in every PNG: AE 42 60 82.
+    assert.deepEqual([...png.subarray(png.length - 12)], [0, 0, 0, 0, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82]);
+    assert.throws(() => rgbToPng(new Uint8Array(5), 1, 1), /5 bytes is not 1x1x3/);
+  });
+});
+
+describe("conclusions from numbers", () => {
+  // Three paired trials, epochs 0 and 1. Epoch 1: positive rate - vanilla BCE = -0.05, -0.06, -0.055
+  // (mean -0.055, sd 0.005, t(0.975, 2) = 4.3027: CI -0.0674..-0.0426); ROC-AUC +0.01, +0.02, +0.015.
+  function records(): EpochRecord[] {
+    const out: EpochRecord[] = [];
+    const bce1 = { vanilla: [0.40, 0.42, 0.41], positive_rate: [0.35, 0.36, 0.355] };
+    const auc1 = { vanilla: [0.60, 0.61, 0.62], positive_rate: [0.61, 0.63, 0.635] };
+    for (const arm of ["vanilla", "positive_rate"] as const) {
+      for (let trial = 0; trial < 3; trial++) {
+        for (const epoch of [0, 1]) {
+          out.push({
+            backbone: "scratch", arm, trial, epoch,
+            loss: epoch === 0 ? (arm === "vanilla" ? 0.7 : 0.33) : bce1[arm][trial],
+            roc_auc: epoch === 0 ? 0.5 : auc1[arm][trial],
+            output_bias_value: 0, train_loss: null, wall_s: 0, images_per_s: null, seed: 0, dataset: "synthetic", backend: "js",
+          });
+        }
+      }
+    }
+    return out;
+  }
+
+  test("verdicts follow the interval", () => {
+    assert.equal(verdict({ n: 3, mean: -1, sd: 1, ci_low: -2, ci_high: -0.1 }), "lower");
+    assert.equal(verdict({ n: 3, mean: 1, sd: 1, ci_low: 0.1, ci_high: 2 }), "higher");
+    assert.equal(verdict({ n: 3, mean: 0, sd: 1, ci_low: -1, ci_high: 1 }), "unresolved");
+    assert.equal(verdict({ n: 1, mean: 0.3, sd: null, ci_low: null, ci_high: null }), "single-trial");
+    assert.equal(formatInterval({ n: 1, mean: 0.3, sd: null, ci_low: null, ci_high: null }), "+0.3000 (one trial, no CI)");
+  });
+
+  test("findings state the paired differences and their intervals", () => {
+    const findings = partFindings({ label: "Scratch", backbone: "scratch", records: records() }, 0.1);
+    assert.deepEqual(findings, [
+      "**Scratch, before training (epoch 0):** test BCE 0.7000 with the vanilla bias (log 2 = 0.6931) and 0.3300 with the positive-rate bias (H(p) = 0.3251 for p = 0.1000).",
+      "**Scratch, after epoch 1:** lower test BCE with the positive-rate bias: positive rate - vanilla = -0.0550 (95% CI -0.0674 to -0.0426, 3 paired trials); " +
+        "higher ROC-AUC with the positive-rate bias: +0.0150 (95% CI +0.0026 to +0.0274, 3 paired trials).",
+      "**Scratch:** its test BCE is resolvably lower at every epoch (1-1).",
+    ]);
+  });
+
+  test("the text names synthetic data loudly and reports halves that did not run", () => {
+    const text = writeConclusions([
+      { label: "ImageNet weights", backbone: "imagenet", records: [], unavailable: "weights/efficientnet_b1.pth not found" },
+      { label: "Scratch", backbone: "scratch", records: records() },
+    ], { dataset: "synthetic", positiveRate: 0.1, preset: "smoke", setting: "tiny" });
+    assert.match(text, /^\*\*These numbers come from the SYNTHETIC stand-in data, not CIFAR-10\.\*\*/);
+    assert.match(text, /- \*\*ImageNet weights: not run\.\*\* weights\/efficientnet_b1\.pth not found/);
+    assert.match(text, /Preset `smoke`: tiny\./);
+    const real = writeConclusions([], { dataset: "cifar10", positiveRate: 0.1, preset: "full", setting: "B1" });
+    assert.match(real, /^Data: CIFAR-10, frog vs not frog, measured training positive rate p = 0\.1000\./);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The committed notebooks: nbformat 4, the project's kernel, no outputs (reports/ has executed copies).
+
+test("committed notebooks use the project's kernel and carry no outputs", () => {
+  const dir = path.join(ROOT, "notebooks");
+  const names = fs.readdirSync(dir).filter((f) => f.endsWith(".ipynb")).sort();
+  assert.deepEqual(names, ["00_walkthrough.ipynb", "01_imagenet_weights.ipynb", "02_from_scratch.ipynb", "03_convergence.ipynb", "04_summary.ipynb"]);
+  for (const name of names) {
+    const nb = JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")) as {
+      nbformat: number; nbformat_minor: number; metadata: { kernelspec?: { name?: string } };
+      cells: Array<{ cell_type: string; id?: string; outputs?: unknown[]; execution_count?: number | null; source: string | string[] }>;
+    };
+    assert.equal(nb.nbformat, 4, name);
+    assert.ok(nb.nbformat_minor >= 5, `${name}: nbformat 4.5+ (cell ids)`);
+    assert.equal(nb.metadata.kernelspec?.name, "bias-init-tslab", `${name}: kernelspec`);
+    const ids = nb.cells.map((c) => c.id);
+    assert.equal(new Set(ids).size, ids.length, `${name}: cell ids must be unique`);
+    for (const [i, cell] of nb.cells.entries()) {
+      if (cell.cell_type !== "code") continue;
+      assert.deepEqual(cell.outputs, [], `${name} cell ${i}: outputs must be cleared before committing (Edit > Clear Outputs of All Cells)`);
+      assert.equal(cell.execution_count, null, `${name} cell ${i}: execution_count`);
+    }
+    const first = nb.cells.find((c) => c.cell_type === "code");
+    assert.match(joined(first?.source), /const nb = await notebookSetup\(/, `${name}: the first code cell calls notebookSetup()`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// tslab compiles what notebooks import with its own TypeScript 5.0.4 and its own options (not
+// strict, lib es2022, ...), which can reject code that `tsc -p .` accepts. Same compiler, no kernel.
+
+interface TslabDiagnostic {
+  fileName?: string;
+  start: { line: number; character: number };
+  messageText: string;
+}
+interface TslabConverter {
+  convert(prevDecl: string, src: string): { diagnostics: TslabDiagnostic[] };
+  close(): void;
+}
+
+function sourceFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? sourceFiles(p) : e.name.endsWith(".ts") ? [p] : [];
+  });
+}
+
+test("every src/ module compiles under tslab's compiler, as notebooks import it", () => {
+  const cwd = process.cwd();
+  process.chdir(ROOT); // tslab compiles relative to the working directory, like the kernel started by launch.sh
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { createConverter } = require("tslab/dist/converter") as { createConverter: () => TslabConverter };
+  const converter = createConverter();
+  try {
+    const imports = sourceFiles(path.join(ROOT, "src")).map((f) => `import "./${path.relative(ROOT, f).replace(/\\/g, "/").replace(/\.ts$/, "")}";`);
+    const { diagnostics } = converter.convert("", imports.join("\n"));
+    const described = diagnostics.map((d) => `${d.fileName ?? "(a file imported by the cell)"} ${d.start.line + 1}:${d.start.character + 1} ${d.messageText}`);
+    assert.deepEqual(described, [], "tslab rejects code that notebooks import (tsc -p . may accept it: tslab is not strict)");
+  } finally {
+    converter.close();
+    process.chdir(cwd);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The notebooks themselves, through the real tslab kernel (tools/jupyter/run_notebooks.py).
+
+const PYTHON = path.join(ROOT, ".venv", "bin", "python");
+const JUPYTER = path.join(ROOT, ".venv", "bin", "jupyter");
+const noJupyter = fs.existsSync(JUPYTER) ? false : `${JUPYTER} is missing: run \`make setup\` to execute the notebooks`;
+
+interface Output {
+  output_type: string;
+  name?: string;
+  text?: string | string[];
+  data?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+}
+interface Cell {
+  cell_type: string;
+  source: string | string[];
+  outputs?: Output[];
+}
+const joined = (s: string | string[] | undefined): string => (Array.isArray(s) ? s.join("") : s ?? "");
+
+function outputsOf(file: string): Output[] {
+  const nb = JSON.parse(fs.readFileSync(file, "utf8")) as { cells: Cell[] };
+  return nb.cells.flatMap((c) => c.outputs ?? []);
+}
+
+function outputText(o: Output): string {
+  return o.output_type === "stream" ? joined(o.text) : joined(o.data?.["text/plain"] as string | string[] | undefined) + joined(o.data?.["text/html"] as string | string[] | undefined);
+}
+
+/** Checks every notebook-wide promise: no error, no stderr, no TF.js banner, plotly.js inlined once, header says the data. */
+function checkCommon(file: string): Output[] {
+  const outputs = outputsOf(file);
+  const name = path.basename(file);
+  assert.deepEqual(outputs.filter((o) => o.output_type === "error"), [], `${name}: error outputs`);
+  assert.deepEqual(outputs.filter((o) => o.output_type === "stream" && o.name === "stderr").map(outputText), [], `${name}: stderr output`);
+  for (const o of outputs) assert.doesNotMatch(outputText(o).slice(0, 100_000), /Hi, looks like you are running TensorFlow\.js|tfjs-node for more details/, `${name}: TF.js banner in an output`);
+  const libraries = outputs.filter((o) => joined(o.data?.["text/html"] as string | undefined).includes("if (!window.Plotly) {"));
+  assert.equal(libraries.length, 1, `${name}: plotly.js inlined once`);
+  const header = outputs.find((o) => o.metadata?.bias_init !== undefined);
+  assert.ok(header, `${name}: header output with dataset metadata`);
+  const info = header.metadata?.bias_init as { dataset: string; preset: string };
+  assert.equal(info.preset, "smoke");
+  assert.ok(info.dataset === "synthetic" || info.dataset === "cifar10");
+  if (info.dataset === "synthetic") assert.match(outputText(header), /DATA: SYNTHETIC stand-in, NOT CIFAR-10/);
+  return outputs;
+}
+
+/** Figure outputs: the Plotly JSON and the HTML+script in one bundle. */
+const figuresOf = (outputs: Output[]): Output[] =>
+  outputs.filter((o) => o.data?.["application/vnd.plotly.v1+json"] !== undefined && o.data?.["text/html"] !== undefined);
+
+describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: noJupyter }, () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-notebooks-"));
+  const results = path.join(work, "results");
+  const out = path.join(work, "executed");
+  // The failing cell, its stderr and error are in the assertion message; nothing else is kept.
+  after(() => fs.rmSync(work, { recursive: true, force: true }));
+  const env = { ...process.env, BIAS_INIT_PRESET: "smoke", BIAS_INIT_RESULTS: results, BIAS_INIT_BACKEND: process.env.BIAS_INIT_BACKEND ?? "js" };
+
+  function execute(...notebooks: string[]): void {
+    const r = spawnSync(PYTHON, [path.join(ROOT, "tools/jupyter/run_notebooks.py"), "--no-html", "--out", out, ...notebooks.map((n) => path.join(ROOT, "notebooks", n))],
+      { cwd: ROOT, env, encoding: "utf8", timeout: 240_000 });
+    assert.equal(r.status, 0, `run_notebooks.py failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
+  }
+
+  test("00_walkthrough runs top to bottom: sample images, figures, the demo's progress and step losses", () => {
+    execute("00_walkthrough.ipynb");
+    const outputs = checkCommon(path.join(out, "00_walkthrough.ipynb"));
+    const figures = figuresOf(outputs);
+    // Class balance and the demo's step-loss curve.
+    assert.equal(figures.length, 2, `figures: ${figures.map(outputText).join(" | ")}`);
+    assert.ok(outputs.some((o) => joined(o.data?.["text/html"] as string | undefined).includes("data:image/png;base64,")), "sample images");
+    assert.ok(outputs.some((o) => /^done in .*: 2 of 2 unit\(s\) complete in /.test(outputText(o))), "the demo's progress display ends with its summary line");
+  });
+
+  test("04_summary renders every section from the store: known records, an unavailable half, a missing run", () => {
+    // The store as 01 and 02 would leave it with the smoke preset, written directly (no training):
+    // two paired scratch trials with known numbers, the ImageNet half marked unavailable.
+    const config = makeConfig("smoke", planOverrides("scratch", "smoke"));
+    const { store, dataset } = storeFor(config, results);
+    store.init({ seeded: "test/notebooks.test.ts" });
+    const loss = { vanilla: [[0.70, 0.40, 0.35], [0.71, 0.42, 0.37]], positive_rate: [[0.33, 0.36, 0.34], [0.33, 0.35, 0.345]] };
+    for (const arm of ["vanilla", "positive_rate"] as const) {
+      for (const trial of [0, 1]) {
+        const unit = { backbone: "scratch" as const, arm, trial };
+        for (const epoch of [0, 1, 2]) {
+          store.appendEpoch(unit, {
+            backbone: "scratch", arm, trial, epoch, loss: loss[arm][trial][epoch], roc_auc: 0.5 + 0.1 * epoch + 0.01 * trial,
+            output_bias_value: arm === "vanilla" ? 0.01 : -2.2, train_loss: epoch === 0 ? null : 0.3, wall_s: 1, images_per_s: epoch === 0 ? null : 50,
+            seed: trial, dataset, backend: "js",
+          }, null, null);
+        }
+        store.setStatus(unit, "done");
+        store.setStatus({ backbone: "imagenet", arm, trial }, "unavailable", "no ImageNet weights for the tiny model (test)");
+      }
+    }
+    const exported = path.join(ROOT, "reports", "learning_curves_scratch.png");
+    fs.rmSync(exported, { force: true });
+    execute("04_summary.ipynb");
+    const outputs = checkCommon(path.join(out, "04_summary.ipynb"));
+    const figures = figuresOf(outputs);
+    assert.equal(figures.length, 2, `scratch learning curves and paired difference: ${figures.map(outputText).join(" | ")}`);
+    const text = outputs.map(outputText).join("\n");
+    assert.match(text, /\*\*scratch\*\* \(`[^`]+`\): 4 of 4 unit\(s\) complete\./);
+    assert.match(text, /\*\*imagenet\*\* \(`[^`]+`\): 0 of 4 unit\(s\) complete, 4 not runnable\./);
+    // Epoch 2 differences -0.01 and -0.025: mean -0.0175, and with n = 2 (t = 12.71) the CI spans 0.
+    assert.match(text, /From scratch \(2 epochs\), after epoch 2:\*\* no test-BCE difference the trials can resolve \(the CI includes 0\): positive rate - vanilla = -0\.0175 \(95% CI /);
+    assert.match(text, /\*\*ImageNet weights \(2 epochs\): not run\.\*\* no ImageNet weights for the tiny model \(test\)/);
+    assert.match(text, /From scratch, convergence run \(4 epochs\): no results in the store yet/);
+    assert.ok(fs.existsSync(exported), `${exported}: the reference figure was not exported`);
+  });
+});

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Registers the project's tslab kernel with the project's Jupyter only (never system-wide): a
+# relative symlink .venv/share/jupyter/kernels/bias-init-tslab -> tools/jupyter/kernels/bias-init-tslab,
+# so a plain `.venv/bin/jupyter lab` lists it. `make lab`, `make report` and the tests also find it
+# through JUPYTER_PATH=tools/jupyter, without this link. Idempotent; called by `make setup`.
+set -euo pipefail
+root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)"
+kernels="$root/.venv/share/jupyter/kernels"
+if [[ ! -d "$root/.venv" ]]; then
+  echo "install-kernel: $root/.venv is missing: create it first (make python-deps)" >&2
+  exit 1
+fi
+mkdir -p "$kernels"
+ln -sfn ../../../../tools/jupyter/kernels/bias-init-tslab "$kernels/bias-init-tslab"
+test -f "$kernels/bias-init-tslab/kernel.json" || { echo "install-kernel: the link $kernels/bias-init-tslab does not resolve" >&2; exit 1; }
+echo "kernel 'bias-init-tslab' registered in $kernels"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Starts the project's tslab (node_modules/tslab) as a Jupyter kernel FROM THE REPOSITORY ROOT.
+#
+# Why the root: tslab compiles cells with rootDir = its working directory, and Jupyter starts a
+# kernel in the notebook's folder, so `import ... from "../src/x"` in notebooks/ fails with
+# "File '.../src/x.ts' is not under 'rootDir'". Started here, notebooks import "./src/notebook",
+# and relative paths (data/, results/, reports/) mean the same as for the CLI and `make`.
+set -euo pipefail
+connection_file="${1:?usage: launch.sh CONNECTION_FILE (Jupyter passes it)}"
+# This file is <root>/tools/jupyter/kernels/bias-init-tslab/launch.sh (possibly reached via a symlink).
+here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+root="$(cd "$here/../../../.." && pwd)"
+tslab="$root/node_modules/tslab/bin/tslab"
+if [[ ! -f "$tslab" ]]; then
+  echo "bias-init kernel: $tslab is missing; run 'make setup' (npm ci) in $root" >&2
+  exit 1
+fi
+cd "$root"
+# TF's C++ logs (native backends) would otherwise land in cell outputs; errors still show.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+exec node "$tslab" kernel --config-path "$connection_file"

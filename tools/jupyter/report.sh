@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make report`: executes every notebook headless in a fresh tslab kernel, in order, and writes the
+# executed notebooks and self-contained offline HTML (plus index.html) to reports/ (REPORTS_DIR).
+# Stops at the first failing cell and prints it with its TypeScript diagnostic (tslab writes those
+# only to the cell's stderr). Training happens only for what the results store lacks, so running it
+# again after a finished run only re-renders.
+#   tools/jupyter/report.sh [NOTEBOOK...]     (default: notebooks/*.ipynb)
+set -euo pipefail
+root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)"
+cd "$root"
+python="$root/.venv/bin/python"
+if [[ ! -x "$python" ]]; then
+  echo "report: $python is missing: run 'make setup' (it creates .venv with JupyterLab and nbconvert)" >&2
+  exit 1
+fi
+if [[ ! -f "$root/node_modules/tslab/bin/tslab" ]]; then
+  echo "report: node_modules/tslab is missing: run 'make setup' (npm ci)" >&2
+  exit 1
+fi
+if [[ $# -gt 0 ]]; then
+  notebooks=("$@")
+else
+  shopt -s nullglob
+  notebooks=(notebooks/*.ipynb)
+fi
+if [[ ${#notebooks[@]} -eq 0 ]]; then
+  echo "report: no notebooks found in notebooks/" >&2
+  exit 1
+fi
+exec "$python" "$root/tools/jupyter/run_notebooks.py" --out "${REPORTS_DIR:-reports}" "${notebooks[@]}"
