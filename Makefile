@@ -72,7 +72,7 @@ bench: node-deps
 	$(TSX) bench/train_speed.ts $(ARGS)
 
 bench-compare: setup
-	$(TSX) bench/compare.ts $(ARGS)
+	$(TSX) bench/compare.ts --threads 0,1 $(ARGS)
 
 native: node-deps
 	bash tools/native/build.sh $(ARGS)

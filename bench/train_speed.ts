@@ -1,7 +1,9 @@
 // make bench: training and evaluation throughput of EfficientNet + head on the active backend,
 // with the peak resident memory, printed beside the PyTorch figures measured on this machine kind
 // (../shared/FACTS.md). A benchmark, not a test: numbers vary with machine load.
-//   node --import tsx bench/train_speed.ts [--model b1] [--size 32] [--batch 64] [--eval-batch 256] [--seconds 30]
+//   node --import tsx bench/train_speed.ts [--model b1] [--size 32] [--batch 64] [--eval-batch 256] [--seconds 30] [--profile]
+// --profile: instead, one training step under tf.profile: kernel count and time per kernel type
+// (custom-gradient ops show as "unnamed scope"; how docs/performance.md's tables were made).
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/backend";
@@ -28,11 +30,30 @@ function timeSteps(step: () => void, seconds: number, minSteps: number): { steps
   return { steps, seconds: (performance.now() - t0) / 1000 };
 }
 
+async function printProfile(step: () => void): Promise<void> {
+  step();
+  const t0 = performance.now();
+  step();
+  console.log(`one step: ${(performance.now() - t0).toFixed(0)} ms`);
+  const info = await tf.profile(step);
+  const byKernel = new Map<string, { calls: number; ms: number }>();
+  for (const k of info.kernels) {
+    const e = byKernel.get(k.name) ?? { calls: 0, ms: 0 };
+    e.calls++;
+    e.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    byKernel.set(k.name, e);
+  }
+  console.log(`kernels per step: ${info.kernels.length} | TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
+  for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) {
+    console.log(`${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms`);
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { model: { type: "string", default: "b1" }, size: { type: "string", default: "32" }, batch: { type: "string", default: "64" },
       "eval-batch": { type: "string", default: "256" }, seconds: { type: "string", default: "30" },
-      json: { type: "boolean", default: false } },
+      json: { type: "boolean", default: false }, profile: { type: "boolean", default: false } },
   });
   const model = values.model as ModelName;
   const size = Number(values.size);
@@ -55,6 +76,10 @@ async function main(): Promise<void> {
   };
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
+  if (values.profile) {
+    await printProfile(trainStep);
+    return;
+  }
   const tensorsBefore = tf.memory().numTensors;
   const train = timeSteps(trainStep, seconds, 2);
   const trainRate = (train.steps * batch) / train.seconds;

@@ -258,6 +258,52 @@ export interface ForwardOptions {
 
 const WHERE = "src/model/efficientnet.ts";
 
+/** A parameter tensor by state_dict key. */
+type ParamLookup = (key: string) => tf.Tensor;
+
+export type BlockRecompute = "auto" | "always" | "never";
+let blockRecompute: BlockRecompute = "auto";
+
+/**
+ * Gradient checkpointing of MBConv blocks in training. "auto" (default): on the native and GPU
+ * backends, for blocks whose expanded activation has at least RECOMPUTE_MIN_VALUES values (at
+ * 240x240 batch 16: stages 1-3, the first block of stage 4, the later blocks of stage 5 and the first of
+ * stage 6 (13 of 23); at 32x32 batch 64: none, so small
+ * inputs pay no recompute). Measured at 240x240 batch 16 (docs/performance.md): peak RSS 7.5 GB
+ * without, 3.7 GB with this threshold, 2.6 GB with every block. "always"/"never" for tests and benchmarks.
+ */
+export function setBlockRecompute(mode: BlockRecompute): void {
+  blockRecompute = mode;
+}
+
+/** 2M floats = 8 MB for one expanded activation of the block (4M gave 5.2 GB peak, 1M 2.6 GB but 30% slower). */
+const RECOMPUTE_MIN_VALUES = 2 * 1024 * 1024;
+
+/**
+ * Runs tf.grads from inside a gradient function. TF.js's engine has one active tape: a nested
+ * tf.grads would start a fresh tape over the outer one and, when done, set it to null, so the outer
+ * backward pass then fails and leaks its saved tensors. The outer tape is finished while its
+ * backward pass runs, so it is parked here and put back; the inner call frees its own intermediates.
+ */
+function gradsInsideBackward<T>(f: () => T): T {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown; gradientDepth: number } }).state;
+  if (state.gradientDepth !== 0) throw new Error(`${WHERE}: block recompute needs a first-order gradient (tape depth ${state.gradientDepth})`);
+  const outerTape = state.activeTape;
+  state.activeTape = null;
+  try {
+    return f();
+  } finally {
+    state.activeTape = outerTape;
+  }
+}
+
+function shouldRecompute(x: tf.Tensor4D, b: MBConvBlock): boolean {
+  if (blockRecompute !== "auto") return blockRecompute === "always";
+  if (tf.getBackend() === "cpu") return false;
+  const [n, h, w, c] = x.shape;
+  return n * h * w * c * b.expandRatio >= RECOMPUTE_MIN_VALUES;
+}
+
 export class EfficientNet {
   readonly spec: ModelSpec;
   private readonly plan: VariableSpec[];
@@ -300,8 +346,14 @@ export class EfficientNet {
     const mode: BatchNormMode = { training: opts.training, updateRunningStats: update };
     const arch = this.architecture;
     return tf.tidy(() => {
+      // One tidy per block frees its wide intermediates as soon as it is done (the tape, when
+      // recording, keeps its own references): evaluation at 240x240 then holds about one block's
+      // activations, not the whole network's.
       let h = this.convBnAct(x, arch.stem, mode);
-      for (const block of arch.stages.flat()) h = this.mbconv(h, block, mode, rng);
+      for (const block of arch.stages.flat()) {
+        const input = h;
+        h = tf.tidy(() => this.mbconv(input, block, mode, rng));
+      }
       h = this.convBnAct(h, arch.top, mode);
       let pooled = spatialMean(h);
       const { prefix, dropout } = arch.classifier;
@@ -318,31 +370,67 @@ export class EfficientNet {
     return found;
   }
 
-  private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode): tf.Tensor4D {
-    const w = this.v(`${u.prefix}.0.weight`) as tf.Tensor4D;
+  /** `get` maps a parameter key to its tensor: the variable itself, or its stand-in during a recompute. */
+  private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k)): tf.Tensor4D {
+    const w = get(`${u.prefix}.0.weight`) as tf.Tensor4D;
     let y: tf.Tensor4D;
     if (u.kind === "pointwise") y = pointwiseConv(x, w);
     else if (u.kind === "depthwise") y = symmetricDepthwiseConv(x, w, u.stride);
     else y = symmetricConv(x, w, u.stride);
-    return batchNormAct(y, this.bnStates.get(`${u.prefix}.1`) as BatchNormState, mode, u.activation);
+    const bn = `${u.prefix}.1`;
+    const state = { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) };
+    return batchNormAct(y, state, mode, u.activation);
   }
 
-  private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec): tf.Tensor4D {
+  private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec, get: ParamLookup): tf.Tensor4D {
     const c = x.shape[3];
     const s = se.squeezeChannels;
     // On a 1x1 map the SE convolutions are plain matrix products, on every backend.
     const pooled = spatialMean(x);
-    const fc1 = tf.add(dense(pooled, tf.reshape(this.v(`${se.prefix}.fc1.weight`), [c, s])), this.v(`${se.prefix}.fc1.bias`));
-    const fc2 = tf.add(dense(silu(fc1) as tf.Tensor2D, tf.reshape(this.v(`${se.prefix}.fc2.weight`), [s, c])), this.v(`${se.prefix}.fc2.bias`));
+    const fc1 = tf.add(dense(pooled, tf.reshape(get(`${se.prefix}.fc1.weight`), [c, s])), get(`${se.prefix}.fc1.bias`));
+    const fc2 = tf.add(dense(silu(fc1) as tf.Tensor2D, tf.reshape(get(`${se.prefix}.fc2.weight`), [s, c])), get(`${se.prefix}.fc2.bias`));
     return scaleChannels(x, tf.sigmoid(fc2) as tf.Tensor2D);
   }
 
-  private mbconv(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, rng: Rng | undefined): tf.Tensor4D {
+  /** expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the residual. */
+  private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup): tf.Tensor4D {
     let y = x;
-    if (b.expand) y = this.convBnAct(y, b.expand, mode);
-    y = this.convBnAct(y, b.depthwise, mode);
-    y = this.squeezeExcitation(y, b.se);
-    y = this.convBnAct(y, b.project, mode);
+    if (b.expand) y = this.convBnAct(y, b.expand, mode, get);
+    y = this.convBnAct(y, b.depthwise, mode, get);
+    y = this.squeezeExcitation(y, b.se, get);
+    return this.convBnAct(y, b.project, mode, get);
+  }
+
+  /**
+   * The block body as one differentiable op that keeps only its input for the backward pass and
+   * runs the body again there (gradient checkpointing). TF.js's tape holds every intermediate of the
+   * forward pass and every intermediate's gradient until the whole backward pass ends; for the
+   * wide early blocks at 240x240 that is most of the memory. The recompute uses the batch
+   * statistics again (same input, same values) without touching the running statistics a second time.
+   */
+  private recomputedMbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode): tf.Tensor4D {
+    const keys = this.plan.filter((p) => p.trainable && p.key.startsWith(`${b.prefix}.`)).map((p) => p.key);
+    const params = keys.map((k) => this.v(k));
+    const lookup = (values: tf.Tensor[]): ParamLookup => {
+      const byKey = new Map(keys.map((k, i) => [k, values[i]] as const));
+      return (k) => byKey.get(k) ?? this.v(k);
+    };
+    const replay: BatchNormMode = { training: mode.training, updateRunningStats: false };
+    const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const input = args[0] as tf.Tensor4D;
+      (args[args.length - 1] as tf.GradSaveFunc)([input]);
+      return {
+        value: this.mbconvBody(input, b, mode, lookup(args.slice(1, -1) as tf.Tensor[])),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+          gradsInsideBackward(() => tf.grads((...ts: tf.Tensor[]) => this.mbconvBody(ts[0] as tf.Tensor4D, b, replay, lookup(ts.slice(1))))([saved[0], ...params], dy)),
+      };
+    });
+    return op(x, ...params) as tf.Tensor4D;
+  }
+
+  private mbconv(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, rng: Rng | undefined): tf.Tensor4D {
+    const recompute = mode.training && shouldRecompute(x, b);
+    let y = recompute ? this.recomputedMbconvBody(x, b, mode) : this.mbconvBody(x, b, mode, (k) => this.v(k));
     if (!b.residual) return y;
     if (rng !== undefined && b.stochasticDepthProb > 0) {
       y = scaleRows(y, dropMask(y.shape[0], b.stochasticDepthProb, rng));

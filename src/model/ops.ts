@@ -135,11 +135,13 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 
 /**
  * 1x1 convolution, weight HWIO [1, 1, in, out]: a matrix product over [N*H*W, in] on the 'cpu'
- * backend (~5x faster there than its conv2d kernel even before the plain-JS kernels), conv2d
- * elsewhere.
+ * backend (~5x faster there than its conv2d kernel even before the plain-JS kernels) and on the
+ * native one (TF's CPU Conv2DBackpropInput took 3x the time of the two MatMuls that replace it);
+ * conv2d elsewhere (WebGL, WebGPU: their conv kernels are the tuned path).
  */
 export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D): tf.Tensor4D {
-  if (tf.getBackend() !== "cpu") return tf.conv2d(x, weight, 1, "valid");
+  const backend = tf.getBackend();
+  if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, weight, 1, "valid");
   const [n, h, w, c] = x.shape;
   const out = weight.shape[3];
   const y = dense(tf.reshape(x, [n * h * w, c]), tf.reshape(weight, [c, out]));
@@ -350,8 +352,9 @@ export function silu<T extends tf.Tensor>(x: T): T {
 
 /** The four tensors of one torch.nn.BatchNorm2d, plus its constants. */
 export interface BatchNormState {
-  gamma: tf.Variable;
-  beta: tf.Variable;
+  /** The variables, or (when a block is recomputed for its gradient) tensors standing in for them. */
+  gamma: tf.Tensor;
+  beta: tf.Tensor;
   runningMean: tf.Variable;
   runningVar: tf.Variable;
   eps: number;
@@ -381,6 +384,8 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
     throw new Error(`src/model/ops.ts: BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape.join(", ")}]`);
   }
   if (usingJsKernels()) return tf.reshape(jsBatchNormAct(tf.reshape(x, [count, c]), bn, mode, activation), [n, h, w, c]);
+  const native = nativeOps();
+  if (native !== null && mode.training) return nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation);
   let mean: tf.Tensor = bn.runningMean;
   let variance: tf.Tensor = bn.runningVar;
   if (mode.training) {
@@ -393,6 +398,93 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
   }
   const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
   return activation ? silu(y) : y;
+}
+
+// Training-mode BatchNorm on the native backend. TF.js composes it from tf.moments and
+// batchNorm's generic gradient: ~25 kernels forward and backward per layer, with every
+// intermediate (centred x, squares, normalized x, sigmoid, ...) held by the tape until the
+// backward pass. libtensorflow has the fused kernels PyTorch's CPU path uses too:
+// FusedBatchNormV3 (is_training) takes the batch statistics, normalizes, and folds the running
+// statistics with PyTorch's rule (exponential_avg_factor = momentum, unbiased variance) in one
+// call; FusedBatchNormGradV3 returns dx, dgamma, dbeta in one. tfjs-node registers them for
+// inference only, but its backend runs any TensorFlow op by name (executeMultipleOutputs).
+
+interface NativeAttr {
+  name: string;
+  type: number;
+  value: number | boolean | string;
+}
+
+/** The parts of tfjs-node's NodeJSKernelBackend used here (duck-typed: src/ does not depend on tfjs-node). */
+interface NativeKernelBackend {
+  binding: { TF_ATTR_TYPE: number; TF_ATTR_FLOAT: number; TF_ATTR_BOOL: number; TF_ATTR_STRING: number; TF_FLOAT: number };
+  executeMultipleOutputs(name: string, attrs: NativeAttr[], inputs: tf.Tensor[], numOutputs: number): tf.Tensor[];
+}
+
+/** tfjs-node's backend when it is the active one (CPU or GPU build), else null. */
+function nativeOps(): NativeKernelBackend | null {
+  if (tf.getBackend() !== "tensorflow") return null;
+  const b = tf.backend() as unknown as Partial<NativeKernelBackend>;
+  return typeof b.executeMultipleOutputs === "function" && b.binding !== undefined ? (b as NativeKernelBackend) : null;
+}
+
+function fusedBatchNormAttrs(nb: NativeKernelBackend, eps: number): NativeAttr[] {
+  const B = nb.binding;
+  return [
+    { name: "T", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    { name: "U", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    { name: "epsilon", type: B.TF_ATTR_FLOAT, value: eps },
+    { name: "data_format", type: B.TF_ATTR_STRING, value: "NHWC" },
+    { name: "is_training", type: B.TF_ATTR_BOOL, value: true },
+  ];
+}
+
+/**
+ * Batch-statistics BatchNorm (+ SiLU) as one differentiable op. The backward pass keeps x, gamma,
+ * TF's saved batch statistics and, with SiLU, s = sigmoid(z) and y = z * s (y is the next layer's
+ * input, alive anyway): silu'(z) = s + y * (1 - s), so z itself is not kept.
+ */
+function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): tf.Tensor4D {
+  const attrs = fusedBatchNormAttrs(nb, bn.eps);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xIn, gamma, beta] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    // With factor 1 TF ignores the mean/variance inputs (they may be empty) and returns the batch's own.
+    const factor = updateRunningStats ? bn.momentum : 1;
+    const running = updateRunningStats ? [bn.runningMean, bn.runningVar] : [tf.tensor1d([]), tf.tensor1d([])];
+    const [z, newMean, newVar, savedMean, savedVar, reserve] = nb.executeMultipleOutputs(
+      "FusedBatchNormV3",
+      [...attrs, { name: "exponential_avg_factor", type: nb.binding.TF_ATTR_FLOAT, value: factor }],
+      [xIn, gamma, beta, ...running],
+      6,
+    );
+    if (updateRunningStats) {
+      bn.runningMean.assign(newMean);
+      bn.runningVar.assign(newVar);
+    }
+    const bnSaved = [xIn, gamma, savedMean, savedVar, reserve];
+    if (!activation) {
+      save(bnSaved);
+      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => fusedBatchNormGrad(nb, attrs, dy, saved) };
+    }
+    const s = tf.sigmoid(z);
+    const y = tf.mul(z, s);
+    save([...bnSaved, s, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sv, yv] = saved.slice(5);
+        return fusedBatchNormGrad(nb, attrs, tf.mul(dy, tf.sub(tf.add(sv, yv), tf.mul(yv, sv))), saved);
+      },
+    };
+  });
+  return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
+}
+
+/** [dx, dgamma, dbeta] from FusedBatchNormGradV3, given dL/dz and the forward's saved tensors. */
+function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
+  const [x, gamma, savedMean, savedVar, reserve] = saved;
+  return nb.executeMultipleOutputs("FusedBatchNormGradV3", attrs, [dz, x, gamma, savedMean, savedVar, reserve], 5).slice(0, 3);
 }
 
 /** Per-channel mean and biased variance of [rows, c] values, accumulated in float64. */
