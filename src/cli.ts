@@ -1,7 +1,7 @@
 // Headless runner for long jobs: the same grid and results store as the notebooks.
 //   npx tsx src/cli.ts --preset quick --trials 2
 // Ctrl-C stops after the step in flight; running the same command again resumes.
-import { parseArgs } from "util";
+import { parseFlags, FlagSpec } from "./args";
 import { initBackend, backendLine } from "./backend";
 import { makeConfig, ConfigOverrides, PresetName, ConfigError, Arm, Backbone, ModelName, EvalMode, DataSource } from "./config";
 import { runExperiment, RunEvent } from "./experiment/grid";
@@ -41,16 +41,11 @@ function limit(name: string, value: string | undefined): number | null | undefin
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      preset: { type: "string" }, backbones: { type: "string" }, arms: { type: "string" }, trials: { type: "string" },
-      epochs: { type: "string" }, model: { type: "string" }, data: { type: "string" }, "data-dir": { type: "string" },
-      positive: { type: "string" }, "train-limit": { type: "string" }, "test-limit": { type: "string" }, lr: { type: "string" },
-      momentum: { type: "string" }, "train-batch": { type: "string" }, "test-batch": { type: "string" }, seed: { type: "string" },
-      "eval-mode": { type: "string" }, results: { type: "string" }, help: { type: "boolean" },
-    },
-    strict: true,
-  });
+  const flags: FlagSpec = { help: { type: "boolean" } };
+  for (const name of ["preset", "backbones", "arms", "trials", "epochs", "model", "data", "data-dir", "positive", "train-limit", "test-limit",
+    "lr", "momentum", "train-batch", "test-batch", "seed", "eval-mode", "results"]) flags[name] = { type: "string" };
+  const flagValues = parseFlags(process.argv.slice(2), flags, HELP);
+  const values = flagValues as Record<string, string | undefined> & { help?: boolean };
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -120,7 +115,7 @@ async function main(): Promise<number> {
 main().then((code) => process.exit(code), (e: unknown) => {
   const err = e as Error;
   // Known input errors get one clear line; anything else keeps its stack for a bug report.
-  const known = ["ConfigError", "DataError", "WeightsUnavailableError", "BackendError", "CheckpointError"].includes(err?.name);
+  const known = ["UsageError", "ConfigError", "DataError", "WeightsUnavailableError", "BackendError", "CheckpointError"].includes(err?.name);
   console.error(`error: ${known ? err.message : err?.stack ?? String(e)}`);
   process.exit(known ? 2 : 1);
 });

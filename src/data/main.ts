@@ -7,6 +7,7 @@ import {
 } from "./cifar10";
 import { progressPrinter } from "./download";
 import { ensureSynthetic } from "./synthetic";
+import { parseFlags, stringFlag } from "../args";
 
 interface Args {
   dir: string;
@@ -20,20 +21,8 @@ const USAGE = `usage: npx tsx src/data/main.ts [--dir DIR] [--local PATH] [--syn
   --synthetic   generate the synthetic stand-in in DIR/synthetic instead`;
 
 export function parseArgs(argv: string[]): Args {
-  const args: Args = { dir: "data", local: null, synthetic: false };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (flag === "--dir") args.dir = value();
-    else if (flag === "--local") args.local = value();
-    else if (flag === "--synthetic") args.synthetic = true;
-    else throw new Error(`unknown argument "${flag}"\n${USAGE}`);
-  }
-  return args;
+  const v = parseFlags(argv, { dir: { type: "string" }, local: { type: "string" }, synthetic: { type: "boolean" } }, USAGE);
+  return { dir: stringFlag(v, "dir", "data"), local: stringFlag(v, "local", null), synthetic: v.synthetic === true };
 }
 
 function describe(batchDir: string): string {

@@ -3,6 +3,7 @@
 //   npx tsx src/model/weights_main.ts [--model b1] [--dir weights] [--local PATH]
 import type { ModelName } from "../config";
 import { progressPrinter } from "../data/download";
+import { parseFlags, stringFlag, UsageError } from "../args";
 import { DEFAULT_WEIGHTS_DIR, ensureImagenetWeights, IMAGENET_WEIGHTS, verifyCheckpointFits } from "./pretrained";
 
 interface Args {
@@ -19,23 +20,10 @@ const USAGE = `usage: npx tsx src/model/weights_main.ts [--model ${MODELS.join("
   --local PATH  verify and use this copy instead of downloading (also: ${IMAGENET_WEIGHTS.b1?.envVar}=PATH)`;
 
 export function parseArgs(argv: string[]): Args {
-  const args: Args = { model: "b1", dir: DEFAULT_WEIGHTS_DIR, local: null };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (flag === "--model") {
-      const m = value();
-      if (!(MODELS as string[]).includes(m)) throw new Error(`--model must be one of ${MODELS.join(", ")}, got "${m}"\n${USAGE}`);
-      args.model = m as ModelName;
-    } else if (flag === "--dir") args.dir = value();
-    else if (flag === "--local") args.local = value();
-    else throw new Error(`unknown argument "${flag}"\n${USAGE}`);
-  }
-  return args;
+  const v = parseFlags(argv, { model: { type: "string" }, dir: { type: "string" }, local: { type: "string" } }, USAGE);
+  const model = stringFlag(v, "model", "b1");
+  if (!(MODELS as string[]).includes(model)) throw new UsageError(`--model must be one of ${MODELS.join(", ")}, got "${model}"\n${USAGE}`);
+  return { model: model as ModelName, dir: stringFlag(v, "dir", DEFAULT_WEIGHTS_DIR), local: stringFlag(v, "local", null) };
 }
 
 export async function main(argv: string[]): Promise<number> {

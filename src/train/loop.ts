@@ -5,7 +5,8 @@ import * as tf from "@tensorflow/tfjs";
 import { makeRng, Rng } from "../rng";
 import { epochOrder, batchRanges } from "../data/batches";
 import { logLoss, rocAuc } from "./metrics";
-import type { EvalMode } from "../config";
+import type { EvalMode, ExperimentConfig } from "../config";
+import type { EpochRecord } from "../experiment/records";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
 export interface TrainableModel {
@@ -22,28 +23,13 @@ export interface BatchSource {
   batch(indices: ArrayLike<number>): { x: tf.Tensor4D; y: tf.Tensor1D };
 }
 
-export interface LoopSettings {
-  epochs: number;
-  lr: number;
-  momentum: number;
-  trainBatch: number;
-  testBatch: number;
-  evalMode: EvalMode;
-  /** Seed of this trial: data order and dropout masks derive from it (shared by both arms). */
-  seed: number;
-}
+/** The config's training knobs; `seed` is the trial's (data order and dropout masks derive from it). */
+export type LoopSettings = Pick<ExperimentConfig, "epochs" | "lr" | "momentum" | "trainBatch" | "testBatch" | "evalMode" | "seed">;
 
-export interface EpochMetrics {
-  epoch: number;
-  loss: number;
-  roc_auc: number;
-  output_bias_value: number;
-  train_loss: number | null;
-  wall_s: number;
-  images_per_s: number | null;
-  /** tf.memory().numTensors after the epoch, to check that nothing leaks. */
+/** An epoch's numbers as the store keeps them, plus tf.memory().numTensors to check for leaks. */
+export type EpochMetrics = Pick<EpochRecord, "epoch" | "loss" | "roc_auc" | "output_bias_value" | "train_loss" | "wall_s" | "images_per_s"> & {
   num_tensors: number;
-}
+};
 
 export interface StepProgress {
   epoch: number;
