@@ -70,6 +70,7 @@ report: setup
 
 bench: node-deps
 	$(TSX) bench/train_speed.ts $(ARGS)
+	$(TSX) bench/load_checkpoint.ts
 
 bench-compare: setup
 	$(TSX) bench/compare.ts --threads 0,1 $(ARGS)

@@ -5,7 +5,7 @@ import { parseFlags, FlagSpec } from "./args";
 import { initBackend, backendLine } from "./backend";
 import { makeConfig, ConfigOverrides, PresetName, ConfigError, Arm, Backbone, ModelName, EvalMode, DataSource } from "./config";
 import { runExperiment, RunEvent } from "./experiment/grid";
-import { formatStep, epochTableHeader, formatEpochRow, unitLabel, formatDuration } from "./experiment/progress";
+import { formatStep, epochTableHeader, formatEpochRow, formatMemory, unitLabel, formatDuration } from "./experiment/progress";
 import { TrainingStopped } from "./train/loop";
 import { defaultPreset, describeResult } from "./experiment/report";
 
@@ -92,7 +92,7 @@ async function main(): Promise<number> {
       }
     } else if (e.type === "epoch") {
       if (tty) process.stderr.write("\r\x1b[2K");
-      console.log(formatEpochRow(e.record));
+      console.log(`${formatEpochRow(e.record)}  | ${formatMemory(e.numTensors)}`);
     } else if (e.type === "unit-end" && e.status.state !== "done") {
       console.log(`${unitLabel(e.unit)}: ${e.status.state}: ${e.status.message}`);
     }

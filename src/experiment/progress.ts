@@ -39,3 +39,8 @@ export function formatEpochRow(r: EpochRecord): string {
     num(r.train_loss, 4), num(r.images_per_s, 1), num(r.wall_s, 1)];
   return cells.map((c, i) => c.padStart(COLUMNS[i][1])).join("  ");
 }
+
+/** Live tensors and resident memory after an epoch: both must stay flat from epoch 1 on. */
+export function formatMemory(numTensors: number): string {
+  return `tensors ${numTensors} | rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`;
+}
