@@ -73,6 +73,7 @@ async function main(): Promise<number> {
     process.stderr.write("\nstopping after the step in flight (Ctrl-C again to quit now); run the same command to resume\n");
   });
   const tty = process.stderr.isTTY === true;
+  const explained = new Set<string>();
   let lastPrinted = 0;
   const onEvent = (e: RunEvent): void => {
     if (e.type === "start") {
@@ -94,7 +95,10 @@ async function main(): Promise<number> {
       if (tty) process.stderr.write("\r\x1b[2K");
       console.log(`${formatEpochRow(e.record)}  | ${formatMemory(e.numTensors)}`);
     } else if (e.type === "unit-end" && e.status.state !== "done") {
-      console.log(`${unitLabel(e.unit)}: ${e.status.state}: ${e.status.message}`);
+      // The same reason (e.g. weights unavailable) is spelled out once, then referred to.
+      const message = e.status.message ?? "";
+      console.log(`${unitLabel(e.unit)}: ${e.status.state}${explained.has(message) ? " (as above)" : `: ${message}`}`);
+      explained.add(message);
     }
   };
   const t0 = Date.now();

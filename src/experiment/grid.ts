@@ -11,7 +11,7 @@ import { deriveSeed, makeRng } from "../rng";
 import { prepareData, resolveDataSource, PreparedData } from "../data/prepare";
 import { ImageDataset } from "../data/batches";
 import { BinaryClassifier } from "../model/head";
-import { loadImagenetWeights, WeightsUnavailableError } from "../model/pretrained";
+import { IMAGENET_WEIGHTS, loadImagenetWeights, WeightsUnavailableError } from "../model/pretrained";
 import { trainLoop, TrainingDiverged, TrainingStopped, EpochMetrics, StepProgress } from "../train/loop";
 import { ResultsStore, UnitKey, UnitStatus, NamedArray, Checkpoint } from "./store";
 import type { EpochRecord, StepRecord } from "./records";
@@ -110,7 +110,10 @@ export function loadResults(config: ExperimentConfig, resultsDir = "results"): E
 export async function runExperiment(config: ExperimentConfig, opts: RunOptions = {}): Promise<ExperimentResult> {
   const resultsDir = opts.resultsDir ?? "results";
   const { store, resolved } = storeFor(config, resultsDir);
-  const pending = gridUnits(config).filter((u) => !isFinished(store, u, config.epochs) && store.status(u)?.state !== "unavailable");
+  // Units whose weights were unavailable are tried again (the weights may have arrived since),
+  // except where torchvision has no ImageNet weights for the architecture at all.
+  const pending = gridUnits(config).filter((u) => !isFinished(store, u, config.epochs) &&
+    !(store.status(u)?.state === "unavailable" && IMAGENET_WEIGHTS[config.model] === undefined));
   if (pending.length === 0) return loadResults(config, resultsDir);
 
   const backend = await initBackend();
@@ -118,27 +121,34 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   const train = new ImageDataset(data.train, data.trainLabels, resolved.input);
   const test = new ImageDataset(data.test, data.testLabels, resolved.input);
   const stepsPerEpoch = Math.ceil(train.size / resolved.trainBatch);
-  const totalSteps = pending.reduce((sum, u) => sum + stepsPerEpoch * (resolved.epochs - lastEpoch(store, u)), 0);
+  // Epoch 0 is an evaluation only; a unit owes the training steps of its epochs not yet stored.
+  const stepsOwed = (u: UnitKey): number => stepsPerEpoch * (resolved.epochs - Math.max(lastEpoch(store, u), 0));
+  const totalSteps = pending.reduce((sum, u) => sum + stepsOwed(u), 0);
   store.init({ ...resultKeyFields(resolved), dataset: data.dataset, positiveClass: data.positive, positiveRate: data.positiveRate, note: data.note });
   opts.onEvent?.({ type: "start", backend, dataset: data.dataset, note: data.note, hash: store.hash, dir: store.dir, positiveRate: data.positiveRate, pending, totalSteps });
 
-  let stepsDone = 0;
-  const started = performance.now();
+  // The rate counts trained steps over the time since the first one (skipped units take no time).
+  let trained = 0;
+  let skipped = 0;
+  let started: number | null = null;
   for (const unit of pending) {
     const fromEpoch = lastEpoch(store, unit) + 1;
     opts.onEvent?.({ type: "unit-start", unit, fromEpoch });
-    const stepsBefore = stepsDone;
+    const owed = stepsOwed(unit);
+    const trainedBefore = trained;
     const status = await runUnit(store, resolved, unit, data, train, test, backend, {
       onStep: (p) => {
-        stepsDone++;
-        const rate = stepsDone / ((performance.now() - started) / 1000);
-        opts.onEvent?.({ type: "step", unit, progress: p, stepsDone, totalSteps, stepsPerS: rate, etaSeconds: rate > 0 ? (totalSteps - stepsDone) / rate : null });
+        started ??= performance.now();
+        trained++;
+        const rate = trained / Math.max((performance.now() - started) / 1000, 1e-3);
+        opts.onEvent?.({ type: "step", unit, progress: p, stepsDone: trained + skipped, totalSteps, stepsPerS: rate,
+          etaSeconds: trained > 1 ? (totalSteps - trained - skipped) / rate : null });
       },
       onEpoch: (record, numTensors) => opts.onEvent?.({ type: "epoch", unit, record, numTensors }),
       shouldStop: opts.shouldStop,
     });
-    // A unit that ended early (diverged, unavailable) no longer owes its remaining steps.
-    stepsDone = Math.max(stepsDone, stepsBefore + stepsPerEpoch * (resolved.epochs - fromEpoch + 1));
+    // A unit that ended early (diverged, weights unavailable) no longer owes its remaining steps.
+    skipped += owed - (trained - trainedBefore);
     opts.onEvent?.({ type: "unit-end", unit, status });
   }
   return loadResults(config, resultsDir);
