@@ -140,9 +140,10 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
       onStep: (p) => {
         started ??= performance.now();
         trained++;
-        const rate = trained / Math.max((performance.now() - started) / 1000, 1e-3);
+        // Timed from the first step's end, so the first step itself gives no rate yet.
+        const rate = trained > 1 ? (trained - 1) / ((performance.now() - started) / 1000) : 0;
         opts.onEvent?.({ type: "step", unit, progress: p, stepsDone: trained + skipped, totalSteps, stepsPerS: rate,
-          etaSeconds: trained > 1 ? (totalSteps - trained - skipped) / rate : null });
+          etaSeconds: rate > 0 ? (totalSteps - trained - skipped) / rate : null });
       },
       onEpoch: (record, numTensors) => opts.onEvent?.({ type: "epoch", unit, record, numTensors }),
       shouldStop: opts.shouldStop,
