@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
 import { makeConfig } from "../src/config";
 import { runExperiment, loadResults, RunEvent } from "../src/experiment/grid";
 import { entropyNats } from "../src/train/metrics";
@@ -16,6 +17,7 @@ test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla ab
     backbones: ["scratch"], trials: 1, epochs: 2,
   });
   const epochTensors: number[] = [];
+  const tensorsAtStart = tf.memory().numTensors;
   let start: Extract<RunEvent, { type: "start" }> | null = null;
   const result = await runExperiment(config, {
     resultsDir: path.join(root, "results"),
@@ -47,6 +49,9 @@ test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla ab
   // from then on the number of live tensors must not move.
   assert.equal(epochTensors.length, 3);
   assert.equal(epochTensors[1], epochTensors[2], `numTensors after epochs 1 and 2: ${epochTensors.join(", ")}`);
+
+  // Every model, optimizer and batch of both units was released.
+  assert.equal(tf.memory().numTensors, tensorsAtStart, "no tensor outlives the run");
 
   // A finished run comes back from the store without training.
   let trained = false;

@@ -138,5 +138,8 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
     }
   } finally {
     optimizer.dispose();
+    // TF.js 4.22's MomentumOptimizer.dispose() overrides SGD's without disposing the -lr scalar
+    // that SGD's constructor keeps, which would leak one tensor per run.
+    (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
   }
 }
