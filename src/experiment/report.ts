@@ -44,7 +44,11 @@ export function describeResult(result: ExperimentResult): string {
   }
   const positiveRate = result.positiveRate;
   if (positiveRate !== null) lines.push(`  entropy H(p) of the measured positive rate p=${positiveRate.toFixed(4)}: ${entropyNats(positiveRate).toFixed(4)} nats (log 2 = 0.6931)`);
-  for (const u of result.unavailable) lines.push(`  not run: ${unitLabel(u.unit)}: ${u.message}`);
-  for (const u of result.failed) lines.push(`  FAILED: ${unitLabel(u.unit)}: ${u.message}`);
+  // Units that share a reason (typically: weights unavailable) are listed once under it.
+  for (const [label, units] of [["not run", result.unavailable], ["FAILED", result.failed]] as const) {
+    const byMessage = new Map<string, string[]>();
+    for (const u of units) byMessage.set(u.message, [...(byMessage.get(u.message) ?? []), unitLabel(u.unit)]);
+    for (const [message, names] of byMessage) lines.push(`  ${label}: ${names.join(", ")}: ${message}`);
+  }
   return lines.join("\n");
 }
