@@ -163,8 +163,3 @@ export function backendLine(info: BackendInfo): string {
   ];
   return parts.join(" | ");
 }
-
-/** A short label stored with every result row ("cuda", "native-cpu", "js"). */
-export function backendLabel(info: BackendInfo): string {
-  return info.kind;
-}

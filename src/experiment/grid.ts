@@ -6,7 +6,7 @@
 // Resuming: a unit restarts from its last finished epoch; a finished unit is read, never retrained.
 import * as tf from "@tensorflow/tfjs";
 import { ExperimentConfig, Arm, configHash, resultKeyFields } from "../config";
-import { initBackend, backendLabel, BackendInfo } from "../backend";
+import { initBackend, BackendInfo } from "../backend";
 import { deriveSeed, makeRng } from "../rng";
 import { prepareData, resolveDataSource, PreparedData } from "../data/prepare";
 import { ImageDataset } from "../data/batches";
@@ -188,7 +188,7 @@ async function runUnit(store: ResultsStore, config: ExperimentConfig, unit: Unit
     if (previous.length > 0 && !checkpoint) throw new Error(`${store.unitDir(unit)}: epochs are recorded but their checkpoint is missing; delete the folder to rerun this unit`);
     if (checkpoint) model.setWeights(new Map(checkpoint.weights.map((a) => [a.name, a.data as Float32Array])));
     store.setStatus(unit, "running");
-    const meta = { backbone: unit.backbone, arm: unit.arm as Arm, trial: unit.trial, seed, dataset: data.dataset, backend: backendLabel(backend) };
+    const meta = { backbone: unit.backbone, arm: unit.arm as Arm, trial: unit.trial, seed, dataset: data.dataset, backend: backend.kind };
     await trainLoop(model, train, test, { ...config, seed }, {
       onStep: cb.onStep,
       shouldStop: cb.shouldStop,

@@ -89,10 +89,6 @@ export class ResultsStore {
     return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>) : null;
   }
 
-  exists(): boolean {
-    return fs.existsSync(path.join(this.dir, "config.json"));
-  }
-
   unitDir(u: UnitKey): string {
     return path.join(this.dir, unitName(u));
   }
@@ -143,15 +139,6 @@ export class ResultsStore {
   /** Checkpoints are only for resuming: a finished unit drops them (B1 + momentum is ~62 MB). */
   dropCheckpoints(u: UnitKey): void {
     for (const e of listCheckpoints(this.unitDir(u))) removeCheckpoint(this.unitDir(u), e);
-  }
-
-  /** Every unit folder in the store, parsed back into keys. */
-  units(): UnitKey[] {
-    if (!fs.existsSync(this.dir)) return [];
-    return fs.readdirSync(this.dir).flatMap((name) => {
-      const m = /^(imagenet|scratch)__(vanilla|positive_rate)__trial-(\d+)$/.exec(name);
-      return m ? [{ backbone: m[1] as Backbone, arm: m[2] as Arm, trial: Number(m[3]) }] : [];
-    });
   }
 }
 
