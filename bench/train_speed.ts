@@ -6,7 +6,7 @@
 // (custom-gradient ops show as "unnamed scope"; how docs/performance.md's tables were made).
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, backendLine } from "../src/backend";
+import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import type { ModelName } from "../src/config";

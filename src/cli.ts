@@ -1,8 +1,8 @@
 // Headless runner for long jobs: the same grid and results store as the notebooks.
 //   npx tsx src/cli.ts --preset quick --trials 2
 // Ctrl-C stops after the step in flight; running the same command again resumes.
-import { parseFlags, FlagSpec } from "./args";
-import { initBackend, backendLine } from "./backend";
+import { parseFlags, FlagSpec } from "./util/args";
+import { initBackend, backendLine } from "./engine/backend";
 import { makeConfig, ConfigOverrides, PresetName, ConfigError, Arm, Backbone, ModelName, EvalMode, DataSource } from "./config";
 import { runExperiment, RunEvent } from "./experiment/grid";
 import { formatStep, epochTableHeader, formatEpochRow, formatMemory, unitLabel, formatDuration } from "./experiment/progress";

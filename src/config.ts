@@ -1,6 +1,7 @@
 // One typed config drives every run: the notebooks, the CLI and the tests all start from a preset
 // and override a few knobs. Every knob is visible here, with the reference's value in `full`.
 import { createHash } from "crypto";
+import { UserError } from "./errors";
 
 /** The two bias initializations compared by the experiment. */
 export type Arm = "vanilla" | "positive_rate";
@@ -10,6 +11,8 @@ export type PresetName = "full" | "quick" | "smoke";
 export type ModelName = "b1" | "b0" | "tiny";
 /** "auto": CIFAR-10 when it is on disk, else the synthetic stand-in (labelled so everywhere). */
 export type DataSource = "cifar10" | "synthetic" | "auto";
+/** What a run actually trained on, once "auto" is resolved. */
+export type DatasetKind = Exclude<DataSource, "auto">;
 /**
  * How test metrics are computed. "eval" (default): inference mode, running BatchNorm statistics,
  * no dropout. "train": the reference's quirk (it never called model.eval()): batch-statistics
@@ -114,7 +117,7 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   },
 };
 
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
   override name = "ConfigError";
 }
 

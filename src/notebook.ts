@@ -11,7 +11,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { Backbone, ConfigOverrides, ExperimentConfig, PresetName, PRESET_CONFIGS, makeConfig } from "./config";
-import { BackendInfo, backendLine, initBackend } from "./backend";
+import { BackendInfo, backendLine, initBackend } from "./engine/backend";
 import { defaultPreset } from "./experiment/report";
 import { ExperimentResult, RunEvent, loadResults, runExperiment } from "./experiment/grid";
 import { epochTableHeader, formatDuration, formatEpochRow, formatStep, unitLabel } from "./experiment/progress";
@@ -23,7 +23,7 @@ import { CLASS_NAMES, IMAGE_SIDE } from "./data/cifar10";
 import { imageToRgbBytes } from "./data/preprocess";
 import { positiveRateBias } from "./model/head";
 import { summarizeEfficientNet } from "./model/efficientnet";
-import { entropyNats } from "./train/metrics";
+import { entropyNats, sigmoid } from "./maths";
 import { TrainingStopped } from "./train/loop";
 import { ARM_STYLE, BACKBONE_LABEL, PositiveRateOptions, biasCurve, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
 import {
@@ -348,7 +348,7 @@ export class Notebook {
     const rows: Array<[string, string, number]> = [
       ["positive rate p (measured)", "mean of the 0/1 training labels", p],
       ["positive-rate bias b", "log(p / (1 - p))", b],
-      ["sigmoid(b)", "1 / (1 + exp(-b)): equals p", 1 / (1 + Math.exp(-b))],
+      ["sigmoid(b)", "1 / (1 + exp(-b)): equals p", sigmoid(b)],
       ["expected initial BCE, positive-rate bias", "H(p) = -p log p - (1 - p) log(1 - p)", entropyNats(p)],
       ["expected initial BCE, vanilla bias (logit ~ 0)", "log 2 = H(0.5)", Math.log(2)],
       ["loss the vanilla arm must shed first", "log 2 - H(p)", Math.log(2) - entropyNats(p)],

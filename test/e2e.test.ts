@@ -8,7 +8,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { makeConfig } from "../src/config";
 import { runExperiment, loadResults, RunEvent } from "../src/experiment/grid";
-import { entropyNats } from "../src/train/metrics";
+import { entropyNats } from "../src/maths";
 
 test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla above it, both learn, no tensor leak", async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-e2e-"));

@@ -4,7 +4,7 @@ import { learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure } from
 import type { PlotlyFigure } from "../src/viz/figures";
 import { summarize, stepSummary, pairedDifference } from "../src/experiment/stats";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
-import { entropyNats } from "../src/train/metrics";
+import { entropyNats } from "../src/maths";
 
 type Trace = Record<string, unknown>;
 const P = 0.1;

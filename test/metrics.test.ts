@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import * as path from "node:path";
-import { rocAuc, logLoss, bceFromLogits, entropyNats, FLOAT32_EPS } from "../src/train/metrics";
+import { rocAuc, logLoss, bceFromLogits, FLOAT32_EPS } from "../src/train/metrics";
+import { entropyNats } from "../src/maths";
 import { makeRng } from "../src/rng";
 
 const ROOT = path.resolve(__dirname, "..");

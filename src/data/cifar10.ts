@@ -4,7 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tar from "tar";
-import { downloadFile, ProgressCallback } from "./download";
+import { downloadFile, ProgressCallback } from "../util/download";
+import { UserError } from "../errors";
 
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 export const CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530";
@@ -36,7 +37,7 @@ export interface LabelledImages {
 }
 
 /** Missing, truncated or malformed data; the message names the file and what is wrong. */
-export class DataError extends Error {
+export class DataError extends UserError {
   override name = "DataError";
 }
 

@@ -3,11 +3,12 @@
 import * as fs from "fs";
 import * as path from "path";
 import {
-  BATCH_DIR_NAME, CIFAR10_TARBALL, CIFAR10_URL, RECORD_BYTES, TARBALL_ENV, TEST_BATCH_FILE, TRAIN_BATCH_FILES, ensureCifar10,
+  CIFAR10_TARBALL, RECORD_BYTES, TARBALL_ENV, TEST_BATCH_FILE, TRAIN_BATCH_FILES, ensureCifar10,
 } from "./cifar10";
-import { progressPrinter } from "./download";
+import { progressPrinter } from "../util/download";
 import { ensureSynthetic } from "./synthetic";
-import { parseFlags, stringFlag } from "../args";
+import { parseFlags, stringFlag } from "../util/args";
+import { reportError, runMain } from "../errors";
 
 interface Args {
   dir: string;
@@ -31,31 +32,20 @@ function describe(batchDir: string): string {
   return `${batchDir} (${train} train + ${records(TEST_BATCH_FILE)} test images)`;
 }
 
+/** Returns the exit code; a UserError (bad flag, failed download, wrong checksum) is one `error:` line and 2. */
 export async function main(argv: string[]): Promise<number> {
-  let args: Args;
   try {
-    args = parseArgs(argv);
-  } catch (e) {
-    console.error((e as Error).message);
-    return 2;
-  }
-  if (args.synthetic) {
-    console.log(`SYNTHETIC stand-in ready: ${describe(ensureSynthetic(args.dir))}`);
-    return 0;
-  }
-  try {
+    const args = parseArgs(argv);
+    if (args.synthetic) {
+      console.log(`SYNTHETIC stand-in ready: ${describe(ensureSynthetic(args.dir))}`);
+      return 0;
+    }
     const dir = await ensureCifar10({ dataDir: args.dir, localCopy: args.local, onProgress: progressPrinter(CIFAR10_TARBALL) });
     console.log(`CIFAR-10 ready: ${describe(dir)}`);
     return 0;
   } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    console.error(`To use a copy obtained elsewhere (${CIFAR10_URL}), run:\n` +
-      `  npx tsx src/data/main.ts --local /path/to/${CIFAR10_TARBALL}\nor\n  ${TARBALL_ENV}=/path/to/${CIFAR10_TARBALL} make data\n` +
-      `It lands in ${path.join(args.dir, BATCH_DIR_NAME)}. Without it, experiments with data.source "auto" use the synthetic stand-in.`);
-    return 1;
+    return reportError(e);
   }
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
-}
+if (require.main === module) runMain(() => main(process.argv.slice(2)));

@@ -3,12 +3,11 @@
 // loudly when it falls back to the synthetic stand-in.
 import * as fs from "fs";
 import * as path from "path";
-import type { ExperimentConfig } from "../config";
+import type { DatasetKind, ExperimentConfig } from "../config";
 import { BATCH_DIR_NAME, DataError, howToGetCifar10, LabelledImages, batchDirProblem, loadCifar10 } from "./cifar10";
 import { SyntheticOptions, ensureSynthetic, isSynthetic } from "./synthetic";
 import { PositiveClass, positiveRate, resolvePositiveClass, toBinaryLabels } from "./task";
 
-export type DatasetKind = "cifar10" | "synthetic";
 
 export interface PreparedData {
   train: LabelledImages;

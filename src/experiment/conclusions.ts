@@ -2,10 +2,10 @@
 // experiment is generated here from the stored records, so it can never disagree with the tables.
 // The rule for a claim: a paired difference (positive rate - vanilla, matched on trial) whose 95%
 // CI excludes zero. With one trial there is no interval and no claim.
-import type { Backbone } from "../config";
+import type { Backbone, DatasetKind } from "../config";
 import type { EpochRecord } from "./records";
 import { MeanCi, pairedDifference, summarize } from "./stats";
-import { entropyNats } from "../train/metrics";
+import { entropyNats } from "../maths";
 
 const LN2 = Math.log(2);
 
@@ -38,7 +38,7 @@ export interface ConclusionPart {
 }
 
 export interface ConclusionContext {
-  dataset: "cifar10" | "synthetic";
+  dataset: DatasetKind;
   /** Measured training positive rate p. */
   positiveRate: number;
   /** Preset name and a short description of what was trained (model, input size, images). */

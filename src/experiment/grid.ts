@@ -5,8 +5,8 @@
 // masks and the same initial backbone and head weights; they differ only in the head's bias.
 // Resuming: a unit restarts from its last finished epoch; a finished unit is read, never retrained.
 import * as tf from "@tensorflow/tfjs";
-import { ExperimentConfig, Arm, configHash, resultKeyFields } from "../config";
-import { initBackend, BackendInfo } from "../backend";
+import { ExperimentConfig, Arm, DatasetKind, configHash, resultKeyFields } from "../config";
+import { initBackend, BackendInfo } from "../engine/backend";
 import { deriveSeed, makeRng } from "../rng";
 import { prepareData, resolveDataSource, PreparedData } from "../data/prepare";
 import { ImageDataset } from "../data/batches";
@@ -17,7 +17,7 @@ import { ResultsStore, UnitKey, UnitStatus, NamedArray, Checkpoint } from "./sto
 import type { EpochRecord, StepRecord } from "./records";
 
 export type RunEvent =
-  | { type: "start"; backend: BackendInfo; dataset: "cifar10" | "synthetic"; note: string; hash: string; dir: string; positiveRate: number; pending: UnitKey[]; totalSteps: number }
+  | { type: "start"; backend: BackendInfo; dataset: DatasetKind; note: string; hash: string; dir: string; positiveRate: number; pending: UnitKey[]; totalSteps: number }
   | { type: "unit-start"; unit: UnitKey; fromEpoch: number }
   | { type: "step"; unit: UnitKey; progress: StepProgress; stepsDone: number; totalSteps: number; stepsPerS: number; etaSeconds: number | null }
   | { type: "epoch"; unit: UnitKey; record: EpochRecord; numTensors: number }
@@ -41,7 +41,7 @@ export interface ExperimentResult {
   config: ExperimentConfig;
   hash: string;
   dir: string;
-  dataset: "cifar10" | "synthetic";
+  dataset: DatasetKind;
   /** Measured on the training labels when the store was created (null: nothing run yet). */
   positiveRate: number | null;
   /** How the data was chosen, e.g. why the synthetic stand-in is used. */
@@ -69,7 +69,7 @@ export function trialSeed(config: ExperimentConfig, trial: number): number {
 }
 
 /** The store a config writes to: "auto" data is resolved first, so CIFAR-10 and synthetic never mix. */
-export function storeFor(config: ExperimentConfig, resultsDir = "results"): { store: ResultsStore; dataset: "cifar10" | "synthetic"; resolved: ExperimentConfig } {
+export function storeFor(config: ExperimentConfig, resultsDir = "results"): { store: ResultsStore; dataset: DatasetKind; resolved: ExperimentConfig } {
   const dataset = resolveDataSource(config.data);
   const resolved: ExperimentConfig = { ...config, data: { ...config.data, source: dataset } };
   return { store: new ResultsStore(resultsDir, configHash(resolved)), dataset, resolved };

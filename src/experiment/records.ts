@@ -1,6 +1,6 @@
 // The records the training loop emits and the results store keeps: the contract between the
 // experiment (writer) and the statistics and figures (readers). Plain JSON-able objects.
-import type { Arm, Backbone } from "../config";
+import type { Arm, Backbone, DatasetKind } from "../config";
 
 /** One evaluation of one model on the test set; epoch 0 is before any training step. */
 export interface EpochRecord {
@@ -19,7 +19,7 @@ export interface EpochRecord {
   wall_s: number;
   images_per_s: number | null;
   seed: number;
-  dataset: "cifar10" | "synthetic";
+  dataset: DatasetKind;
   backend: string;
 }
 

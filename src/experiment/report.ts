@@ -1,8 +1,8 @@
 // Plain-text account of a run, for the CLI's last lines: per backbone and arm, the last epoch's
 // test BCE and ROC-AUC (mean and 95% CI over trials), the paired difference, and what did not run.
-import type { BackendInfo } from "../backend";
+import type { BackendInfo } from "../engine/backend";
 import { PRESETS, PresetName, ConfigError } from "../config";
-import { entropyNats } from "../train/metrics";
+import { entropyNats } from "../maths";
 import { summarize, pairedDifference, MeanCi } from "./stats";
 import type { ExperimentResult } from "./grid";
 import { unitLabel } from "./progress";

@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Arm, ModelName } from "../config";
 import type { Rng } from "../rng";
+import { logit } from "../maths";
 import { buildEfficientNet, EfficientNet, ForwardOptions } from "./efficientnet";
 import { createVariables, dense, readWeights, sizeOf, VariableSpec, writeWeights } from "./ops";
 
@@ -26,7 +27,7 @@ export function positiveRateBias(positiveRate: number): number {
   if (!(positiveRate > 0 && positiveRate < 1)) {
     throw new Error(`${WHERE}: the positive rate must be in (0, 1), got ${positiveRate}`);
   }
-  return Math.log(positiveRate / (1 - positiveRate));
+  return logit(positiveRate);
 }
 
 export class BinaryClassifier {

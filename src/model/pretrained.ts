@@ -5,11 +5,12 @@
 // listed, before a single variable is written.
 import * as path from "path";
 import type { ModelName } from "../config";
-import { ChecksumError, downloadFile, FetchLike, hashFile, ProgressCallback } from "../data/download";
-import { readCheckpoint, StateDict, TensorData } from "./checkpoint";
+import { ChecksumError, downloadFile, FetchLike, hashFile, ProgressCallback } from "../util/download";
+import { readCheckpoint, StateDict, TensorData } from "./torch_pth";
 import { EfficientNet, efficientNetArchitecture, variablePlan } from "./efficientnet";
 import type { BinaryClassifier } from "./head";
 import type { VariableSpec } from "./ops";
+import { UserError } from "../errors";
 
 export interface PretrainedWeights {
   /** torchvision's enum name, e.g. EfficientNet_B1_Weights.IMAGENET1K_V2. */
@@ -42,12 +43,12 @@ export const IMAGENET_WEIGHTS: Readonly<Partial<Record<ModelName, PretrainedWeig
 export const DEFAULT_WEIGHTS_DIR = "weights";
 
 /** The weights are not on disk and could not be fetched; the message says how to provide them. */
-export class WeightsUnavailableError extends Error {
+export class WeightsUnavailableError extends UserError {
   override name = "WeightsUnavailableError";
 }
 
 /** A state_dict does not fit the model; `problems` lists every mismatch, one line each. */
-export class StateDictMismatchError extends Error {
+export class StateDictMismatchError extends UserError {
   override name = "StateDictMismatchError";
   constructor(readonly source: string, readonly target: string, readonly problems: string[]) {
     super(`${source} does not fit ${target}: ${problems.length} problem(s), nothing was loaded:\n  ${problems.join("\n  ")}`);

@@ -2,8 +2,9 @@
 // that the file is exactly a state_dict of our model.
 //   npx tsx src/model/weights_main.ts [--model b1] [--dir weights] [--local PATH]
 import type { ModelName } from "../config";
-import { progressPrinter } from "../data/download";
-import { parseFlags, stringFlag, UsageError } from "../args";
+import { progressPrinter } from "../util/download";
+import { parseFlags, stringFlag, UsageError } from "../util/args";
+import { reportError, runMain } from "../errors";
 import { DEFAULT_WEIGHTS_DIR, ensureImagenetWeights, IMAGENET_WEIGHTS, verifyCheckpointFits } from "./pretrained";
 
 interface Args {
@@ -26,16 +27,11 @@ export function parseArgs(argv: string[]): Args {
   return { model: model as ModelName, dir: stringFlag(v, "dir", DEFAULT_WEIGHTS_DIR), local: stringFlag(v, "local", null) };
 }
 
+/** Returns the exit code; a UserError (bad flag, failed download, wrong hash, misfit) is one `error:` line and 2. */
 export async function main(argv: string[]): Promise<number> {
-  let args: Args;
   try {
-    args = parseArgs(argv);
-  } catch (e) {
-    console.error((e as Error).message);
-    return 2;
-  }
-  const weights = IMAGENET_WEIGHTS[args.model];
-  try {
+    const args = parseArgs(argv);
+    const weights = IMAGENET_WEIGHTS[args.model];
     const file = await ensureImagenetWeights({
       model: args.model, dir: args.dir, localCopy: args.local, onProgress: progressPrinter(weights?.file ?? args.model),
     });
@@ -43,11 +39,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`${weights?.name} ready: ${file} (sha256 ${weights?.sha256Prefix}..., ${state.size} tensors, fits efficientnet ${args.model})`);
     return 0;
   } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    return 1;
+    return reportError(e);
   }
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
-}
+if (require.main === module) runMain(() => main(process.argv.slice(2)));

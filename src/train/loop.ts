@@ -5,6 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import { makeRng, Rng } from "../rng";
 import { epochOrder, batchRanges } from "../data/batches";
 import { logLoss, rocAuc } from "./metrics";
+import { sigmoid } from "../maths";
 import type { EvalMode, ExperimentConfig } from "../config";
 import type { EpochRecord } from "../experiment/records";
 
@@ -78,7 +79,7 @@ export function evaluate(model: TrainableModel, test: BatchSource, testBatch: nu
     tf.dispose([x, y, out]);
   }
   // Probabilities in float64 from the logits, then sklearn's log_loss (the reference's metric).
-  const probs = Float64Array.from(logits, (z) => 1 / (1 + Math.exp(-z)));
+  const probs = Float64Array.from(logits, sigmoid);
   return { loss: logLoss(test.labels, probs), roc_auc: rocAuc(test.labels, logits), logits };
 }
 

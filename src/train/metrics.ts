@@ -111,13 +111,3 @@ export function bceFromLogits(labels: ArrayLike<number>, logits: ArrayLike<numbe
   }
   return accurateSum(perSample) / labels.length;
 }
-
-/**
- * Binary entropy H(p) in nats: the log loss of the best constant predictor on data with positive
- * rate p (0.325 for p = 0.1), i.e. where a well-initialized bias starts the loss curve.
- */
-export function entropyNats(p: number): number {
-  if (!(p >= 0 && p <= 1)) throw new Error(`entropyNats: p must be in [0, 1], got ${p}`);
-  const term = (q: number): number => (q === 0 ? 0 : -q * Math.log(q));
-  return term(p) + term(1 - p);
-}

@@ -2,23 +2,21 @@
 // testable without a browser, and any display layer (notebook, HTML report) can render them.
 // Every band is the Student-t 95% CI from ../experiment/stats; with one trial there is no band.
 import { ARMS } from "../config";
-import type { Arm, Backbone } from "../config";
+import type { Arm, Backbone, DatasetKind } from "../config";
 import type { EpochRecord, StepRecord } from "../experiment/records";
 import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats";
 import type { MeanCi, SummaryRow } from "../experiment/stats";
-import { entropyNats } from "../train/metrics";
+import { entropyNats, sigmoid } from "../maths";
 
 export interface PlotlyFigure {
   data: Array<Record<string, unknown>>;
   layout: Record<string, unknown>;
 }
 
-export type DatasetLabel = EpochRecord["dataset"];
-
 export interface FigureOptions {
   backbone: Backbone;
   /** Which data the records come from; "synthetic" puts "(synthetic data)" in the title. */
-  dataset: DatasetLabel;
+  dataset: DatasetKind;
   /** Replaces the figure's default title text (backbone, trials and data label are still appended). */
   title?: string;
 }
@@ -235,8 +233,6 @@ export function stepLossCurve(steps: readonly StepRecord[], options: StepLossOpt
     },
   };
 }
-
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /** sigmoid(output bias) per epoch, per arm mean and band, against the true positive rate. */
 export function biasCurve(records: readonly EpochRecord[], options: PositiveRateOptions): PlotlyFigure {

@@ -2,7 +2,7 @@
 // seeded B1 + head, runs an eval-mode forward and one SGD-momentum training step on a fixed batch,
 // and prints the numbers as one JSON line. Each backend runs in its own process.
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../../src/backend";
+import { initBackend } from "../../src/engine/backend";
 import { BinaryClassifier } from "../../src/model/head";
 import { makeRng } from "../../src/rng";
 

@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
+import { UserError } from "../errors";
 
 export type BackendKind = "cuda" | "native-cpu" | "js";
 
@@ -24,8 +25,8 @@ export interface BackendInfo {
   skipped: string[];
 }
 
-/** The repository root (this file lives in <root>/src). */
-export const PROJECT_ROOT = path.resolve(__dirname, "..");
+/** The repository root (this file lives in <root>/src/engine). */
+export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 
 interface Candidate {
   label: string;
@@ -44,7 +45,7 @@ function candidates(): Candidate[] {
   ];
 }
 
-export class BackendError extends Error {
+export class BackendError extends UserError {
   override name = "BackendError";
 }
 

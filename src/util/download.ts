@@ -4,6 +4,7 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { UserError } from "../errors";
 
 export type HashAlgorithm = "md5" | "sha256";
 
@@ -45,7 +46,7 @@ export interface DownloadResult {
   downloaded: boolean;
 }
 
-export class DownloadError extends Error {
+export class DownloadError extends UserError {
   override name = "DownloadError";
 }
 
@@ -79,8 +80,8 @@ export async function hashFile(file: string, algorithm: HashAlgorithm): Promise<
 
 function checksumError(what: string, hash: ExpectedHash, actual: string): ChecksumError {
   return new ChecksumError(
-    `${what} has the wrong ${hash.algorithm} checksum: expected ${hash.expected}, got ${actual}. ` +
-    `The file is corrupted or is not the expected one; nothing was kept.`);
+    `${what}: wrong ${hash.algorithm} checksum (expected ${hash.expected}, got ${actual}); ` +
+    `the file is corrupted or is not the expected one, nothing was kept`);
 }
 
 function removeQuietly(file: string): void {

@@ -6,6 +6,7 @@
 // other global (os.system, builtins.eval, ...) stops the read with an error naming it.
 import * as fs from "fs";
 import { unzipSync } from "fflate";
+import { UserError } from "../errors";
 
 export type TorchDtype =
   | "float32" | "float64" | "float16" | "bfloat16"
@@ -26,7 +27,7 @@ export interface TensorData {
 export type StateDict = Map<string, TensorData>;
 
 /** The checkpoint is unreadable, corrupt, or asks for something we refuse to do. */
-export class CheckpointError extends Error {
+export class CheckpointError extends UserError {
   override name = "CheckpointError";
 }
 

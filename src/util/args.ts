@@ -1,11 +1,12 @@
 // Command-line flags for the project's entry points (CLI, make data, make weights), on Node's own
 // util.parseArgs: strict, with the usage text attached to every error.
 import { parseArgs } from "util";
+import { UserError } from "../errors";
 
 export type FlagSpec = Record<string, { type: "string" | "boolean" }>;
 export type FlagValues = Record<string, string | boolean | undefined>;
 
-export class UsageError extends Error {
+export class UsageError extends UserError {
   override name = "UsageError";
 }
 
