@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 PIP_ENV := PIP_RETRIES=0 PIP_TIMEOUT=5 PIP_DISABLE_PIP_VERSION_CHECK=1
 TSX := node --import tsx
 PRESET ?=
+PLAN ?=
 ARGS ?=
 
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/tools/jupyter
@@ -22,7 +23,8 @@ help:
 	@echo "make test       typecheck and run the test suite"
 	@echo "make data       download CIFAR-10 (binary version, md5-checked) into data/"
 	@echo "make weights    download torchvision's EfficientNet-B1 IMAGENET1K_V2 weights into weights/"
-	@echo "make run        the main job: the experiment grid for PRESET (full on CUDA, quick otherwise); ARGS='--trials 2' etc."
+	@echo "make run        the main job: the experiment grid for PRESET (full on CUDA, quick otherwise); PLAN=convergence runs"
+	@echo "                what a notebook runs; ARGS='--trials 2' etc. (make run ARGS=--help lists every flag and variable)"
 	@echo "make lab        JupyterLab with the project's TypeScript kernel, opened on notebooks/00_walkthrough"
 	@echo "make report     execute every notebook headless -> reports/*.html (self-contained, offline) + executed .ipynb"
 	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend"
@@ -60,7 +62,7 @@ weights: node-deps
 	$(TSX) src/model/weights_main.ts $(ARGS)
 
 run: node-deps
-	$(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(ARGS)
+	$(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(ARGS)
 
 lab: setup
 	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_walkthrough.ipynb

@@ -1,125 +1,127 @@
-// Headless runner for long jobs: the same grid and results store as the notebooks.
-//   npx tsx src/cli.ts --preset quick --trials 2
+// Headless runner for long jobs: the same plans, grid, store and progress reporter as the notebooks.
+//   npx tsx src/cli.ts --preset quick --trials 2        (or: make run PRESET=quick ARGS="--trials 2")
+//   npx tsx src/cli.ts --plan convergence               (what notebooks/03_convergence runs)
 // Ctrl-C stops after the step in flight; running the same command again resumes.
-import { parseFlags, FlagSpec } from "./util/args";
+// Every flag is one row of FLAGS below: its help text, its parsing and the override it sets.
+import { parseFlags, FlagSpec, UsageError } from "./util/args";
+import { runMain } from "./errors";
 import { initBackend, backendLine } from "./engine/backend";
-import { makeConfig, ConfigOverrides, PresetName, ConfigError, Arm, Backbone, ModelName, EvalMode, DataSource } from "./config";
-import { runExperiment, RunEvent } from "./experiment/grid";
-import { formatStep, epochTableHeader, formatEpochRow, formatMemory, unitLabel, formatDuration } from "./experiment/progress";
-import { TrainingStopped } from "./train/loop";
-import { defaultPreset, describeResult } from "./experiment/report";
+import {
+  ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultPreset, defaultResultsDir, makeConfig, mergeOverrides,
+} from "./config";
+import { PLANS, PlanName, planOverrides } from "./experiment/plans";
+import { runWithProgress, terminalView, formatDuration } from "./experiment/progress";
+import { runSummaryText } from "./experiment/run_summary";
 
-const HELP = `usage: npx tsx src/cli.ts [options]   (or: make run PRESET=quick ARGS="--trials 2")
-  --preset full|quick|smoke   settings bundle (default: full on a CUDA backend, quick otherwise;
-                              env BIAS_INIT_PRESET also sets it)
-  --backbones LIST            imagenet,scratch (default both)
-  --arms LIST                 vanilla,positive_rate (default both)
-  --trials N  --epochs N      grid size
-  --model b1|b0|tiny          backbone architecture
-  --data auto|cifar10|synthetic   data source (auto: CIFAR-10 if downloaded, else synthetic)
-  --data-dir DIR              where data lives (default data)
-  --positive NAME|INDEX       positive class (default frog)
-  --train-limit N|all  --test-limit N|all   use the first N images
-  --lr X  --momentum X  --train-batch N  --test-batch N  --seed N
-  --eval-mode eval|train      train = the reference's quirk (batch-stat BatchNorm and dropout at test time)
-  --results DIR               results store root (default results)
-  --help`;
-
-function list<T extends string>(value: string | undefined): T[] | undefined {
-  return value === undefined ? undefined : (value.split(",").map((s) => s.trim()).filter(Boolean) as T[]);
+interface Flag {
+  name: string;
+  /** Placeholder of the value in the help text; null for a boolean switch. */
+  value: string | null;
+  help: string;
+  /** The config override this flag sets (absent: the flag is handled by main). */
+  set?(o: ConfigOverrides, v: string, flag: string): void;
 }
 
-function num(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new ConfigError(`--${name}: "${value}" is not a number`);
+const list = (v: string): string[] => v.split(",").map((s) => s.trim()).filter(Boolean);
+
+function num(v: string, flag: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new ConfigError(`--${flag}: "${v}" is not a number; give a number`);
   return n;
 }
 
-function limit(name: string, value: string | undefined): number | null | undefined {
-  return value === "all" ? null : num(name, value);
+const limit = (v: string, flag: string): number | null => (v === "all" ? null : num(v, flag));
+
+/** Values are checked by makeConfig's validation, which names the field. */
+const FLAGS: readonly Flag[] = [
+  { name: "preset", value: "full|quick|smoke", help: "settings bundle (default: full on a CUDA engine, quick elsewhere; env BIAS_INIT_PRESET)" },
+  { name: "plan", value: PLANS.join("|"), help: "what a notebook runs (imagenet/scratch: one half of the grid; convergence: the long scratch run; demo: the walkthrough's)" },
+  { name: "backbones", value: "LIST", help: "imagenet,scratch (default both)", set: (o, v) => (o.backbones = list(v) as ConfigOverrides["backbones"]) },
+  { name: "arms", value: "LIST", help: "vanilla,positive_rate (default both)", set: (o, v) => (o.arms = list(v) as ConfigOverrides["arms"]) },
+  { name: "trials", value: "N", help: "paired trials per arm", set: (o, v, f) => (o.trials = num(v, f)) },
+  { name: "epochs", value: "N", help: "epochs per unit (epoch 0 is the evaluation before training)", set: (o, v, f) => (o.epochs = num(v, f)) },
+  { name: "model", value: "b1|b0|tiny", help: "backbone architecture", set: (o, v) => (o.model = v as ConfigOverrides["model"]) },
+  { name: "data", value: "auto|cifar10|synthetic", help: "data source (auto: CIFAR-10 if downloaded, else the synthetic stand-in)", set: (o, v) => (o.data = { ...o.data, source: v as "auto" }) },
+  { name: "data-dir", value: "DIR", help: "where data lives (default data)", set: (o, v) => (o.data = { ...o.data, dir: v }) },
+  { name: "positive", value: "NAME|INDEX", help: "positive class (default frog; the reference used 9, truck)", set: (o, v) => (o.data = { ...o.data, positiveClass: /^\d+$/.test(v) ? Number(v) : v }) },
+  { name: "train-limit", value: "N|all", help: "use the first N training images", set: (o, v, f) => (o.data = { ...o.data, trainLimit: limit(v, f) }) },
+  { name: "test-limit", value: "N|all", help: "use the first N test images", set: (o, v, f) => (o.data = { ...o.data, testLimit: limit(v, f) }) },
+  { name: "lr", value: "X", help: "SGD learning rate", set: (o, v, f) => (o.lr = num(v, f)) },
+  { name: "momentum", value: "X", help: "SGD momentum (PyTorch semantics)", set: (o, v, f) => (o.momentum = num(v, f)) },
+  { name: "train-batch", value: "N", help: "training batch size", set: (o, v, f) => (o.trainBatch = num(v, f)) },
+  { name: "test-batch", value: "N", help: "evaluation batch size", set: (o, v, f) => (o.testBatch = num(v, f)) },
+  { name: "seed", value: "N", help: "base seed (trial k derives its seeds from it; both arms share them)", set: (o, v, f) => (o.seed = num(v, f)) },
+  { name: "eval-mode", value: "eval|train", help: "train = the reference's quirk (batch-statistics BatchNorm and dropout at test time)", set: (o, v) => (o.evalMode = v as "eval") },
+  { name: "results", value: "DIR", help: "results store root (default: env BIAS_INIT_RESULTS, else results)" },
+  { name: "help", value: null, help: "this text" },
+];
+
+export function helpText(): string {
+  const rows = FLAGS.map((f) => [`  --${f.name}${f.value ? ` ${f.value}` : ""}`, f.help]);
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+  const env = Object.entries(ENVIRONMENT).map(([name, what]) => `  ${name.padEnd(width - 2)}${what}`);
+  return ["usage: npx tsx src/cli.ts [options]   (or: make run PRESET=quick ARGS=\"--trials 2\")",
+    ...rows.map(([left, help]) => left.padEnd(width) + help), "environment:", ...env].join("\n");
+}
+
+export interface CliRequest {
+  help: boolean;
+  preset: string | null;
+  plan: PlanName | null;
+  overrides: ConfigOverrides;
+  resultsDir: string;
+}
+
+/** The command line as a request; bad flags are UsageError/ConfigError (one line, exit 2). */
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliRequest {
+  const spec: FlagSpec = {};
+  for (const f of FLAGS) spec[f.name] = { type: f.value === null ? "boolean" : "string" };
+  const values = parseFlags(argv, spec, helpText());
+  const overrides: ConfigOverrides = {};
+  for (const f of FLAGS) {
+    const v = values[f.name];
+    if (typeof v === "string" && f.set) f.set(overrides, v, f.name);
+  }
+  const plan = typeof values.plan === "string" ? values.plan : null;
+  if (plan !== null && !(PLANS as readonly string[]).includes(plan)) throw new UsageError(`--plan: unknown plan "${plan}"; use one of ${PLANS.join(", ")}`);
+  return {
+    help: values.help === true,
+    preset: typeof values.preset === "string" ? values.preset : null,
+    plan: plan as PlanName | null,
+    overrides,
+    resultsDir: typeof values.results === "string" ? values.results : defaultResultsDir(env),
+  };
 }
 
 async function main(): Promise<number> {
-  const flags: FlagSpec = { help: { type: "boolean" } };
-  for (const name of ["preset", "backbones", "arms", "trials", "epochs", "model", "data", "data-dir", "positive", "train-limit", "test-limit",
-    "lr", "momentum", "train-batch", "test-batch", "seed", "eval-mode", "results"]) flags[name] = { type: "string" };
-  const flagValues = parseFlags(process.argv.slice(2), flags, HELP);
-  const values = flagValues as Record<string, string | undefined> & { help?: boolean };
-  if (values.help) {
-    console.log(HELP);
+  const request = parseCli(process.argv.slice(2));
+  if (request.help) {
+    console.log(helpText());
     return 0;
   }
   const backend = await initBackend();
   console.log(backendLine(backend));
-  const positive = values.positive === undefined ? undefined : /^\d+$/.test(values.positive) ? Number(values.positive) : values.positive;
-  const overrides: ConfigOverrides = {
-    backbones: list<Backbone>(values.backbones), arms: list<Arm>(values.arms), trials: num("trials", values.trials),
-    epochs: num("epochs", values.epochs), model: values.model as ModelName | undefined, lr: num("lr", values.lr),
-    momentum: num("momentum", values.momentum), trainBatch: num("train-batch", values["train-batch"]),
-    testBatch: num("test-batch", values["test-batch"]), seed: num("seed", values.seed), evalMode: values["eval-mode"] as EvalMode | undefined,
-    data: { source: values.data as DataSource | undefined, dir: values["data-dir"], positiveClass: positive,
-      trainLimit: limit("train-limit", values["train-limit"]), testLimit: limit("test-limit", values["test-limit"]) },
-  };
-  // Drop unset fields so the preset's values stand.
-  const clean = JSON.parse(JSON.stringify(overrides)) as ConfigOverrides;
-  const preset = (values.preset ?? defaultPreset(backend)) as PresetName;
-  const config = makeConfig(preset, clean);
-
-  let stopRequested = false;
-  process.on("SIGINT", () => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    process.stderr.write("\nstopping after the step in flight (Ctrl-C again to quit now); run the same command to resume\n");
-  });
-  const tty = process.stderr.isTTY === true;
-  const explained = new Set<string>();
-  let lastPrinted = 0;
-  const onEvent = (e: RunEvent): void => {
-    if (e.type === "start") {
-      console.log(`preset ${config.preset} | model ${config.model} | input ${config.input.resize ?? 32}->${config.input.crop} | dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}`);
+  const preset = (request.preset ?? defaultPreset(backend.kind === "cuda")) as PresetName;
+  const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
+  const config = makeConfig(preset, mergeOverrides(planned, request.overrides));
+  const run = await runWithProgress(config, {
+    resultsDir: request.resultsDir,
+    view: terminalView(),
+    exitOnSecondInterrupt: true,
+    onStart: (e) => {
+      console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | model ${config.model} | input ${config.input.resize ?? 32}->${config.input.crop} | ` +
+        `dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}`);
       if (e.note) console.log(e.note);
       if (e.backend.kind === "js" && config.model !== "tiny") {
         console.log("note: the pure-JS engine trains B1 roughly 10x slower than the native one; `make native` builds that from the package registries (docs/native.md)");
       }
       console.log(`results: ${e.dir} | ${e.pending.length} unit(s) to run, ${e.totalSteps} training steps`);
-      console.log(epochTableHeader());
-    } else if (e.type === "step") {
-      const now = Date.now();
-      if (tty) process.stderr.write(`\r\x1b[2K${formatStep(e, config.epochs)}`);
-      else if (now - lastPrinted > 30000) {
-        lastPrinted = now;
-        process.stderr.write(formatStep(e, config.epochs) + "\n");
-      }
-    } else if (e.type === "epoch") {
-      if (tty) process.stderr.write("\r\x1b[2K");
-      console.log(`${formatEpochRow(e.record)}  | ${formatMemory(e.numTensors)}`);
-    } else if (e.type === "unit-end" && e.status.state !== "done") {
-      // The same reason (e.g. weights unavailable) is spelled out once, then referred to.
-      const message = e.status.message ?? "";
-      console.log(`${unitLabel(e.unit)}: ${e.status.state}${explained.has(message) ? " (as above)" : `: ${message}`}`);
-      explained.add(message);
-    }
-  };
-  const t0 = Date.now();
-  try {
-    const result = await runExperiment(config, { resultsDir: values.results, onEvent, shouldStop: () => stopRequested });
-    console.log(describeResult(result));
-    console.log(`done in ${formatDuration((Date.now() - t0) / 1000)}`);
-    return result.failed.length > 0 ? 1 : 0;
-  } catch (e) {
-    if (e instanceof TrainingStopped) {
-      console.log(`stopped; finished epochs are saved in the results store. Run the same command to resume.`);
-      return 130;
-    }
-    throw e;
-  }
+    },
+  });
+  if (run.stopped) return 130;
+  console.log(runSummaryText(run.result));
+  console.log(`done in ${formatDuration(run.seconds)}`);
+  return run.result.failed.length > 0 ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (e: unknown) => {
-  const err = e as Error;
-  // Known input errors get one clear line; anything else keeps its stack for a bug report.
-  const known = ["UsageError", "ConfigError", "DataError", "WeightsUnavailableError", "BackendError", "CheckpointError"].includes(err?.name);
-  console.error(`error: ${known ? err.message : err?.stack ?? String(e)}`);
-  process.exit(known ? 2 : 1);
-});
+if (require.main === module) runMain(main);

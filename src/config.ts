@@ -1,5 +1,6 @@
 // One typed config drives every run: the notebooks, the CLI and the tests all start from a preset
-// and override a few knobs. Every knob is visible here, with the reference's value in `full`.
+// and override a few knobs. Every knob is visible here, with the reference's value in `full`, and
+// so is every environment variable the project reads (`ENVIRONMENT`, read by `readEnvironment`).
 import { createHash } from "crypto";
 import { UserError } from "./errors";
 
@@ -57,22 +58,15 @@ export interface ExperimentConfig {
   seed: number;
 }
 
-/** Overrides accepted on top of a preset (nested objects merge field by field). */
-export interface ConfigOverrides {
-  data?: Partial<ExperimentConfig["data"]>;
-  input?: Partial<ExperimentConfig["input"]>;
-  model?: ModelName;
-  backbones?: Backbone[];
-  arms?: Arm[];
-  trials?: number;
-  epochs?: number;
-  lr?: number;
-  momentum?: number;
-  trainBatch?: number;
-  testBatch?: number;
-  evalMode?: EvalMode;
-  seed?: number;
-}
+/**
+ * Overrides accepted on top of a preset: any field of ExperimentConfig but the preset's name;
+ * nested objects (data, input) merge field by field, lists replace.
+ */
+export type ConfigOverrides = {
+  [K in Exclude<keyof ExperimentConfig, "preset">]?: ExperimentConfig[K] extends readonly unknown[]
+    ? ExperimentConfig[K]
+    : ExperimentConfig[K] extends object ? Partial<ExperimentConfig[K]> : ExperimentConfig[K];
+};
 
 const REFERENCE_TRAINING = { lr: 1e-4, momentum: 0.9, trainBatch: 64, testBatch: 256, evalMode: "eval" as EvalMode, seed: 0 };
 
@@ -124,19 +118,34 @@ export class ConfigError extends UserError {
 /** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
 export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {
   if (!PRESETS.includes(preset)) {
-    throw new ConfigError(`unknown preset "${String(preset)}" (expected one of: ${PRESETS.join(", ")})`);
+    throw new ConfigError(`preset: unknown preset "${String(preset)}"; use one of ${PRESETS.join(", ")}`);
   }
-  const base = PRESET_CONFIGS[preset];
-  const config: ExperimentConfig = {
-    ...base,
-    ...overrides,
-    data: { ...base.data, ...overrides.data },
-    input: { ...base.input, ...overrides.input },
-    backbones: [...(overrides.backbones ?? base.backbones)],
-    arms: [...(overrides.arms ?? base.arms)],
-  };
+  const config = mergeOverrides(PRESET_CONFIGS[preset] as ConfigOverrides, overrides) as ExperimentConfig;
+  config.preset = preset;
   validateConfig(config);
   return config;
+}
+
+/** `b` over `a`: nested objects (data, input) merge field by field, lists and values replace, undefined is skipped. */
+export function mergeOverrides(a: ConfigOverrides, b: ConfigOverrides): ConfigOverrides {
+  const merged: Record<string, unknown> = {};
+  for (const source of [a, b]) {
+    for (const [key, value] of Object.entries(source)) {
+      if (value === undefined) continue;
+      const current = merged[key];
+      const nested = value !== null && typeof value === "object" && !Array.isArray(value);
+      merged[key] = nested ? { ...(current as object | undefined), ...(value as object) } : Array.isArray(value) ? [...value] : value;
+    }
+  }
+  return merged as ConfigOverrides;
+}
+
+/** One line naming what a config trains, for headers and logs. */
+export function describeSetting(c: ExperimentConfig): string {
+  const input = c.input.resize === null ? `${c.input.crop}x${c.input.crop}` : `resize ${c.input.resize}, crop ${c.input.crop}`;
+  const images = (n: number | null): string => (n === null ? "all" : String(n));
+  return `EfficientNet-${c.model.toUpperCase()} at ${input}, ${images(c.data.trainLimit)} train / ${images(c.data.testLimit)} test images, ` +
+    `${c.trials} trial${c.trials === 1 ? "" : "s"} x ${c.epochs} epochs, SGD lr ${c.lr} momentum ${c.momentum}, batch ${c.trainBatch}, ${c.evalMode}-mode evaluation`;
 }
 
 function check(ok: boolean, field: string, message: string): void {
@@ -171,13 +180,20 @@ export function validateConfig(c: ExperimentConfig): void {
 }
 
 /**
- * The part of the config that determines a unit's numbers. The grid selection (backbones, arms,
- * trials) and the preset's name are left out, so the ImageNet and scratch notebooks of one preset
- * share one store, and adding trials later extends it instead of starting over.
+ * The fields that only select which units run (and the preset's name): everything else in the
+ * config changes a unit's numbers and so is part of the results key. A deny-list, so that a knob
+ * added later can never silently share a store with runs made without it.
+ */
+export const GRID_SELECTION_FIELDS = ["preset", "backbones", "arms", "trials"] as const;
+
+/**
+ * The part of the config that determines a unit's numbers. The ImageNet and scratch notebooks of
+ * one preset share one store, and adding trials later extends it instead of starting over.
  */
 export function resultKeyFields(c: ExperimentConfig): object {
-  return { data: c.data, input: c.input, model: c.model, epochs: c.epochs, lr: c.lr, momentum: c.momentum,
-    trainBatch: c.trainBatch, testBatch: c.testBatch, evalMode: c.evalMode, seed: c.seed };
+  const fields: Record<string, unknown> = { ...c };
+  for (const f of GRID_SELECTION_FIELDS) delete fields[f];
+  return fields;
 }
 
 /** Canonical JSON (sorted keys) so that equal configs always hash equally. */
@@ -193,4 +209,43 @@ export function canonicalJson(value: unknown): string {
 /** 12 hex digits of SHA-256 over the result-determining fields: the results folder's name. */
 export function configHash(c: ExperimentConfig): string {
   return createHash("sha256").update(canonicalJson(resultKeyFields(c))).digest("hex").slice(0, 12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The environment: every variable the project reads, read here and nowhere else.
+
+/** Name -> what it sets. `make help`, the README and `--help` list these. */
+export const ENVIRONMENT = {
+  BIAS_INIT_PRESET: "preset when none is given (smoke | quick | full; default: full on CUDA, quick elsewhere)",
+  BIAS_INIT_RESULTS: "results store root for the CLI and the notebooks (default: results)",
+  BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error)",
+  CIFAR10_TARBALL: "a local copy of cifar-10-binary.tar.gz for `make data` (md5-checked)",
+  EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",
+  EFFICIENTNET_B0_WEIGHTS: "a local copy of efficientnet_b0_rwightman-7f5810bc.pth",
+  CHROMIUM_PATH: "Chromium/Chrome binary for figure export and the browser tests (default: /usr/bin/chromium)",
+} as const;
+
+export type EnvironmentName = keyof typeof ENVIRONMENT;
+
+/** The project's environment variables, trimmed; unset or blank gives null. */
+export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Record<EnvironmentName, string | null> {
+  const out = {} as Record<EnvironmentName, string | null>;
+  for (const name of Object.keys(ENVIRONMENT) as EnvironmentName[]) {
+    const value = env[name]?.trim();
+    out[name] = value ? value : null;
+  }
+  return out;
+}
+
+/** BIAS_INIT_PRESET if set; else the reference's `full` on a CUDA engine and `quick` elsewhere. */
+export function defaultPreset(onCuda: boolean, env: NodeJS.ProcessEnv = process.env): PresetName {
+  const value = readEnvironment(env).BIAS_INIT_PRESET;
+  if (value === null) return onCuda ? "full" : "quick";
+  if (!(PRESETS as readonly string[]).includes(value)) throw new ConfigError(`BIAS_INIT_PRESET: "${value}" is not a preset; use one of ${PRESETS.join(", ")}`);
+  return value as PresetName;
+}
+
+/** The results store root: BIAS_INIT_RESULTS, else "results". */
+export function defaultResultsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return readEnvironment(env).BIAS_INIT_RESULTS ?? "results";
 }

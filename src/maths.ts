@@ -21,3 +21,22 @@ export function entropyNats(p: number): number {
   const term = (q: number): number => (q === 0 ? 0 : -q * Math.log(q));
   return term(p) + term(1 - p);
 }
+
+/**
+ * The walkthrough's table: the bias that makes sigmoid(bias) = p, and the initial losses that go
+ * with each arm, from the measured positive rate p.
+ */
+export function biasMathsTable(p: number): { columns: string[]; values: Array<[string, string, number]> } {
+  const b = logit(p);
+  return {
+    columns: ["quantity", "formula", "value"],
+    values: [
+      ["positive rate p (measured)", "mean of the 0/1 training labels", p],
+      ["positive-rate bias b", "log(p / (1 - p))", b],
+      ["sigmoid(b)", "1 / (1 + exp(-b)): equals p", sigmoid(b)],
+      ["expected initial BCE, positive-rate bias", "H(p) = -p log p - (1 - p) log(1 - p)", entropyNats(p)],
+      ["expected initial BCE, vanilla bias (logit ~ 0)", "log 2 = H(0.5)", Math.log(2)],
+      ["loss the vanilla arm must shed first", "log 2 - H(p)", Math.log(2) - entropyNats(p)],
+    ],
+  };
+}

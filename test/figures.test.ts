@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure } from "../src/viz/figures";
 import type { PlotlyFigure } from "../src/viz/figures";
-import { summarize, stepSummary, pairedDifference } from "../src/experiment/stats";
+import { summarize, stepSummary, pairedDifference } from "../src/experiment/stats/grouping";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
 import { entropyNats } from "../src/maths";
 

@@ -10,11 +10,12 @@ import { inflateSync } from "zlib";
 import {
   DisplayMessage, LiveProgress, figureBundle, rgbToPng, setDisplaySink, showFigure, resetPlotlyInlined, tableBundle, scriptJson,
 } from "../src/viz/display";
-import { formatInterval, partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
+import { partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
+import { formatInterval } from "../src/experiment/stats/student_t";
 import type { EpochRecord } from "../src/experiment/records";
 import { makeConfig } from "../src/config";
 import { storeFor } from "../src/experiment/grid";
-import { planOverrides } from "../src/notebook";
+import { planOverrides } from "../src/experiment/plans";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -132,7 +133,7 @@ describe("conclusions from numbers", () => {
     assert.equal(verdict({ n: 3, mean: 1, sd: 1, ci_low: 0.1, ci_high: 2 }), "higher");
     assert.equal(verdict({ n: 3, mean: 0, sd: 1, ci_low: -1, ci_high: 1 }), "unresolved");
     assert.equal(verdict({ n: 1, mean: 0.3, sd: null, ci_low: null, ci_high: null }), "single-trial");
-    assert.equal(formatInterval({ n: 1, mean: 0.3, sd: null, ci_low: null, ci_high: null }), "+0.3000 (one trial, no CI)");
+    assert.equal(formatInterval({ n: 1, mean: 0.3, sd: null, ci_low: null, ci_high: null }, { signed: true }), "+0.3000 (one trial, no CI)");
   });
 
   test("findings state the paired differences and their intervals", () => {

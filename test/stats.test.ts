@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  tQuantile, tCdf, meanCi, summarize, summarizeWith, pairedDifference, stepSummary, resultsTable, summaryTable, RESULTS_COLUMNS,
-} from "../src/experiment/stats";
+import { tQuantile, tCdf, meanCi } from "../src/experiment/stats/student_t";
+import { summarize, summarizeWith, pairedDifference, stepSummary } from "../src/experiment/stats/grouping";
+import { resultsTable, summaryTable, RESULTS_COLUMNS } from "../src/experiment/stats/tables";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
 
 const close = (actual: number | null, expected: number, tol = 1e-12): void => {

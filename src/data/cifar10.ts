@@ -6,6 +6,7 @@ import * as path from "path";
 import * as tar from "tar";
 import { downloadFile, ProgressCallback } from "../util/download";
 import { UserError } from "../errors";
+import { EnvironmentName, readEnvironment } from "../config";
 
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 export const CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530";
@@ -17,7 +18,7 @@ export const TEST_BATCH_FILE = "test_batch.bin";
 export const META_FILE = "batches.meta.txt";
 export const BATCH_FILES: readonly string[] = [...TRAIN_BATCH_FILES, TEST_BATCH_FILE];
 /** Environment variable naming a local copy of the tarball (for machines without internet). */
-export const TARBALL_ENV = "CIFAR10_TARBALL";
+export const TARBALL_ENV: EnvironmentName = "CIFAR10_TARBALL";
 
 export const CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"] as const;
 export const NUM_CLASSES = CLASS_NAMES.length;
@@ -174,8 +175,7 @@ export async function ensureCifar10(opts: EnsureCifar10Options): Promise<string>
   const target = path.join(opts.dataDir, BATCH_DIR_NAME);
   if (batchDirProblem(target) === null) return target;
   fs.mkdirSync(opts.dataDir, { recursive: true });
-  const envCopy = process.env[TARBALL_ENV];
-  const localCopy = opts.localCopy ?? (envCopy ? envCopy : null);
+  const localCopy = opts.localCopy ?? readEnvironment()[TARBALL_ENV];
   const { path: tarball } = await downloadFile({
     url: opts.url ?? CIFAR10_URL,
     dest: path.join(opts.dataDir, CIFAR10_TARBALL),

@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../errors";
+import { readEnvironment } from "../config";
 
 export type BackendKind = "cuda" | "native-cpu" | "js";
 
@@ -55,7 +56,7 @@ type Forced = (typeof FORCE_VALUES)[number];
 function readForced(value: string | undefined): Forced {
   const v = (value ?? "auto").trim().toLowerCase() || "auto";
   if (!(FORCE_VALUES as readonly string[]).includes(v)) {
-    throw new BackendError(`BIAS_INIT_BACKEND="${value}" is not one of ${FORCE_VALUES.join(", ")}`);
+    throw new BackendError(`BIAS_INIT_BACKEND: "${value}" is not an engine; use one of ${FORCE_VALUES.join(", ")}`);
   }
   return v as Forced;
 }
@@ -72,7 +73,7 @@ let active: Promise<BackendInfo> | null = null;
  * variable BIAS_INIT_BACKEND (auto | cuda | native | js) forces a choice; a forced backend that
  * cannot load is an error, never a silent fallback.
  */
-export function initBackend(force: string | undefined = process.env.BIAS_INIT_BACKEND): Promise<BackendInfo> {
+export function initBackend(force: string | undefined = readEnvironment().BIAS_INIT_BACKEND ?? undefined): Promise<BackendInfo> {
   if (active === null) active = selectBackend(readForced(force));
   return active;
 }

@@ -4,7 +4,8 @@
 // CI excludes zero. With one trial there is no interval and no claim.
 import type { Backbone, DatasetKind } from "../config";
 import type { EpochRecord } from "./records";
-import { MeanCi, pairedDifference, summarize } from "./stats";
+import { formatInterval, MeanCi } from "./stats/student_t";
+import { pairedDifference, summarize } from "./stats/grouping";
 import { entropyNats } from "../maths";
 
 const LN2 = Math.log(2);
@@ -19,11 +20,8 @@ export function verdict(d: MeanCi): Verdict {
   return "unresolved";
 }
 
-export function formatInterval(d: MeanCi, digits = 4): string {
-  const sign = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(digits);
-  if (d.ci_low === null || d.ci_high === null) return `${sign(d.mean)} (one trial, no CI)`;
-  return `${sign(d.mean)} (95% CI ${sign(d.ci_low)} to ${sign(d.ci_high)}, ${d.n} paired trials)`;
-}
+/** How a paired difference is written: signed, with its interval over paired trials. */
+const PAIRED = { signed: true, what: "paired trials" };
 
 /** One half of the grid (or the convergence run) to conclude about. */
 export interface ConclusionPart {
@@ -89,8 +87,8 @@ export function partFindings(part: ConclusionPart, positiveRate: number): string
     unresolved: "no ROC-AUC difference the trials can resolve (the CI includes 0)",
     "single-trial": "a single trial: no interval, so no conclusion about ROC-AUC",
   };
-  out.push(`**${part.label}, after epoch ${last}:** ${bceWord[verdict(bceLast)]}: positive rate - vanilla = ${formatInterval(bceLast)}; ` +
-    `${aucWord[verdict(aucLast)]}: ${formatInterval(aucLast)}.`);
+  out.push(`**${part.label}, after epoch ${last}:** ${bceWord[verdict(bceLast)]}: positive rate - vanilla = ${formatInterval(bceLast, PAIRED)}; ` +
+    `${aucWord[verdict(aucLast)]}: ${formatInterval(aucLast, PAIRED)}.`);
 
   const trained = bce.filter((r) => r.epoch > 0);
   const resolved = trained.filter((r) => verdict(r) === "lower").map((r) => r.epoch);

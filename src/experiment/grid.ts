@@ -11,7 +11,7 @@ import { deriveSeed, makeRng } from "../rng";
 import { prepareData, resolveDataSource, PreparedData } from "../data/prepare";
 import { ImageDataset } from "../data/batches";
 import { BinaryClassifier } from "../model/head";
-import { IMAGENET_WEIGHTS, loadImagenetWeights, WeightsUnavailableError } from "../model/pretrained";
+import { ensureImagenetWeights, IMAGENET_WEIGHTS, loadImagenetWeights, verifyCheckpointFits, WeightsUnavailableError } from "../model/pretrained";
 import { trainLoop, TrainingDiverged, TrainingStopped, EpochMetrics, StepProgress } from "../train/loop";
 import { ResultsStore, UnitKey, UnitStatus, NamedArray, Checkpoint } from "./store";
 import type { EpochRecord, StepRecord } from "./records";
@@ -124,6 +124,16 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   // Epoch 0 is an evaluation only; a unit owes the training steps of its epochs not yet stored.
   const stepsOwed = (u: UnitKey): number => stepsPerEpoch * (resolved.epochs - Math.max(lastEpoch(store, u), 0));
   const totalSteps = pending.reduce((sum, u) => sum + stepsOwed(u), 0);
+  // The ImageNet weights are fetched and checked before anything is written: a wrong local file
+  // (checksum, or a state_dict that does not fit) stops the run here with one clear error, while
+  // weights that cannot be had at all make those units "unavailable" below.
+  if (pending.some((u) => u.backbone === "imagenet") && IMAGENET_WEIGHTS[resolved.model] !== undefined) {
+    try {
+      verifyCheckpointFits(await ensureImagenetWeights({ model: resolved.model }), resolved.model);
+    } catch (e) {
+      if (!(e instanceof WeightsUnavailableError)) throw e;
+    }
+  }
   store.init({ ...resultKeyFields(resolved), dataset: data.dataset, positiveClass: data.positive, positiveRate: data.positiveRate, note: data.note });
   opts.onEvent?.({ type: "start", backend, dataset: data.dataset, note: data.note, hash: store.hash, dir: store.dir, positiveRate: data.positiveRate, pending, totalSteps });
 

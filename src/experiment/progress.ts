@@ -1,8 +1,13 @@
-// Text for progress and per-epoch rows, shared by the CLI (a terminal line redrawn with \r) and the
-// notebooks (a display updated in place), so both read the same.
-import type { RunEvent } from "./grid";
-import type { UnitKey } from "./store";
+// The one progress reporter of a run, used by the CLI (a terminal line redrawn with \r) and by the
+// notebooks (a display updated in place), so both read the same: a status line with speed and ETA,
+// one row per finished epoch (airbench style), one row per unit that did not finish, Ctrl-C or a
+// kernel interrupt stopping after the step in flight.
+import type { ExperimentConfig } from "../config";
+import { TrainingStopped } from "../train/loop";
+import { ExperimentResult, loadResults, runExperiment, RunEvent } from "./grid";
+import { unitLabel } from "./store";
 import type { EpochRecord } from "./records";
+import { completeUnits } from "./run_summary";
 
 export function formatDuration(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds)) return "--";
@@ -10,10 +15,6 @@ export function formatDuration(seconds: number | null): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
-
-export function unitLabel(u: UnitKey): string {
-  return `${u.backbone}/${u.arm} trial ${u.trial}`;
 }
 
 /** One line: where the run is, the last loss, speed and time left. */
@@ -43,4 +44,111 @@ export function formatEpochRow(r: EpochRecord): string {
 /** Live tensors and resident memory after an epoch: both must stay flat from epoch 1 on. */
 export function formatMemory(numTensors: number): string {
   return `tensors ${numTensors} | rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`;
+}
+
+/** Where a run's progress goes; viz's LiveProgress is one (a notebook output), `terminalView` another. */
+export interface ProgressView {
+  /** The status line, redrawn in place (throttled or printed now and then where it cannot be). */
+  setLine(text: string): void;
+  /** A permanent row under the epoch table's header. */
+  addRow(text: string): void;
+  /** The closing line, replacing the status line. */
+  finish(text: string): void;
+}
+
+/** A terminal: the status line redrawn on stderr when it is a TTY, else printed every 30 s; rows on stdout. */
+export function terminalView(stream: NodeJS.WriteStream = process.stderr, everyMs = 30_000): ProgressView {
+  const tty = stream.isTTY === true;
+  let lastPrinted = 0;
+  let header = false;
+  const clear = (): void => {
+    if (tty) stream.write("\r\x1b[2K");
+  };
+  return {
+    setLine(text) {
+      if (tty) stream.write(`\r\x1b[2K${text}`);
+      else if (Date.now() - lastPrinted > everyMs) {
+        lastPrinted = Date.now();
+        stream.write(text + "\n");
+      }
+    },
+    addRow(text) {
+      clear();
+      if (!header) console.log(epochTableHeader());
+      header = true;
+      console.log(text);
+    },
+    finish(text) {
+      clear();
+      console.log(text);
+    },
+  };
+}
+
+export interface ReportedRun {
+  result: ExperimentResult;
+  /** True when an interrupt stopped the run; finished epochs are in the store. */
+  stopped: boolean;
+  /** False when the store already held everything (nothing was trained). */
+  trained: boolean;
+  seconds: number;
+}
+
+export interface ReportOptions {
+  resultsDir: string;
+  view: ProgressView;
+  /** Called once training starts (not when the store already holds everything). */
+  onStart?(e: Extract<RunEvent, { type: "start" }>): void;
+  /** A second SIGINT exits the process at once (a terminal); a kernel only ever asks to stop. */
+  exitOnSecondInterrupt?: boolean;
+}
+
+/**
+ * Runs every unit of `config` the store lacks, reporting to `opts.view`; an interrupt (SIGINT)
+ * stops after the step in flight and returns what the store holds.
+ */
+export async function runWithProgress(config: ExperimentConfig, opts: ReportOptions): Promise<ReportedRun> {
+  const { view } = opts;
+  let stop = false;
+  const onInterrupt = (): void => {
+    if (stop && opts.exitOnSecondInterrupt) process.exit(130);
+    stop = true;
+    view.addRow(`interrupt: stopping after the step in flight${opts.exitOnSecondInterrupt ? " (Ctrl-C again to quit now)" : ""}; run the same again to resume`);
+  };
+  process.on("SIGINT", onInterrupt);
+  const explained = new Set<string>();
+  let trained = false;
+  const started = Date.now();
+  const seconds = (): number => (Date.now() - started) / 1000;
+  const onEvent = (e: RunEvent): void => {
+    trained = true;
+    if (e.type === "start") {
+      opts.onStart?.(e);
+      view.setLine(`training ${e.pending.length} unit(s), ${e.totalSteps} steps, into ${e.dir}`);
+    } else if (e.type === "step") view.setLine(formatStep(e, config.epochs));
+    else if (e.type === "epoch") view.addRow(`${formatEpochRow(e.record)}  | ${formatMemory(e.numTensors)}`);
+    else if (e.type === "unit-end" && e.status.state !== "done") {
+      // A reason shared by several units (e.g. weights unavailable) is spelled out once.
+      const message = e.status.message ?? "";
+      view.addRow(`${unitLabel(e.unit)}: ${e.status.state}${explained.has(message) ? " (as above)" : `: ${message}`}`);
+      explained.add(message);
+    }
+  };
+  try {
+    const result = await runExperiment(config, { resultsDir: opts.resultsDir, onEvent, shouldStop: () => stop });
+    if (trained) {
+      const blocked = result.unavailable.length > 0 ? `, ${result.unavailable.length} cannot run` : "";
+      view.finish(`done in ${formatDuration(seconds())}: ${completeUnits(result)} of ${result.units.length} unit(s) complete in ${result.dir}${blocked}`);
+    }
+    return { result, stopped: false, trained, seconds: seconds() };
+  } catch (e) {
+    if (e instanceof TrainingStopped) {
+      view.finish("stopped by interrupt: finished epochs are saved; run the same again to resume from the last one");
+      return { result: loadResults(config, opts.resultsDir), stopped: true, trained, seconds: seconds() };
+    }
+    if (trained) view.finish(`failed: ${(e as Error).message}`);
+    throw e;
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
 }

@@ -1,23 +1,13 @@
 // The records the training loop emits and the results store keeps: the contract between the
 // experiment (writer) and the statistics and figures (readers). Plain JSON-able objects.
 import type { Arm, Backbone, DatasetKind } from "../config";
+import type { EpochMetrics } from "../train/loop";
 
-/** One evaluation of one model on the test set; epoch 0 is before any training step. */
-export interface EpochRecord {
+/** One evaluation of one unit, as the store keeps it: the loop's metrics plus who and where. */
+export interface EpochRecord extends Omit<EpochMetrics, "num_tensors"> {
   backbone: Backbone;
   arm: Arm;
   trial: number;
-  /** 0 = before any step, then 1..epochs after each epoch. */
-  epoch: number;
-  /** Test binary cross-entropy: sklearn-style log loss on sigmoid probabilities. */
-  loss: number;
-  roc_auc: number;
-  /** The output logit's bias (its sigmoid is the model's prior positive rate). */
-  output_bias_value: number;
-  /** Mean training loss over the epoch; null at epoch 0. */
-  train_loss: number | null;
-  wall_s: number;
-  images_per_s: number | null;
   seed: number;
   dataset: DatasetKind;
   backend: string;

@@ -44,8 +44,14 @@ export interface Checkpoint {
   optimizer: NamedArray[];
 }
 
+/** The unit's folder name in the store. */
 export function unitName(u: UnitKey): string {
   return `${u.backbone}__${u.arm}__trial-${u.trial}`;
+}
+
+/** The unit as people read it: `scratch/vanilla trial 0`. */
+export function unitLabel(u: UnitKey): string {
+  return `${u.backbone}/${u.arm} trial ${u.trial}`;
 }
 
 /** Writes `data` to `file` atomically (temporary file in the same folder, then rename). */

@@ -51,7 +51,8 @@ export class WeightsUnavailableError extends UserError {
 export class StateDictMismatchError extends UserError {
   override name = "StateDictMismatchError";
   constructor(readonly source: string, readonly target: string, readonly problems: string[]) {
-    super(`${source} does not fit ${target}: ${problems.length} problem(s), nothing was loaded:\n  ${problems.join("\n  ")}`);
+    super(`${source}: does not fit ${target} (${problems.length} problem(s), first: ${problems[0]}); ` +
+      `nothing was loaded, use torchvision's ${target} weights (make weights)`);
   }
 }
 

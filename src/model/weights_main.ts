@@ -23,7 +23,7 @@ const USAGE = `usage: npx tsx src/model/weights_main.ts [--model ${MODELS.join("
 export function parseArgs(argv: string[]): Args {
   const v = parseFlags(argv, { model: { type: "string" }, dir: { type: "string" }, local: { type: "string" } }, USAGE);
   const model = stringFlag(v, "model", "b1");
-  if (!(MODELS as string[]).includes(model)) throw new UsageError(`--model must be one of ${MODELS.join(", ")}, got "${model}"\n${USAGE}`);
+  if (!(MODELS as string[]).includes(model)) throw new UsageError(`--model: "${model}" has no torchvision ImageNet weights here; use one of ${MODELS.join(", ")}`);
   return { model: model as ModelName, dir: stringFlag(v, "dir", DEFAULT_WEIGHTS_DIR), local: stringFlag(v, "local", null) };
 }
 

@@ -7,7 +7,6 @@ import { epochOrder, batchRanges } from "../data/batches";
 import { logLoss, rocAuc } from "./metrics";
 import { sigmoid } from "../maths";
 import type { EvalMode, ExperimentConfig } from "../config";
-import type { EpochRecord } from "../experiment/records";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
 export interface TrainableModel {
@@ -27,10 +26,21 @@ export interface BatchSource {
 /** The config's training knobs; `seed` is the trial's (data order and dropout masks derive from it). */
 export type LoopSettings = Pick<ExperimentConfig, "epochs" | "lr" | "momentum" | "trainBatch" | "testBatch" | "evalMode" | "seed">;
 
-/** An epoch's numbers as the store keeps them, plus tf.memory().numTensors to check for leaks. */
-export type EpochMetrics = Pick<EpochRecord, "epoch" | "loss" | "roc_auc" | "output_bias_value" | "train_loss" | "wall_s" | "images_per_s"> & {
+/** One evaluation's numbers (epoch 0 = before any step), plus tf.memory().numTensors to check for leaks. */
+export interface EpochMetrics {
+  /** 0 = before any step, then 1..epochs after each epoch. */
+  epoch: number;
+  /** Test binary cross-entropy: sklearn-style log loss on sigmoid probabilities. */
+  loss: number;
+  roc_auc: number;
+  /** The output logit's bias (its sigmoid is the model's prior positive rate). */
+  output_bias_value: number;
+  /** Mean training loss over the epoch; null at epoch 0. */
+  train_loss: number | null;
+  wall_s: number;
+  images_per_s: number | null;
   num_tensors: number;
-};
+}
 
 export interface StepProgress {
   epoch: number;

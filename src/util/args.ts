@@ -1,5 +1,5 @@
 // Command-line flags for the project's entry points (CLI, make data, make weights), on Node's own
-// util.parseArgs: strict, with the usage text attached to every error.
+// util.parseArgs: strict; an error is one line ending with the usage line.
 import { parseArgs } from "util";
 import { UserError } from "../errors";
 
@@ -10,12 +10,13 @@ export class UsageError extends UserError {
   override name = "UsageError";
 }
 
-/** Parses `argv` against `spec`; unknown flags, missing values and positionals throw UsageError. */
+/** Parses `argv` against `spec`; unknown flags, missing values and positionals throw a one-line UsageError. */
 export function parseFlags(argv: string[], spec: FlagSpec, usage: string): FlagValues {
   try {
     return parseArgs({ args: argv, options: spec, strict: true, allowPositionals: false }).values as FlagValues;
   } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n${usage}`);
+    const message = (e as Error).message.split("\n")[0].replace(/\.$/, "");
+    throw new UsageError(`${message}; ${usage.split("\n")[0]}`);
   }
 }
 

@@ -4,8 +4,9 @@
 import { ARMS } from "../config";
 import type { Arm, Backbone, DatasetKind } from "../config";
 import type { EpochRecord, StepRecord } from "../experiment/records";
-import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats";
-import type { MeanCi, SummaryRow } from "../experiment/stats";
+import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats/grouping";
+import type { SummaryRow } from "../experiment/stats/grouping";
+import type { MeanCi } from "../experiment/stats/student_t";
 import { entropyNats, sigmoid } from "../maths";
 
 export interface PlotlyFigure {

@@ -1,0 +1,54 @@
+// What a finished (or partly finished) run amounts to, as plain text: the CLI's closing lines, and
+// the lines the notebooks and the CLI show for units that could not run or failed.
+import { entropyNats } from "../maths";
+import { formatInterval } from "./stats/student_t";
+import { pairedDifference, summarize } from "./stats/grouping";
+import type { ExperimentResult } from "./grid";
+import { unitLabel } from "./store";
+
+/** Units holding every epoch record of their config (epoch 0 included). */
+export function completeUnits(result: ExperimentResult): number {
+  return result.units.filter((u) => u.epochs === result.config.epochs + 1).length;
+}
+
+/**
+ * Units that did not run or failed, grouped so that units sharing a reason (typically: ImageNet
+ * weights unavailable) are listed once under it. One line per reason.
+ */
+export function unitsByReason(result: ExperimentResult): string[] {
+  const lines: string[] = [];
+  for (const [label, units] of [["not run", result.unavailable], ["FAILED", result.failed]] as const) {
+    const byMessage = new Map<string, string[]>();
+    for (const u of units) byMessage.set(u.message, [...(byMessage.get(u.message) ?? []), unitLabel(u.unit)]);
+    for (const [message, names] of byMessage) lines.push(`${label} (${names.length} unit${names.length === 1 ? "" : "s"}: ${names.join(", ")}): ${message}`);
+  }
+  return lines;
+}
+
+/** The CLI's closing summary: per backbone, arm and metric, epoch 0 and the last epoch, then the paired differences. */
+export function runSummaryText(result: ExperimentResult): string {
+  const lines: string[] = [];
+  const dataset = result.dataset === "synthetic" ? "SYNTHETIC stand-in data (not CIFAR-10)" : "CIFAR-10";
+  lines.push(`summary (${dataset}; results ${result.dir}):`);
+  const lastEpoch = result.config.epochs;
+  const metricName = { loss: "test BCE", roc_auc: "ROC-AUC " } as const;
+  for (const backbone of result.config.backbones) {
+    const records = result.records.filter((r) => r.backbone === backbone);
+    if (records.length === 0) continue;
+    for (const epoch of [0, lastEpoch]) {
+      for (const metric of ["loss", "roc_auc"] as const) {
+        for (const row of summarize(records, metric).filter((r) => r.epoch === epoch)) {
+          lines.push(`  ${backbone.padEnd(8)} ${row.arm.padEnd(13)} epoch ${String(epoch).padStart(2)} ${metricName[metric]} ${formatInterval(row)}`);
+        }
+      }
+    }
+    for (const metric of ["loss", "roc_auc"] as const) {
+      const diff = pairedDifference(records, metric).find((r) => r.epoch === lastEpoch);
+      if (diff) lines.push(`  ${backbone.padEnd(8)} positive_rate - vanilla, epoch ${lastEpoch} ${metricName[metric].trim()}: ${formatInterval(diff, { signed: true, what: "paired trials" })}`);
+    }
+  }
+  const positiveRate = result.positiveRate;
+  if (positiveRate !== null) lines.push(`  entropy H(p) of the measured positive rate p=${positiveRate.toFixed(4)}: ${entropyNats(positiveRate).toFixed(4)} nats (log 2 = 0.6931)`);
+  for (const line of unitsByReason(result)) lines.push(`  ${line}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,139 @@
+// Records grouped for statistics: per (backbone, arm, epoch) means over trials, paired
+// differences between the arms of one trial, and per-step summaries. Plain float64 rather than
+// danfojs groupby: nulls (epoch 0 has no train loss) and n = 1 (no interval) stay explicit, and
+// tests can check results exactly.
+import { ARMS, BACKBONES } from "../../config";
+import type { Arm, Backbone } from "../../config";
+import type { EpochMetric, EpochRecord, StepRecord } from "../records";
+import { meanCi, MeanCi } from "./student_t";
+
+export interface SummaryRow extends MeanCi {
+  backbone: Backbone;
+  arm: Arm;
+  epoch: number;
+  /** Which quantity was summarized, e.g. "loss" or "sigmoid(output_bias_value)". */
+  metric: string;
+}
+
+export interface PairedRow extends MeanCi {
+  backbone: Backbone;
+  epoch: number;
+  metric: string;
+  /** Trials present in only one arm at this epoch, left out of the difference. */
+  unmatched: number;
+}
+
+export interface StepSummaryRow extends MeanCi {
+  backbone: Backbone;
+  arm: Arm;
+  epoch: number;
+  step: number;
+}
+
+/** Sort order of rows: backbones and arms as listed in config, then numbers ascending. */
+export function compareKeys(a: readonly (string | number)[], b: readonly (string | number)[]): number {
+  const rank = (v: string | number): number =>
+    typeof v === "number" ? v : Math.max(BACKBONES.indexOf(v as Backbone), ARMS.indexOf(v as Arm));
+  for (let i = 0; i < a.length; i++) {
+    const d = rank(a[i]) - rank(b[i]);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function describe(r: EpochRecord | StepRecord): string {
+  const step = "step" in r ? ` step ${r.step}` : "";
+  return `${r.backbone}/${r.arm} trial ${r.trial} epoch ${r.epoch}${step}`;
+}
+
+/** A record appearing twice (e.g. a resumed run appending again) would be counted twice: refuse. */
+export function checkUnique(records: readonly (EpochRecord | StepRecord)[], fn: string): void {
+  const seen = new Set<string>();
+  for (const r of records) {
+    const key = describe(r);
+    if (seen.has(key)) throw new Error(`${fn}: duplicate record for ${key}`);
+    seen.add(key);
+  }
+}
+
+/** Groups items by key, keeping the key parts for the output rows, sorted by key. */
+function groupBy<T, K extends readonly (string | number)[]>(items: readonly T[], keyOf: (item: T) => K): Array<[K, T[]]> {
+  const groups = new Map<string, [K, T[]]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const id = key.join("\u0000");
+    const group = groups.get(id);
+    if (group) group[1].push(item);
+    else groups.set(id, [key, [item]]);
+  }
+  return [...groups.values()].sort((a, b) => compareKeys(a[0], b[0]));
+}
+
+function metricValue(fn: string, r: EpochRecord, metric: string, value: number | null): number | null {
+  if (value !== null && !Number.isFinite(value)) throw new Error(`${fn}: ${metric} = ${value} in ${describe(r)} is not finite`);
+  return value;
+}
+
+/**
+ * Mean and 95% CI across trials of any per-record quantity, per (backbone, arm, epoch).
+ * Records whose value is null are skipped (n counts the others); groups with no value give no row.
+ */
+export function summarizeWith(
+  records: readonly EpochRecord[],
+  metric: string,
+  valueOf: (r: EpochRecord) => number | null,
+): SummaryRow[] {
+  checkUnique(records, "summarize");
+  const rows: SummaryRow[] = [];
+  for (const [[backbone, arm, epoch], group] of groupBy(records, (r) => [r.backbone, r.arm, r.epoch] as const)) {
+    const values: number[] = [];
+    for (const r of group) {
+      const v = metricValue("summarize", r, metric, valueOf(r));
+      if (v !== null) values.push(v);
+    }
+    if (values.length > 0) rows.push({ backbone, arm, epoch, metric, ...meanCi(values) });
+  }
+  return rows;
+}
+
+/** Mean and 95% CI across trials of one metric, per (backbone, arm, epoch). */
+export function summarize(records: readonly EpochRecord[], metric: EpochMetric): SummaryRow[] {
+  return summarizeWith(records, metric, (r) => r[metric]);
+}
+
+/**
+ * Per (backbone, epoch): the per-trial difference positive_rate minus vanilla (pairs matched on
+ * trial, which share data order and seeds), with its mean and 95% CI. Pairs with a null value are
+ * left out; epochs with no complete pair give no row.
+ */
+export function pairedDifference(records: readonly EpochRecord[], metric: EpochMetric): PairedRow[] {
+  checkUnique(records, "pairedDifference");
+  const rows: PairedRow[] = [];
+  for (const [[backbone, epoch], group] of groupBy(records, (r) => [r.backbone, r.epoch] as const)) {
+    const byTrial = new Map<number, Partial<Record<Arm, number | null>>>();
+    for (const r of group) {
+      const arms = byTrial.get(r.trial) ?? {};
+      arms[r.arm] = metricValue("pairedDifference", r, metric, r[metric]);
+      byTrial.set(r.trial, arms);
+    }
+    const differences: number[] = [];
+    let unmatched = 0;
+    for (const trial of [...byTrial.keys()].sort((a, b) => a - b)) {
+      const arms = byTrial.get(trial) as Partial<Record<Arm, number | null>>;
+      if (arms.vanilla === undefined || arms.positive_rate === undefined) unmatched++;
+      else if (arms.vanilla !== null && arms.positive_rate !== null) differences.push(arms.positive_rate - arms.vanilla);
+    }
+    if (differences.length > 0) rows.push({ backbone, epoch, metric, unmatched, ...meanCi(differences) });
+  }
+  return rows;
+}
+
+/** Mean and 95% CI across trials of the training loss per (backbone, arm, epoch, step). */
+export function stepSummary(steps: readonly StepRecord[]): StepSummaryRow[] {
+  checkUnique(steps, "stepSummary");
+  return groupBy(steps, (s) => [s.backbone, s.arm, s.epoch, s.step] as const).map(([[backbone, arm, epoch, step], group]) => {
+    for (const s of group) if (!Number.isFinite(s.loss)) throw new Error(`stepSummary: loss = ${s.loss} in ${describe(s)} is not finite`);
+    return { backbone, arm, epoch, step, ...meanCi(group.map((s) => s.loss)) };
+  });
+}
+
