@@ -26,10 +26,12 @@ import { summarizeEfficientNet } from "./model/efficientnet";
 import { entropyNats, sigmoid } from "./maths";
 import { TrainingStopped } from "./train/loop";
 import { ARM_STYLE, BACKBONE_LABEL, PositiveRateOptions, biasCurve, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
-import {
-  LiveProgress, PlotlyFigure, TableLike, TableOptions, ensurePlotlyLibrary, escapeHtml, exportFigure, exportFigures, rgbToPng,
-  showBundle, showFigure, showImageGrid, showMarkdown, showTable,
-} from "./viz/display";
+import type { PlotlyFigure } from "./viz/plotly_figure";
+import { showBundle } from "./viz/kernel_output";
+import { LiveProgress, TableLike, TableOptions, escapeHtml, showImageGrid, showMarkdown, showTable } from "./viz/html_output";
+import { ensurePlotlyLibrary, showFigure } from "./viz/plotly_inline";
+import { exportFigure, exportFigures } from "./viz/chromium_export";
+import { rgbToPng } from "./viz/png";
 
 /** Root of the results store used by the notebooks (env BIAS_INIT_RESULTS, default "results"). */
 export const RESULTS_ENV = "BIAS_INIT_RESULTS";

@@ -1,8 +1,8 @@
 // The HTML report in a real browser, offline: headless Chromium opens nbconvert's HTML and we count
 // what Plotly actually drew (SVG trace groups, paths, legend entries), not merely that a div exists.
 //
-// 1. Always: a notebook whose outputs are made by src/viz/display.ts from src/viz/figures.ts specs
-//    is converted with the report's own template (tools/jupyter/run_notebooks.py --no-execute);
+// 1. Always: a notebook whose outputs are made by src/viz/plotly_inline.ts and html_output.ts from
+//    src/viz/figures.ts specs is converted with the report's own template (tools/jupyter/run_notebooks.py --no-execute);
 //    every figure must draw exactly the traces and legend entries its spec asks for.
 // 2. When `make report` has written reports/*.html: the same check on every figure there.
 // Screenshots go to reports/.
@@ -12,7 +12,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
-import { DisplayMessage, findChromium, resetPlotlyInlined, runChromium, setDisplaySink, showFigure, showTable } from "../src/viz/display";
+import { DisplayMessage, setDisplaySink } from "../src/viz/kernel_output";
+import { showTable } from "../src/viz/html_output";
+import { resetPlotlyInlined, showFigure } from "../src/viz/plotly_inline";
+import { findChromium, runChromium } from "../src/viz/chromium_export";
 import { learningCurves, pairedDifferenceFigure } from "../src/viz/figures";
 import type { EpochRecord } from "../src/experiment/records";
 
@@ -107,7 +110,7 @@ function records(): EpochRecord[] {
   return out;
 }
 
-/** An executed-looking notebook whose outputs are exactly what display.ts sends to the kernel. */
+/** An executed-looking notebook whose outputs are exactly what src/viz/ sends to the kernel. */
 function writeNotebook(file: string): void {
   const messages: DisplayMessage[] = [];
   setDisplaySink((m) => messages.push(m));

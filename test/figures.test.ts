@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure } from "../src/viz/figures";
-import type { PlotlyFigure } from "../src/viz/figures";
+import type { PlotlyFigure } from "../src/viz/plotly_figure";
 import { summarize, stepSummary, pairedDifference } from "../src/experiment/stats";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
 import { entropyNats } from "../src/maths";

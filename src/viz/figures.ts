@@ -7,11 +7,7 @@ import type { EpochRecord, StepRecord } from "../experiment/records";
 import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats";
 import type { MeanCi, SummaryRow } from "../experiment/stats";
 import { entropyNats, sigmoid } from "../maths";
-
-export interface PlotlyFigure {
-  data: Array<Record<string, unknown>>;
-  layout: Record<string, unknown>;
-}
+import type { PlotlyFigure } from "./plotly_figure";
 
 export interface FigureOptions {
   backbone: Backbone;
@@ -71,9 +67,13 @@ function trialsLabel(items: readonly { arm: Arm; trial: number }[]): string {
   return present.map((arm) => `${ARM_STYLE[arm].name} ${plural(counts[ARMS.indexOf(arm)])}`).join(", ");
 }
 
+/** What a title ends with: " (synthetic data)" for the synthetic stand-in, nothing for CIFAR-10. */
+function dataLabel(dataset: DatasetKind): string {
+  return dataset === "synthetic" ? " (synthetic data)" : "";
+}
+
 function titleText(text: string, options: FigureOptions, trials: string): string {
-  const data = options.dataset === "synthetic" ? " (synthetic data)" : "";
-  return `${options.title ?? text}: ${BACKBONE_LABEL[options.backbone]}, ${trials}${data}`;
+  return `${options.title ?? text}: ${BACKBONE_LABEL[options.backbone]}, ${trials}${dataLabel(options.dataset)}`;
 }
 
 /** A mean line with markers; only the left panel's copy appears in the legend. */
