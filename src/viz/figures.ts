@@ -3,6 +3,7 @@
 // Every band is the Student-t 95% CI from ../experiment/stats; with one trial there is no band.
 import { ARMS } from "../config";
 import type { Arm, Backbone, DatasetKind } from "../config";
+import { CLASS_NAMES } from "../data/cifar10";
 import type { EpochRecord, StepRecord } from "../experiment/records";
 import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats";
 import type { MeanCi, SummaryRow } from "../experiment/stats";
@@ -31,6 +32,7 @@ export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = {
   scratch: "From scratch",
 };
 const REFERENCE_LINE_COLOR = "#6c757d";
+const OTHER_CLASS_COLOR = "#adb5bd";
 const DIFFERENCE_NAME = "Positive rate \u2212 Vanilla";
 const BAND_ALPHA = 0.2;
 
@@ -275,6 +277,29 @@ export function pairedDifferenceFigure(records: readonly EpochRecord[], options:
       ...layout,
       legend: { title: { text: "Difference" } },
       ...twoPanelAxes("Epoch", "\u0394 Binary Cross Entropy", "\u0394 ROC-AUC"),
+    },
+  };
+}
+
+/**
+ * Training images per CIFAR-10 class (`labels` are the 0..9 class labels), the positive class's
+ * bar highlighted, and the positive rate p measured from the labels in the title.
+ */
+export function classBalanceFigure(labels: ArrayLike<number>, positive: { index: number; name: string }, dataset: DatasetKind): PlotlyFigure {
+  if (labels.length === 0) throw new Error("classBalanceFigure: no labels");
+  const counts = new Array<number>(CLASS_NAMES.length).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
+  const p = counts[positive.index] / labels.length;
+  return {
+    data: [{
+      type: "bar", name: "training images", x: [...CLASS_NAMES], y: counts,
+      marker: { color: CLASS_NAMES.map((_, i) => (i === positive.index ? ARM_STYLE.positive_rate.color : OTHER_CLASS_COLOR)) },
+    }],
+    layout: {
+      title: { text: `Training images per class: positive "${positive.name}" is p = ${p.toFixed(4)} of ${labels.length}${dataLabel(dataset)}` },
+      xaxis: { title: { text: "CIFAR-10 class" } },
+      yaxis: { title: { text: "Images" } },
+      showlegend: false, height: 380, plot_bgcolor: "white",
     },
   };
 }
