@@ -5,7 +5,7 @@
 //    src/viz/figures.ts specs is converted with the report's own template (tools/jupyter/run_notebooks.py --no-execute);
 //    every figure must draw exactly the traces and legend entries its spec asks for.
 // 2. When `make report` has written reports/*.html: the same check on every figure there.
-// Screenshots go to reports/.
+// Each page is also screenshotted (into a temporary folder) to check that Chromium paints it.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
@@ -137,8 +137,9 @@ function writeNotebook(file: string): void {
 }
 
 describe("HTML report in headless Chromium, offline", { skip: skipBrowser }, () => {
-  test("figures from display.ts, through the report template, draw every trace and legend entry", async () => {
+  test("figures from src/viz/, through the report template, draw every trace and legend entry", async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-report-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const nbFile = path.join(dir, "browser_check.ipynb");
     writeNotebook(nbFile);
     const r = spawnSync(PYTHON, [path.join(ROOT, "tools/jupyter/run_notebooks.py"), "--no-execute", "--out", dir, nbFile], { cwd: ROOT, encoding: "utf8" });
@@ -152,11 +153,13 @@ describe("HTML report in headless Chromium, offline", { skip: skipBrowser }, () 
     assert.deepEqual(drawn.map((d) => [d.traces, d.legend]), [[8, 2], [4, 1], [1, 0]]);
     for (const d of drawn) checkDrawn(d, "browser_check.html");
     assert.match(drawn[0].title, /From scratch, 2 trials \(synthetic data\)/);
-    await screenshot(html, path.join(REPORTS, "browser-check.png"));
+    await screenshot(html, path.join(dir, "browser-check.png"));
   });
 
   const reports = fs.existsSync(REPORTS) ? fs.readdirSync(REPORTS).filter((f) => /^\d\d_.*\.html$/.test(f)).sort() : [];
-  test("every figure of the `make report` HTML rendered", { skip: reports.length === 0 ? "no reports/NN_*.html yet: run `make report` first" : false }, async () => {
+  test("every figure of the `make report` HTML rendered", { skip: reports.length === 0 ? "no reports/NN_*.html yet: run `make report` first" : false }, async (t) => {
+    const shots = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-screenshots-"));
+    t.after(() => fs.rmSync(shots, { recursive: true, force: true }));
     let figures = 0;
     for (const file of reports) {
       const html = path.join(REPORTS, file);
@@ -167,7 +170,7 @@ describe("HTML report in headless Chromium, offline", { skip: skipBrowser }, () 
       assert.equal(drawn.length, expected, `${file}: ${drawn.length} Plotly figures on the page, ${expected} figure outputs`);
       for (const d of drawn) checkDrawn(d, file);
       figures += drawn.length;
-      await screenshot(html, path.join(REPORTS, file.replace(/\.html$/, ".png")));
+      await screenshot(html, path.join(shots, file.replace(/\.html$/, ".png")));
     }
     assert.ok(figures > 0, `no Plotly figure in any of ${reports.join(", ")}`);
   });
