@@ -26,8 +26,11 @@ import { sampleIndices } from "./data/task";
 import { biasMathsTable } from "./maths";
 import { modelSummaryTable } from "./model/architecture";
 import { BACKBONE_LABEL, PositiveRateOptions, biasCurve, classBalanceFigure, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
-import type { PlotlyFigure } from "./viz/figures";
-import { LiveProgress, TableLike, TableOptions, ensurePlotlyLibrary, exportFigures, rgbToPng, showFigure, showImageGrid, showMarkdown, showTable } from "./viz/display";
+import type { PlotlyFigure } from "./viz/plotly_figure";
+import { LiveProgress, TableLike, TableOptions, showImageGrid, showMarkdown, showTable } from "./viz/html_output";
+import { ensurePlotlyLibrary, showFigure } from "./viz/plotly_inline";
+import { exportFigures } from "./viz/chromium_export";
+import { rgbToPng } from "./viz/png";
 import { showNotebookHeader } from "./viz/notebook_header";
 
 type Plans<T> = Partial<Record<"imagenet" | "scratch" | "convergence", T>>;

@@ -1,18 +1,21 @@
 // The HTML report in a real browser, offline: headless Chromium opens nbconvert's HTML and we count
 // what Plotly actually drew (SVG trace groups, paths, legend entries), not merely that a div exists.
 //
-// 1. Always: a notebook whose outputs are made by src/viz/display.ts from src/viz/figures.ts specs
-//    is converted with the report's own template (tools/jupyter/run_notebooks.py --no-execute);
+// 1. Always: a notebook whose outputs are made by src/viz/plotly_inline.ts and html_output.ts from
+//    src/viz/figures.ts specs is converted with the report's own template (tools/jupyter/run_notebooks.py --no-execute);
 //    every figure must draw exactly the traces and legend entries its spec asks for.
 // 2. When `make report` has written reports/*.html: the same check on every figure there.
-// Screenshots go to reports/.
+// Each page is also screenshotted (into a temporary folder) to check that Chromium paints it.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
-import { DisplayMessage, findChromium, resetPlotlyInlined, runChromium, setDisplaySink, showFigure, showTable } from "../src/viz/display";
+import { DisplayMessage, setDisplaySink } from "../src/viz/kernel_output";
+import { showTable } from "../src/viz/html_output";
+import { resetPlotlyInlined, showFigure } from "../src/viz/plotly_inline";
+import { findChromium, runChromium } from "../src/viz/chromium_export";
 import { learningCurves, pairedDifferenceFigure } from "../src/viz/figures";
 import type { EpochRecord } from "../src/experiment/records";
 
@@ -107,7 +110,7 @@ function records(): EpochRecord[] {
   return out;
 }
 
-/** An executed-looking notebook whose outputs are exactly what display.ts sends to the kernel. */
+/** An executed-looking notebook whose outputs are exactly what src/viz/ sends to the kernel. */
 function writeNotebook(file: string): void {
   const messages: DisplayMessage[] = [];
   setDisplaySink((m) => messages.push(m));
@@ -134,8 +137,9 @@ function writeNotebook(file: string): void {
 }
 
 describe("HTML report in headless Chromium, offline", { skip: skipBrowser }, () => {
-  test("figures from display.ts, through the report template, draw every trace and legend entry", async () => {
+  test("figures from src/viz/, through the report template, draw every trace and legend entry", async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-report-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const nbFile = path.join(dir, "browser_check.ipynb");
     writeNotebook(nbFile);
     const r = spawnSync(PYTHON, [path.join(ROOT, "tools/jupyter/run_notebooks.py"), "--no-execute", "--out", dir, nbFile], { cwd: ROOT, encoding: "utf8" });
@@ -149,11 +153,13 @@ describe("HTML report in headless Chromium, offline", { skip: skipBrowser }, () 
     assert.deepEqual(drawn.map((d) => [d.traces, d.legend]), [[8, 2], [4, 1], [1, 0]]);
     for (const d of drawn) checkDrawn(d, "browser_check.html");
     assert.match(drawn[0].title, /From scratch, 2 trials \(synthetic data\)/);
-    await screenshot(html, path.join(REPORTS, "browser-check.png"));
+    await screenshot(html, path.join(dir, "browser-check.png"));
   });
 
   const reports = fs.existsSync(REPORTS) ? fs.readdirSync(REPORTS).filter((f) => /^\d\d_.*\.html$/.test(f)).sort() : [];
-  test("every figure of the `make report` HTML rendered", { skip: reports.length === 0 ? "no reports/NN_*.html yet: run `make report` first" : false }, async () => {
+  test("every figure of the `make report` HTML rendered", { skip: reports.length === 0 ? "no reports/NN_*.html yet: run `make report` first" : false }, async (t) => {
+    const shots = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-screenshots-"));
+    t.after(() => fs.rmSync(shots, { recursive: true, force: true }));
     let figures = 0;
     for (const file of reports) {
       const html = path.join(REPORTS, file);
@@ -164,7 +170,7 @@ describe("HTML report in headless Chromium, offline", { skip: skipBrowser }, () 
       assert.equal(drawn.length, expected, `${file}: ${drawn.length} Plotly figures on the page, ${expected} figure outputs`);
       for (const d of drawn) checkDrawn(d, file);
       figures += drawn.length;
-      await screenshot(html, path.join(REPORTS, file.replace(/\.html$/, ".png")));
+      await screenshot(html, path.join(shots, file.replace(/\.html$/, ".png")));
     }
     assert.ok(figures > 0, `no Plotly figure in any of ${reports.join(", ")}`);
   });

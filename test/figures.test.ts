@@ -1,10 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure } from "../src/viz/figures";
-import type { PlotlyFigure } from "../src/viz/figures";
+import { ARM_STYLE, learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure, classBalanceFigure } from "../src/viz/figures";
+import type { PlotlyFigure } from "../src/viz/plotly_figure";
 import { summarize, stepSummary, pairedDifference } from "../src/experiment/stats/grouping";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
 import { entropyNats } from "../src/maths";
+import { CLASS_NAMES } from "../src/data/cifar10";
+import { positiveRate, toBinaryLabels } from "../src/data/task";
 
 type Trace = Record<string, unknown>;
 const P = 0.1;
@@ -168,4 +170,28 @@ test("pairedDifferenceFigure: BCE and ROC-AUC differences, bands equal pairedDif
   assert.equal(layoutAt(fig, "title", "text"), "Positive rate \u2212 Vanilla: ImageNet weights, 3 paired trials (synthetic data)");
   const vanillaOnly = RECORDS.filter((r) => r.arm === "vanilla");
   assert.throws(() => pairedDifferenceFigure(vanillaOnly, { backbone: "imagenet", dataset: "synthetic" }), /no trial of backbone "imagenet" has both arms/);
+});
+
+test("classBalanceFigure: images per class, the positive class highlighted, p measured from the labels", () => {
+  // Class i has i + 1 images, interleaved so that counting cannot rely on the order.
+  const labels: number[] = [];
+  for (let round = 0; round < 10; round++) for (let c = 9; c >= 0; c--) if (round <= c) labels.push(c);
+  const frog = { index: 6, name: "frog" };
+  const fig = classBalanceFigure(Uint8Array.from(labels), frog, "synthetic");
+  assert.equal(traces(fig).length, 1);
+  const [bars] = traces(fig);
+  assert.equal(bars.type, "bar");
+  assert.deepEqual(bars.x, [...CLASS_NAMES]);
+  assert.deepEqual(bars.y, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  const colors = (bars.marker as { color: string[] }).color;
+  assert.deepEqual(colors.map((c, i) => (c === colors[frog.index] ? i : -1)).filter((i) => i >= 0), [6]);
+  assert.equal(colors[frog.index], ARM_STYLE.positive_rate.color);
+  // The rate the positive-rate bias is computed from (data/task.ts), here 7 / 55.
+  const p = positiveRate(toBinaryLabels(Uint8Array.from(labels), frog.index));
+  assert.equal(p.toFixed(4), "0.1273");
+  assert.equal(layoutAt(fig, "title", "text"), `Training images per class: positive "frog" is p = ${p.toFixed(4)} of 55 (synthetic data)`);
+  const real = classBalanceFigure(labels, { index: 9, name: "truck" }, "cifar10");
+  assert.equal(layoutAt(real, "title", "text"), "Training images per class: positive \"truck\" is p = 0.1818 of 55");
+  assert.equal(((traces(real)[0].marker as { color: string[] }).color)[9], ARM_STYLE.positive_rate.color);
+  assert.throws(() => classBalanceFigure([], frog, "cifar10"), /no labels/);
 });

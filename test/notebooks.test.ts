@@ -7,9 +7,10 @@ import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { inflateSync } from "zlib";
-import {
-  DisplayMessage, LiveProgress, figureBundle, rgbToPng, setDisplaySink, showFigure, resetPlotlyInlined, tableBundle, scriptJson,
-} from "../src/viz/display";
+import { DisplayMessage, setDisplaySink } from "../src/viz/kernel_output";
+import { LiveProgress, scriptJson, tableBundle } from "../src/viz/html_output";
+import { figureBundle, resetPlotlyInlined, showFigure } from "../src/viz/plotly_inline";
+import { rgbToPng } from "../src/viz/png";
 import { partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
 import { formatInterval } from "../src/experiment/stats/student_t";
 import type { EpochRecord } from "../src/experiment/records";

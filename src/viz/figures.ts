@@ -3,16 +3,13 @@
 // Every band is the Student-t 95% CI from ../experiment/stats; with one trial there is no band.
 import { ARMS } from "../config";
 import type { Arm, Backbone, DatasetKind } from "../config";
+import { CLASS_NAMES } from "../data/cifar10";
 import type { EpochRecord, StepRecord } from "../experiment/records";
 import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats/grouping";
 import type { SummaryRow } from "../experiment/stats/grouping";
 import type { MeanCi } from "../experiment/stats/student_t";
 import { entropyNats, sigmoid } from "../maths";
-
-export interface PlotlyFigure {
-  data: Array<Record<string, unknown>>;
-  layout: Record<string, unknown>;
-}
+import type { PlotlyFigure } from "./plotly_figure";
 
 export interface FigureOptions {
   backbone: Backbone;
@@ -36,6 +33,7 @@ export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = {
   scratch: "From scratch",
 };
 const REFERENCE_LINE_COLOR = "#6c757d";
+const OTHER_CLASS_COLOR = "#adb5bd";
 const DIFFERENCE_NAME = "Positive rate \u2212 Vanilla";
 const BAND_ALPHA = 0.2;
 
@@ -72,9 +70,13 @@ function trialsLabel(items: readonly { arm: Arm; trial: number }[]): string {
   return present.map((arm) => `${ARM_STYLE[arm].name} ${plural(counts[ARMS.indexOf(arm)])}`).join(", ");
 }
 
+/** What a title ends with: " (synthetic data)" for the synthetic stand-in, nothing for CIFAR-10. */
+function dataLabel(dataset: DatasetKind): string {
+  return dataset === "synthetic" ? " (synthetic data)" : "";
+}
+
 function titleText(text: string, options: FigureOptions, trials: string): string {
-  const data = options.dataset === "synthetic" ? " (synthetic data)" : "";
-  return `${options.title ?? text}: ${BACKBONE_LABEL[options.backbone]}, ${trials}${data}`;
+  return `${options.title ?? text}: ${BACKBONE_LABEL[options.backbone]}, ${trials}${dataLabel(options.dataset)}`;
 }
 
 /** A mean line with markers; only the left panel's copy appears in the legend. */
@@ -276,6 +278,29 @@ export function pairedDifferenceFigure(records: readonly EpochRecord[], options:
       ...layout,
       legend: { title: { text: "Difference" } },
       ...twoPanelAxes("Epoch", "\u0394 Binary Cross Entropy", "\u0394 ROC-AUC"),
+    },
+  };
+}
+
+/**
+ * Training images per CIFAR-10 class (`labels` are the 0..9 class labels), the positive class's
+ * bar highlighted, and the positive rate p measured from the labels in the title.
+ */
+export function classBalanceFigure(labels: ArrayLike<number>, positive: { index: number; name: string }, dataset: DatasetKind): PlotlyFigure {
+  if (labels.length === 0) throw new Error("classBalanceFigure: no labels");
+  const counts = new Array<number>(CLASS_NAMES.length).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
+  const p = counts[positive.index] / labels.length;
+  return {
+    data: [{
+      type: "bar", name: "training images", x: [...CLASS_NAMES], y: counts,
+      marker: { color: CLASS_NAMES.map((_, i) => (i === positive.index ? ARM_STYLE.positive_rate.color : OTHER_CLASS_COLOR)) },
+    }],
+    layout: {
+      title: { text: `Training images per class: positive "${positive.name}" is p = ${p.toFixed(4)} of ${labels.length}${dataLabel(dataset)}` },
+      xaxis: { title: { text: "CIFAR-10 class" } },
+      yaxis: { title: { text: "Images" } },
+      showlegend: false, height: 380, plot_bgcolor: "white",
     },
   };
 }

@@ -4,7 +4,8 @@
 import { describeSetting, ENVIRONMENT, ExperimentConfig } from "../config";
 import { BackendInfo, backendLine } from "../engine/backend";
 import type { PreparedData } from "../data/prepare";
-import { escapeHtml, showBundle } from "./display";
+import { showBundle } from "./kernel_output";
+import { escapeHtml } from "./html_output";
 
 /** The metadata key of the header output; tools/jupyter/run_notebooks.py reads it for page titles. */
 export const HEADER_METADATA_KEY = "bias_init";
