@@ -23,6 +23,8 @@ export type EvalMode = "eval" | "train";
 
 export const ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
 export const BACKBONES: readonly Backbone[] = ["imagenet", "scratch"];
+/** How tables, figures and conclusions name each backbone. */
+export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = { imagenet: "ImageNet weights", scratch: "From scratch" };
 export const PRESETS: readonly PresetName[] = ["full", "quick", "smoke"];
 
 export interface ExperimentConfig {
@@ -218,6 +220,7 @@ export function configHash(c: ExperimentConfig): string {
 export const ENVIRONMENT = {
   BIAS_INIT_PRESET: "preset when none is given (smoke | quick | full; default: full on CUDA, quick elsewhere)",
   BIAS_INIT_RESULTS: "results store root for the CLI and the notebooks (default: results)",
+  BIAS_INIT_REPORTS: "folder for exported figures and `make report`'s HTML (default: reports)",
   BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error)",
   CIFAR10_TARBALL: "a local copy of cifar-10-binary.tar.gz for `make data` (md5-checked)",
   EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",
@@ -243,6 +246,11 @@ export function defaultPreset(onCuda: boolean, env: NodeJS.ProcessEnv = process.
   if (value === null) return onCuda ? "full" : "quick";
   if (!(PRESETS as readonly string[]).includes(value)) throw new ConfigError(`BIAS_INIT_PRESET: "${value}" is not a preset; use one of ${PRESETS.join(", ")}`);
   return value as PresetName;
+}
+
+/** Where figures and reports are written: BIAS_INIT_REPORTS, else "reports". */
+export function defaultReportsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return readEnvironment(env).BIAS_INIT_REPORTS ?? "reports";
 }
 
 /** The results store root: BIAS_INIT_RESULTS, else "results". */

@@ -1,7 +1,5 @@
 // The facade the notebooks import: each cell is one or two calls on the object `notebookSetup()`
-// returns, and each call is one line into the library. Every number comes from the results store,
-// so re-running any cell is safe.
-//
+// returns, each a line into the library. Every number comes from the store: re-running a cell is safe.
 //   const nb = await notebookSetup("02 From scratch");   // header: preset, engine, dataset, store
 //   const result = await nb.run("scratch");              // trains only what the store lacks
 //   nb.showLearningCurves(result);                       // the reference figure, per backbone run
@@ -9,23 +7,22 @@
 // The environment (BIAS_INIT_PRESET, BIAS_INIT_RESULTS, BIAS_INIT_BACKEND) is read by src/config.ts.
 import * as fs from "fs";
 import * as path from "path";
-import { Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultPreset, defaultResultsDir, describeSetting, makeConfig } from "./config";
+import { BACKBONE_LABEL, Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultPreset, defaultResultsDir, describeSetting, makeConfig } from "./config";
 import { BackendInfo, initBackend } from "./engine/backend";
-import { PlanName, PLAN_NOTEBOOK, planOverrides } from "./experiment/plans";
+import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
-import { completeUnits, unitsByReason } from "./experiment/run_summary";
-import { pairedDifference, summarize } from "./experiment/stats/grouping";
-import { resultsTable, summaryTable } from "./experiment/stats/tables";
+import { completeUnits, planStatusText, unitsByReason } from "./experiment/run_summary";
+import { resultsTable, summaryTables } from "./experiment/stats/tables";
 import type { EpochMetric } from "./experiment/records";
-import { ConclusionPart, writeConclusions } from "./experiment/conclusions";
+import { conclusionParts, PlanResults, writeConclusions } from "./experiment/conclusions";
 import { PreparedData, prepareData } from "./data/prepare";
 import { CLASS_NAMES, IMAGE_SIDE } from "./data/cifar10";
 import { imageToRgbBytes } from "./data/preprocess";
 import { sampleIndices } from "./data/task";
 import { biasMathsTable } from "./maths";
 import { modelSummaryTable } from "./model/architecture";
-import { BACKBONE_LABEL, PositiveRateOptions, biasCurve, classBalanceFigure, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
+import { PositiveRateOptions, biasCurve, classBalanceFigure, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
 import type { PlotlyFigure } from "./viz/plotly_figure";
 import { LiveProgress, TableLike, TableOptions, showImageGrid, showMarkdown, showTable } from "./viz/html_output";
 import { ensurePlotlyLibrary, showFigure } from "./viz/plotly_inline";
@@ -33,8 +30,6 @@ import { exportFigures } from "./viz/chromium_export";
 import { rgbToPng } from "./viz/png";
 import { showNotebookHeader } from "./viz/notebook_header";
 
-type Plans<T> = Partial<Record<"imagenet" | "scratch" | "convergence", T>>;
-const PART_LABEL = { imagenet: "ImageNet weights", scratch: "From scratch", convergence: "From scratch, convergence run" } as const;
 
 export class Notebook {
   private prepared: PreparedData | null = null;
@@ -72,17 +67,14 @@ export class Notebook {
   /** `results`, plus one line saying how complete the stored plan is and which notebook fills it. */
   load(plan: PlanName): ExperimentResult {
     const result = this.results(plan);
-    const missing = result.units.length - completeUnits(result) - result.unavailable.length;
-    this.md(`**${plan}** (\`${result.dir}\`): ${completeUnits(result)} of ${result.units.length} unit(s) complete` +
-      (result.unavailable.length > 0 ? `, ${result.unavailable.length} not runnable` : "") +
-      (missing > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${missing}.` : "."));
+    this.md(planStatusText(plan, result));
     this.showProblems(result);
     return result;
   }
 
   private showProblems(result: ExperimentResult): void {
     const lines = unitsByReason(result);
-    if (lines.length > 0) this.md(lines.map((l) => `**${l.slice(0, l.indexOf(": "))}:** ${l.slice(l.indexOf(": ") + 2)}`).join("\n\n"));
+    if (lines.length > 0) this.md(lines.join("\n\n"));
   }
 
   // Output: one way to show each kind of thing.
@@ -146,45 +138,21 @@ export class Notebook {
 
   /** Mean and 95% CI per arm and epoch of test BCE and ROC-AUC, then the paired difference. */
   showSummaryTables(result: ExperimentResult, metrics: EpochMetric[] = ["loss", "roc_auc"]): void {
-    for (const backbone of result.config.backbones) {
-      const records = result.records.filter((r) => r.backbone === backbone);
-      const label = `${BACKBONE_LABEL[backbone]}${result.dataset === "synthetic" ? " (SYNTHETIC data)" : ""}`;
-      for (const metric of metrics) {
-        const rows = summarize(records, metric);
-        if (rows.length > 0) this.table(summaryTable(rows), { caption: `${label}: ${metric} per arm and epoch, mean and 95% CI over trials` });
-      }
-      for (const metric of metrics) {
-        const rows = pairedDifference(records, metric);
-        if (rows.length > 0) this.table(summaryTable(rows), { caption: `${label}: ${metric}, positive rate - vanilla (paired by trial), mean and 95% CI` });
-      }
-    }
+    for (const { table, caption } of summaryTables(result, metrics)) this.table(table, { caption });
   }
 
   /** The conclusions written from the numbers (experiment/conclusions.ts), for the plans given. */
-  conclusions(results: Plans<ExperimentResult>): void {
+  conclusions(results: PlanResults): void {
     this.md(this.conclusionsText(results));
   }
-
-  conclusionsText(results: Plans<ExperimentResult>): string {
-    const parts: ConclusionPart[] = (Object.keys(PART_LABEL) as Array<keyof typeof PART_LABEL>).flatMap((plan) => {
-      const result = results[plan];
-      if (!result) return [];
-      return result.config.backbones.map((backbone) => ({
-        label: `${PART_LABEL[plan]} (${result.config.epochs} epochs)`, backbone, records: result.records, positiveRate: result.positiveRate,
-        unavailable: result.records.some((r) => r.backbone === backbone) ? null : result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? null,
-      }));
-    });
-    return writeConclusions(parts, { dataset: this.data.dataset, positiveRate: this.data.positiveRate, preset: this.preset, setting: describeSetting(this.config()) });
+  conclusionsText(results: PlanResults): string {
+    return writeConclusions(conclusionParts(results), { dataset: this.data.dataset, positiveRate: this.data.positiveRate, preset: this.preset, setting: describeSetting(this.config()) });
   }
 
   /** Writes each plan's learning curves to reports/learning_curves_<plan>.png and .svg, in one headless Chromium run. */
-  async exportLearningCurves(results: Plans<ExperimentResult>): Promise<void> {
-    const items = Object.entries(results).flatMap(([plan, result]) => (result ? result.config.backbones : [])
-      .filter((b) => result?.records.some((r) => r.backbone === b))
-      .flatMap((b) => {
-        const fig = learningCurves((result as ExperimentResult).records, this.figureOptions(b, result as ExperimentResult));
-        return ["png", "svg"].map((ext) => ({ fig, file: `learning_curves_${plan}.${ext}` }));
-      }));
+  async exportLearningCurves(results: PlanResults): Promise<void> {
+    const items = Object.entries(results).flatMap(([plan, r]) => (!r ? [] : r.config.backbones.filter((b) => r.records.some((x) => x.backbone === b))
+      .flatMap((b) => ["png", "svg"].map((ext) => ({ fig: learningCurves(r.records, this.figureOptions(b, r)), file: `learning_curves_${plan}.${ext}` })))));
     const written = await exportFigures(items);
     this.md(written.length === 0 ? "No figures to export (no results yet)." : `Exported:\n${written.map((f) => `- \`${path.relative(process.cwd(), f)}\``).join("\n")}`);
   }

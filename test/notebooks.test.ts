@@ -280,10 +280,11 @@ const figuresOf = (outputs: Output[]): Output[] =>
 describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: noJupyter }, () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-notebooks-"));
   const results = path.join(work, "results");
+  const reports = path.join(work, "reports");
   const out = path.join(work, "executed");
   // The failing cell, its stderr and error are in the assertion message; nothing else is kept.
   after(() => fs.rmSync(work, { recursive: true, force: true }));
-  const env = { ...process.env, BIAS_INIT_PRESET: "smoke", BIAS_INIT_RESULTS: results, BIAS_INIT_BACKEND: process.env.BIAS_INIT_BACKEND ?? "js" };
+  const env = { ...process.env, BIAS_INIT_PRESET: "smoke", BIAS_INIT_RESULTS: results, BIAS_INIT_REPORTS: reports, BIAS_INIT_BACKEND: process.env.BIAS_INIT_BACKEND ?? "js" };
 
   function execute(...notebooks: string[]): void {
     const r = spawnSync(PYTHON, [path.join(ROOT, "tools/jupyter/run_notebooks.py"), "--no-html", "--out", out, ...notebooks.map((n) => path.join(ROOT, "notebooks", n))],
@@ -322,8 +323,7 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
         store.setStatus({ backbone: "imagenet", arm, trial }, "unavailable", "no ImageNet weights for the tiny model (test)");
       }
     }
-    const exported = path.join(ROOT, "reports", "learning_curves_scratch.png");
-    fs.rmSync(exported, { force: true });
+    const exported = path.join(reports, "learning_curves_scratch.png");
     execute("04_summary.ipynb");
     const outputs = checkCommon(path.join(out, "04_summary.ipynb"));
     const figures = figuresOf(outputs);

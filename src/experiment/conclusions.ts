@@ -4,6 +4,7 @@
 // CI excludes zero. With one trial there is no interval and no claim.
 import type { Backbone, DatasetKind } from "../config";
 import type { EpochRecord } from "./records";
+import type { ExperimentResult } from "./grid";
 import { formatInterval, MeanCi } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
 import { entropyNats } from "../maths";
@@ -116,4 +117,21 @@ export function writeConclusions(parts: readonly ConclusionPart[], ctx: Conclusi
   lines.push("A claim is made only where the 95% CI of the paired difference (same trial seed, same data order, " +
     "only the head's bias differs) excludes zero.");
   return lines.join("\n");
+}
+
+/** The results of the plans a summary covers (any may be missing). */
+export type PlanResults = Partial<Record<"imagenet" | "scratch" | "convergence", ExperimentResult>>;
+
+const PART_LABEL = { imagenet: "ImageNet weights", scratch: "From scratch", convergence: "From scratch, convergence run" } as const;
+
+/** One part per plan and backbone it ran; a backbone that could not run carries the reason instead. */
+export function conclusionParts(results: PlanResults): ConclusionPart[] {
+  return (Object.keys(PART_LABEL) as Array<keyof typeof PART_LABEL>).flatMap((plan) => {
+    const result = results[plan];
+    if (!result) return [];
+    return result.config.backbones.map((backbone) => ({
+      label: `${PART_LABEL[plan]} (${result.config.epochs} epochs)`, backbone, records: result.records, positiveRate: result.positiveRate,
+      unavailable: result.records.some((r) => r.backbone === backbone) ? null : result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? null,
+    }));
+  });
 }

@@ -4,11 +4,21 @@ import { entropyNats } from "../maths";
 import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
 import type { ExperimentResult } from "./grid";
+import { PLAN_NOTEBOOK, PlanName } from "./plans";
 import { unitLabel } from "./store";
 
 /** Units holding every epoch record of their config (epoch 0 included). */
 export function completeUnits(result: ExperimentResult): number {
   return result.units.filter((u) => u.epochs === result.config.epochs + 1).length;
+}
+
+/** How complete a plan is in the store and, when units are missing, which notebook trains them. */
+export function planStatusText(plan: PlanName, result: ExperimentResult): string {
+  const complete = completeUnits(result);
+  const missing = result.units.length - complete - result.unavailable.length;
+  return `**${plan}** (\`${result.dir}\`): ${complete} of ${result.units.length} unit(s) complete` +
+    (result.unavailable.length > 0 ? `, ${result.unavailable.length} not runnable` : "") +
+    (missing > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${missing}.` : ".");
 }
 
 /**

@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import { execFile } from "child_process";
 import { UserError } from "../errors";
+import { defaultReportsDir, readEnvironment } from "../config";
 import { scriptJson } from "./html_output";
 import { plotlyLibraryScript } from "./plotly_inline";
 import { PlotlyFigure, checkFigure } from "./plotly_figure";
@@ -13,7 +14,7 @@ const CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "
 
 /** Path of a Chromium/Chrome binary (env CHROMIUM_PATH first), or a UserError saying how to get one. */
 export function findChromium(): string {
-  const fromEnv = process.env.CHROMIUM_PATH;
+  const fromEnv = readEnvironment().CHROMIUM_PATH;
   if (fromEnv) {
     if (!fs.existsSync(fromEnv)) throw new UserError(`CHROMIUM_PATH: ${fromEnv} does not exist; point it at a Chrome/Chromium binary or unset it`);
     return fromEnv;
@@ -91,7 +92,7 @@ export interface ExportOptions {
 
 /**
  * Writes figures as PNG or SVG (by each file's extension), rendered by plotly.js in one headless
- * Chromium run. A bare file name goes to reports/. Returns the absolute paths written.
+ * Chromium run. A bare file name goes to the reports folder (BIAS_INIT_REPORTS, default reports/). Returns the absolute paths written.
  */
 export async function exportFigures(items: ReadonlyArray<{ fig: PlotlyFigure; file: string }>, opts: ExportOptions = {}): Promise<string[]> {
   if (items.length === 0) return [];
@@ -101,7 +102,7 @@ export async function exportFigures(items: ReadonlyArray<{ fig: PlotlyFigure; fi
     const layout = (fig.layout ?? {}) as { width?: number; height?: number };
     return {
       fig, file,
-      target: path.resolve(path.dirname(file) === "." ? path.join("reports", file) : file),
+      target: path.resolve(path.dirname(file) === "." ? path.join(defaultReportsDir(), file) : file),
       format: ext.slice(1) as "png" | "svg",
       width: opts.width ?? layout.width ?? 900,
       height: opts.height ?? layout.height ?? 500,

@@ -1,7 +1,7 @@
 // Plotly figure specs as plain JSON ({data, layout}): pure functions of the records, so they are
 // testable without a browser, and any display layer (notebook, HTML report) can render them.
 // Every band is the Student-t 95% CI from ../experiment/stats; with one trial there is no band.
-import { ARMS } from "../config";
+import { ARMS, BACKBONE_LABEL } from "../config";
 import type { Arm, Backbone, DatasetKind } from "../config";
 import { CLASS_NAMES } from "../data/cifar10";
 import type { EpochRecord, StepRecord } from "../experiment/records";
@@ -27,10 +27,6 @@ export interface PositiveRateOptions extends FigureOptions {
 export const ARM_STYLE: Readonly<Record<Arm, { name: string; color: string }>> = {
   vanilla: { name: "Vanilla", color: "#e63946" },
   positive_rate: { name: "Positive rate", color: "#1d3557" },
-};
-export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = {
-  imagenet: "ImageNet weights",
-  scratch: "From scratch",
 };
 const REFERENCE_LINE_COLOR = "#6c757d";
 const OTHER_CLASS_COLOR = "#adb5bd";

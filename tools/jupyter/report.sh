@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make report`: executes every notebook headless in a fresh tslab kernel, in order, and writes the
-# executed notebooks and self-contained offline HTML (plus index.html) to reports/ (REPORTS_DIR).
+# executed notebooks and self-contained offline HTML (plus index.html) to reports/ (BIAS_INIT_REPORTS).
 # Stops at the first failing cell and prints it with its TypeScript diagnostic (tslab writes those
 # only to the cell's stderr). Training happens only for what the results store lacks, so running it
 # again after a finished run only re-renders.
@@ -27,4 +27,4 @@ if [[ ${#notebooks[@]} -eq 0 ]]; then
   echo "report: no notebooks found in notebooks/" >&2
   exit 1
 fi
-exec "$python" "$root/tools/jupyter/run_notebooks.py" --out "${REPORTS_DIR:-reports}" "${notebooks[@]}"
+exec "$python" "$root/tools/jupyter/run_notebooks.py" --out "${BIAS_INIT_REPORTS:-reports}" "${notebooks[@]}"

@@ -1,8 +1,10 @@
 // danfojs tables for display: every epoch record with the reference's column names, and rows of
 // the statistics as a DataFrame.
 import * as dfd from "danfojs-node";
-import type { EpochRecord } from "../records";
-import { checkUnique, compareKeys, PairedRow, StepSummaryRow, SummaryRow } from "./grouping";
+import type { EpochMetric, EpochRecord } from "../records";
+import type { ExperimentResult } from "../grid";
+import { BACKBONE_LABEL } from "../../config";
+import { checkUnique, compareKeys, pairedDifference, PairedRow, StepSummaryRow, summarize, SummaryRow } from "./grouping";
 
 /** Column order of `resultsTable`: the reference's CSV columns first, then what this project adds. */
 export const RESULTS_COLUMNS = [
@@ -45,4 +47,22 @@ export function summaryTable(rows: readonly SummaryRow[] | readonly PairedRow[] 
   const data: Record<string, unknown[]> = {};
   for (const c of Object.keys(objects[0])) data[c] = objects.map((r) => (r as Record<string, unknown>)[c]);
   return new dfd.DataFrame(data);
+}
+
+/** Per backbone of the result: mean and 95% CI per arm and epoch of each metric, then the paired differences. */
+export function summaryTables(result: ExperimentResult, metrics: readonly EpochMetric[]): Array<{ table: dfd.DataFrame; caption: string }> {
+  const out: Array<{ table: dfd.DataFrame; caption: string }> = [];
+  for (const backbone of result.config.backbones) {
+    const records = result.records.filter((r) => r.backbone === backbone);
+    const label = `${BACKBONE_LABEL[backbone]}${result.dataset === "synthetic" ? " (SYNTHETIC data)" : ""}`;
+    for (const metric of metrics) {
+      const rows = summarize(records, metric);
+      if (rows.length > 0) out.push({ table: summaryTable(rows), caption: `${label}: ${metric} per arm and epoch, mean and 95% CI over trials` });
+    }
+    for (const metric of metrics) {
+      const rows = pairedDifference(records, metric);
+      if (rows.length > 0) out.push({ table: summaryTable(rows), caption: `${label}: ${metric}, positive rate - vanilla (paired by trial), mean and 95% CI` });
+    }
+  }
+  return out;
 }
