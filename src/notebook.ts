@@ -22,7 +22,7 @@ import { PreparedData, prepareData } from "./data/prepare";
 import { CLASS_NAMES, IMAGE_SIDE } from "./data/cifar10";
 import { imageToRgbBytes } from "./data/preprocess";
 import { positiveRateBias } from "./model/head";
-import { summarizeEfficientNet } from "./model/efficientnet";
+import { summarizeEfficientNet } from "./model/architecture";
 import { entropyNats, sigmoid } from "./maths";
 import { TrainingStopped } from "./train/loop";
 import { ARM_STYLE, BACKBONE_LABEL, PositiveRateOptions, biasCurve, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";

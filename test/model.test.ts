@@ -6,14 +6,8 @@ import assert from "node:assert/strict";
 import { createHash } from "crypto";
 import * as tf from "@tensorflow/tfjs";
 import { makeRng } from "../src/rng";
-import {
-  buildEfficientNet,
-  efficientNetArchitecture,
-  makeDivisible,
-  MODEL_SPECS,
-  summarizeEfficientNet,
-  variablePlan,
-} from "../src/model/efficientnet";
+import { efficientNetArchitecture, makeDivisible, MODEL_SPECS, summarizeEfficientNet, variablePlan } from "../src/model/architecture";
+import { buildEfficientNet } from "../src/model/efficientnet";
 import { BinaryClassifier, positiveRateBias } from "../src/model/head";
 import {
   batchNormAct,
@@ -27,7 +21,7 @@ import {
   spatialMean,
   symmetricConv,
   symmetricDepthwiseConv,
-} from "../src/model/ops";
+} from "../src/model/ops/layers";
 import type { ModelName } from "../src/config";
 
 // Printed from torchvision: sum(p.numel() for p in model.parameters()), len(state_dict) without
