@@ -61,22 +61,27 @@ const WHERE = "src/model/efficientnet.ts";
 type ParamLookup = (key: string) => tf.Tensor;
 
 export type BlockRecompute = "auto" | "always" | "never";
-let blockRecompute: BlockRecompute = "auto";
-
-/**
- * Gradient checkpointing of MBConv blocks in training. "auto" (default): on the native and GPU
- * backends, for blocks whose expanded activation has at least RECOMPUTE_MIN_VALUES values (at
- * 240x240 batch 16: stages 1-3, the first block of stage 4, the later blocks of stage 5 and the first of
- * stage 6 (13 of 23); at 32x32 batch 64: none, so small
- * inputs pay no recompute). Measured at 240x240 batch 16 (docs/performance.md): peak RSS 7.5 GB
- * without, 3.7 GB with this threshold, 2.6 GB with every block. "always"/"never" for tests and benchmarks.
- */
-export function setBlockRecompute(mode: BlockRecompute): void {
-  blockRecompute = mode;
-}
 
 /** 2M floats = 8 MB for one expanded activation of the block (4M gave 5.2 GB peak, 1M 2.6 GB but 30% slower). */
 const RECOMPUTE_MIN_VALUES = 2 * 1024 * 1024;
+
+let blockRecompute: BlockRecompute = "auto";
+let recomputeMinValues = RECOMPUTE_MIN_VALUES;
+
+/**
+ * Gradient checkpointing of MBConv blocks in training. "auto" (default): on the native and GPU
+ * backends, for blocks whose expanded activation has at least `minValues` values (default
+ * RECOMPUTE_MIN_VALUES; at 240x240 batch 16: stages 1-3, the first block of stage 4, the later
+ * blocks of stage 5 and the first of stage 6 (13 of 23); at 32x32 batch 64: none, so small inputs
+ * pay no recompute). Measured at 240x240 batch 16 (docs/performance.md): peak RSS 7.5 GB without,
+ * 3.7 GB with this threshold, 2.6 GB with every block. "always"/"never", and "auto" with another
+ * threshold, for tests and benchmarks. Gradients, loss and running statistics are the same in
+ * every mode (test/model.test.ts).
+ */
+export function setBlockRecompute(mode: BlockRecompute, minValues: number = RECOMPUTE_MIN_VALUES): void {
+  blockRecompute = mode;
+  recomputeMinValues = minValues;
+}
 
 /**
  * Runs tf.grads from inside a gradient function. TF.js's engine has one active tape: a nested
@@ -100,7 +105,7 @@ function shouldRecompute(x: tf.Tensor4D, b: MBConvBlock): boolean {
   if (blockRecompute !== "auto") return blockRecompute === "always";
   if (tf.getBackend() === "cpu") return false;
   const [n, h, w, c] = x.shape;
-  return n * h * w * c * b.expandRatio >= RECOMPUTE_MIN_VALUES;
+  return n * h * w * c * b.expandRatio >= recomputeMinValues;
 }
 
 export class EfficientNet {
