@@ -125,10 +125,33 @@ interface ConvGeometry {
   cin: number;
   cout: number;
   k: number;
-  stride: number;
-  pad: number;
   ho: number;
   wo: number;
+  /** insideTaps() of one image. */
+  taps: Int32Array;
+}
+
+/**
+ * The taps of a k x k convolution (stride, symmetric padding `pad`) that fall inside one h x w
+ * image, in the order (oh, ow, i, j): triples of output pixel oh * wo + ow, input pixel
+ * ih * w + iw, and tap i * k + j. The kernels below walk this list image by image, so each sums
+ * its terms in that fixed order.
+ */
+function insideTaps(h: number, w: number, k: number, stride: number, pad: number, ho: number, wo: number): Int32Array {
+  const taps: number[] = [];
+  for (let oh = 0; oh < ho; oh++) {
+    for (let ow = 0; ow < wo; ow++) {
+      for (let i = 0; i < k; i++) {
+        const ih = oh * stride - pad + i;
+        if (ih < 0 || ih >= h) continue;
+        for (let j = 0; j < k; j++) {
+          const iw = ow * stride - pad + j;
+          if (iw >= 0 && iw < w) taps.push(oh * wo + ow, ih * w + iw, i * k + j);
+        }
+      }
+    }
+  }
+  return Int32Array.from(taps);
 }
 
 interface ConvKernels {
@@ -143,25 +166,16 @@ interface ConvKernels {
  * match an HWIO weight flattened to [k*k*cin, cout].
  */
 function im2col(x: Float32Array, g: ConvGeometry): Float32Array {
-  const { k, cin } = g;
-  const patch = k * k * cin;
-  const cols = new Float32Array(g.n * g.ho * g.wo * patch);
+  const { cin, taps } = g;
+  const kk = g.k * g.k;
+  const cols = new Float32Array(g.n * g.ho * g.wo * kk * cin);
   for (let n = 0; n < g.n; n++) {
-    for (let oh = 0; oh < g.ho; oh++) {
-      for (let ow = 0; ow < g.wo; ow++) {
-        const base = ((n * g.ho + oh) * g.wo + ow) * patch;
-        for (let i = 0; i < k; i++) {
-          const ih = oh * g.stride - g.pad + i;
-          if (ih < 0 || ih >= g.h) continue;
-          for (let j = 0; j < k; j++) {
-            const iw = ow * g.stride - g.pad + j;
-            if (iw < 0 || iw >= g.w) continue;
-            const src = ((n * g.h + ih) * g.w + iw) * cin;
-            const dst = base + (i * k + j) * cin;
-            for (let ci = 0; ci < cin; ci++) cols[dst + ci] = x[src + ci];
-          }
-        }
-      }
+    const outBase = n * g.ho * g.wo;
+    const inBase = n * g.h * g.w;
+    for (let t = 0; t < taps.length; t += 3) {
+      const dst = ((outBase + taps[t]) * kk + taps[t + 2]) * cin;
+      const src = (inBase + taps[t + 1]) * cin;
+      for (let ci = 0; ci < cin; ci++) cols[dst + ci] = x[src + ci];
     }
   }
   return cols;
@@ -169,25 +183,16 @@ function im2col(x: Float32Array, g: ConvGeometry): Float32Array {
 
 /** The adjoint of im2col: adds each patch gradient back onto the input pixels it came from. */
 function col2im(cols: Float32Array, g: ConvGeometry): Float32Array {
-  const { k, cin } = g;
-  const patch = k * k * cin;
+  const { cin, taps } = g;
+  const kk = g.k * g.k;
   const dx = new Float32Array(g.n * g.h * g.w * cin);
   for (let n = 0; n < g.n; n++) {
-    for (let oh = 0; oh < g.ho; oh++) {
-      for (let ow = 0; ow < g.wo; ow++) {
-        const base = ((n * g.ho + oh) * g.wo + ow) * patch;
-        for (let i = 0; i < k; i++) {
-          const ih = oh * g.stride - g.pad + i;
-          if (ih < 0 || ih >= g.h) continue;
-          for (let j = 0; j < k; j++) {
-            const iw = ow * g.stride - g.pad + j;
-            if (iw < 0 || iw >= g.w) continue;
-            const dst = ((n * g.h + ih) * g.w + iw) * cin;
-            const src = base + (i * k + j) * cin;
-            for (let ci = 0; ci < cin; ci++) dx[dst + ci] += cols[src + ci];
-          }
-        }
-      }
+    const outBase = n * g.ho * g.wo;
+    const inBase = n * g.h * g.w;
+    for (let t = 0; t < taps.length; t += 3) {
+      const src = ((outBase + taps[t]) * kk + taps[t + 2]) * cin;
+      const dst = (inBase + taps[t + 1]) * cin;
+      for (let ci = 0; ci < cin; ci++) dx[dst + ci] += cols[src + ci];
     }
   }
   return dx;
@@ -213,51 +218,35 @@ const FULL_CONV: ConvKernels = {
 const DEPTHWISE_CONV: ConvKernels = {
   depthwise: true,
   forward(x, w, g) {
-    const { k, cin: c } = g;
+    const { cin: c, taps } = g;
     const y = new Float32Array(g.n * g.ho * g.wo * c);
     for (let n = 0; n < g.n; n++) {
-      for (let oh = 0; oh < g.ho; oh++) {
-        for (let ow = 0; ow < g.wo; ow++) {
-          const yo = ((n * g.ho + oh) * g.wo + ow) * c;
-          for (let i = 0; i < k; i++) {
-            const ih = oh * g.stride - g.pad + i;
-            if (ih < 0 || ih >= g.h) continue;
-            for (let j = 0; j < k; j++) {
-              const iw = ow * g.stride - g.pad + j;
-              if (iw < 0 || iw >= g.w) continue;
-              const xo = ((n * g.h + ih) * g.w + iw) * c;
-              const wo = (i * k + j) * c;
-              for (let ch = 0; ch < c; ch++) y[yo + ch] += x[xo + ch] * w[wo + ch];
-            }
-          }
-        }
+      const outBase = n * g.ho * g.wo;
+      const inBase = n * g.h * g.w;
+      for (let t = 0; t < taps.length; t += 3) {
+        const yo = (outBase + taps[t]) * c;
+        const xo = (inBase + taps[t + 1]) * c;
+        const wo = taps[t + 2] * c;
+        for (let ch = 0; ch < c; ch++) y[yo + ch] += x[xo + ch] * w[wo + ch];
       }
     }
     return y;
   },
   backward(x, w, dy, g) {
-    const { k, cin: c } = g;
+    const { cin: c, taps } = g;
     const dx = new Float32Array(x.length);
     const dw = new Float32Array(w.length);
     for (let n = 0; n < g.n; n++) {
-      for (let oh = 0; oh < g.ho; oh++) {
-        for (let ow = 0; ow < g.wo; ow++) {
-          const yo = ((n * g.ho + oh) * g.wo + ow) * c;
-          for (let i = 0; i < k; i++) {
-            const ih = oh * g.stride - g.pad + i;
-            if (ih < 0 || ih >= g.h) continue;
-            for (let j = 0; j < k; j++) {
-              const iw = ow * g.stride - g.pad + j;
-              if (iw < 0 || iw >= g.w) continue;
-              const xo = ((n * g.h + ih) * g.w + iw) * c;
-              const wo = (i * k + j) * c;
-              for (let ch = 0; ch < c; ch++) {
-                const d = dy[yo + ch];
-                dw[wo + ch] += d * x[xo + ch];
-                dx[xo + ch] += d * w[wo + ch];
-              }
-            }
-          }
+      const outBase = n * g.ho * g.wo;
+      const inBase = n * g.h * g.w;
+      for (let t = 0; t < taps.length; t += 3) {
+        const yo = (outBase + taps[t]) * c;
+        const xo = (inBase + taps[t + 1]) * c;
+        const wo = taps[t + 2] * c;
+        for (let ch = 0; ch < c; ch++) {
+          const d = dy[yo + ch];
+          dw[wo + ch] += d * x[xo + ch];
+          dx[xo + ch] += d * w[wo + ch];
         }
       }
     }
@@ -284,7 +273,7 @@ function convOp(kernels: ConvKernels, x: tf.Tensor4D, weight: tf.Tensor4D, strid
   const pad = symmetricPad(k);
   const ho = Math.floor((h + 2 * pad - k) / stride) + 1;
   const wo = Math.floor((w + 2 * pad - k) / stride) + 1;
-  const g: ConvGeometry = { n, h, w, cin, cout: kernels.depthwise ? cin : wOut, k, stride, pad, ho, wo };
+  const g: ConvGeometry = { n, h, w, cin, cout: kernels.depthwise ? cin : wOut, k, ho, wo, taps: insideTaps(h, w, k, stride, pad, ho, wo) };
   return jsOp([x, weight], [n, ho, wo, g.cout], ([xv, wv]) => ({
     y: kernels.forward(xv, wv, g),
     backward: (dy) => kernels.backward(xv, wv, dy, g),
