@@ -22,8 +22,9 @@
 //   weight/bias/running_mean/running_var: [C] as in PyTorch.
 // `variablePlan()` gives each key's PyTorch shape next to the TF.js one.
 //
-// May touch: nothing but plain data (imports only types and ops/variables.ts's sizeOf).
+// May touch: nothing but plain data (imports only types, ops/variables.ts's sizeOf and ops/padding.ts).
 import type { ModelName } from "../config";
+import { convOutputSize } from "./ops/padding";
 import { sizeOf, VariableSpec } from "./ops/variables";
 
 export interface ModelSpec {
@@ -70,7 +71,7 @@ export function makeDivisible(v: number, divisor: number, minValue: number = div
 }
 
 /** MBConvConfig.adjust_depth. */
-export function adjustDepth(numLayers: number, depthMult: number): number {
+function adjustDepth(numLayers: number, depthMult: number): number {
   return Math.ceil(numLayers * depthMult);
 }
 
@@ -239,10 +240,6 @@ export interface StageSummary {
   /** Feature-map side after this stage for the given input side. */
   outputSize: number;
   params: number;
-}
-
-function convOutputSize(size: number, kernel: number, stride: number): number {
-  return Math.floor((size + 2 * ((kernel - 1) / 2) - kernel) / stride) + 1;
 }
 
 /** Per-stage table (parameters as in model.parameters()) for the notebook; allocates no tensors. */

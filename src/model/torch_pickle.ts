@@ -27,7 +27,7 @@ class PyGlobal {
   }
 }
 
-export class StorageRef {
+class StorageRef {
   constructor(readonly dtype: TorchDtype, readonly key: string, readonly numel: number) {}
 }
 

@@ -5,9 +5,10 @@
 // filter gradients: ~1 s for the stem alone at batch 64, 32x32), so these loops are 10-50x faster
 // there. Same math as the TF.js ops; test/model.test.ts checks each against them.
 //
-// May touch: @tensorflow/tfjs (tensors in and out, customGrad) and nothing else of the project.
+// May touch: @tensorflow/tfjs (tensors in and out, customGrad) and ops/padding.ts, nothing else.
 // Called only by ops/layers.ts (which decides when) and ops/js_channel_kernels.ts (jsOp).
 import * as tf from "@tensorflow/tfjs";
+import { convOutputSize, symmetricPad } from "./padding";
 
 const WHERE = "src/model/ops/js_kernels.ts";
 
@@ -110,12 +111,6 @@ export function jsMatMul(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
     y: MATMUL.forward(xv, wv, m, k, n),
     backward: (dy) => [MATMUL.inputGrad(dy, wv, m, k, n), MATMUL.weightGrad(xv, dy, m, k, n)],
   })) as tf.Tensor2D;
-}
-
-/** PyTorch's padding of a k x k convolution: (k-1)/2 on every side (odd k only). */
-export function symmetricPad(kernel: number): number {
-  if (kernel % 2 !== 1) throw new Error(`${WHERE}: symmetric padding needs an odd kernel, got ${kernel}`);
-  return (kernel - 1) / 2;
 }
 
 interface ConvGeometry {
@@ -271,8 +266,8 @@ function convOp(kernels: ConvKernels, x: tf.Tensor4D, weight: tf.Tensor4D, strid
     throw new Error(`${WHERE}: conv weight [${weight.shape.join(", ")}] does not fit input [${x.shape.join(", ")}]`);
   }
   const pad = symmetricPad(k);
-  const ho = Math.floor((h + 2 * pad - k) / stride) + 1;
-  const wo = Math.floor((w + 2 * pad - k) / stride) + 1;
+  const ho = convOutputSize(h, k, stride);
+  const wo = convOutputSize(w, k, stride);
   const g: ConvGeometry = { n, h, w, cin, cout: kernels.depthwise ? cin : wOut, k, ho, wo, taps: insideTaps(h, w, k, stride, pad, ho, wo) };
   return jsOp([x, weight], [n, ho, wo, g.cout], ([xv, wv]) => ({
     y: kernels.forward(xv, wv, g),

@@ -13,7 +13,8 @@
 // statistics it is given. Knows nothing of the model's structure (efficientnet.ts, head.ts).
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../../rng";
-import { jsConv, jsDepthwiseConv, jsMatMul, symmetricPad } from "./js_kernels";
+import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
+import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeOps, nativeTrainingBatchNormAct } from "./native_batchnorm";
 

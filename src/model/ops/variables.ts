@@ -13,7 +13,7 @@ import type { Rng } from "../../rng";
  * std = sqrt(2 / fan_out), where fan_out = torch weight size(0) * kh * kw (for a depthwise weight
  * [C, 1, k, k] that is C * k * k).
  */
-export function kaimingNormalFanOut(size: number, fanOut: number, rng: Rng): Float32Array {
+function kaimingNormalFanOut(size: number, fanOut: number, rng: Rng): Float32Array {
   const std = Math.sqrt(2 / fanOut);
   const values = new Float32Array(size);
   for (let i = 0; i < size; i++) values[i] = rng.normal() * std;
@@ -21,7 +21,7 @@ export function kaimingNormalFanOut(size: number, fanOut: number, rng: Rng): Flo
 }
 
 /** Uniform in [-bound, bound), as torch.nn.init.uniform_(-bound, bound). */
-export function uniformSymmetric(size: number, bound: number, rng: Rng): Float32Array {
+function uniformSymmetric(size: number, bound: number, rng: Rng): Float32Array {
   const values = new Float32Array(size);
   for (let i = 0; i < size; i++) values[i] = (2 * rng.next() - 1) * bound;
   return values;
