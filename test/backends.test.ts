@@ -3,10 +3,7 @@
 // is built; CI builds one with `make native` and runs this.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "child_process";
-import * as path from "path";
-
-const ROOT = path.resolve(__dirname, "..");
+import { runOnBackend } from "./helpers/run_on_backend";
 
 interface Output {
   backend: string;
@@ -16,12 +13,7 @@ interface Output {
   updates: Record<string, number[]>;
 }
 
-function run(backend: string): Output | string {
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "test/helpers/forward_and_step.ts")],
-    { cwd: ROOT, env: { ...process.env, BIAS_INIT_BACKEND: backend }, encoding: "utf8", maxBuffer: 64 << 20 });
-  if (r.status !== 0) return r.stderr.trim().split("\n").slice(0, 3).join(" | ");
-  return JSON.parse(r.stdout.trim().split("\n").pop() as string) as Output;
-}
+const run = (backend: string): Output | string => runOnBackend<Output>("forward_and_step.ts", backend);
 
 const maxAbs = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 const maxMag = (a: number[]) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);

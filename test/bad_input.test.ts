@@ -142,7 +142,8 @@ describe("user errors at the entry points", () => {
     // behind it raises this error, shown here through the same runMain every entry point uses.
     const script = `const { runMain } = require(${JSON.stringify(path.join(ROOT, "src/errors"))});
 const { loadStateDict } = require(${JSON.stringify(path.join(ROOT, "src/model/pretrained"))});
-const { buildEfficientNet, efficientNetArchitecture, variablePlan } = require(${JSON.stringify(path.join(ROOT, "src/model/efficientnet"))});
+const { buildEfficientNet } = require(${JSON.stringify(path.join(ROOT, "src/model/efficientnet"))});
+const { efficientNetArchitecture, variablePlan } = require(${JSON.stringify(path.join(ROOT, "src/model/architecture"))});
 const { makeRng } = require(${JSON.stringify(path.join(ROOT, "src/rng"))});
 runMain(async () => {
   const b0 = new Map(variablePlan(efficientNetArchitecture("b0")).map((s) => [s.key, { dtype: "float32", shape: s.torchShape, data: new Float32Array(s.torchShape.reduce((a, b) => a * b, 1)) }]));

@@ -11,11 +11,12 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/engine/backend";
 import { ChecksumError, FetchLike } from "../src/util/download";
 import { CheckpointError, parseCheckpoint, readCheckpoint, StateDict, TensorData } from "../src/model/torch_pth";
-import { buildEfficientNet, efficientNetArchitecture, variablePlan } from "../src/model/efficientnet";
+import { efficientNetArchitecture, variablePlan } from "../src/model/architecture";
+import { buildEfficientNet } from "../src/model/efficientnet";
 import {
   ensureImagenetWeights, loadStateDict, StateDictMismatchError, stateDictProblems, toVariableLayout, WeightsUnavailableError,
 } from "../src/model/pretrained";
-import type { VariableSpec } from "../src/model/ops";
+import type { VariableSpec } from "../src/model/ops/variables";
 import { makeRng } from "../src/rng";
 
 /**

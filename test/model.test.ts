@@ -7,13 +7,14 @@ import { createHash } from "crypto";
 import * as tf from "@tensorflow/tfjs";
 import { makeRng } from "../src/rng";
 import {
-  buildEfficientNet,
   efficientNetArchitecture,
   makeDivisible,
   MODEL_SPECS,
+  modelSummaryTable,
   summarizeEfficientNet,
   variablePlan,
-} from "../src/model/efficientnet";
+} from "../src/model/architecture";
+import { buildEfficientNet } from "../src/model/efficientnet";
 import { BinaryClassifier, positiveRateBias } from "../src/model/head";
 import {
   batchNormAct,
@@ -27,8 +28,10 @@ import {
   spatialMean,
   symmetricConv,
   symmetricDepthwiseConv,
-} from "../src/model/ops";
+} from "../src/model/ops/layers";
 import type { ModelName } from "../src/config";
+import type { RecomputeOutput, RecomputeRun } from "./helpers/recompute_step";
+import { runOnBackend } from "./helpers/run_on_backend";
 
 // Printed from torchvision: sum(p.numel() for p in model.parameters()), len(state_dict) without
 // num_batches_tracked, and sha256 of "key d0,d1,..." lines in state_dict order. "tiny" is
@@ -162,6 +165,23 @@ test("per-stage summary adds up to the parameter count", () => {
   assert.deepEqual(rows.map((r) => r.stage), ["features.0", "features.1", "features.2", "features.3", "features.4", "features.5", "features.6", "features.7", "features.8", "classifier"]);
   assert.deepEqual(rows.map((r) => r.outputSize), [16, 16, 8, 4, 2, 2, 1, 1, 1, 1]);
   assert.equal(rows[9].params, 1280 * 1000 + 1000);
+});
+
+test("the walkthrough's model table: stages, the head row, 7,795,185 parameters for B1", () => {
+  const { table, parameters } = modelSummaryTable("b1", 240);
+  assert.equal(parameters, 7_795_185); // torchvision's B1 + nn.Linear(1000, 1)
+  assert.deepEqual(table.columns, ["stage", "layers", "blocks", "in", "out", "output side", "parameters"]);
+  assert.equal(table.values.length, 11);
+  // Stem: 3x3x3x32 conv weights + BatchNorm gamma and beta.
+  assert.deepEqual(table.values[0], ["features.0", "Conv3x3 s2 + BN + SiLU", 1, 3, 32, 120, 3 * 3 * 3 * 32 + 2 * 32]);
+  assert.deepEqual(table.values[3], ["features.3", "MBConv6 k5x5 s2 + SE", 3, 24, 40, 30, 77_930]);
+  // Printed by torchvision 0.28: sum(p.numel() ...) over efficientnet_b1().features[0..8], then .classifier.
+  const torchvision = [928, 2060, 27424, 77930, 345830, 751720, 2614300, 2280832, 412160, 1281000];
+  assert.deepEqual(table.values.slice(0, 10).map((row) => row[6]), torchvision);
+  assert.deepEqual(table.values[9], ["classifier", "AvgPool + Dropout(0.2) + Linear", 1, 1280, 1000, 1, 1280 * 1000 + 1000]);
+  assert.deepEqual(table.values[10], ["head", "Linear(1000, 1), bias = the arm's init", 1, 1000, 1, 1, 1001]);
+  assert.equal(table.values.reduce((a, row) => a + (row[6] as number), 0), parameters);
+  assert.equal(modelSummaryTable("tiny", 32).parameters, 519_822 + 1001);
 });
 
 test("B1 with the binary head: parameter count, init distributions, variables, eval output", () => {
@@ -465,4 +485,49 @@ test("a training step leaves no tensors behind (both kernel modes)", () => {
   const other = new BinaryClassifier("tiny", makeRng("memory"));
   other.dispose();
   assert.equal(tf.memory().numTensors, live, "dispose() frees every variable");
+});
+
+test("block recompute: every mode gives bit-identical gradients, loss and running statistics (pure JS and native)", async (t) => {
+  // One training-mode forward + backward of tiny + head at 32x32, batch 4, per mode, each from the
+  // same weights and masks. "auto:10000" lowers the threshold so that some blocks are recomputed
+  // and others not; plain "auto" recomputes nothing at this size. The recompute replays the same
+  // kernels on the same inputs, so equality is exact: the digests of the float32 bytes are compared.
+  const modes = ["never", "always", "auto:10000", "auto"];
+  for (const backend of ["js", "native"]) {
+    await t.test(backend, (st) => {
+      const out = runOnBackend<RecomputeOutput>("recompute_step.ts", backend, modes);
+      if (typeof out === "string") {
+        if (backend === "native") {
+          st.skip(`no native backend here (${out.slice(0, 160)}); \`make native\` builds one`);
+          return;
+        }
+        assert.fail(out);
+      }
+      assert.equal(out.backend, backend === "js" ? "js" : "native-cpu");
+      const never = out.runs.never;
+      // tiny has 135 parameters tensors and 31 BatchNorms (62 running statistics); the head adds 2.
+      assert.equal(Object.keys(never.grads).length, 137);
+      assert.equal(Object.keys(never.running).length, 62);
+      for (const mode of modes) {
+        const run: RecomputeRun = out.runs[mode];
+        assert.ok(Number.isFinite(run.loss) && run.loss > 0, `${mode}: loss ${run.loss}`);
+        assert.equal(run.loss, never.loss, `${mode}: loss`);
+        for (const [key, g] of Object.entries(never.grads)) {
+          assert.ok(run.gradMax[key] > 0, `${mode}: ${key} has a zero gradient`);
+          assert.equal(run.grads[key], g, `${mode}: gradient of ${key} differs from "never"`);
+        }
+        assert.equal(run.runningMoved, 62, `${mode}: every running statistic moves in the step`);
+        for (const [key, r] of Object.entries(never.running)) assert.equal(run.running[key], r, `${mode}: ${key} differs from "never"`);
+      }
+      // The modes did what they say: a recomputed block keeps only its input for the backward pass.
+      const kept = (mode: string): number => out.runs[mode].kept;
+      assert.ok(kept("always") < kept("never") / 4, `always keeps ${kept("always")} tensors, never ${kept("never")}`);
+      assert.equal(kept("auto"), kept("never"), "auto recomputes nothing at 32x32, batch 4");
+      if (backend === "js") {
+        assert.equal(kept("auto:10000"), kept("never"), "auto never recomputes on the pure-JS backend");
+      } else {
+        assert.ok(kept("always") < kept("auto:10000") && kept("auto:10000") < kept("never"), `auto:10000 keeps ${kept("auto:10000")}`);
+      }
+    });
+  }
 });

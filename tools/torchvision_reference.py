@@ -36,7 +36,7 @@ def keep_every_draw(model):
     """Stochastic depth and dropout draw random masks in training mode. For a comparable training
     forward we fix every draw to "keep": the survivors are still scaled by 1 / (1 - p), exactly as
     when torch's bernoulli draws all come out 1. The TS side gets the same masks from an Rng whose
-    next() is always 0 (ops.ts dropMask keeps an entry when next() < 1 - p)."""
+    next() is always 0 (src/model/ops/layers.ts dropMask keeps an entry when next() < 1 - p)."""
     from torchvision.ops import StochasticDepth
 
     def all_kept(p):

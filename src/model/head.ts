@@ -8,8 +8,10 @@ import * as tf from "@tensorflow/tfjs";
 import type { Arm, ModelName } from "../config";
 import type { Rng } from "../rng";
 import { logit } from "../maths";
+import { parameterCount } from "./architecture";
 import { buildEfficientNet, EfficientNet, ForwardOptions } from "./efficientnet";
-import { createVariables, dense, readWeights, sizeOf, VariableSpec, writeWeights } from "./ops";
+import { dense } from "./ops/layers";
+import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
 const WHERE = "src/model/head.ts";
 
@@ -80,7 +82,7 @@ export class BinaryClassifier {
 
   /** Like sum(p.numel() for p in model.parameters()): 7,795,185 for B1. */
   parameterCount(): number {
-    return this.backbone.parameterCount() + this.plan.reduce((a, p) => a + sizeOf(p.shape), 0);
+    return this.backbone.parameterCount() + parameterCount(this.plan);
   }
 
   torchShapeOf(key: string): number[] {

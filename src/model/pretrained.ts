@@ -1,15 +1,16 @@
 // torchvision's ImageNet weights for our EfficientNet: where the file comes from (verified like
 // torchvision's own check_hash: the first 8 hex digits of its SHA-256 are in the file name), and
 // how a PyTorch state_dict maps onto the model's variables (same keys, TF.js layouts; see the top
-// of efficientnet.ts). A checkpoint that does not fit is rejected as a whole, with every problem
+// of architecture.ts). A checkpoint that does not fit is rejected as a whole, with every problem
 // listed, before a single variable is written.
 import * as path from "path";
-import type { ModelName } from "../config";
+import { EnvironmentName, ModelName, readEnvironment } from "../config";
 import { ChecksumError, downloadFile, FetchLike, hashFile, ProgressCallback } from "../util/download";
 import { readCheckpoint, StateDict, TensorData } from "./torch_pth";
-import { EfficientNet, efficientNetArchitecture, variablePlan } from "./efficientnet";
+import { efficientNetArchitecture, variablePlan } from "./architecture";
+import { EfficientNet } from "./efficientnet";
 import type { BinaryClassifier } from "./head";
-import type { VariableSpec } from "./ops";
+import type { VariableSpec } from "./ops/variables";
 import { UserError } from "../errors";
 
 export interface PretrainedWeights {
@@ -20,7 +21,7 @@ export interface PretrainedWeights {
   /** First 8 hex digits of the file's SHA-256 (the suffix of its name), as torchvision checks it. */
   sha256Prefix: string;
   /** Environment variable that may point at a local copy of the file. */
-  envVar: string;
+  envVar: EnvironmentName;
 }
 
 export const IMAGENET_WEIGHTS: Readonly<Partial<Record<ModelName, PretrainedWeights>>> = {
@@ -90,7 +91,7 @@ function howToProvide(w: PretrainedWeights, dest: string): string {
 export async function ensureImagenetWeights(opts: EnsureWeightsOptions = {}): Promise<string> {
   const w = weightsFor(opts.model ?? "b1");
   const dest = path.join(opts.dir ?? DEFAULT_WEIGHTS_DIR, w.file);
-  const localCopy = opts.localCopy ?? (process.env[w.envVar] || null);
+  const localCopy = opts.localCopy ?? readEnvironment()[w.envVar];
   try {
     const result = await downloadFile({
       url: opts.url ?? w.url,

@@ -10,7 +10,7 @@ exits 1. The executed notebook is written even on failure, so the error can be l
 
 HTML uses the "offline" template (tools/jupyter/nbconvert/templates/offline): no CDN scripts; the
 figures carry plotly.js themselves. The page title names the dataset and preset, read from the
-metadata that src/notebook.ts attaches to its header output ("SYNTHETIC" when so).
+metadata that src/viz/notebook_header.ts attaches to its header output ("SYNTHETIC" when so).
 """
 from __future__ import annotations
 

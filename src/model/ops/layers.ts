@@ -1,0 +1,179 @@
+// The layer API of the EfficientNet backbone and the binary head, with PyTorch's semantics:
+// convolutions with symmetric padding, BatchNorm (+ SiLU) with PyTorch's running-statistics rule,
+// the squeeze-excitation helpers, and the random masks of dropout and stochastic depth (drawn from
+// the caller's seeded Rng on the CPU, so masks are identical on every backend and replay exactly).
+//
+// Each op picks one of three implementations of the same math:
+// - TF.js ops (any backend: native, GPU, and the pure-JS 'cpu' backend when kernels are "off");
+// - on the pure-JS 'cpu' backend, the plain-JS kernels of js_kernels.ts and js_channel_kernels.ts;
+// - for training-mode BatchNorm on the native backend, the fused kernels of native_batchnorm.ts.
+// The tests check the implementations against each other.
+//
+// May touch: @tensorflow/tfjs, the three kernel files of this folder, and the BatchNorm running
+// statistics it is given. Knows nothing of the model's structure (efficientnet.ts, head.ts).
+import * as tf from "@tensorflow/tfjs";
+import type { Rng } from "../../rng";
+import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
+import { symmetricPad } from "./padding";
+import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
+import { nativeOps, nativeTrainingBatchNormAct } from "./native_batchnorm";
+
+const WHERE = "src/model/ops/layers.ts";
+
+export type KernelMode = "auto" | "off";
+let kernelMode: KernelMode = "auto";
+
+/** "auto" (default): the plain-JS kernels on the 'cpu' backend. "off": TF.js ops everywhere (tests, benchmarks). */
+export function setJsKernels(mode: KernelMode): void {
+  kernelMode = mode;
+}
+
+export function usingJsKernels(): boolean {
+  return kernelMode === "auto" && tf.getBackend() === "cpu";
+}
+
+/** x [m, k] @ w [k, n]: the classifier, the head, and every 1x1 convolution. */
+export function dense(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return usingJsKernels() ? jsMatMul(x, w) : tf.matMul(x, w);
+}
+
+/**
+ * 1x1 convolution, weight HWIO [1, 1, in, out]: a matrix product over [N*H*W, in] on the 'cpu'
+ * backend (~5x faster there than its conv2d kernel even before the plain-JS kernels) and on the
+ * native one (TF's CPU Conv2DBackpropInput took 3x the time of the two MatMuls that replace it);
+ * conv2d elsewhere (WebGL, WebGPU: their conv kernels are the tuned path).
+ */
+export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D): tf.Tensor4D {
+  const backend = tf.getBackend();
+  if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, weight, 1, "valid");
+  const [n, h, w, c] = x.shape;
+  const out = weight.shape[3];
+  const y = dense(tf.reshape(x, [n * h * w, c]), tf.reshape(weight, [c, out]));
+  return tf.reshape(y, [n, h, w, out]);
+}
+
+/**
+ * k x k convolution (weight HWIO) with PyTorch's padding: (k-1)/2 on every side. TF's 'same' pads
+ * the extra row and column at the bottom/right only, which shifts every stride-2 output by one pixel.
+ */
+export function symmetricConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: number): tf.Tensor4D {
+  if (usingJsKernels()) return jsConv(x, weight, stride);
+  const { input, padding } = withSymmetricPadding(x, weight.shape[0], stride);
+  return tf.conv2d(input, weight, stride, padding);
+}
+
+/** Depthwise k x k convolution (weight [k, k, C, 1]) with PyTorch's symmetric padding. */
+export function symmetricDepthwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: number): tf.Tensor4D {
+  if (usingJsKernels()) return jsDepthwiseConv(x, weight, stride);
+  const { input, padding } = withSymmetricPadding(x, weight.shape[0], stride);
+  return tf.depthwiseConv2d(input, weight, stride, padding);
+}
+
+/**
+ * PyTorch pads (k-1)/2 on every side. At stride 1 TF's 'same' does exactly that (for odd k); at
+ * stride 2 'same' puts the extra pixel bottom/right, so the input is zero-padded explicitly and
+ * convolved 'valid'. (Numeric explicit padding would also do, but the native tfjs-node backend
+ * accepts only 'same' and 'valid'.)
+ */
+function withSymmetricPadding(x: tf.Tensor4D, kernel: number, stride: number): { input: tf.Tensor4D; padding: "same" | "valid" } {
+  if (stride === 1 && kernel % 2 === 1) return { input: x, padding: "same" };
+  const p = symmetricPad(kernel);
+  return { input: tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), padding: "valid" };
+}
+
+/** SiLU (swish): x * sigmoid(x). */
+export function silu<T extends tf.Tensor>(x: T): T {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/** The four tensors of one torch.nn.BatchNorm2d, plus its constants. */
+export interface BatchNormState {
+  /** The variables, or (when a block is recomputed for its gradient) tensors standing in for them. */
+  gamma: tf.Tensor;
+  beta: tf.Tensor;
+  runningMean: tf.Variable;
+  runningVar: tf.Variable;
+  eps: number;
+  /** PyTorch convention: running = (1 - momentum) * running + momentum * batch. */
+  momentum: number;
+}
+
+export interface BatchNormMode {
+  /** Batch statistics (true) or running statistics (false) for normalizing. */
+  training: boolean;
+  /** In training mode, also write the updated running statistics into the buffers. */
+  updateRunningStats: boolean;
+}
+
+/**
+ * BatchNorm2d over NHWC with PyTorch's semantics, then SiLU if `activation`. Training normalizes
+ * with the biased batch variance and folds the unbiased one into running_var. The buffers are
+ * assigned here, inside the forward pass, so the update happens even when the forward runs under
+ * tf.variableGrads; the assigned values are off the gradient path and the variables keep their
+ * data when tidy disposes the temporaries.
+ */
+export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNormMode, activation: boolean): tf.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  const count = n * h * w;
+  if (mode.training && count <= 1) {
+    // PyTorch refuses this too: the unbiased variance of one value is undefined.
+    throw new Error(`${WHERE}: BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape.join(", ")}]`);
+  }
+  if (usingJsKernels()) return tf.reshape(jsBatchNormAct(tf.reshape(x, [count, c]), bn, mode, activation), [n, h, w, c]);
+  const native = nativeOps();
+  if (native !== null && mode.training) return nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation);
+  let mean: tf.Tensor = bn.runningMean;
+  let variance: tf.Tensor = bn.runningVar;
+  if (mode.training) {
+    ({ mean, variance } = tf.moments(x, [0, 1, 2]));
+    if (mode.updateRunningStats) {
+      const m = bn.momentum;
+      bn.runningMean.assign(tf.add(tf.mul(bn.runningMean, 1 - m), tf.mul(mean, m)));
+      bn.runningVar.assign(tf.add(tf.mul(bn.runningVar, 1 - m), tf.mul(variance, (m * count) / (count - 1))));
+    }
+  }
+  const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
+  return activation ? silu(y) : y;
+}
+
+/** Mean over H and W of NHWC, as [N, C]. */
+export function spatialMean(x: tf.Tensor4D): tf.Tensor2D {
+  if (!usingJsKernels()) return tf.mean(x, [1, 2]) as tf.Tensor2D;
+  return jsSpatialMean(x);
+}
+
+/** x [N, H, W, C] times a per-sample, per-channel scale [N, C] (the SE gate). */
+export function scaleChannels(x: tf.Tensor4D, scale: tf.Tensor2D): tf.Tensor4D {
+  const [n, , , c] = x.shape;
+  if (!usingJsKernels()) return tf.mul(x, tf.reshape(scale, [n, 1, 1, c]));
+  return jsScaleChannels(x, scale);
+}
+
+/**
+ * Inverted-dropout mask: each entry is 0 with probability `dropProb`, else 1/(1-dropProb), as in
+ * torch.nn.Dropout and in torchvision's stochastic_depth (row mode uses one entry per sample).
+ */
+export function dropMask(size: number, dropProb: number, rng: Rng): Float32Array {
+  if (!(dropProb >= 0 && dropProb < 1)) {
+    throw new Error(`${WHERE}: drop probability must be in [0, 1), got ${dropProb}`);
+  }
+  const keep = 1 - dropProb;
+  const scale = 1 / keep;
+  const mask = new Float32Array(size);
+  for (let i = 0; i < size; i++) mask[i] = rng.next() < keep ? scale : 0;
+  return mask;
+}
+
+/** x times a per-sample factor (stochastic depth's row mask, one entry per sample). */
+export function scaleRows<T extends tf.Tensor>(x: T, perSample: Float32Array): T {
+  const n = x.shape[0];
+  if (perSample.length !== n) throw new Error(`${WHERE}: row mask has ${perSample.length} entries for a batch of ${n}`);
+  const broadcastShape = [n, ...x.shape.slice(1).map(() => 1)];
+  if (!usingJsKernels()) return tf.mul(x, tf.tensor(perSample, broadcastShape, "float32"));
+  // The 'cpu' backend broadcasts [N, 1, 1, 1] through its slow generic path; a full-size
+  // constant takes the fast one.
+  const rowSize = x.size / n;
+  const full = new Float32Array(x.size);
+  for (let i = 0; i < n; i++) full.fill(perSample[i], i * rowSize, (i + 1) * rowSize);
+  return tf.mul(x, tf.tensor(full, x.shape, "float32"));
+}

@@ -1,0 +1,96 @@
+// Training-mode BatchNorm (+ SiLU) on the native (tfjs-node) backend as one differentiable op
+// over libtensorflow's fused kernels.
+//
+// TF.js composes it from tf.moments and batchNorm's generic gradient: ~25 kernels forward and
+// backward per layer, with every intermediate (centred x, squares, normalized x, sigmoid, ...)
+// held by the tape until the backward pass. libtensorflow has the fused kernels PyTorch's CPU
+// path uses too: FusedBatchNormV3 (is_training) takes the batch statistics, normalizes, and folds
+// the running statistics with PyTorch's rule (exponential_avg_factor = momentum, unbiased
+// variance) in one call; FusedBatchNormGradV3 returns dx, dgamma, dbeta in one. tfjs-node
+// registers them for inference only, but its backend runs any TensorFlow op by name
+// (executeMultipleOutputs).
+//
+// May touch: @tensorflow/tfjs, the active backend object (duck-typed: src/ does not depend on
+// tfjs-node), and (types only) the BatchNorm state of layers.ts, whose running statistics it
+// assigns. Called only by ops/layers.ts.
+import * as tf from "@tensorflow/tfjs";
+import type { BatchNormState } from "./layers";
+
+interface NativeAttr {
+  name: string;
+  type: number;
+  value: number | boolean | string;
+}
+
+/** The parts of tfjs-node's NodeJSKernelBackend used here (duck-typed: src/ does not depend on tfjs-node). */
+export interface NativeKernelBackend {
+  binding: { TF_ATTR_TYPE: number; TF_ATTR_FLOAT: number; TF_ATTR_BOOL: number; TF_ATTR_STRING: number; TF_FLOAT: number };
+  executeMultipleOutputs(name: string, attrs: NativeAttr[], inputs: tf.Tensor[], numOutputs: number): tf.Tensor[];
+}
+
+
+/** tfjs-node's backend when it is the active one (CPU or GPU build), else null. */
+export function nativeOps(): NativeKernelBackend | null {
+  if (tf.getBackend() !== "tensorflow") return null;
+  const b = tf.backend() as unknown as Partial<NativeKernelBackend>;
+  return typeof b.executeMultipleOutputs === "function" && b.binding !== undefined ? (b as NativeKernelBackend) : null;
+}
+
+function fusedBatchNormAttrs(nb: NativeKernelBackend, eps: number): NativeAttr[] {
+  const B = nb.binding;
+  return [
+    { name: "T", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    { name: "U", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    { name: "epsilon", type: B.TF_ATTR_FLOAT, value: eps },
+    { name: "data_format", type: B.TF_ATTR_STRING, value: "NHWC" },
+    { name: "is_training", type: B.TF_ATTR_BOOL, value: true },
+  ];
+}
+
+/**
+ * Batch-statistics BatchNorm (+ SiLU) as one differentiable op. The backward pass keeps x, gamma,
+ * TF's saved batch statistics and, with SiLU, s = sigmoid(z) and y = z * s (y is the next layer's
+ * input, alive anyway): silu'(z) = s + y * (1 - s), so z itself is not kept.
+ */
+export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): tf.Tensor4D {
+  const attrs = fusedBatchNormAttrs(nb, bn.eps);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xIn, gamma, beta] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    // With factor 1 TF ignores the mean/variance inputs (they may be empty) and returns the batch's own.
+    const factor = updateRunningStats ? bn.momentum : 1;
+    const running = updateRunningStats ? [bn.runningMean, bn.runningVar] : [tf.tensor1d([]), tf.tensor1d([])];
+    const [z, newMean, newVar, savedMean, savedVar, reserve] = nb.executeMultipleOutputs(
+      "FusedBatchNormV3",
+      [...attrs, { name: "exponential_avg_factor", type: nb.binding.TF_ATTR_FLOAT, value: factor }],
+      [xIn, gamma, beta, ...running],
+      6,
+    );
+    if (updateRunningStats) {
+      bn.runningMean.assign(newMean);
+      bn.runningVar.assign(newVar);
+    }
+    const bnSaved = [xIn, gamma, savedMean, savedVar, reserve];
+    if (!activation) {
+      save(bnSaved);
+      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => fusedBatchNormGrad(nb, attrs, dy, saved) };
+    }
+    const s = tf.sigmoid(z);
+    const y = tf.mul(z, s);
+    save([...bnSaved, s, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sv, yv] = saved.slice(5);
+        return fusedBatchNormGrad(nb, attrs, tf.mul(dy, tf.sub(tf.add(sv, yv), tf.mul(yv, sv))), saved);
+      },
+    };
+  });
+  return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
+}
+
+/** [dx, dgamma, dbeta] from FusedBatchNormGradV3, given dL/dz and the forward's saved tensors. */
+function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
+  const [x, gamma, savedMean, savedVar, reserve] = saved;
+  return nb.executeMultipleOutputs("FusedBatchNormGradV3", attrs, [dz, x, gamma, savedMean, savedVar, reserve], 5).slice(0, 3);
+}
