@@ -321,7 +321,7 @@ describe("prepareData", () => {
     assert.equal(resolveDataSource(dataConfig(dir)), "synthetic");
     const data = prepareData(dataConfig(dir), { synthetic });
     assert.equal(data.dataset, "synthetic");
-    assert.match(data.note, /incomplete .*test_batch\.bin has 100 bytes/);
+    assert.match(data.note, /incomplete .*test_batch\.bin: 100 bytes/);
   });
 
   test("a limit above what exists is reported in the note", () => {

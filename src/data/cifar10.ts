@@ -62,15 +62,15 @@ export function batchDirProblem(dir: string): string | null {
 }
 
 function sizeProblem(file: string, size: number): string {
-  return `${file} has ${size} bytes, not a positive multiple of the ${RECORD_BYTES}-byte record ` +
+  return `${file}: ${size} bytes, not a positive multiple of the ${RECORD_BYTES}-byte record ` +
     `(1 label + 32x32x3 pixels): it looks truncated or is not a CIFAR-10 binary batch`;
 }
 
 /** Reads the whole file, or only its first `limit` records; the file's size is checked either way. */
 export function readBatchFile(file: string, limit: number | null = null): LabelledImages {
-  if (!fs.existsSync(file)) throw new DataError(`CIFAR-10 batch file ${file} is missing`);
+  if (!fs.existsSync(file)) throw new DataError(`${file}: CIFAR-10 batch file missing; run \`make data\` again`);
   const size = fs.statSync(file).size;
-  if (size === 0 || size % RECORD_BYTES !== 0) throw new DataError(sizeProblem(file, size));
+  if (size === 0 || size % RECORD_BYTES !== 0) throw new DataError(`${sizeProblem(file, size)}; run \`make data\` again`);
   const n = limit === null ? size / RECORD_BYTES : Math.min(limit, size / RECORD_BYTES);
   const raw = readPrefix(file, n * RECORD_BYTES);
   const images = new Uint8Array(n * IMAGE_BYTES);
@@ -78,7 +78,7 @@ export function readBatchFile(file: string, limit: number | null = null): Labell
   for (let i = 0; i < n; i++) {
     const label = raw[i * RECORD_BYTES];
     if (label >= NUM_CLASSES) {
-      throw new DataError(`${file}: record ${i} has label ${label}, outside 0..${NUM_CLASSES - 1}: not a CIFAR-10 batch, or corrupted`);
+      throw new DataError(`${file}: record ${i} has label ${label}, outside 0..${NUM_CLASSES - 1}; not a CIFAR-10 batch, or corrupted, run \`make data\` again`);
     }
     labels[i] = label;
     images.set(raw.subarray(i * RECORD_BYTES + 1, (i + 1) * RECORD_BYTES), i * IMAGE_BYTES);
@@ -93,7 +93,7 @@ function readPrefix(file: string, bytes: number): Buffer {
     let offset = 0;
     while (offset < bytes) {
       const got = fs.readSync(fd, buf, offset, bytes - offset, offset);
-      if (got === 0) throw new DataError(`${file} ended after ${offset} of ${bytes} bytes while reading`);
+      if (got === 0) throw new DataError(`${file}: ended after ${offset} of ${bytes} bytes while reading; run \`make data\` again`);
       offset += got;
     }
   } finally {
@@ -140,7 +140,7 @@ export interface LoadLimits {
  */
 export function loadCifar10(batchDir: string, limits: LoadLimits): { train: LabelledImages; test: LabelledImages } {
   if (!fs.existsSync(batchDir)) {
-    throw new DataError(`CIFAR-10 batches not found: ${batchDir} does not exist. To get them, ${howToGetCifar10(path.dirname(batchDir))}`);
+    throw new DataError(`${batchDir}: CIFAR-10 batches not found; to get them, ${howToGetCifar10(path.dirname(batchDir))}`);
   }
   const trainParts: LabelledImages[] = [];
   let remaining = limits.trainLimit;
@@ -190,7 +190,7 @@ export async function ensureCifar10(opts: EnsureCifar10Options): Promise<string>
     await tar.x({ file: tarball, cwd: work });
     const extracted = path.join(work, BATCH_DIR_NAME);
     const problem = batchDirProblem(extracted);
-    if (problem !== null) throw new DataError(`${tarball} did not extract to a complete ${BATCH_DIR_NAME}/: ${problem.replace(work + path.sep, "")}`);
+    if (problem !== null) throw new DataError(`${tarball}: did not extract to a complete ${BATCH_DIR_NAME}/ (${problem.replace(work + path.sep, "")}); download it again`);
     if (fs.existsSync(target)) {
       if (batchDirProblem(target) === null) return target; // another process finished first
       // An incomplete folder (e.g. files deleted by hand) is moved out of the way and discarded with `work`.

@@ -43,7 +43,7 @@ function resolveSource(data: ExperimentConfig["data"], opts: PrepareOptions): { 
   const cifarDir = path.join(data.dir, BATCH_DIR_NAME);
   const problem = batchDirProblem(cifarDir);
   if (resolveDataSource(data) === "cifar10") {
-    if (problem !== null) throw new DataError(`CIFAR-10 is not usable: ${problem}. To get it, ${howToGetCifar10(data.dir)}`);
+    if (problem !== null) throw new DataError(`data.source "cifar10": CIFAR-10 is not usable (${problem}); to get it, ${howToGetCifar10(data.dir)}`);
     // An explicit "cifar10" pointing at a copy of the synthetic set keeps the synthetic label.
     const dataset: DatasetKind = isSynthetic(cifarDir) ? "synthetic" : "cifar10";
     return { dir: cifarDir, dataset, why: dataset === "cifar10" ? `CIFAR-10 from ${cifarDir}` : `SYNTHETIC data found at ${cifarDir}` };
@@ -62,7 +62,7 @@ function limitNote(split: string, got: number, limit: number | null): string {
 function requireBothClasses(labels: Float32Array, split: string, positive: PositiveClass, dir: string): void {
   const rate = positiveRate(labels);
   if (rate === 0 || rate === 1) {
-    throw new DataError(`the ${split} images from ${dir} (${labels.length} of them) are all ${rate === 0 ? "negative" : "positive"} for ` +
+    throw new DataError(`data.positiveClass: the ${split} images from ${dir} (${labels.length} of them) are all ${rate === 0 ? "negative" : "positive"} for ` +
       `class ${positive.index} "${positive.name}": a binary classifier needs both classes; use more images or another positive class`);
   }
 }
