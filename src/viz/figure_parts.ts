@@ -55,7 +55,7 @@ export function checkRate(fn: string, p: number): void {
 export function selectFigureData(fn: string, records: readonly EpochRecord[], steps: readonly StepRecord[], options: FigureOptions): { records: EpochRecord[]; steps: StepRecord[]; excluded: string } {
   const mine = records.filter((r) => r.backbone === options.backbone);
   const mySteps = steps.filter((s) => s.backbone === options.backbone);
-  if (mine.length === 0 && mySteps.length === 0) throw new Error(`${fn}: no records for backbone "${options.backbone}"`);
+  if (mine.length === 0 && mySteps.length === 0) throw new Error(`${fn}: no epoch records for backbone "${options.backbone}"`);
   const other = mine.find((r) => r.dataset !== options.dataset);
   if (other) {
     throw new Error(`${fn}: options.dataset is "${options.dataset}" but a record (trial ${other.trial}, ${other.arm}) has dataset "${other.dataset}"`);

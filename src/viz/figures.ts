@@ -67,9 +67,10 @@ export interface StepLossOptions extends PositiveRateOptions {
 export function stepLossCurve(steps: readonly StepRecord[], options: StepLossOptions): PlotlyFigure {
   checkRate("stepLossCurve", options.positiveRate);
   const epoch = options.epoch ?? 1;
-  const chosen = selectFigureData("stepLossCurve", [], steps.filter((s) => s.epoch === epoch), options);
+  const inEpoch = steps.filter((s) => s.backbone === options.backbone && s.epoch === epoch);
+  if (inEpoch.length === 0) throw new Error(`stepLossCurve: no step records for backbone "${options.backbone}" in epoch ${epoch}`);
+  const chosen = selectFigureData("stepLossCurve", [], inEpoch, options);
   const selected = chosen.steps;
-  if (selected.length === 0) throw new Error(`stepLossCurve: no step records for backbone "${options.backbone}" in epoch ${epoch}`);
   const hp = horizontalLine(entropyNats(options.positiveRate), `H(p) = ${entropyNats(options.positiveRate).toFixed(3)}`, 1);
   return {
     data: armTraces(stepSummary(selected), (r) => r.step, 1),
