@@ -51,7 +51,7 @@ const FLAGS: readonly Flag[] = [
   { name: "train-batch", value: "N", help: "training batch size", set: (o, v, f) => (o.trainBatch = num(v, f)) },
   { name: "test-batch", value: "N", help: "evaluation batch size", set: (o, v, f) => (o.testBatch = num(v, f)) },
   { name: "seed", value: "N", help: "base seed (trial k derives its seeds from it; both arms share them)", set: (o, v, f) => (o.seed = num(v, f)) },
-  { name: "eval-mode", value: "eval|train", help: "train = the reference's quirk (batch-statistics BatchNorm and dropout at test time)", set: (o, v) => (o.evalMode = v as "eval") },
+  { name: "eval-mode", value: "eval|train|both", help: "train = the reference's quirk (batch-statistics BatchNorm and dropout at test time); both = eval, plus train-mode BCE and ROC-AUC", set: (o, v) => (o.evalMode = v as "eval") },
   { name: "results", value: "DIR", help: "results store root (default: env BIAS_INIT_RESULTS, else results)" },
   { name: "help", value: null, help: "this text" },
 ];

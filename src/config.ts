@@ -17,14 +17,30 @@ export type DatasetKind = Exclude<DataSource, "auto">;
 /**
  * How test metrics are computed. "eval" (default): inference mode, running BatchNorm statistics,
  * no dropout. "train": the reference's quirk (it never called model.eval()): batch-statistics
- * BatchNorm, dropout and stochastic depth active during evaluation. Running stats are not updated.
+ * BatchNorm, dropout and stochastic depth active during evaluation. "both": the metrics in eval
+ * mode, plus test BCE and ROC-AUC in train mode beside them (one more pass over the test set).
+ * Running stats are not updated.
  */
-export type EvalMode = "eval" | "train";
+export type EvalMode = "eval" | "train" | "both";
+
+/**
+ * How records are analysed. Not part of the results key: they change no training. `eceBins` is
+ * the definition of the stored `ece`; the others only shape the statistics read from the store.
+ */
+export const ANALYSIS = {
+  /** Expected calibration error: equal-width bins on the predicted probability (train/metrics.ts). */
+  eceBins: 15,
+  /** The hockey stick: span of the exponential moving average of step losses, alpha = 2 / (span + 1). */
+  catchUpEmaSpan: 10,
+  /** Caught up: vanilla's smoothed step loss at most this fraction above the positive-rate arm's. */
+  catchUpTolerance: 0.05,
+} as const;
 
 export const ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
 export const BACKBONES: readonly Backbone[] = ["imagenet", "scratch"];
 /** How tables, figures and conclusions name each backbone. */
 export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = { imagenet: "ImageNet weights", scratch: "From scratch" };
+export const ARM_LABEL: Readonly<Record<Arm, string>> = { vanilla: "Vanilla", positive_rate: "Positive rate" };
 export const PRESETS: readonly PresetName[] = ["full", "quick", "smoke"];
 
 export interface ExperimentConfig {
@@ -147,7 +163,7 @@ export function describeSetting(c: ExperimentConfig): string {
   const input = c.input.resize === null ? `${c.input.crop}x${c.input.crop}` : `resize ${c.input.resize}, crop ${c.input.crop}`;
   const images = (n: number | null): string => (n === null ? "all" : String(n));
   return `EfficientNet-${c.model.toUpperCase()} at ${input}, ${images(c.data.trainLimit)} train / ${images(c.data.testLimit)} test images, ` +
-    `${c.trials} trial${c.trials === 1 ? "" : "s"} x ${c.epochs} epochs, SGD lr ${c.lr} momentum ${c.momentum}, batch ${c.trainBatch}, ${c.evalMode}-mode evaluation`;
+    `${c.trials} trial${c.trials === 1 ? "" : "s"} x ${c.epochs} epochs, SGD lr ${c.lr} momentum ${c.momentum}, batch ${c.trainBatch}, ${c.evalMode === "both" ? "eval-mode evaluation (train mode beside it)" : `${c.evalMode}-mode evaluation`}`;
 }
 
 function check(ok: boolean, field: string, message: string): void {
@@ -175,7 +191,7 @@ export function validateConfig(c: ExperimentConfig): void {
   check(typeof c.momentum === "number" && c.momentum >= 0 && c.momentum < 1, "momentum", `${c.momentum} must be in [0, 1)`);
   check(isInt(c.trainBatch, 1, 65536), "trainBatch", `${c.trainBatch} must be an integer in 1..65536`);
   check(isInt(c.testBatch, 1, 65536), "testBatch", `${c.testBatch} must be an integer in 1..65536`);
-  check(c.evalMode === "eval" || c.evalMode === "train", "evalMode", `"${c.evalMode}" is not eval or train`);
+  check(c.evalMode === "eval" || c.evalMode === "train" || c.evalMode === "both", "evalMode", `"${c.evalMode}" is not eval, train or both`);
   check(isInt(c.seed, 0, 2 ** 32 - 1), "seed", `${c.seed} must be an integer in 0..2^32-1`);
   check(typeof c.data.positiveClass === "string" || isInt(c.data.positiveClass, 0, 9), "data.positiveClass",
     `${c.data.positiveClass} must be a CIFAR-10 class name or an index 0..9`);

@@ -23,6 +23,16 @@ export function entropyNats(p: number): number {
 }
 
 /**
+ * Binary cross-entropy in nats of predicting probability q for every item of a set with positive
+ * rate p: -p log q - (1 - p) log(1 - q). Equals H(p) at q = p, its minimum over q.
+ */
+export function crossEntropyNats(p: number, q: number): number {
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`crossEntropyNats: p must be in [0, 1], got ${p}`);
+  if (!(q > 0 && q < 1)) throw new RangeError(`crossEntropyNats: q must be in (0, 1), got ${q}`);
+  return -(p === 0 ? 0 : p * Math.log(q)) - (p === 1 ? 0 : (1 - p) * Math.log1p(-q));
+}
+
+/**
  * The walkthrough's table: the bias that makes sigmoid(bias) = p, and the initial losses that go
  * with each arm, from the measured positive rate p.
  */

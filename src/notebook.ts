@@ -13,23 +13,19 @@ import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
 import { completeUnits, planStatusText, unitsByReason } from "./experiment/run_summary";
-import { resultsTable, summaryTables } from "./experiment/stats/tables";
+import { CaptionedTable, catchUpTables, evaluationModeTables, logitSpreadRows, logitSpreadTables, resultsTable, summaryTables } from "./experiment/stats/tables";
 import type { EpochMetric } from "./experiment/records";
-import { conclusionParts, PlanResults, writeConclusions } from "./experiment/conclusions";
+import { conclusionParts, logitSpreadFindings, PlanResults, writeConclusions } from "./experiment/conclusions";
 import { PreparedData, prepareData } from "./data/prepare";
-import { CLASS_NAMES, IMAGE_SIDE } from "./data/cifar10";
-import { imageToRgbBytes } from "./data/preprocess";
-import { sampleIndices } from "./data/task";
 import { biasMathsTable } from "./maths";
 import { modelSummaryTable } from "./model/architecture";
-import { PositiveRateOptions, biasCurve, classBalanceFigure, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
+import { PositiveRateOptions, biasCurve, calibrationFigure, classBalanceFigure, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
 import type { PlotlyFigure } from "./viz/plotly_figure";
-import { LiveProgress, TableLike, TableOptions, showImageGrid, showMarkdown, showTable } from "./viz/html_output";
+import { LiveProgress, TableLike, TableOptions, showMarkdown, showTable } from "./viz/html_output";
 import { ensurePlotlyLibrary, showFigure } from "./viz/plotly_inline";
 import { exportFigures } from "./viz/chromium_export";
-import { rgbToPng } from "./viz/png";
+import { showSampleImages } from "./viz/sample_images";
 import { showNotebookHeader } from "./viz/notebook_header";
-
 
 export class Notebook {
   private prepared: PreparedData | null = null;
@@ -78,21 +74,18 @@ export class Notebook {
   }
 
   // Output: one way to show each kind of thing.
-  show(fig: PlotlyFigure): void {
-    showFigure(fig);
+  show(fig: PlotlyFigure): void { showFigure(fig); }
+  table(table: TableLike, opts: TableOptions = {}): void { showTable(table, opts); }
+  md(markdown: string): void { showMarkdown(markdown); }
+  private tables(list: readonly CaptionedTable[], none: string): void {
+    if (list.length === 0) return this.md(none);
+    for (const { table, caption } of list) this.table(table, { caption });
   }
 
-  table(table: TableLike, opts: TableOptions = {}): void {
-    showTable(table, opts);
-  }
-
-  md(markdown: string): void {
-    showMarkdown(markdown);
-  }
-
-  /** The measured positive rate and dataset of a result (the demo trains on a subset), else the preset's data. */
+  /** The measured positive rate and dataset of a result (the demo trains on a subset), else the preset's data; its failed units and trials. */
   private figureOptions(backbone: Backbone, result: ExperimentResult): PositiveRateOptions {
-    return { backbone, dataset: result.dataset, positiveRate: result.positiveRate ?? this.data.positiveRate };
+    return { backbone, dataset: result.dataset, positiveRate: result.positiveRate ?? this.data.positiveRate,
+      failed: result.failed.map((f) => f.unit), trials: result.config.trials, evalMode: result.config.evalMode };
   }
 
   /** One figure per backbone the result's plan ran; a backbone without records says why. */
@@ -130,6 +123,22 @@ export class Notebook {
       : `**${BACKBONE_LABEL[b]}:** no per-step losses in the store.`));
   }
 
+  /** Expected calibration error and the mean predicted probability per epoch, against the measured p. */
+  showCalibration(result: ExperimentResult): void {
+    this.perBackbone(result, (b) => (result.records.some((r) => r.backbone === b && r.ece != null) ? calibrationFigure(result.records, this.figureOptions(b, result))
+      : `**${BACKBONE_LABEL[b]}:** these records predate the calibration measurements.`));
+  }
+
+  /** The hockey stick, measured: steps to catch up (and images seen) and excess loss over the first epoch. */
+  showHockeyStick(result: ExperimentResult): void { this.tables(catchUpTables(result), "No trial with both arms' first-epoch steps in the store."); }
+  /** The bias sets the mean logit, not its spread: logit mean and SD before any step, test (eval mode) and first training batch (train mode). */
+  showLogitSpread(result: ExperimentResult): void {
+    this.tables(logitSpreadTables(result), "No epoch-0 records in the store.");
+    this.md(logitSpreadFindings(logitSpreadRows(result)).map((line) => `- ${line}`).join("\n"));
+  }
+  /** Test BCE and ROC-AUC in eval mode beside train mode (evalMode "both"). */
+  showEvaluationModes(result: ExperimentResult): void { this.tables(evaluationModeTables(result), "No train-mode evaluation in the store (it needs evalMode \"both\")."); }
+
   /** Every epoch record of the result, with the reference's column names. */
   showRecords(result: ExperimentResult): void {
     if (result.records.length === 0) return this.md("No epoch records in the store for this config.");
@@ -138,15 +147,13 @@ export class Notebook {
 
   /** Mean and 95% CI per arm and epoch of test BCE and ROC-AUC, then the paired difference. */
   showSummaryTables(result: ExperimentResult, metrics: EpochMetric[] = ["loss", "roc_auc"]): void {
-    for (const { table, caption } of summaryTables(result, metrics)) this.table(table, { caption });
+    this.tables(summaryTables(result, metrics), "No epoch records in the store for this config.");
   }
 
   /** The conclusions written from the numbers (experiment/conclusions.ts), for the plans given. */
-  conclusions(results: PlanResults): void {
-    this.md(this.conclusionsText(results));
-  }
+  conclusions(results: PlanResults): void { this.md(this.conclusionsText(results)); }
   conclusionsText(results: PlanResults): string {
-    return writeConclusions(conclusionParts(results), { dataset: this.data.dataset, positiveRate: this.data.positiveRate, preset: this.preset, setting: describeSetting(this.config()) });
+    return writeConclusions(conclusionParts(results), { dataset: this.data.dataset, positiveRate: this.data.positiveRate, positiveClass: this.data.positive.name, preset: this.preset, setting: describeSetting(this.config()) });
   }
 
   /** Writes each plan's learning curves to reports/learning_curves_<plan>.png and .svg, in one headless Chromium run. */
@@ -159,23 +166,13 @@ export class Notebook {
 
   // The walkthrough's pieces.
   /** The first `positives` images of the positive class and `others` of the rest, with labels. */
-  showSampleImages(positives = 8, others = 16): void {
-    const { train, positive, dataset } = this.data;
-    const images = sampleIndices(train.labels, positive.index, positives, others).map((i) => ({
-      png: rgbToPng(imageToRgbBytes(train.images, i), IMAGE_SIDE, IMAGE_SIDE), caption: CLASS_NAMES[train.labels[i]], highlight: train.labels[i] === positive.index,
-    }));
-    showImageGrid(images, `Training images (${dataset === "synthetic" ? "SYNTHETIC stand-in" : "CIFAR-10"}); framed: the positive class "${positive.name}"`);
-  }
+  showSampleImages(positives = 8, others = 16): void { showSampleImages(this.data, positives, others); }
 
   /** Images per class in the training split, the positive class highlighted; p measured from the labels. */
-  classBalanceFigure(): PlotlyFigure {
-    return classBalanceFigure(this.data.train.labels, this.data.positive, this.data.dataset);
-  }
+  classBalanceFigure(): PlotlyFigure { return classBalanceFigure(this.data.train.labels, this.data.positive, this.data.dataset); }
 
   /** The bias that makes sigmoid(bias) = p, and the losses before training that go with each arm. */
-  biasMathsTable(): TableLike {
-    return biasMathsTable(this.data.positiveRate);
-  }
+  biasMathsTable(): TableLike { return biasMathsTable(this.data.positiveRate); }
 
   /** The model table and its parameter count (with the Linear(1000, 1) head). */
   showModelSummary(model = this.config().model, inputSize = this.config().input.crop): void {

@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { makeConfig } from "../src/config";
 import { runExperiment, loadResults, RunEvent } from "../src/experiment/grid";
 import { entropyNats } from "../src/maths";
+import { catchUpPerTrial } from "../src/experiment/stats/hockey_stick";
 
 test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla above it, both learn, no tensor leak", async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-e2e-"));
@@ -44,7 +45,23 @@ test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla ab
   assert.ok(Math.abs(pr0.output_bias_value - Math.log(p / (1 - p))) < 1e-6, "positive-rate bias is log(p/(1-p)) at epoch 0");
   for (const arm of ["vanilla", "positive_rate"]) {
     assert.ok(at(arm, 2).roc_auc > 0.5, `${arm} ROC-AUC at the last epoch ${at(arm, 2).roc_auc} beats 0.5`);
+    // Epoch 0 in eval mode from scratch: every test logit is the bias, so every probability is
+    // sigmoid(bias), all in one calibration bin: ECE = |test positive rate - sigmoid(bias)|.
+    const r0 = at(arm, 0);
+    const q = 1 / (1 + Math.exp(-r0.output_bias_value));
+    assert.equal(r0.logit_sd, 0, `${arm}: epoch-0 test logits all equal`);
+    assert.equal(r0.logit_mean, r0.output_bias_value);
+    assert.ok(Math.abs((r0.mean_prob as number) - q) < 1e-15);
+    assert.ok(Math.abs((r0.ece as number) - Math.abs((r0.test_positive_rate as number) - q)) < 1e-12, `${arm}: ECE ${r0.ece}`);
+    assert.ok((r0.first_batch_logit_sd as number) > 0, `${arm}: train-mode logits of the first batch spread`);
+    assert.equal(at(arm, 1).first_batch_logit_sd, null);
   }
+  // Both arms start from the same weights and see the same first batch: the spread is the same, the mean differs by the bias.
+  assert.ok(Math.abs((va0.first_batch_logit_sd as number) - (pr0.first_batch_logit_sd as number)) < 1e-5);
+  const shift = (pr0.first_batch_logit_mean as number) - (va0.first_batch_logit_mean as number);
+  assert.ok(Math.abs(shift - (pr0.output_bias_value - va0.output_bias_value)) < 1e-5, `the bias moves the mean logit by ${shift}`);
+  const [hockey] = catchUpPerTrial(result.steps);
+  assert.ok(hockey.excess_loss > 0, `vanilla's excess loss over the first epoch ${hockey.excess_loss} is positive`);
   // Epoch 0 precedes the first step, which creates one momentum buffer per trainable variable;
   // from then on the number of live tensors must not move.
   assert.equal(epochTensors.length, 3);

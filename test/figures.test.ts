@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ARM_STYLE, learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure, classBalanceFigure } from "../src/viz/figures";
+import { ARM_STYLE, learningCurves, stepLossCurve, biasCurve, pairedDifferenceFigure, classBalanceFigure, calibrationFigure } from "../src/viz/figures";
 import type { PlotlyFigure } from "../src/viz/plotly_figure";
 import { summarize, stepSummary, pairedDifference } from "../src/experiment/stats/grouping";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
@@ -90,10 +90,16 @@ test("learningCurves: real-data title, custom title, one trial has no band, a ga
   assert.equal(traces(oneTrial).length, 4);
   assert.equal(bands(oneTrial).length, 0);
   assert.match(layoutAt(oneTrial, "title", "text") as string, /ImageNet weights, 1 trial \(synthetic data\)$/);
-  // Epoch 1 of the vanilla arm has only trial 0: its band is two segments, separated by nulls.
+  // Vanilla trials 1 and 2 lack epoch 1: units with fewer epochs than the others are left out, and the note says so.
   const gappy = imagenet.filter((r) => !(r.arm === "vanilla" && r.epoch === 1 && r.trial > 0));
-  const band = bands(learningCurves(gappy, { backbone: "imagenet", dataset: "synthetic", positiveRate: P }))[0];
-  const rows = summarize(gappy, "loss").filter((r) => r.arm === "vanilla");
+  const left = learningCurves(gappy, { backbone: "imagenet", dataset: "synthetic", positiveRate: P });
+  assert.deepEqual(lines(left)[0].y, [0, 1, 2].map((epoch) => 0.69 / (1 + epoch)), "trial 0 alone");
+  assert.match((layoutAt(left, "annotations") as Trace[]).map((a) => a.text).join("\n"),
+    /Vanilla: n = 1 of 3 trials; 2 with fewer epochs than the others \(excluded\)\. Positive rate: n = 3 of 3 trials\./);
+  // A metric measured in only one trial at epoch 1 (older records lack it): the band is two segments, separated by nulls.
+  const partly = imagenet.map((r) => ({ ...r, ece: r.arm === "vanilla" && r.epoch === 1 && r.trial > 0 ? undefined : 0.1 + 0.01 * r.trial + 0.02 * r.epoch, mean_prob: 0.1 }));
+  const band = bands(calibrationFigure(partly, { backbone: "imagenet", dataset: "synthetic", positiveRate: P }))[0];
+  const rows = summarize(partly, "ece").filter((r) => r.arm === "vanilla");
   assert.deepEqual(band.x, [0, 0, null, 2, 2]);
   assert.deepEqual(band.y, [rows[0].ci_high, rows[0].ci_low, null, rows[2].ci_high, rows[2].ci_low]);
   const uneven = imagenet.filter((r) => !(r.arm === "positive_rate" && r.trial === 2));
@@ -194,4 +200,42 @@ test("classBalanceFigure: images per class, the positive class highlighted, p me
   assert.equal(layoutAt(real, "title", "text"), "Training images per class: positive \"truck\" is p = 0.1818 of 55");
   assert.equal(((traces(real)[0].marker as { color: string[] }).color)[9], ARM_STYLE.positive_rate.color);
   assert.throws(() => classBalanceFigure([], frog, "cifar10"), /no labels/);
+});
+
+const noteOf = (fig: PlotlyFigure): string => ((layoutAt(fig, "annotations") as Trace[]).find((a) => a.yshift !== undefined)?.text as string | undefined) ?? "";
+
+test("figure notes state how each band was computed", () => {
+  const options = { backbone: "imagenet" as const, dataset: "synthetic" as const, positiveRate: P };
+  assert.equal(noteOf(learningCurves(RECORDS, options)), "95% CI: Student t over trials, BCE on the log scale, ROC-AUC on the logit scale, mapped back so it cannot leave the metric's range");
+  assert.equal(noteOf(biasCurve(RECORDS, options)), "95% CI: Student t over trials, sigmoid(bias) on the logit scale, mapped back so it cannot leave the metric's range");
+  assert.equal(noteOf(pairedDifferenceFigure(RECORDS, options)), "95% CI: Student t over paired trials, the differences on the natural scale");
+  const steps: StepRecord[] = [0, 1].flatMap((trial) => [1, 2].map((step) => ({ backbone: "imagenet" as const, arm: "vanilla" as const, trial, epoch: 1, step, loss: 0.5 + 0.1 * trial })));
+  assert.equal(noteOf(stepLossCurve(steps, options)), "95% CI: Student t over trials, step BCE on the log scale, mapped back so it cannot leave the metric's range");
+  const fig = learningCurves(RECORDS, options);
+  assert.equal(layoutAt(fig, "height"), 420 + 38, "room for the one-line note");
+});
+
+test("learningCurves: from scratch in eval mode, the note says epoch 0 is the bias alone where the records show it", () => {
+  const flat = RECORDS.map((r) => (r.epoch === 0 ? { ...r, roc_auc: 0.5, logit_sd: 0, logit_mean: r.output_bias_value } : r));
+  const note = noteOf(learningCurves(flat, { backbone: "scratch", dataset: "synthetic", positiveRate: P, evalMode: "eval" }));
+  assert.match(note, /<br>Epoch 0 from scratch in eval mode is the bias alone: at torchvision's init the backbone's output is ~0, so every test logit equals the bias \(test-logit SD at most 0\.0e\+0\): ROC-AUC exactly 0\.5/);
+  assert.doesNotMatch(noteOf(learningCurves(flat, { backbone: "imagenet", dataset: "synthetic", positiveRate: P })), /bias alone/, "not for ImageNet weights");
+  assert.doesNotMatch(noteOf(learningCurves(flat, { backbone: "scratch", dataset: "synthetic", positiveRate: P, evalMode: "train" })), /bias alone/, "not in train mode");
+  const spread = flat.map((r) => (r.epoch === 0 && r.trial === 1 ? { ...r, logit_sd: 0.2 } : r));
+  assert.doesNotMatch(noteOf(learningCurves(spread, { backbone: "scratch", dataset: "synthetic", positiveRate: P })), /bias alone/, "not when a unit's logits spread");
+});
+
+test("calibrationFigure: ECE and mean predicted probability per epoch against the measured test p", () => {
+  const records = RECORDS.map((r) => ({ ...r, ece: 0.05 + 0.01 * r.trial + 0.02 * r.epoch, mean_prob: r.arm === "vanilla" ? 0.5 - 0.1 * r.epoch : 0.1, test_positive_rate: 0.098 }));
+  const fig = calibrationFigure(records, { backbone: "scratch", dataset: "synthetic", positiveRate: P });
+  const ece = summarize(records.filter((r) => r.backbone === "scratch"), "ece");
+  assert.deepEqual(lines(fig).map((t) => [t.name, t.yaxis]), [["Vanilla", "y"], ["Positive rate", "y"], ["Vanilla", "y2"], ["Positive rate", "y2"]]);
+  assert.deepEqual(lines(fig)[0].y, ece.filter((r) => r.arm === "vanilla").map((r) => r.mean));
+  assert.deepEqual(bands(fig)[0].y, expectedBand(ece.filter((r) => r.arm === "vanilla"), [0, 1, 2]).y);
+  (lines(fig)[2].y as number[]).forEach((y, epoch) => assert.ok(Math.abs(y - (0.5 - 0.1 * epoch)) < 1e-12, `vanilla mean probability at epoch ${epoch}: ${y}`));
+  const [shape] = layoutAt(fig, "shapes") as Trace[];
+  assert.deepEqual([shape.yref, shape.y0], ["y2", 0.098]);
+  assert.equal(layoutAt(fig, "yaxis", "title", "text"), "Expected calibration error (15 bins)");
+  assert.match(noteOf(fig), /^ECE: 15 equal-width bins on the predicted probability; per bin \|positive rate - mean probability\|, weighted by the bin's share of test images\.<br>95% CI: Student t over trials, ECE on the logit scale, mean probability on the logit scale/);
+  assert.throws(() => calibrationFigure(RECORDS, { backbone: "scratch", dataset: "synthetic", positiveRate: P }), /hold no ECE \(written before calibration was recorded\)/);
 });

@@ -4,7 +4,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { trainLoop, TrainingDiverged, TrainableModel, BatchSource, EpochMetrics } from "../src/train/loop";
+import { trainLoop, TrainingDiverged, TrainableModel, BatchSource, EpochMetrics, evaluate } from "../src/train/loop";
+import { epochOrder } from "../src/data/batches";
+import { BinaryClassifier } from "../src/model/head";
+import { makeRng } from "../src/rng";
 
 /** logit = w * mean(x) + b, one scalar weight and bias. */
 function stubModel(w0: number, b0: number): TrainableModel & { w: tf.Variable; b: tf.Variable } {
@@ -84,4 +87,83 @@ test("a non-finite loss stops the run with the epoch and step in a readable erro
   );
   assert.deepEqual(epochs, [0], "epoch 0 was recorded before the failure");
   tf.dispose([model.w, model.b]);
+});
+
+test("evaluation measures calibration and logit spread; epoch 0 measures the first batch as the first step sees it", async () => {
+  // Six images, batch 4: the first batch is the first four indices of epoch 1's order.
+  const values = [1, -1, 2, 0, 3, -2];
+  const labels = [1, 0, 1, 0, 1, 0];
+  const w0 = 0.3;
+  const b0 = -1;
+  const model = stubModel(w0, b0);
+  const records: EpochMetrics[] = [];
+  const steps: number[][] = [];
+  await trainLoop(model, source(values, labels), source([1, -1, 2, 0], [1, 0, 1, 0]), { ...settings, epochs: 1 }, {
+    onEpoch: (m, s) => {
+      records.push(m);
+      if (s) steps.push(s);
+    },
+  });
+  const sig = (z: number) => 1 / (1 + Math.exp(-z));
+  // Test set at epoch 0: logits w0 * v + b0 for v = 1, -1, 2, 0.
+  const testLogits = [1, -1, 2, 0].map((v) => w0 * v + b0);
+  const mean = testLogits.reduce((a, b) => a + b) / 4;
+  const r0 = records[0];
+  assert.ok(Math.abs(r0.logit_mean - mean) < 1e-6);
+  assert.ok(Math.abs(r0.logit_sd - Math.sqrt(testLogits.reduce((a, z) => a + (z - mean) ** 2, 0) / 4)) < 1e-6);
+  const probs = testLogits.map(sig);
+  assert.ok(Math.abs(r0.mean_prob - probs.reduce((a, b) => a + b) / 4) < 1e-6);
+  assert.equal(r0.test_positive_rate, 0.5);
+  // Probabilities 0.332 (y 1), 0.214 (y 0), 0.401 (y 1), 0.269 (y 0); bins of 1/15: 0.214 in (0.2, 0.267],
+  // 0.269 and 0.332 together in (0.267, 0.333], 0.401 in (0.4, 0.467].
+  const ece = 0.25 * probs[1] + 0.5 * Math.abs(0.5 - (probs[0] + probs[3]) / 2) + 0.25 * (1 - probs[2]);
+  assert.ok(Math.abs(r0.ece - ece) < 1e-6, `ECE ${r0.ece} vs ${ece}`);
+  assert.equal(r0.loss_train_mode, null, "eval mode alone: no train-mode evaluation");
+  // The first batch: epoch 1's first four indices, the batch the first step trains on.
+  const first = Array.from(epochOrder(6, settings.seed, 1).subarray(0, 4));
+  const batchLogits = first.map((i) => w0 * values[i] + b0);
+  const batchMean = batchLogits.reduce((a, b) => a + b) / 4;
+  assert.ok(Math.abs((r0.first_batch_logit_mean as number) - batchMean) < 1e-6);
+  assert.ok(Math.abs((r0.first_batch_logit_sd as number) - Math.sqrt(batchLogits.reduce((a, z) => a + (z - batchMean) ** 2, 0) / 4)) < 1e-6);
+  assert.equal(r0.first_batch_positive_rate, first.reduce((a, i) => a + labels[i], 0) / 4);
+  // The BCE of those logits is the first step's loss.
+  const bce = first.reduce((a, i, k) => a - (labels[i] * Math.log(sig(batchLogits[k])) + (1 - labels[i]) * Math.log(1 - sig(batchLogits[k]))), 0) / 4;
+  assert.ok(Math.abs(steps[0][0] - bce) < 1e-6, `first step ${steps[0][0]} vs ${bce}`);
+  assert.deepEqual([records[1].first_batch_logit_mean, records[1].first_batch_logit_sd, records[1].first_batch_positive_rate], [null, null, null], "epoch 0 only");
+  tf.dispose([model.w, model.b]);
+});
+
+test("evalMode both: eval-mode metrics equal an eval run's, train-mode ones a train run's (tiny EfficientNet, batch statistics and dropout)", () => {
+  const model = new BinaryClassifier("tiny", makeRng("loop.test", "both"));
+  const rng = makeRng("loop.test", "images");
+  const n = 12;
+  const images = Float32Array.from({ length: n * 32 * 32 * 3 }, () => rng.normal());
+  const ys = Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1 : 0));
+  const test: BatchSource = {
+    size: n, labels: Float32Array.from(ys),
+    batch: (idx) => {
+      const ids = Array.from(idx);
+      const x = new Float32Array(ids.length * 3072);
+      ids.forEach((id, k) => x.set(images.subarray(id * 3072, (id + 1) * 3072), k * 3072));
+      return { x: tf.tensor4d(x, [ids.length, 32, 32, 3]), y: tf.tensor1d(ids.map((i) => ys[i])) };
+    },
+  };
+  try {
+    const both = evaluate(model, test, 8, "both", makeRng("loop.test", "eval"));
+    const inEval = evaluate(model, test, 8, "eval", makeRng("loop.test", "eval"));
+    const inTrain = evaluate(model, test, 8, "train", makeRng("loop.test", "eval"));
+    assert.equal(both.loss, inEval.loss);
+    assert.equal(both.roc_auc, inEval.roc_auc);
+    assert.equal(both.ece, inEval.ece);
+    assert.equal(both.loss_train_mode, inTrain.loss);
+    assert.equal(both.roc_auc_train_mode, inTrain.roc_auc);
+    assert.notEqual(inTrain.loss, inEval.loss, "batch statistics give other logits than running statistics");
+    // From scratch in eval mode the backbone's output is ~0: every logit is the bias.
+    assert.ok(inEval.logit_sd < 1e-6, `eval-mode logit SD ${inEval.logit_sd}`);
+    assert.ok(Math.abs(inEval.logit_mean - model.outputBias()) < 1e-6);
+    assert.equal(inEval.roc_auc, 0.5);
+    assert.ok(inTrain.logit_sd > 1e-3, `train-mode logit SD ${inTrain.logit_sd}`);
+  } finally {
+    model.dispose();
+  }
 });

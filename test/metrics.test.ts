@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import * as path from "node:path";
-import { rocAuc, logLoss, bceFromLogits, FLOAT32_EPS } from "../src/train/metrics";
-import { entropyNats } from "../src/maths";
+import { rocAuc, logLoss, bceFromLogits, FLOAT32_EPS, expectedCalibrationError, logitMoments, meanOf } from "../src/train/metrics";
+import { crossEntropyNats, entropyNats } from "../src/maths";
 import { makeRng } from "../src/rng";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -102,11 +102,16 @@ test(
   { skip: existsSync(PYTHON) ? false : `skipped: ${PYTHON} is missing (make setup creates it)` },
   () => {
     const cases = randomCases(24);
+    // Two more cases for calibration: every probability on a bin edge k/15 (numpy's linspace
+    // computes the edges as k * (1/15), and so does expectedCalibrationError), and one bin only.
+    const edges = Array.from({ length: 16 }, (_, k) => k * (1 / 15));
+    cases.push({ labels: edges.map((_, k) => k % 2), scores: edges, probs: edges });
+    cases.push({ labels: [0, 0, 1, 0, 0], scores: [1, 2, 3, 4, 5], probs: [0.3, 0.3, 0.3, 0.3, 0.3] });
     const stdout = execFileSync(PYTHON, [path.join(ROOT, "tools", "sklearn_reference.py")], {
-      input: JSON.stringify({ cases }),
+      input: JSON.stringify({ cases, ece_bins: 15 }),
       encoding: "utf8",
     });
-    const answers = JSON.parse(stdout) as Array<{ roc_auc: number | null; log_loss: number }>;
+    const answers = JSON.parse(stdout) as Array<{ roc_auc: number | null; log_loss: number; ece: number }>;
     assert.equal(answers.length, cases.length);
     cases.forEach((c, i) => {
       const auc = rocAuc(c.labels, c.scores);
@@ -114,6 +119,38 @@ test(
       assert.ok(answers[i].roc_auc !== null);
       assert.ok(Math.abs(auc - (answers[i].roc_auc as number)) < 1e-12, `case ${i}: rocAuc ${auc} vs sklearn ${answers[i].roc_auc}`);
       assert.ok(Math.abs(loss - answers[i].log_loss) < 1e-12, `case ${i}: logLoss ${loss} vs sklearn ${answers[i].log_loss}`);
+      const ece = expectedCalibrationError(c.labels, c.probs, 15);
+      assert.ok(Math.abs(ece - answers[i].ece) < 1e-12, `case ${i}: ECE ${ece} vs sklearn's bins ${answers[i].ece}`);
     });
+    // The one-bin case: |1/5 - 0.3| = 0.1.
+    assert.ok(Math.abs(answers[answers.length - 1].ece - 0.1) < 1e-15);
   },
 );
+
+test("expectedCalibrationError: hand-computed cases, bins, bad input", () => {
+  // 0.1 | 0.2 | 0.9 | 0.95 fall in four different bins of width 1/15: (0.1 + 0.8 + 0.1 + 0.95) / 4.
+  assert.ok(Math.abs(expectedCalibrationError([0, 1, 1, 0], [0.1, 0.2, 0.9, 0.95], 15) - 0.4875) < 1e-15);
+  // One bin: |mean label - mean probability| = |0.5 - 0.35|.
+  assert.ok(Math.abs(expectedCalibrationError([0, 1], [0.2, 0.5], 1) - 0.15) < 1e-15);
+  // Two bins [0, 0.5] and (0.5, 1]: 0.5 belongs to the lower bin (scikit-learn's binning).
+  assert.ok(Math.abs(expectedCalibrationError([1, 0], [0.5, 0.75], 2) - (0.5 * 0.5 + 0.5 * 0.75)) < 1e-15);
+  assert.equal(expectedCalibrationError([0, 1], [0, 1], 15), 0);
+  assert.throws(() => expectedCalibrationError([0, 1], [0.5, 1.5], 15), /probs\[1\] = 1.5 is outside \[0, 1\]/);
+  assert.throws(() => expectedCalibrationError([0, 1], [0.5, 0.5], 0), /bins must be a positive integer/);
+});
+
+test("logitMoments and meanOf: mean and population SD in float64", () => {
+  const m = logitMoments([-1, 1, 3]);
+  assert.equal(m.mean, 1);
+  assert.ok(Math.abs(m.sd - Math.sqrt(8 / 3)) < 1e-15);
+  assert.deepEqual(logitMoments(new Float32Array([-2.5, -2.5])), { mean: -2.5, sd: 0 });
+  assert.equal(meanOf([0, 1, 1, 0]), 0.5);
+  assert.throws(() => logitMoments([]), /no logits/);
+});
+
+test("crossEntropyNats: H(p) at q = p, the constant prediction's loss elsewhere", () => {
+  assert.equal(crossEntropyNats(0.1, 0.1), entropyNats(0.1));
+  assert.ok(Math.abs(crossEntropyNats(0.25, 0.1) - (-0.25 * Math.log(0.1) - 0.75 * Math.log(0.9))) < 1e-15);
+  assert.equal(crossEntropyNats(0, 0.5), Math.LN2);
+  assert.throws(() => crossEntropyNats(0.5, 1), /q must be in \(0, 1\)/);
+});

@@ -143,20 +143,38 @@ describe("conclusions from numbers", () => {
       "**Scratch, before training (epoch 0):** test BCE 0.7000 with the vanilla bias (log 2 = 0.6931) and 0.3300 with the positive-rate bias (H(p) = 0.3251 for p = 0.1000).",
       "**Scratch, after epoch 1:** lower test BCE with the positive-rate bias: positive rate - vanilla = -0.0550 (95% CI -0.0674 to -0.0426, 3 paired trials); " +
         "higher ROC-AUC with the positive-rate bias: +0.0150 (95% CI +0.0026 to +0.0274, 3 paired trials).",
-      "**Scratch:** its test BCE is resolvably lower at every epoch (1-1).",
+      "**Scratch:** its test BCE is resolvably lower at every epoch (1-1) (paired t tests, Holm-corrected over the 1 epoch after training began, family-wise 5%).",
     ]);
+  });
+
+  test("claims about several epochs are Holm-corrected", () => {
+    // Epochs 1-3 each with paired differences -0.03, -0.05, -0.07: t = 4.33 on 2 df, p = 0.0494 each.
+    // Each alone excludes zero (so epoch 3's interval is a claim); over three epochs Holm needs p <= 0.0167.
+    const out: EpochRecord[] = [];
+    for (const arm of ["vanilla", "positive_rate"] as const) {
+      for (let trial = 0; trial < 3; trial++) {
+        for (let epoch = 0; epoch <= 3; epoch++) {
+          const loss = epoch === 0 ? 0.5 : 0.4 - (arm === "positive_rate" ? [0.03, 0.05, 0.07][trial] : 0);
+          out.push({ backbone: "scratch", arm, trial, epoch, loss, roc_auc: 0.6, output_bias_value: 0, train_loss: null, wall_s: 0, images_per_s: null, seed: 0, dataset: "synthetic", backend: "js" });
+        }
+      }
+    }
+    const findings = partFindings({ label: "Scratch", backbone: "scratch", records: out }, 0.1);
+    assert.match(findings[1], /after epoch 3:\*\* lower test BCE with the positive-rate bias: positive rate - vanilla = -0\.0500 \(95% CI -0\.0997 to -0\.0003, 3 paired trials\)/);
+    assert.equal(findings[2], "**Scratch:** at no epoch after training began is the positive-rate arm's test BCE resolvably lower (paired t tests, Holm-corrected over the 3 epochs after training began, family-wise 5%).");
   });
 
   test("the text names synthetic data loudly and reports halves that did not run", () => {
     const text = writeConclusions([
       { label: "ImageNet weights", backbone: "imagenet", records: [], unavailable: "weights/efficientnet_b1.pth not found" },
       { label: "Scratch", backbone: "scratch", records: records() },
-    ], { dataset: "synthetic", positiveRate: 0.1, preset: "smoke", setting: "tiny" });
+    ], { dataset: "synthetic", positiveRate: 0.1, positiveClass: "frog", preset: "smoke", setting: "tiny" });
     assert.match(text, /^\*\*These numbers come from the SYNTHETIC stand-in data, not CIFAR-10\.\*\*/);
     assert.match(text, /- \*\*ImageNet weights: not run\.\*\* weights\/efficientnet_b1\.pth not found/);
     assert.match(text, /Preset `smoke`: tiny\./);
-    const real = writeConclusions([], { dataset: "cifar10", positiveRate: 0.1, preset: "full", setting: "B1" });
-    assert.match(real, /^Data: CIFAR-10, frog vs not frog, measured training positive rate p = 0\.1000\./);
+    const real = writeConclusions([], { dataset: "cifar10", positiveRate: 0.1, positiveClass: "cat", preset: "full", setting: "B1" });
+    assert.match(real, /^Data: CIFAR-10, cat vs not cat, measured training positive rate p = 0\.1000\./, "the configured class, not a hard-coded frog");
+    assert.match(real, /Holm-corrected/);
   });
 });
 
@@ -300,6 +318,13 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.equal(figures.length, 2, `figures: ${figures.map(outputText).join(" | ")}`);
     assert.ok(outputs.some((o) => joined(o.data?.["text/html"] as string | undefined).includes("data:image/png;base64,")), "sample images");
     assert.ok(outputs.some((o) => /^done in .*: 2 of 2 unit\(s\) complete in /.test(outputText(o))), "the demo's progress display ends with its summary line");
+    const text = outputs.map(outputText).join("\n");
+    assert.match(text, /test BCE \(loss\) and ROC-AUC in eval mode \(running BatchNorm statistics\), and in train mode/, "eval and train mode side by side");
+    assert.match(text, /roc_auc_train_mode/);
+    assert.match(text, /before any step \(means over trials\): the test logits in eval mode/, "the logit spread table");
+    assert.match(text, /positive rate arm \(bias -2\.\d{3}\):\*\* in eval mode the test logits have mean -2\.\d{3} and SD 0\.000/, "every test logit is the bias");
+    assert.match(text, /The bias sets where the logits are centred, not how far they spread\./);
+    assert.match(text, /the hockey stick, measured\. Steps to catch up: optimizer steps before the vanilla arm's smoothed training loss comes within 5%/);
   });
 
   test("04_summary renders every section from the store: known records, an unavailable half, a missing run", () => {
@@ -313,11 +338,14 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
       for (const trial of [0, 1]) {
         const unit = { backbone: "scratch" as const, arm, trial };
         for (const epoch of [0, 1, 2]) {
+          // Step losses of the first epoch: vanilla from 0.7 down to the positive-rate arm's 0.33 by step 6 (its EMA, span 10, by step 19).
+          const steps = epoch !== 1 ? null : Array.from({ length: 30 }, (_, i) => ({ backbone: "scratch" as const, arm, trial, epoch: 1, step: i + 1,
+            loss: arm === "vanilla" ? Math.max(0.33, 0.7 - 0.075 * i) + 0.001 * trial : 0.33 }));
           store.appendEpoch(unit, {
             backbone: "scratch", arm, trial, epoch, loss: loss[arm][trial][epoch], roc_auc: 0.5 + 0.1 * epoch + 0.01 * trial,
             output_bias_value: arm === "vanilla" ? 0.01 : -2.2, train_loss: epoch === 0 ? null : 0.3, wall_s: 1, images_per_s: epoch === 0 ? null : 50,
-            seed: trial, dataset, backend: "js",
-          }, null, null);
+            seed: trial, dataset, backend: "js", ece: 0.05 + 0.01 * trial, mean_prob: arm === "vanilla" ? 0.4 - 0.1 * epoch : 0.1, test_positive_rate: 0.1,
+          }, null, steps);
         }
         store.setStatus(unit, "done");
         store.setStatus({ backbone: "imagenet", arm, trial }, "unavailable", "no ImageNet weights for the tiny model (test)");
@@ -327,7 +355,8 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     execute("04_summary.ipynb");
     const outputs = checkCommon(path.join(out, "04_summary.ipynb"));
     const figures = figuresOf(outputs);
-    assert.equal(figures.length, 2, `scratch learning curves and paired difference: ${figures.map(outputText).join(" | ")}`);
+    assert.equal(figures.length, 3, `scratch learning curves, paired difference and calibration: ${figures.map(outputText).join(" | ")}`);
+    assert.ok(figures.some((f) => /Calibration by bias initialization: From scratch/.test(JSON.stringify(f.data?.["application/vnd.plotly.v1+json"]))), "the calibration figure");
     const text = outputs.map(outputText).join("\n");
     assert.match(text, /\*\*scratch\*\* \(`[^`]+`\): 4 of 4 unit\(s\) complete\./);
     assert.match(text, /\*\*imagenet\*\* \(`[^`]+`\): 0 of 4 unit\(s\) complete, 4 not runnable\./);
@@ -335,6 +364,9 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.match(text, /From scratch \(2 epochs\), after epoch 2:\*\* no test-BCE difference the trials can resolve \(the CI includes 0\): positive rate - vanilla = -0\.0175 \(95% CI /);
     assert.match(text, /\*\*ImageNet weights \(2 epochs\): not run\.\*\* no ImageNet weights for the tiny model \(test\)/);
     assert.match(text, /From scratch, convergence run \(4 epochs\): no results in the store yet/);
+    assert.match(text, /From scratch \(SYNTHETIC data\): the hockey stick, measured\..* 2 of 2 pairs caught up within epoch 1/, "the hockey-stick table");
+    assert.match(text, /loss per arm and epoch, mean and 95% CI: Student t over trials, loss on the log scale, mapped back/);
+    assert.match(text, /Holm-corrected/);
     assert.ok(fs.existsSync(exported), `${exported}: the reference figure was not exported`);
   });
 });

@@ -61,8 +61,8 @@ const RECORDS: EpochRecord[] = [
   rec("scratch", "positive_rate", 0, 0, 0.33, 0.52), rec("scratch", "positive_rate", 1, 0, 0.35, 0.48),
 ];
 
-test("summarize: per (backbone, arm, epoch) means and CIs, sorted", () => {
-  const rows = summarize([...RECORDS].reverse(), "loss");
+test("summarize: per (backbone, arm, epoch) means and CIs, sorted; natural-scale intervals by hand", () => {
+  const rows = summarizeWith([...RECORDS].reverse(), "loss", (r) => r.loss, "natural");
   assert.deepEqual(rows.map((r) => `${r.backbone}/${r.arm}/${r.epoch}/n=${r.n}`), [
     "imagenet/vanilla/0/n=3", "imagenet/vanilla/1/n=3", "imagenet/positive_rate/0/n=3", "imagenet/positive_rate/1/n=3",
     "scratch/vanilla/0/n=1", "scratch/positive_rate/0/n=2",
@@ -70,6 +70,7 @@ test("summarize: per (backbone, arm, epoch) means and CIs, sorted", () => {
   const h3 = 4.302652729749462 / Math.sqrt(3);
   const vanilla1 = rows[1];
   assert.equal(vanilla1.metric, "loss");
+  assert.equal(vanilla1.scale, "natural");
   close(vanilla1.mean, 0.3);
   close(vanilla1.ci_low, 0.3 - 0.1 * h3);
   close(vanilla1.ci_high, 0.3 + 0.1 * h3);
@@ -88,11 +89,34 @@ test("summarize: per (backbone, arm, epoch) means and CIs, sorted", () => {
   close(rows[5].ci_high, 0.34 + 12.706204736174694 * 0.01);
 });
 
+test("summarize: BCE on the log scale, ROC-AUC on the logit scale, by hand", () => {
+  const loss = summarize(RECORDS, "loss");
+  // Vanilla epoch 1: 0.2, 0.3, 0.4. The interval is exp(mean(log x) -+ t * sd(log x) / sqrt(3)); the mean stays arithmetic.
+  const logs = [0.2, 0.3, 0.4].map(Math.log);
+  const m = logs.reduce((a, b) => a + b) / 3;
+  const sd = Math.sqrt(logs.reduce((a, b) => a + (b - m) ** 2, 0) / 2);
+  const half = (4.302652729749462 * sd) / Math.sqrt(3);
+  assert.equal(loss[1].scale, "log");
+  close(loss[1].mean, 0.3);
+  close(loss[1].ci_low, Math.exp(m - half));
+  close(loss[1].ci_high, Math.exp(m + half));
+  const auc = summarize(RECORDS, "roc_auc");
+  const logit = (p: number): number => Math.log(p / (1 - p));
+  const z = [0.8, 0.7, 0.9].map(logit);
+  const zm = z.reduce((a, b) => a + b) / 3;
+  const zsd = Math.sqrt(z.reduce((a, b) => a + (b - zm) ** 2, 0) / 2);
+  assert.equal(auc[1].scale, "logit");
+  close(auc[1].ci_high, 1 / (1 + Math.exp(-(zm + (4.302652729749462 * zsd) / Math.sqrt(3)))));
+  // Two trials of ROC-AUC 0.52 and 0.48 on the natural scale would run to 0.5 -+ 0.254; on the logit scale they stay inside [0, 1].
+  const scratch = auc.find((r) => r.backbone === "scratch" && r.arm === "positive_rate");
+  assert.ok(scratch && scratch.ci_low !== null && scratch.ci_high !== null && scratch.ci_low > 0 && scratch.ci_high < 1);
+});
+
 test("summarize: null train_loss at epoch 0 gives no row; bad records are refused", () => {
   const rows = summarize(RECORDS, "train_loss");
   assert.deepEqual(rows.map((r) => `${r.backbone}/${r.arm}/${r.epoch}`), ["imagenet/vanilla/1", "imagenet/positive_rate/1"]);
   close(rows[0].mean, 0.35);
-  const sig = summarizeWith(RECORDS, "sigmoid(output_bias_value)", (r) => 1 / (1 + Math.exp(-r.output_bias_value)));
+  const sig = summarizeWith(RECORDS, "sigmoid(output_bias_value)", (r) => 1 / (1 + Math.exp(-r.output_bias_value)), "logit");
   assert.equal(sig[0].metric, "sigmoid(output_bias_value)");
   close(sig[2].mean, 0.1); // positive_rate arm: sigmoid(log(0.1 / 0.9)) = 0.1
   assert.throws(() => summarize([...RECORDS, RECORDS[4]], "loss"), /duplicate record for imagenet\/vanilla trial 1 epoch 1/);
@@ -124,7 +148,10 @@ test("stepSummary: per step across trials", () => {
   const rows = stepSummary(steps);
   assert.deepEqual(rows.map((r) => `${r.arm}/${r.step}`), ["vanilla/1", "vanilla/2", "positive_rate/1", "positive_rate/2"]);
   close(rows[0].mean, 0.8);
-  close(rows[0].ci_high, 0.8 + 12.706204736174694 * 0.1); // sd = 0.1 * sqrt(2), / sqrt(2)
+  // A step loss is a BCE: the interval is on the log scale, exp(mean(log x) + t * sd(log x) / sqrt(2)).
+  const logs = [Math.log(0.9), Math.log(0.7)];
+  close(rows[0].ci_high, Math.exp((logs[0] + logs[1]) / 2 + (12.706204736174694 * Math.abs(logs[0] - logs[1])) / Math.sqrt(2) / Math.sqrt(2)));
+  assert.equal(rows[0].scale, "log");
   close(rows[3].mean, 0.31);
   assert.throws(() => stepSummary([...steps, steps[0]]), /duplicate record for scratch\/vanilla trial 0 epoch 1 step 1/);
 });
@@ -147,10 +174,10 @@ test("resultsTable: the reference's columns plus run details, sorted, nulls kept
 
 test("summaryTable: rows as a DataFrame", () => {
   const df = summaryTable(summarize(RECORDS, "roc_auc"));
-  assert.deepEqual(df.columns, ["backbone", "arm", "epoch", "metric", "n", "mean", "sd", "ci_low", "ci_high"]);
+  assert.deepEqual(df.columns, ["backbone", "arm", "epoch", "metric", "n", "mean", "sd", "ci_low", "ci_high", "scale"]);
   assert.equal(df.shape[0], 6);
   assert.deepEqual((df.column("ci_low").values as unknown[])[4], null);
   const paired = summaryTable(pairedDifference(RECORDS, "loss"));
-  assert.deepEqual(paired.columns, ["backbone", "epoch", "metric", "unmatched", "n", "mean", "sd", "ci_low", "ci_high"]);
+  assert.deepEqual(paired.columns, ["backbone", "epoch", "metric", "unmatched", "n", "mean", "sd", "ci_low", "ci_high", "scale"]);
   assert.throws(() => summaryTable([]), /no rows to show/);
 });

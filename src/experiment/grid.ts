@@ -203,8 +203,8 @@ async function runUnit(store: ResultsStore, config: ExperimentConfig, unit: Unit
       onStep: cb.onStep,
       shouldStop: cb.shouldStop,
       onEpoch: async (m: EpochMetrics, stepLosses, optimizer) => {
-        const record: EpochRecord = { ...meta, epoch: m.epoch, loss: m.loss, roc_auc: m.roc_auc, output_bias_value: m.output_bias_value,
-          train_loss: m.train_loss, wall_s: m.wall_s, images_per_s: m.images_per_s };
+        const { num_tensors, ...metrics } = m;
+        const record: EpochRecord = { ...meta, ...metrics };
         const last = m.epoch === config.epochs;
         const ckpt = last ? null : await makeCheckpoint(model, optimizer, m.epoch);
         const steps: StepRecord[] | null = stepLosses && stepLosses.map((loss, i) => ({ backbone: unit.backbone, arm: unit.arm, trial: unit.trial, epoch: 1, step: i + 1, loss }));

@@ -25,8 +25,10 @@ export function planOverrides(plan: PlanName, preset: PresetName): ConfigOverrid
     case "demo":
       // Twenty steps of the tiny model (batch 32) with a large learning rate: enough for the
       // per-step loss to show the hockey stick in seconds on any backend. The experiment itself
-      // uses the preset's model, batch and lr.
-      return { model: "tiny", backbones: ["scratch"], trials: 1, epochs: 1, lr: 0.05, trainBatch: 32, data: { trainLimit: 640, testLimit: 256 } };
+      // uses the preset's model, batch and lr. After twenty steps the running BatchNorm statistics
+      // lag the weights, so eval-mode test metrics can look absurd (an ROC-AUC far below 0.5):
+      // "both" puts the train-mode evaluation (batch statistics) beside them, labelled.
+      return { model: "tiny", backbones: ["scratch"], trials: 1, epochs: 1, lr: 0.05, trainBatch: 32, evalMode: "both", data: { trainLimit: 640, testLimit: 256 } };
     default:
       throw new ConfigError(`plan: unknown plan "${String(plan)}"; use one of ${PLANS.join(", ")}`);
   }

@@ -3,6 +3,8 @@
 import { entropyNats } from "../maths";
 import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
+import { exclusionNote, selectResult } from "./stats/selection";
+import { intervalText } from "./stats/scales";
 import type { ExperimentResult } from "./grid";
 import { PLAN_NOTEBOOK, PlanName } from "./plans";
 import { unitLabel } from "./store";
@@ -42,8 +44,11 @@ export function runSummaryText(result: ExperimentResult): string {
   lines.push(`summary (${dataset}; results ${result.dir}):`);
   const lastEpoch = result.config.epochs;
   const metricName = { loss: "test BCE", roc_auc: "ROC-AUC " } as const;
+  const selection = selectResult(result);
   for (const backbone of result.config.backbones) {
-    const records = result.records.filter((r) => r.backbone === backbone);
+    const records = selection.records.filter((r) => r.backbone === backbone);
+    const excluded = exclusionNote(selection.tallies, { backbone });
+    if (excluded !== "") lines.push(`  ${backbone.padEnd(8)} left out of the numbers below: ${excluded}`);
     if (records.length === 0) continue;
     for (const epoch of [0, lastEpoch]) {
       for (const metric of ["loss", "roc_auc"] as const) {
@@ -58,6 +63,7 @@ export function runSummaryText(result: ExperimentResult): string {
     }
   }
   const positiveRate = result.positiveRate;
+  lines.push(`  ${intervalText([["BCE", "log"], ["ROC-AUC", "logit"]])}; differences on the natural scale`);
   if (positiveRate !== null) lines.push(`  entropy H(p) of the measured positive rate p=${positiveRate.toFixed(4)}: ${entropyNats(positiveRate).toFixed(4)} nats (log 2 = 0.6931)`);
   for (const line of unitsByReason(result)) lines.push(`  ${line}`);
   return lines.join("\n");

@@ -4,8 +4,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { makeRng, Rng } from "../rng";
 import { epochOrder, batchRanges } from "../data/batches";
-import { logLoss, rocAuc } from "./metrics";
+import { expectedCalibrationError, logitMoments, logLoss, meanOf, rocAuc } from "./metrics";
 import { sigmoid } from "../maths";
+import { ANALYSIS } from "../config";
 import type { EvalMode, ExperimentConfig } from "../config";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
@@ -40,6 +41,26 @@ export interface EpochMetrics {
   wall_s: number;
   images_per_s: number | null;
   num_tensors: number;
+  /** Expected calibration error of the test probabilities (metrics.ts: ANALYSIS.eceBins equal-width bins). */
+  ece: number;
+  /** Mean predicted test probability: the model's positive rate, to hold against test_positive_rate. */
+  mean_prob: number;
+  /** Measured positive rate of the test labels. */
+  test_positive_rate: number;
+  /** Mean and SD (n denominator) of the test logits, in the evaluation mode of `loss`. */
+  logit_mean: number;
+  logit_sd: number;
+  /**
+   * Epoch 0 only (else null): mean and SD of the first training batch's logits in train mode
+   * (batch-statistics BatchNorm, the first step's dropout masks) before any step, and that batch's
+   * positive rate: what the first step's loss is computed from.
+   */
+  first_batch_logit_mean: number | null;
+  first_batch_logit_sd: number | null;
+  first_batch_positive_rate: number | null;
+  /** evalMode "both" only (else null): test BCE and ROC-AUC in train mode beside the eval-mode ones. */
+  loss_train_mode: number | null;
+  roc_auc_train_mode: number | null;
 }
 
 export interface StepProgress {
@@ -76,21 +97,64 @@ export class TrainingStopped extends Error {
   override name = "TrainingStopped";
 }
 
-/** Test BCE, ROC-AUC and the head bias, in the configured evaluation mode. */
-export function evaluate(model: TrainableModel, test: BatchSource, testBatch: number, evalMode: EvalMode, rng: Rng): { loss: number; roc_auc: number; logits: Float32Array } {
+/** What one evaluation of the test set measures (EpochMetrics less the bias, timing and training fields). */
+export type Evaluation = Pick<EpochMetrics, "loss" | "roc_auc" | "ece" | "mean_prob" | "test_positive_rate" | "logit_mean" | "logit_sd" | "loss_train_mode" | "roc_auc_train_mode">;
+
+/** The test set's logits, in train mode (batch statistics, dropout from `rng`) or eval mode; running statistics are left alone. */
+function testLogits(model: TrainableModel, test: BatchSource, testBatch: number, training: boolean, rng: Rng): Float32Array {
   const logits = new Float32Array(test.size);
   const order = Int32Array.from({ length: test.size }, (_, i) => i);
   for (const [start, end] of batchRanges(test.size, testBatch)) {
     const { x, y } = test.batch(order.subarray(start, end));
-    // "train" reproduces the reference's quirk: batch statistics and dropout while evaluating;
-    // the running statistics are left alone either way.
-    const out = tf.tidy(() => model.forward(x, { training: evalMode === "train", updateBatchNorm: false, rng }));
+    const out = tf.tidy(() => model.forward(x, { training, updateBatchNorm: false, rng }));
     logits.set(out.dataSync(), start);
     tf.dispose([x, y, out]);
   }
+  return logits;
+}
+
+/**
+ * Test BCE, ROC-AUC, calibration and logit spread in the configured evaluation mode: "eval" uses
+ * the running BatchNorm statistics; "train" reproduces the reference's quirk (batch statistics and
+ * dropout while evaluating); "both" measures in eval mode and adds train-mode BCE and ROC-AUC
+ * (same `rng`, so they equal a "train" run's).
+ */
+export function evaluate(model: TrainableModel, test: BatchSource, testBatch: number, evalMode: EvalMode, rng: Rng): Evaluation {
+  const logits = testLogits(model, test, testBatch, evalMode === "train", rng);
   // Probabilities in float64 from the logits, then sklearn's log_loss (the reference's metric).
   const probs = Float64Array.from(logits, sigmoid);
-  return { loss: logLoss(test.labels, probs), roc_auc: rocAuc(test.labels, logits), logits };
+  const moments = logitMoments(logits);
+  let trainMode: { loss: number; roc_auc: number } | null = null;
+  if (evalMode === "both") {
+    const other = testLogits(model, test, testBatch, true, rng);
+    trainMode = { loss: logLoss(test.labels, Float64Array.from(other, sigmoid)), roc_auc: rocAuc(test.labels, other) };
+  }
+  return {
+    loss: logLoss(test.labels, probs), roc_auc: rocAuc(test.labels, logits),
+    ece: expectedCalibrationError(test.labels, probs, ANALYSIS.eceBins), mean_prob: meanOf(probs), test_positive_rate: meanOf(test.labels),
+    logit_mean: moments.mean, logit_sd: moments.sd,
+    loss_train_mode: trainMode?.loss ?? null, roc_auc_train_mode: trainMode?.roc_auc ?? null,
+  };
+}
+
+/**
+ * The first training batch as the first step sees it, before that step: its logits in train mode
+ * (batch statistics, the first step's dropout masks; the running statistics are left alone) and
+ * its labels. Their spread, against the test logits' in eval mode, shows that the bias sets the
+ * mean logit but not its spread.
+ */
+export function firstBatch(model: TrainableModel, train: BatchSource, settings: LoopSettings): { logits: Float32Array; labels: Float32Array } {
+  const [start, end] = batchRanges(train.size, settings.trainBatch)[0];
+  const { x, y } = train.batch(epochOrder(train.size, settings.seed, 1).subarray(start, end));
+  const out = tf.tidy(() => model.forward(x, { training: true, updateBatchNorm: false, rng: stepRng(settings.seed, 1, 0) }));
+  const result = { logits: out.dataSync() as Float32Array, labels: y.dataSync() as Float32Array };
+  tf.dispose([x, y, out]);
+  return result;
+}
+
+/** The dropout and stochastic-depth masks of step `s` (0-based) of `epoch`. */
+function stepRng(seed: number, epoch: number, s: number): Rng {
+  return makeRng(seed, "step", epoch, s);
 }
 
 /**
@@ -113,7 +177,10 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
     if (first === 0) {
       const t0 = performance.now();
       const ev = evaluate(model, test, settings.testBatch, settings.evalMode, makeRng(settings.seed, "eval", 0));
-      await callbacks.onEpoch?.({ epoch: 0, loss: ev.loss, roc_auc: ev.roc_auc, output_bias_value: model.outputBias(), train_loss: null,
+      const batch = firstBatch(model, train, settings);
+      const spread = logitMoments(batch.logits);
+      await callbacks.onEpoch?.({ epoch: 0, ...ev, output_bias_value: model.outputBias(), train_loss: null,
+        first_batch_logit_mean: spread.mean, first_batch_logit_sd: spread.sd, first_batch_positive_rate: meanOf(batch.labels),
         wall_s: (performance.now() - t0) / 1000, images_per_s: null, num_tensors: tf.memory().numTensors }, null, optimizer);
     }
     for (let epoch = Math.max(first, 1); epoch <= settings.epochs; epoch++) {
@@ -126,7 +193,7 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
         if (callbacks.shouldStop?.()) throw new TrainingStopped(`stopped during epoch ${epoch}`);
         const [start, end] = ranges[s];
         const { x, y } = train.batch(order.subarray(start, end));
-        const rng = makeRng(settings.seed, "step", epoch, s);
+        const rng = stepRng(settings.seed, epoch, s);
         const lossTensor = optimizer.minimize(() => {
           const logits = model.forward(x, { training: true, updateBatchNorm: true, rng });
           return tf.losses.sigmoidCrossEntropy(y, logits) as tf.Scalar;
@@ -143,8 +210,8 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
       const trainSeconds = (performance.now() - t0) / 1000;
       const ev = evaluate(model, test, settings.testBatch, settings.evalMode, makeRng(settings.seed, "eval", epoch));
       const trainLoss = stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length;
-      await callbacks.onEpoch?.({ epoch, loss: ev.loss, roc_auc: ev.roc_auc, output_bias_value: model.outputBias(), train_loss: trainLoss,
-        wall_s: (performance.now() - t0) / 1000, images_per_s: seen / trainSeconds, num_tensors: tf.memory().numTensors },
+      await callbacks.onEpoch?.({ epoch, ...ev, output_bias_value: model.outputBias(), train_loss: trainLoss,
+        first_batch_logit_mean: null, first_batch_logit_sd: null, first_batch_positive_rate: null, wall_s: (performance.now() - t0) / 1000, images_per_s: seen / trainSeconds, num_tensors: tf.memory().numTensors },
       epoch === 1 ? stepLosses : null, optimizer);
     }
   } finally {

@@ -111,3 +111,49 @@ export function bceFromLogits(labels: ArrayLike<number>, logits: ArrayLike<numbe
   }
   return accurateSum(perSample) / labels.length;
 }
+
+/**
+ * Expected calibration error of probabilities of the positive class, with `bins` equal-width bins
+ * on the predicted probability: ECE = sum over non-empty bins b of (n_b / n) * |mean label in b -
+ * mean probability in b|, i.e. the bin means of sklearn.calibration.calibration_curve(strategy=
+ * "uniform") weighted by bin count. Bin edges are k * (1 / bins) as numpy.linspace makes them, and a
+ * probability on an edge belongs to the bin below it (numpy.searchsorted, side "left", as scikit-
+ * learn assigns bins): bin 0 is [0, 1/bins], bin k is (k/bins, (k+1)/bins].
+ */
+export function expectedCalibrationError(labels: ArrayLike<number>, probs: ArrayLike<number>, bins: number): number {
+  checkInputs("expectedCalibrationError", labels, probs, "probs");
+  if (!(Number.isInteger(bins) && bins >= 1)) throw new Error(`expectedCalibrationError: bins must be a positive integer, got ${bins}`);
+  const step = 1 / bins;
+  const count = new Float64Array(bins);
+  const probSum = new Float64Array(bins);
+  const labelSum = new Float64Array(bins);
+  for (let i = 0; i < labels.length; i++) {
+    const p = probs[i];
+    if (p < 0 || p > 1) throw new Error(`expectedCalibrationError: probs[${i}] = ${p} is outside [0, 1]`);
+    // Number of inner edges k * step (k = 1..bins-1) strictly below p.
+    let b = Math.min(bins - 1, Math.max(0, Math.ceil(p / step) - 1));
+    while (b > 0 && !((b * step) < p)) b--;
+    while (b < bins - 1 && (b + 1) * step < p) b++;
+    count[b]++;
+    probSum[b] += p;
+    labelSum[b] += labels[i];
+  }
+  let ece = 0;
+  for (let b = 0; b < bins; b++) if (count[b] > 0) ece += (count[b] / labels.length) * Math.abs(labelSum[b] / count[b] - probSum[b] / count[b]);
+  return ece;
+}
+
+/** Mean and population standard deviation (n denominator) of the logits, in float64. */
+export function logitMoments(logits: ArrayLike<number>): { mean: number; sd: number } {
+  if (logits.length === 0) throw new Error("logitMoments: no logits");
+  const mean = accurateSum(logits) / logits.length;
+  const squares = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) squares[i] = (logits[i] - mean) ** 2;
+  return { mean, sd: Math.sqrt(accurateSum(squares) / logits.length) };
+}
+
+/** Mean in float64 with compensated summation: of probabilities, the predicted positive rate; of 0/1 labels, the measured one. */
+export function meanOf(values: ArrayLike<number>): number {
+  if (values.length === 0) throw new Error("meanOf: no values");
+  return accurateSum(values) / values.length;
+}

@@ -1,190 +1,37 @@
 // Plotly figure specs as plain JSON ({data, layout}): pure functions of the records, so they are
 // testable without a browser, and any display layer (notebook, HTML report) can render them.
-// Every band is the Student-t 95% CI from ../experiment/stats; with one trial there is no band.
-import { ARMS, BACKBONE_LABEL } from "../config";
-import type { Arm, Backbone, DatasetKind } from "../config";
+// Every band is a Student-t 95% CI from ../experiment/stats, computed on a scale where it cannot
+// leave the metric's range (stats/scales.ts); with one trial there is no band. Diverged and
+// incomplete units are left out, and the note under the plot says how many and why.
+import { ANALYSIS } from "../config";
+import type { DatasetKind } from "../config";
 import { CLASS_NAMES } from "../data/cifar10";
 import type { EpochRecord, StepRecord } from "../experiment/records";
 import { pairedDifference, stepSummary, summarize, summarizeWith } from "../experiment/stats/grouping";
 import type { SummaryRow } from "../experiment/stats/grouping";
-import type { MeanCi } from "../experiment/stats/student_t";
+import { intervalText } from "../experiment/stats/scales";
 import { entropyNats, sigmoid } from "../maths";
 import type { PlotlyFigure } from "./plotly_figure";
+import {
+  ARM_STYLE, DIFFERENCE_NAME, FigureOptions, OTHER_CLASS_COLOR, Panel, PositiveRateOptions, armTraces, axis, baseLayout, checkRate, dataLabel,
+  horizontalLine, meanWithBand, selectFigureData, titleText, trialsLabel, twoPanelAxes, withNote,
+} from "./figure_parts";
 
-export interface FigureOptions {
-  backbone: Backbone;
-  /** Which data the records come from; "synthetic" puts "(synthetic data)" in the title. */
-  dataset: DatasetKind;
-  /** Replaces the figure's default title text (backbone, trials and data label are still appended). */
-  title?: string;
-}
-
-export interface PositiveRateOptions extends FigureOptions {
-  /** Positive rate p of the training labels (0.1 for frog vs not frog). */
-  positiveRate: number;
-}
-
-export const ARM_STYLE: Readonly<Record<Arm, { name: string; color: string }>> = {
-  vanilla: { name: "Vanilla", color: "#e63946" },
-  positive_rate: { name: "Positive rate", color: "#1d3557" },
-};
-const REFERENCE_LINE_COLOR = "#6c757d";
-const OTHER_CLASS_COLOR = "#adb5bd";
-const DIFFERENCE_NAME = "Positive rate \u2212 Vanilla";
-const BAND_ALPHA = 0.2;
-
-/** Which pair of axes a trace or shape belongs to: the left panel (x, y) or the right (x2, y2). */
-type Panel = 1 | 2;
-const axisSuffix = (panel: Panel): string => (panel === 1 ? "" : "2");
-
-function rgba(hex: string, alpha: number): string {
-  const n = parseInt(hex.slice(1), 16);
-  return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
-}
-
-function checkRate(fn: string, p: number): void {
-  if (!(p > 0 && p < 1)) throw new Error(`${fn}: positiveRate must be in (0, 1), got ${p}`);
-}
-
-/** The records of one backbone; refuses an empty selection and records of another dataset. */
-function selectEpochRecords(fn: string, records: readonly EpochRecord[], options: FigureOptions): EpochRecord[] {
-  const selected = records.filter((r) => r.backbone === options.backbone);
-  if (selected.length === 0) throw new Error(`${fn}: no epoch records for backbone "${options.backbone}"`);
-  const other = selected.find((r) => r.dataset !== options.dataset);
-  if (other) {
-    throw new Error(`${fn}: options.dataset is "${options.dataset}" but a record (trial ${other.trial}, ${other.arm}) has dataset "${other.dataset}"`);
-  }
-  return selected;
-}
-
-/** "10 trials", or the count per arm when the arms differ. */
-function trialsLabel(items: readonly { arm: Arm; trial: number }[]): string {
-  const counts = ARMS.map((arm) => new Set(items.filter((r) => r.arm === arm).map((r) => r.trial)).size);
-  const present = ARMS.filter((_, i) => counts[i] > 0);
-  const plural = (n: number): string => `${n} trial${n === 1 ? "" : "s"}`;
-  if (new Set(present.map((arm) => counts[ARMS.indexOf(arm)])).size === 1) return plural(counts[ARMS.indexOf(present[0])]);
-  return present.map((arm) => `${ARM_STYLE[arm].name} ${plural(counts[ARMS.indexOf(arm)])}`).join(", ");
-}
-
-/** What a title ends with: " (synthetic data)" for the synthetic stand-in, nothing for CIFAR-10. */
-function dataLabel(dataset: DatasetKind): string {
-  return dataset === "synthetic" ? " (synthetic data)" : "";
-}
-
-function titleText(text: string, options: FigureOptions, trials: string): string {
-  return `${options.title ?? text}: ${BACKBONE_LABEL[options.backbone]}, ${trials}${dataLabel(options.dataset)}`;
-}
-
-/** A mean line with markers; only the left panel's copy appears in the legend. */
-function meanTrace(xs: number[], rows: readonly MeanCi[], name: string, color: string, group: string, panel: Panel): Record<string, unknown> {
-  return {
-    type: "scatter",
-    mode: "lines+markers",
-    name,
-    legendgroup: group,
-    showlegend: panel === 1,
-    x: xs,
-    y: rows.map((r) => r.mean),
-    line: { color, width: 2 },
-    marker: { color, size: 6 },
-    xaxis: `x${axisSuffix(panel)}`,
-    yaxis: `y${axisSuffix(panel)}`,
-  };
-}
+export { ARM_STYLE };
+export type { FigureOptions, PositiveRateOptions };
 
 /**
- * The 95% CI as a filled polygon (upper edge forward, lower edge back). Points without an
- * interval (one trial) split the band into segments separated by nulls, which Plotly closes
- * one by one. No points with an interval: no band (null).
+ * From scratch in eval mode, torchvision's init leaves the backbone's output ~0, so before any step
+ * every test logit equals the bias: the note says so where the records show it (epoch-0 ROC-AUC
+ * exactly 0.5 and, where measured, a test-logit SD under 1e-6 in every unit).
  */
-function bandTrace(xs: number[], rows: readonly MeanCi[], color: string, group: string, panel: Panel): Record<string, unknown> | null {
-  const x: Array<number | null> = [];
-  const y: Array<number | null> = [];
-  let segment: number[] = [];
-  const close = (): void => {
-    if (segment.length === 0) return;
-    if (x.length > 0) {
-      x.push(null);
-      y.push(null);
-    }
-    const there = segment.map((i) => ({ x: xs[i], y: rows[i].ci_high }));
-    const back = [...segment].reverse().map((i) => ({ x: xs[i], y: rows[i].ci_low }));
-    for (const point of [...there, ...back]) {
-      x.push(point.x);
-      y.push(point.y);
-    }
-    segment = [];
-  };
-  rows.forEach((r, i) => (r.ci_low === null || r.ci_high === null ? close() : segment.push(i)));
-  close();
-  if (x.length === 0) return null;
-  return {
-    type: "scatter",
-    mode: "lines",
-    x,
-    y,
-    fill: "toself",
-    fillcolor: rgba(color, BAND_ALPHA),
-    line: { color: rgba(color, 0), width: 0 },
-    hoverinfo: "skip",
-    showlegend: false,
-    legendgroup: group,
-    xaxis: `x${axisSuffix(panel)}`,
-    yaxis: `y${axisSuffix(panel)}`,
-  };
-}
-
-/** Band first, then the line on top of it. */
-function meanWithBand(xs: number[], rows: readonly MeanCi[], name: string, color: string, group: string, panel: Panel): Array<Record<string, unknown>> {
-  const band = bandTrace(xs, rows, color, group, panel);
-  const line = meanTrace(xs, rows, name, color, group, panel);
-  return band ? [band, line] : [line];
-}
-
-/** Per arm, mean lines and bands of rows keyed by arm, with x taken from each row. */
-function armTraces<R extends MeanCi & { arm: Arm }>(rows: readonly R[], xOf: (r: R) => number, panel: Panel): Array<Record<string, unknown>> {
-  return ARMS.flatMap((arm) => {
-    const armRows = rows.filter((r) => r.arm === arm);
-    if (armRows.length === 0) return [];
-    return meanWithBand(armRows.map(xOf), armRows, ARM_STYLE[arm].name, ARM_STYLE[arm].color, arm, panel);
-  });
-}
-
-/** A dashed horizontal line across a panel, with its label at the right end. */
-function horizontalLine(y: number, label: string, panel: Panel, dash: "dash" | "dot" = "dash"): { shape: Record<string, unknown>; annotation: Record<string, unknown> } {
-  const s = axisSuffix(panel);
-  return {
-    shape: { type: "line", xref: `x${s} domain`, x0: 0, x1: 1, yref: `y${s}`, y0: y, y1: y, line: { color: REFERENCE_LINE_COLOR, width: 1.5, dash } },
-    annotation: { xref: `x${s} domain`, x: 1, xanchor: "right", yref: `y${s}`, y, yanchor: "bottom", text: label, showarrow: false, font: { color: REFERENCE_LINE_COLOR } },
-  };
-}
-
-function axis(title: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { title: { text: title }, gridcolor: "#e9ecef", zeroline: false, ...extra };
-}
-
-function baseLayout(title: string, lines: ReturnType<typeof horizontalLine>[], showLegend: boolean): Record<string, unknown> {
-  return {
-    title: { text: title },
-    legend: { title: { text: "Bias initialization" } },
-    showlegend: showLegend,
-    plot_bgcolor: "white",
-    paper_bgcolor: "white",
-    hovermode: "closest",
-    height: 420,
-    shapes: lines.map((l) => l.shape),
-    annotations: lines.map((l) => l.annotation),
-  };
-}
-
-/** Side-by-side panels: left x/y, right x2/y2. */
-function twoPanelAxes(xTitle: string, leftY: string, rightY: string): Record<string, unknown> {
-  return {
-    xaxis: axis(xTitle, { domain: [0, 0.45], anchor: "y", dtick: 1 }),
-    yaxis: axis(leftY, { anchor: "x" }),
-    xaxis2: axis(xTitle, { domain: [0.55, 1], anchor: "y2", dtick: 1 }),
-    yaxis2: axis(rightY, { anchor: "x2" }),
-  };
+function epochZeroNote(records: readonly EpochRecord[], options: FigureOptions): string {
+  const start = records.filter((r) => r.epoch === 0);
+  if (options.backbone !== "scratch" || options.evalMode === "train" || start.length === 0) return "";
+  if (!start.every((r) => r.roc_auc === 0.5 && (r.logit_sd == null || r.logit_sd < 1e-6))) return "";
+  const sd = start.every((r) => r.logit_sd != null) ? ` (test-logit SD at most ${Math.max(...start.map((r) => r.logit_sd as number)).toExponential(1)})` : "";
+  return `Epoch 0 from scratch in eval mode is the bias alone: at torchvision's init the backbone's output is ~0, so every test logit equals the bias${sd}: ` +
+    "ROC-AUC exactly 0.5, BCE that of predicting sigmoid(bias) for every image.";
 }
 
 /**
@@ -194,17 +41,17 @@ function twoPanelAxes(xTitle: string, leftY: string, rightY: string): Record<str
  */
 export function learningCurves(records: readonly EpochRecord[], options: PositiveRateOptions): PlotlyFigure {
   checkRate("learningCurves", options.positiveRate);
-  const selected = selectEpochRecords("learningCurves", records, options);
+  const { records: selected, excluded } = selectFigureData("learningCurves", records, [], options);
   // Typed by the row type itself: tslab compiles non-strict, where a structural parameter type here
   // fails to check against the generic armTraces() signature.
   const epochOf = (r: SummaryRow): number => r.epoch;
   const hp = horizontalLine(entropyNats(options.positiveRate), `H(p) = ${entropyNats(options.positiveRate).toFixed(3)}`, 1);
   return {
     data: [...armTraces(summarize(selected, "loss"), epochOf, 1), ...armTraces(summarize(selected, "roc_auc"), epochOf, 2)],
-    layout: {
+    layout: withNote({
       ...baseLayout(titleText("Test metrics by bias initialization", options, trialsLabel(selected)), [hp], true),
       ...twoPanelAxes("Epoch", "Binary Cross Entropy", "ROC-AUC"),
-    },
+    }, [intervalText([["BCE", "log"], ["ROC-AUC", "logit"]]), excluded, epochZeroNote(selected, options)]),
   };
 }
 
@@ -220,32 +67,34 @@ export interface StepLossOptions extends PositiveRateOptions {
 export function stepLossCurve(steps: readonly StepRecord[], options: StepLossOptions): PlotlyFigure {
   checkRate("stepLossCurve", options.positiveRate);
   const epoch = options.epoch ?? 1;
-  const selected = steps.filter((s) => s.backbone === options.backbone && s.epoch === epoch);
-  if (selected.length === 0) throw new Error(`stepLossCurve: no step records for backbone "${options.backbone}" in epoch ${epoch}`);
+  const inEpoch = steps.filter((s) => s.backbone === options.backbone && s.epoch === epoch);
+  if (inEpoch.length === 0) throw new Error(`stepLossCurve: no step records for backbone "${options.backbone}" in epoch ${epoch}`);
+  const chosen = selectFigureData("stepLossCurve", [], inEpoch, options);
+  const selected = chosen.steps;
   const hp = horizontalLine(entropyNats(options.positiveRate), `H(p) = ${entropyNats(options.positiveRate).toFixed(3)}`, 1);
   return {
     data: armTraces(stepSummary(selected), (r) => r.step, 1),
-    layout: {
+    layout: withNote({
       ...baseLayout(titleText(`Training loss per step, epoch ${epoch}`, options, trialsLabel(selected)), [hp], true),
       xaxis: axis(`Step (epoch ${epoch})`),
       yaxis: axis("Training Binary Cross Entropy"),
-    },
+    }, [intervalText([["step BCE", "log"]]), chosen.excluded]),
   };
 }
 
 /** sigmoid(output bias) per epoch, per arm mean and band, against the true positive rate. */
 export function biasCurve(records: readonly EpochRecord[], options: PositiveRateOptions): PlotlyFigure {
   checkRate("biasCurve", options.positiveRate);
-  const selected = selectEpochRecords("biasCurve", records, options);
-  const rows = summarizeWith(selected, "sigmoid(output_bias_value)", (r) => sigmoid(r.output_bias_value));
+  const { records: selected, excluded } = selectFigureData("biasCurve", records, [], options);
+  const rows = summarizeWith(selected, "sigmoid(output_bias_value)", (r) => sigmoid(r.output_bias_value), "logit");
   const p = horizontalLine(options.positiveRate, `positive rate p = ${options.positiveRate.toFixed(3)}`, 1);
   return {
     data: armTraces(rows, (r) => r.epoch, 1),
-    layout: {
+    layout: withNote({
       ...baseLayout(titleText("Output bias as a probability", options, trialsLabel(selected)), [p], true),
       xaxis: axis("Epoch", { dtick: 1 }),
       yaxis: axis("sigmoid(output bias)"),
-    },
+    }, [intervalText([["sigmoid(bias)", "logit"]]), excluded]),
   };
 }
 
@@ -254,7 +103,7 @@ export function biasCurve(records: readonly EpochRecord[], options: PositiveRate
  * and 95% CI band, with a zero line. A band that excludes zero is a difference the trials support.
  */
 export function pairedDifferenceFigure(records: readonly EpochRecord[], options: FigureOptions): PlotlyFigure {
-  const selected = selectEpochRecords("pairedDifferenceFigure", records, options);
+  const { records: selected, excluded } = selectFigureData("pairedDifferenceFigure", records, [], options);
   const color = ARM_STYLE.positive_rate.color;
   const panel = (metric: "loss" | "roc_auc", which: Panel): Array<Record<string, unknown>> => {
     const rows = pairedDifference(selected, metric);
@@ -270,11 +119,34 @@ export function pairedDifferenceFigure(records: readonly EpochRecord[], options:
   );
   return {
     data: [...panel("loss", 1), ...panel("roc_auc", 2)],
-    layout: {
+    layout: withNote({
       ...layout,
       legend: { title: { text: "Difference" } },
       ...twoPanelAxes("Epoch", "\u0394 Binary Cross Entropy", "\u0394 ROC-AUC"),
-    },
+    }, [intervalText([["the differences", "natural"]], "paired trials"), excluded]),
+  };
+}
+
+/**
+ * Calibration per epoch: expected calibration error (left) and the mean predicted probability
+ * against the measured test positive rate (right), per arm the mean over trials with its band.
+ */
+export function calibrationFigure(records: readonly EpochRecord[], options: PositiveRateOptions): PlotlyFigure {
+  checkRate("calibrationFigure", options.positiveRate);
+  const { records: selected, excluded } = selectFigureData("calibrationFigure", records, [], options);
+  const epochOf = (r: SummaryRow): number => r.epoch;
+  const ece = summarize(selected, "ece");
+  if (ece.length === 0) throw new Error(`calibrationFigure: the records of backbone "${options.backbone}" hold no ECE (written before calibration was recorded)`);
+  const measured = summarize(selected, "test_positive_rate");
+  const p = measured.length > 0 ? measured[0].mean : options.positiveRate;
+  const line = horizontalLine(p, `measured test p = ${p.toFixed(3)}`, 2);
+  return {
+    data: [...armTraces(ece, epochOf, 1), ...armTraces(summarize(selected, "mean_prob"), epochOf, 2)],
+    layout: withNote({
+      ...baseLayout(titleText("Calibration by bias initialization", options, trialsLabel(selected)), [line], true),
+      ...twoPanelAxes("Epoch", `Expected calibration error (${ANALYSIS.eceBins} bins)`, "Mean predicted probability"),
+    }, [`ECE: ${ANALYSIS.eceBins} equal-width bins on the predicted probability; per bin |positive rate - mean probability|, weighted by the bin's share of test images.`,
+      intervalText([["ECE", "logit"], ["mean probability", "logit"]]), excluded]),
   };
 }
 

@@ -1,30 +1,29 @@
-// Records grouped for statistics: per (backbone, arm, epoch) means over trials, paired
-// differences between the arms of one trial, and per-step summaries. Plain float64 rather than
-// danfojs groupby: nulls (epoch 0 has no train loss) and n = 1 (no interval) stay explicit, and
-// tests can check results exactly.
+// Records grouped for statistics: per (condition, arm, epoch) means over trials, paired
+// differences between the arms of one trial, and per-step summaries. The condition is what units
+// are compared within (records.ts: the backbone, and any later axis of the grid). Plain float64
+// rather than danfojs groupby: nulls (epoch 0 has no train loss) and n = 1 (no interval) stay
+// explicit, and tests can check results exactly. Which units to include is decided before
+// (selection.ts): these functions summarize every record they are given.
 import { ARMS, BACKBONES } from "../../config";
 import type { Arm, Backbone } from "../../config";
-import type { EpochMetric, EpochRecord, StepRecord } from "../records";
-import { meanCi, MeanCi } from "./student_t";
+import { Condition, conditionKey, conditionOf, EpochMetric, EpochRecord, metricOf, StepRecord } from "../records";
+import { Interval, meanCiOnScale, METRIC_SCALE, Scale } from "./scales";
 
-export interface SummaryRow extends MeanCi {
-  backbone: Backbone;
+export interface SummaryRow extends Condition, Interval {
   arm: Arm;
   epoch: number;
   /** Which quantity was summarized, e.g. "loss" or "sigmoid(output_bias_value)". */
   metric: string;
 }
 
-export interface PairedRow extends MeanCi {
-  backbone: Backbone;
+export interface PairedRow extends Condition, Interval {
   epoch: number;
   metric: string;
   /** Trials present in only one arm at this epoch, left out of the difference. */
   unmatched: number;
 }
 
-export interface StepSummaryRow extends MeanCi {
-  backbone: Backbone;
+export interface StepSummaryRow extends Condition, Interval {
   arm: Arm;
   epoch: number;
   step: number;
@@ -43,7 +42,7 @@ export function compareKeys(a: readonly (string | number)[], b: readonly (string
 
 function describe(r: EpochRecord | StepRecord): string {
   const step = "step" in r ? ` step ${r.step}` : "";
-  return `${r.backbone}/${r.arm} trial ${r.trial} epoch ${r.epoch}${step}`;
+  return `${conditionKey(r).join("/")}/${r.arm} trial ${r.trial} epoch ${r.epoch}${step}`;
 }
 
 /** A record appearing twice (e.g. a resumed run appending again) would be counted twice: refuse. */
@@ -57,7 +56,7 @@ export function checkUnique(records: readonly (EpochRecord | StepRecord)[], fn: 
 }
 
 /** Groups items by key, keeping the key parts for the output rows, sorted by key. */
-function groupBy<T, K extends readonly (string | number)[]>(items: readonly T[], keyOf: (item: T) => K): Array<[K, T[]]> {
+export function groupBy<T, K extends readonly (string | number)[]>(items: readonly T[], keyOf: (item: T) => K): Array<[K, T[]]> {
   const groups = new Map<string, [K, T[]]>();
   for (const item of items) {
     const key = keyOf(item);
@@ -75,45 +74,47 @@ function metricValue(fn: string, r: EpochRecord, metric: string, value: number |
 }
 
 /**
- * Mean and 95% CI across trials of any per-record quantity, per (backbone, arm, epoch).
- * Records whose value is null are skipped (n counts the others); groups with no value give no row.
+ * Mean and 95% CI across trials of any per-record quantity, per (condition, arm, epoch), the
+ * interval computed on `scale` (scales.ts). Records whose value is null are skipped (n counts the
+ * others); groups with no value give no row.
  */
 export function summarizeWith(
   records: readonly EpochRecord[],
   metric: string,
   valueOf: (r: EpochRecord) => number | null,
+  scale: Scale,
 ): SummaryRow[] {
   checkUnique(records, "summarize");
   const rows: SummaryRow[] = [];
-  for (const [[backbone, arm, epoch], group] of groupBy(records, (r) => [r.backbone, r.arm, r.epoch] as const)) {
+  for (const [, group] of groupBy(records, (r) => [...conditionKey(r), r.arm, r.epoch])) {
     const values: number[] = [];
     for (const r of group) {
       const v = metricValue("summarize", r, metric, valueOf(r));
       if (v !== null) values.push(v);
     }
-    if (values.length > 0) rows.push({ backbone, arm, epoch, metric, ...meanCi(values) });
+    if (values.length > 0) rows.push({ ...conditionOf(group[0]), arm: group[0].arm, epoch: group[0].epoch, metric, ...meanCiOnScale(values, scale) });
   }
   return rows;
 }
 
-/** Mean and 95% CI across trials of one metric, per (backbone, arm, epoch). */
+/** Mean and 95% CI across trials of one metric, per (condition, arm, epoch), on the metric's scale (METRIC_SCALE). */
 export function summarize(records: readonly EpochRecord[], metric: EpochMetric): SummaryRow[] {
-  return summarizeWith(records, metric, (r) => r[metric]);
+  return summarizeWith(records, metric, (r) => metricOf(r, metric), METRIC_SCALE[metric]);
 }
 
 /**
- * Per (backbone, epoch): the per-trial difference positive_rate minus vanilla (pairs matched on
- * trial, which share data order and seeds), with its mean and 95% CI. Pairs with a null value are
- * left out; epochs with no complete pair give no row.
+ * Per (condition, epoch): the per-trial difference positive_rate minus vanilla (pairs matched on
+ * trial, which share data order and seeds), with its mean and 95% CI on the natural scale. Pairs
+ * with a null value are left out; epochs with no complete pair give no row.
  */
 export function pairedDifference(records: readonly EpochRecord[], metric: EpochMetric): PairedRow[] {
   checkUnique(records, "pairedDifference");
   const rows: PairedRow[] = [];
-  for (const [[backbone, epoch], group] of groupBy(records, (r) => [r.backbone, r.epoch] as const)) {
+  for (const [, group] of groupBy(records, (r) => [...conditionKey(r), r.epoch])) {
     const byTrial = new Map<number, Partial<Record<Arm, number | null>>>();
     for (const r of group) {
       const arms = byTrial.get(r.trial) ?? {};
-      arms[r.arm] = metricValue("pairedDifference", r, metric, r[metric]);
+      arms[r.arm] = metricValue("pairedDifference", r, metric, metricOf(r, metric));
       byTrial.set(r.trial, arms);
     }
     const differences: number[] = [];
@@ -123,17 +124,17 @@ export function pairedDifference(records: readonly EpochRecord[], metric: EpochM
       if (arms.vanilla === undefined || arms.positive_rate === undefined) unmatched++;
       else if (arms.vanilla !== null && arms.positive_rate !== null) differences.push(arms.positive_rate - arms.vanilla);
     }
-    if (differences.length > 0) rows.push({ backbone, epoch, metric, unmatched, ...meanCi(differences) });
+    if (differences.length > 0) rows.push({ ...conditionOf(group[0]), epoch: group[0].epoch, metric, unmatched, ...meanCiOnScale(differences, "natural") });
   }
   return rows;
 }
 
-/** Mean and 95% CI across trials of the training loss per (backbone, arm, epoch, step). */
+/** Mean and 95% CI across trials of the training loss per (condition, arm, epoch, step), on the log scale (a BCE). */
 export function stepSummary(steps: readonly StepRecord[]): StepSummaryRow[] {
   checkUnique(steps, "stepSummary");
-  return groupBy(steps, (s) => [s.backbone, s.arm, s.epoch, s.step] as const).map(([[backbone, arm, epoch, step], group]) => {
+  return groupBy(steps, (s) => [...conditionKey(s), s.arm, s.epoch, s.step]).map(([, group]) => {
     for (const s of group) if (!Number.isFinite(s.loss)) throw new Error(`stepSummary: loss = ${s.loss} in ${describe(s)} is not finite`);
-    return { backbone, arm, epoch, step, ...meanCi(group.map((s) => s.loss)) };
+    const { arm, epoch, step } = group[0];
+    return { ...conditionOf(group[0]), arm, epoch, step, ...meanCiOnScale(group.map((s) => s.loss), "log") };
   });
 }
-
