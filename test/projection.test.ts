@@ -74,6 +74,7 @@ test("split sizes come from the batch files on disk, capped by the limits; CIFAR
   const s = splitSizes(config);
   assert.deepEqual([s.train, s.test], [100, 25]);
   assert.match(s.source, /^SYNTHETIC data in /);
+  assert.equal(s.synthetic, true);
   const none = splitSizes(makeConfig("full", { data: { source: "cifar10", dir: path.join(tmp, "nothing") } }));
   assert.deepEqual([none.train, none.test], [50_000, 10_000]);
 });

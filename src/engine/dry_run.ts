@@ -20,6 +20,16 @@ export interface SplitSizes {
   test: number;
   /** Where the sizes come from. */
   source: string;
+  /** True when these are not CIFAR-10's (the synthetic stand-in is on disk instead). */
+  synthetic: boolean;
+}
+
+const limit = (n: number, cap: number | null): number => (cap === null ? n : Math.min(n, cap));
+
+/** CIFAR-10's sizes under the config's limits. */
+export function cifar10Sizes(config: ExperimentConfig): SplitSizes {
+  return { train: limit(TRAIN_BATCH_FILES.length * CIFAR10_RECORDS_PER_FILE, config.data.trainLimit),
+    test: limit(CIFAR10_RECORDS_PER_FILE, config.data.testLimit), source: "CIFAR-10's official sizes", synthetic: false };
 }
 
 /** Training and test images a run of `config` would use, from the batch files' sizes (nothing is read). */
@@ -27,13 +37,11 @@ export function splitSizes(config: ExperimentConfig): SplitSizes {
   const dataset = resolveDataSource(config.data);
   const dir = dataset === "cifar10" ? path.join(config.data.dir, BATCH_DIR_NAME) : path.join(config.data.dir, SYNTHETIC_DIR_NAME, BATCH_DIR_NAME);
   const records = (name: string): number => fs.statSync(path.join(dir, name)).size / RECORD_BYTES;
-  const onDisk = batchDirProblem(dir) === null;
-  const train = onDisk ? TRAIN_BATCH_FILES.reduce((n, f) => n + records(f), 0) : TRAIN_BATCH_FILES.length * CIFAR10_RECORDS_PER_FILE;
-  const test = onDisk ? records(TEST_BATCH_FILE) : CIFAR10_RECORDS_PER_FILE;
-  const limit = (n: number, cap: number | null): number => (cap === null ? n : Math.min(n, cap));
+  if (batchDirProblem(dir) !== null) return { ...cifar10Sizes(config), source: `${dir} not generated yet: CIFAR-10's official sizes` };
   return {
-    train: limit(train, config.data.trainLimit), test: limit(test, config.data.testLimit),
-    source: onDisk ? `${dataset === "cifar10" ? "CIFAR-10" : "SYNTHETIC data"} in ${dir}` : `${dir} not generated yet: CIFAR-10's official sizes`,
+    train: limit(TRAIN_BATCH_FILES.reduce((n, f) => n + records(f), 0), config.data.trainLimit),
+    test: limit(records(TEST_BATCH_FILE), config.data.testLimit),
+    source: `${dataset === "cifar10" ? "CIFAR-10" : "SYNTHETIC data"} in ${dir}`, synthetic: dataset !== "cifar10",
   };
 }
 
@@ -75,5 +83,11 @@ export async function dryRun(config: ExperimentConfig, resultsDir: string, print
   say(measuredText(sample));
   const cost = dryRunCost(sizes, sample);
   say(`projection: ${projectionText(project(cost, config.epochs, counts), cost, sample.trainImagesPerS)}`);
+  const cifar = cifar10Sizes(config);
+  if (sizes.synthetic && (cifar.train !== sizes.train || cifar.test !== sizes.test)) {
+    const real = dryRunCost(cifar, sample);
+    say(`with CIFAR-10 instead (make data; ${cifar.train.toLocaleString("en-US")} / ${cifar.test.toLocaleString("en-US")} images): ` +
+      projectionText(project(real, config.epochs, counts), real, sample.trainImagesPerS));
+  }
   return lines;
 }
