@@ -102,7 +102,7 @@ test("make doctor on this machine: says plainly whether there is an NVIDIA GPU a
   const listed = run("nvidia-smi", ["-L"]);
   const r = run(process.execPath, ["--import", "tsx", path.join(ROOT, "src/engine/doctor_main.ts")]);
   assert.equal(r.status, 0, r.stderr);
-  const active = r.stdout.split("\n").find((l) => l.trim().startsWith("active backend:"));
+  const active = r.stdout.split("\n").find((l) => /^(! | {2})active backend: /.test(l));
   assert.ok(active, `names the active engine:\n${r.stdout}`);
   assert.match(r.stdout, /\nnext: \S/);
   if (listed.status === 0 && /^GPU \d/m.test(listed.stdout)) return t.skip("this machine has an NVIDIA GPU");

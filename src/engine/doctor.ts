@@ -120,7 +120,8 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
   if (f.engine.error !== null) {
     add("error", `BIAS_INIT_BACKEND=${f.engine.forced} but that engine does not load: ${f.engine.error.split("\n")[0]}`);
   } else if (active !== null) {
-    add(active.kind === "js" ? "warn" : "ok", `active ${f.engine.line}`);
+    const onPurpose = f.engine.forced !== "auto" ? ` (BIAS_INIT_BACKEND=${f.engine.forced})` : "";
+    add(active.kind === "js" && f.engine.forced !== "js" ? "warn" : "ok", `active ${f.engine.line}${onPurpose}`);
     for (const s of [...active.skipped, ...f.engine.notTried]) add("ok", `  ${s}`);
     if (active.kind === "js" && f.engine.forced !== "js") {
       add("warn", `pure JS trains EfficientNet-B1 about 6x slower than the native CPU engine${f.builds.cpu.failed ? `; ${failedText(f.builds.cpu)}` : ""}`);
