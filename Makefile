@@ -13,10 +13,12 @@ PLAN ?=
 ARGS ?=
 
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/tools/jupyter
+# The GPU build's CUDA library paths (its cuda-env.sh), when that build exists; a no-op otherwise.
+ENGINE_ENV := source tools/native/engine-env.sh &&
 # JupyterLab refuses to run as root unless told to.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights run lab report bench bench-compare native native-gpu clean
+.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report bench bench-compare native native-gpu doctor clean
 
 help:
 	@echo "make setup      install Node and Python dependencies (npm ci, .venv with JupyterLab, nbconvert, scikit-learn, torch)"
@@ -24,12 +26,15 @@ help:
 	@echo "make data       download CIFAR-10 (binary version, md5-checked) into data/"
 	@echo "make weights    download torchvision's EfficientNet-B1 IMAGENET1K_V2 weights into weights/"
 	@echo "make run        the main job: the experiment grid for PRESET (full on CUDA, quick otherwise); PLAN=convergence runs"
-	@echo "                what a notebook runs; ARGS='--trials 2' etc. (make run ARGS=--help lists every flag and variable)"
+	@echo "                what a notebook runs; ARGS='--trials 2' etc. (make run ARGS=--help lists every flag and variable);"
+	@echo "                ARGS=--dry-run: units, steps, a short measured run and the projected time, nothing trained"
 	@echo "make lab        JupyterLab with the project's TypeScript kernel, opened on notebooks/00_walkthrough"
 	@echo "make report     execute every notebook headless -> reports/*.html (self-contained, offline) + executed .ipynb"
 	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend"
 	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240, with ratios"
-	@echo "make native     build the native TF.js CPU backend from the package index (no blocked download)"
+	@echo "make native     build the native TF.js CPU engine from the package index (run/lab/report/bench do it on first use)"
+	@echo "make native-gpu the same for NVIDIA GPUs (TensorFlow 2.21 + CUDA 12.5 wheels; UNTESTED here, see docs/native.md)"
+	@echo "make doctor     what this machine has and lacks for each engine, and the next command (ARGS=--json for machines)"
 	@echo "make clean      remove results/, reports/ and build output (keeps data/, weights/, node_modules/)"
 
 setup: node-deps python-deps jupyter-kernel
@@ -53,7 +58,7 @@ typecheck: node-deps
 	npx tsc --noEmit -p .
 
 test: setup typecheck
-	$(TSX) --test test/*.test.ts
+	$(ENGINE_ENV) $(TSX) --test test/*.test.ts
 
 data: node-deps
 	$(TSX) src/data/main.ts $(ARGS)
@@ -61,27 +66,34 @@ data: node-deps
 weights: node-deps
 	$(TSX) src/model/weights_main.ts $(ARGS)
 
-run: node-deps
-	$(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(ARGS)
+# Builds the native engine when none is built (GPU variant when nvidia-smi lists a GPU); BIAS_INIT_BACKEND=js skips it.
+engine: node-deps
+	@bash tools/native/ensure.sh
 
-lab: setup
-	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_walkthrough.ipynb
+run: node-deps engine
+	$(ENGINE_ENV) $(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(ARGS)
 
-report: setup
-	$(if $(PRESET),BIAS_INIT_PRESET=$(PRESET)) bash tools/jupyter/report.sh
+lab: setup engine
+	$(ENGINE_ENV) $(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_walkthrough.ipynb
 
-bench: node-deps
-	$(TSX) bench/train_speed.ts $(ARGS)
-	$(TSX) bench/load_checkpoint.ts
+report: setup engine
+	$(ENGINE_ENV) $(if $(PRESET),BIAS_INIT_PRESET=$(PRESET)) bash tools/jupyter/report.sh
 
-bench-compare: setup
-	$(TSX) bench/compare.ts --threads 0,1 $(ARGS)
+bench: node-deps engine
+	$(ENGINE_ENV) $(TSX) bench/train_speed.ts $(ARGS)
+	$(ENGINE_ENV) $(TSX) bench/load_checkpoint.ts
+
+bench-compare: setup engine
+	$(ENGINE_ENV) $(TSX) bench/compare.ts --threads 0,1 $(ARGS)
 
 native: node-deps
 	bash tools/native/build.sh $(ARGS)
 
 native-gpu: node-deps
 	bash tools/native/build.sh --gpu $(ARGS)
+
+doctor: node-deps
+	@$(ENGINE_ENV) $(TSX) src/engine/doctor_main.ts $(ARGS)
 
 clean:
 	rm -rf results reports dist

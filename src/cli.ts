@@ -7,11 +7,13 @@ import { parseFlags, FlagSpec, UsageError } from "./util/args";
 import { runMain } from "./errors";
 import { initBackend, backendLine } from "./engine/backend";
 import {
-  ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultPreset, defaultResultsDir, makeConfig, mergeOverrides,
+  ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides,
 } from "./config";
 import { PLANS, PlanName, planOverrides } from "./experiment/plans";
 import { runWithProgress, terminalView, formatDuration } from "./experiment/progress";
 import { runSummaryText } from "./experiment/run_summary";
+import { cudaEnvToLoad, rerunWithCudaEnv } from "./engine/cuda_env";
+import { dryRun } from "./engine/dry_run";
 
 interface Flag {
   name: string;
@@ -53,6 +55,7 @@ const FLAGS: readonly Flag[] = [
   { name: "seed", value: "N", help: "base seed (trial k derives its seeds from it; both arms share them)", set: (o, v, f) => (o.seed = num(v, f)) },
   { name: "eval-mode", value: "eval|train|both", help: "train = the reference's quirk (batch-statistics BatchNorm and dropout at test time); both = eval, plus train-mode BCE and ROC-AUC", set: (o, v) => (o.evalMode = v as "eval") },
   { name: "results", value: "DIR", help: "results store root (default: env BIAS_INIT_RESULTS, else results)" },
+  { name: "dry-run", value: null, help: "units, steps and images per unit, a short measured run, and the projected wall time; trains and writes nothing" },
   { name: "help", value: null, help: "this text" },
 ];
 
@@ -66,6 +69,7 @@ export function helpText(): string {
 
 export interface CliRequest {
   help: boolean;
+  dryRun: boolean;
   preset: string | null;
   plan: PlanName | null;
   overrides: ConfigOverrides;
@@ -86,6 +90,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   if (plan !== null && !(PLANS as readonly string[]).includes(plan)) throw new UsageError(`--plan: unknown plan "${plan}"; use one of ${PLANS.join(", ")}`);
   return {
     help: values.help === true,
+    dryRun: values["dry-run"] === true,
     preset: typeof values.preset === "string" ? values.preset : null,
     plan: plan as PlanName | null,
     overrides,
@@ -94,6 +99,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
 }
 
 async function main(): Promise<number> {
+  const cudaEnv = cudaEnvToLoad();
+  if (cudaEnv !== null) return rerunWithCudaEnv(cudaEnv);
   const request = parseCli(process.argv.slice(2));
   if (request.help) {
     console.log(helpText());
@@ -104,6 +111,11 @@ async function main(): Promise<number> {
   const preset = (request.preset ?? defaultPreset(backend.kind === "cuda")) as PresetName;
   const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
   const config = makeConfig(preset, mergeOverrides(planned, request.overrides));
+  if (request.dryRun) {
+    console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(config)}`);
+    await dryRun(config, request.resultsDir);
+    return 0;
+  }
   const run = await runWithProgress(config, {
     resultsDir: request.resultsDir,
     view: terminalView(),

@@ -237,7 +237,10 @@ export const ENVIRONMENT = {
   BIAS_INIT_PRESET: "preset when none is given (smoke | quick | full; default: full on CUDA, quick elsewhere)",
   BIAS_INIT_RESULTS: "results store root for the CLI and the notebooks (default: results)",
   BIAS_INIT_REPORTS: "folder for exported figures and `make report`'s HTML (default: reports)",
-  BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error)",
+  BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error; js also skips the automatic native build)",
+  BIAS_INIT_NATIVE_DIR: "where `make native` / `make native-gpu` build the native engines and where runs look for them (default: .native in the repository)",
+  BIAS_INIT_CUDA_ENV: "set by the GPU build's cuda-env.sh once it is sourced; the CLI re-executes itself through that file otherwise",
+  LD_LIBRARY_PATH: "read by `make doctor` (where the GPU engine's CUDA libraries are looked up besides the build's run paths; cuda-env.sh sets it)",
   CIFAR10_TARBALL: "a local copy of cifar-10-binary.tar.gz for `make data` (md5-checked)",
   EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",
   EFFICIENTNET_B0_WEIGHTS: "a local copy of efficientnet_b0_rwightman-7f5810bc.pth",
@@ -245,6 +248,22 @@ export const ENVIRONMENT = {
 } as const;
 
 export type EnvironmentName = keyof typeof ENVIRONMENT;
+
+/**
+ * `--dry-run`'s short measured run (src/engine/speed_probe.ts): a few warm-up steps, then timed
+ * training steps until `timedSteps` or `maxSeconds` (at least `minTimedSteps`), then one timed
+ * evaluation batch. On a CPU engine the batches are capped by pixels so that a dry run of `full`
+ * (240x240, batch 64) fits in memory; rates are per image either way.
+ */
+export const SPEED_PROBE = {
+  warmupSteps: 2,
+  timedSteps: 20,
+  minTimedSteps: 3,
+  maxSeconds: 60,
+  /** 16 images at 240x240; 32x32 batches up to 900 images are not capped. */
+  cpuTrainBatchPixels: 16 * 240 * 240,
+  cpuEvalBatchPixels: 64 * 240 * 240,
+} as const;
 
 /** The project's environment variables, trimmed; unset or blank gives null. */
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Record<EnvironmentName, string | null> {

@@ -1,9 +1,11 @@
 // Picks the fastest TF.js engine that actually works on this machine and says which one it is.
 //
-// Order: CUDA (tfjs-node-gpu seeing a GPU) > native CPU (a tfjs-node binding) > pure JS.
-// A package that merely `require`s is not proof: an install whose libtensorflow download failed
-// leaves a package that loads but has no binding, and an npm alias can hand back pure tfjs. So each
-// candidate is judged by the backend that TF.js reports afterwards, and every error is caught.
+// Order: CUDA (the GPU build seeing a GPU) > native CPU (a tfjs-node binding) > pure JS. The native
+// engines are the ones `make native` / `make native-gpu` build against TensorFlow 2.21's wheels
+// (tools/native/build.sh); the stock npm packages are not candidates, since their libtensorflow 2.9
+// download no longer serves anyone (docs/native.md). A package that merely `require`s is not proof:
+// one without its binding loads too. So each candidate is judged by the backend that TF.js reports
+// afterwards, and every error is caught.
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
@@ -29,19 +31,23 @@ export interface BackendInfo {
 /** The repository root (this file lives in <root>/src/engine). */
 export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 
-interface Candidate {
+/** Where the native engines are built: BIAS_INIT_NATIVE_DIR, else <repo>/.native. */
+export function nativeDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(readEnvironment(env).BIAS_INIT_NATIVE_DIR ?? path.join(PROJECT_ROOT, ".native"));
+}
+
+export interface BackendCandidate {
   label: string;
-  /** Module id or absolute path handed to require. */
+  /** Absolute path of the package folder handed to require. */
   id: string;
   gpuPackage: boolean;
 }
 
-function candidates(): Candidate[] {
-  const native = path.join(PROJECT_ROOT, ".native");
+/** The native engines initBackend tries, best first (pure JS comes after them). */
+export function backendCandidates(env: NodeJS.ProcessEnv = process.env): BackendCandidate[] {
+  const native = nativeDir(env);
   return [
-    { label: "@tensorflow/tfjs-node-gpu", id: "@tensorflow/tfjs-node-gpu", gpuPackage: true },
     { label: ".native/tfjs-node-gpu (make native-gpu)", id: path.join(native, "tfjs-node-gpu"), gpuPackage: true },
-    { label: "@tensorflow/tfjs-node (npm alias tfjs-node-cpu)", id: "tfjs-node-cpu", gpuPackage: false },
     { label: ".native/tfjs-node (make native)", id: path.join(native, "tfjs-node"), gpuPackage: false },
   ];
 }
@@ -81,11 +87,13 @@ export function initBackend(force: string | undefined = readEnvironment().BIAS_I
 async function selectBackend(forced: Forced): Promise<BackendInfo> {
   // TF's C++ logging (absl/oneDNN banners) would land in every notebook output; errors still show.
   if (process.env.TF_CPP_MIN_LOG_LEVEL === undefined) process.env.TF_CPP_MIN_LOG_LEVEL = "2";
+  // On a GPU, TF would otherwise reserve nearly all device memory when its context starts.
+  if (process.env.TF_FORCE_GPU_ALLOW_GROWTH === undefined) process.env.TF_FORCE_GPU_ALLOW_GROWTH = "true";
   // PROD mode only silences TF.js warnings, notably the pure-JS "install our node backend" banner.
   tf.enableProdMode();
   const skipped: string[] = [];
   if (forced !== "js") {
-    for (const c of candidates()) {
+    for (const c of backendCandidates()) {
       const result = await tryNative(c);
       if (typeof result === "string") {
         skipped.push(`${c.label}: ${result}`);
@@ -99,7 +107,7 @@ async function selectBackend(forced: Forced): Promise<BackendInfo> {
     }
     if (forced !== "auto") {
       throw new BackendError(`BIAS_INIT_BACKEND=${forced} but no such backend loads:\n  ${skipped.join("\n  ")}\n` +
-        `Install @tensorflow/tfjs-node(-gpu) where its download works, or run \`make native\` (see docs/native.md).`);
+        `Run \`make native\` (or \`make native-gpu\` on a GPU machine) and \`make doctor\` (see docs/native.md).`);
     }
   }
   await tf.setBackend("cpu");
@@ -117,13 +125,12 @@ interface NodeBackendLike {
 }
 
 /** Loads one native candidate; returns the info, or the reason it was skipped. */
-async function tryNative(c: Candidate): Promise<Omit<BackendInfo, "skipped"> | string> {
-  if (path.isAbsolute(c.id) && !fs.existsSync(path.join(c.id, "package.json"))) return "not built";
+async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skipped"> | string> {
+  if (!fs.existsSync(path.join(c.id, "package.json"))) return "not built";
   try {
     require(c.id);
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    return code === "MODULE_NOT_FOUND" && !String((e as Error).message).includes("tfjs_binding") ? "not installed" : firstLine(e);
+    return `built, but loading it failed: ${firstLine(e)}`;
   }
   try {
     // The package registers "tensorflow" with the engine of the @tensorflow/tfjs it resolved; if

@@ -8,14 +8,10 @@ import { ExperimentResult, loadResults, runExperiment, RunEvent } from "./grid";
 import { unitLabel } from "./store";
 import type { EpochRecord } from "./records";
 import { completeUnits } from "./run_summary";
+import { formatDuration } from "../util/duration";
+import { FirstEpochProjector } from "../engine/projection";
 
-export function formatDuration(seconds: number | null): string {
-  if (seconds === null || !Number.isFinite(seconds)) return "--";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
+export { formatDuration };
 
 /** One line: where the run is, the last loss, speed and time left. */
 export function formatStep(e: Extract<RunEvent, { type: "step" }>, epochs: number): string {
@@ -117,6 +113,7 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
   };
   process.on("SIGINT", onInterrupt);
   const explained = new Set<string>();
+  const projector = new FirstEpochProjector(config);
   let trained = false;
   const started = Date.now();
   const seconds = (): number => (Date.now() - started) / 1000;
@@ -124,9 +121,16 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
     trained = true;
     if (e.type === "start") {
       opts.onStart?.(e);
+      projector.start(e.pending);
       view.setLine(`training ${e.pending.length} unit(s), ${e.totalSteps} steps, into ${e.dir}`);
     } else if (e.type === "step") view.setLine(formatStep(e, config.epochs));
-    else if (e.type === "epoch") view.addRow(`${formatEpochRow(e.record)}  | ${formatMemory(e.numTensors)}`);
+    else if (e.type === "unit-start") projector.unitStarted();
+    else if (e.type === "epoch") {
+      view.addRow(`${formatEpochRow(e.record)}  | ${formatMemory(e.numTensors)}`);
+      // The same projection as --dry-run, from this run's own first epoch.
+      const projection = projector.epochDone(e.record.epoch, e.record.wall_s, e.record.images_per_s);
+      if (projection !== null) view.addRow(projection);
+    }
     else if (e.type === "unit-end" && e.status.state !== "done") {
       // A reason shared by several units (e.g. weights unavailable) is spelled out once.
       const message = e.status.message ?? "";

@@ -9,6 +9,8 @@
 #   bash tools/native/build.sh --force    rebuild even if READY matches
 #
 # Idempotent: with a matching READY file it exits at once; downloads are cached in .native/cache/.
+# BIAS_INIT_NATIVE_DIR moves .native elsewhere. A failure leaves .native/FAILED-<variant> (the step
+# and what to do), which tools/native/ensure.sh (the `make run` etc. prerequisite) reports.
 set -euo pipefail
 
 TF_VERSION=2.21.0
@@ -16,7 +18,7 @@ TFJS_VERSION=4.22.0
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"
-NATIVE="$REPO/.native"
+NATIVE=$(mkdir -p "${BIAS_INIT_NATIVE_DIR:-$REPO/.native}" && cd "${BIAS_INIT_NATIVE_DIR:-$REPO/.native}" && pwd)
 CACHE="$NATIVE/cache"
 
 VARIANT=cpu
@@ -25,7 +27,7 @@ for arg in "$@"; do
   case "$arg" in
     --gpu) VARIANT=gpu ;;
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown argument '$arg' (use --gpu, --force, --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,12 +37,16 @@ if [[ $VARIANT == cpu ]]; then
   NPM_PKG=@tensorflow/tfjs-node
   PKG_DIR="$NATIVE/tfjs-node"
   READY="$NATIVE/READY"
+  FAILED="$NATIVE/FAILED-cpu"
+  MAKE_TARGET="make native"
   TAG=""
 else
   WHEEL_PKG=tensorflow
   NPM_PKG=@tensorflow/tfjs-node-gpu
   PKG_DIR="$NATIVE/tfjs-node-gpu"
   READY="$NATIVE/READY-gpu"
+  FAILED="$NATIVE/FAILED-gpu"
+  MAKE_TARGET="make native-gpu"
   TAG=" [GPU variant: UNTESTED, no GPU and no 'tensorflow' wheel where it was written]"
 fi
 WHEEL_STEM=${WHEEL_PKG//-/_}-$TF_VERSION
@@ -52,17 +58,25 @@ START=$SECONDS
 say() { echo "[native] $*"; }
 TIMES=""
 STEP_T0=$SECONDS
+step_done() {
+  local n=${STEP%% *}
+  TIMES+="$n $((SECONDS - STEP_T0))s, "
+  echo "[native $n] done in $((SECONDS - STEP_T0)) s"
+}
 step() {
-  [[ $STEP == 0/5* ]] || TIMES+="${STEP%% *} $((SECONDS - STEP_T0))s, "
+  [[ $STEP == 0/5* ]] || step_done
   STEP="$1 $2"; HINT="$3"; STEP_T0=$SECONDS
   echo "[native $1] $2...$TAG"
 }
 on_error() {
   local rc=$?
+  trap - ERR
   echo >&2
   echo "[native] FAILED at step $STEP (exit $rc)." >&2
   echo "[native] try: $HINT" >&2
-  echo "[native] then run 'make native' again (add --force to start the package folder afresh)." >&2
+  echo "[native] then run '$MAKE_TARGET' again (ARGS=--force starts the package folder afresh); 'make doctor' explains this machine." >&2
+  # Line 1: the step, line 2: what to do. tools/native/ensure.sh reads it for its one loud message.
+  mkdir -p "$NATIVE" && printf '%s\n%s\n' "$STEP" "$HINT" > "$FAILED" || true
   exit "$rc"
 }
 trap on_error ERR
@@ -117,18 +131,21 @@ else
 fi
 
 if [[ $VARIANT == gpu ]]; then
-  # The wheel names its CUDA 12 runtime as the `and-cuda` extra (nvidia-*-cu12 wheels).
-  HINT="the index must also hold the nvidia-*-cu12 wheels that '$WHEEL_PKG[and-cuda]' requires; check with '$PY -m pip download --no-deps <spec>'"
-  CUDA_REQS_TEXT=$("$PY" "$HERE/wheel_tool.py" cuda-reqs "$WHEEL")
+  # The wheel names its CUDA 12 runtime as the `and-cuda` extra, with lower bounds only; we pin
+  # each nvidia-*-cu12 wheel to the CUDA 12.5.1 / cuDNN 9.3.0 that TF 2.21 was built with
+  # (tools/native/cuda-pins.txt; sources in docs/native.md), checked against the extra's ranges.
+  HINT="the index must also hold the pinned nvidia-*-cu12 wheels (tools/native/cuda-pins.txt); check with '$PY -m pip download --no-deps <name>==<version>'"
+  CUDA_REQS_TEXT=$("$PY" "$HERE/wheel_tool.py" cuda-pins "$WHEEL" "$HERE/cuda-pins.txt")
   mapfile -t CUDA_REQS <<<"$CUDA_REQS_TEXT"
-  say "  CUDA wheels wanted: ${CUDA_REQS[*]}"
+  say "  CUDA wheels (pinned): ${CUDA_REQS[*]}"
   mkdir -p "$CACHE/cuda"
   for spec in "${CUDA_REQS[@]}"; do
     name=${spec%%[<>=!~]*}
-    if ls "$CACHE/cuda/${name//-/_}"-*.whl >/dev/null 2>&1; then continue; fi
+    version=${spec##*==}
+    if ls "$CACHE/cuda/${name//-/_}-$version"-*.whl >/dev/null 2>&1; then continue; fi
     PIP_RETRIES=0 PIP_TIMEOUT=5 "$PY" -m pip download -q --no-deps --progress-bar off "$spec" -d "$CACHE/cuda" 2>&1 \
       | grep -v "is ignored: it is neither" || true
-    ls "$CACHE/cuda/${name//-/_}"-*.whl >/dev/null 2>&1 || { HINT="'$spec' is not on the package index"; false; }
+    ls "$CACHE/cuda/${name//-/_}-$version"-*.whl >/dev/null 2>&1 || { HINT="'$spec' is not on the package index (pip download --no-deps '$spec')"; false; }
   done
 fi
 
@@ -165,10 +182,17 @@ step 3/5 "unpacking the TensorFlow C library into $PKG_DIR/deps" \
 if [[ $VARIANT == gpu ]]; then
   # The wheel's libraries look for CUDA through rpath entries $ORIGIN/../nvidia/<pkg>/lib,
   # which from deps/lib is deps/nvidia/<pkg>/lib: the same layout as in site-packages.
-  for w in "$CACHE"/cuda/*.whl; do "$PY" "$HERE/wheel_tool.py" nvidia-libs "$w" "$PKG_DIR/deps/nvidia"; done
-  { echo "# Fallback if TF does not find CUDA by itself: source this before starting node."
-    printf 'export LD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\n' \
-      "$(ls -d "$PKG_DIR"/deps/nvidia/*/lib | paste -sd:)"; } > "$PKG_DIR/cuda-env.sh"
+  for spec in "${CUDA_REQS[@]}"; do
+    name=${spec%%[<>=!~]*}
+    "$PY" "$HERE/wheel_tool.py" nvidia-libs "$(ls "$CACHE/cuda/${name//-/_}-${spec##*==}"-*.whl | head -n 1)" "$PKG_DIR/deps/nvidia"
+  done
+  # readelf -d: do the libraries that dlopen CUDA carry those run paths? (TF 2.16.1 shipped without.)
+  HINT="read the run path report above; 'readelf -d $PKG_DIR/deps/lib/libtensorflow_framework.so.2' shows them"
+  RUNPATH_OK=true
+  bash "$HERE/check_runpath.sh" "$PKG_DIR/deps/lib" "$PKG_DIR/deps/nvidia" | sed 's/^/[native]   /' || RUNPATH_OK=false
+  # Sourced by every make target, the Jupyter kernel launcher and the CLI (src/engine/cuda_env.ts),
+  # so CUDA is found even where the run paths do not cover it.
+  bash "$HERE/write_cuda_env.sh" "$PKG_DIR"
 fi
 
 # ---------------------------------------------------------------- 4. compile
@@ -191,27 +215,51 @@ rm -rf "$PKG_DIR/deps/include" "$PKG_DIR/build"
 step 5/5 "verifying: backend 'tensorflow', conv2d/depthwise gradients vs pure JS, momentum step" \
   "run 'TF_CPP_MIN_LOG_LEVEL=2 node $HERE/verify.cjs $PKG_DIR $REPO' and read its message"
 VERIFY_LOG=$(mktemp)
-# No LD_LIBRARY_PATH on purpose: the binding's rpath ($ORIGIN/../../deps/lib) must suffice.
-# NVIDIA_TF32_OVERRIDE=0: on a GPU, TF32 convolutions would not match the float32 reference to 1e-4.
-FACTS=$(env -u LD_LIBRARY_PATH TF_CPP_MIN_LOG_LEVEL=2 NVIDIA_TF32_OVERRIDE=0 node "$HERE/verify.cjs" "$PKG_DIR" "$REPO" 2>"$VERIFY_LOG") \
-  || { cat "$VERIFY_LOG" >&2; rm -f "$VERIFY_LOG"; false; }
+# $1: "bare" (no LD_LIBRARY_PATH: the binding's rpath $ORIGIN/../../deps/lib must suffice) or
+# "cuda-env" (the GPU build's cuda-env.sh sourced first). NVIDIA_TF32_OVERRIDE=0: on a GPU, TF32
+# convolutions would not match the float32 reference to 1e-4.
+verify() {
+  local prefix="unset LD_LIBRARY_PATH;"
+  [[ $1 == cuda-env ]] && prefix="source '$PKG_DIR/cuda-env.sh';"
+  bash -c "$prefix"' TF_CPP_MIN_LOG_LEVEL=2 NVIDIA_TF32_OVERRIDE=0 exec node "$@"' verify "$HERE/verify.cjs" "$PKG_DIR" "$REPO" 2>"$VERIFY_LOG" \
+    || { cat "$VERIFY_LOG" >&2; rm -f "$VERIFY_LOG"; false; }
+}
+gpu_seen() { [[ $(node -p "JSON.parse(process.argv[1]).gpuDevice" "$1") == true ]]; }
+FACTS=$(verify bare)
+CUDA_ENV_NEEDED=false
+if [[ $VARIANT == gpu ]] && ! gpu_seen "$FACTS"; then
+  say "  TF saw no GPU with the run paths alone; again with $PKG_DIR/cuda-env.sh (LD_LIBRARY_PATH)"
+  FACTS=$(verify cuda-env)
+  CUDA_ENV_NEEDED=true
+fi
 if [[ -s $VERIFY_LOG ]]; then say "  stderr while loading (TF_CPP_MIN_LOG_LEVEL=2):"; sed 's/^/    /' "$VERIFY_LOG"; fi
 rm -f "$VERIFY_LOG"
 
-if [[ $VARIANT == gpu ]] && [[ $(node -p "JSON.parse(process.argv[1]).gpuDevice" "$FACTS") != true ]]; then
-  say "  WARNING: the build works, but TF sees no GPU (no GPU here, or CUDA libraries not found): it runs on the CPU."
-  say "  Try 'source $PKG_DIR/cuda-env.sh' before node, and TF_CPP_MIN_LOG_LEVEL=0 to read TF's reasons."
+if [[ $VARIANT == gpu ]] && ! gpu_seen "$FACTS"; then
+  # The build loads, but TensorFlow sees no GPU: on the CPU it would run without saying so.
+  HINT="follow the diagnosis above ('make doctor' repeats it; TF_CPP_MIN_LOG_LEVEL=0 shows TensorFlow's own reasons)"
+  say "  the GPU build loads but TensorFlow sees no GPU; the doctor's diagnosis:"
+  (cd "$REPO" && BIAS_INIT_NATIVE_DIR="$NATIVE" node --import tsx src/engine/doctor_main.ts 2>&1 | sed 's/^/    /') || true
+  false
 fi
 
 node -e '
-  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs] = process.argv.slice(1);
-  const r = Object.assign({ variant, package: pkg, wheel }, JSON.parse(facts), {
+  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs, cuda, runpathOk, cudaEnvNeeded] = process.argv.slice(1);
+  const gpu = variant === "gpu" ? {
+    cudaWheels: cuda.split(" "),
+    runpathCoversCuda: runpathOk === "true",
+    cudaEnv: require("path").join(pkgDir, "cuda-env.sh"),
+    cudaEnvNeeded: cudaEnvNeeded === "true",
+  } : {};
+  const r = Object.assign({ variant, package: pkg, wheel }, JSON.parse(facts), gpu, {
     packageDir: pkgDir, bindingPath: binding,
     runtimeEnv: { TF_CPP_MIN_LOG_LEVEL: "2 (optional, silences the absl banner)" },
     buildSeconds: Number(secs), builtAt: new Date().toISOString() });
   require("fs").writeFileSync(out, JSON.stringify(r, null, 2) + "\n");' \
-  "$READY" "$FACTS" "$VARIANT" "$NPM_PKG" "$WHEEL_STEM" "$BINDING" "$PKG_DIR" "$((SECONDS - START))"
+  "$READY" "$FACTS" "$VARIANT" "$NPM_PKG" "$WHEEL_STEM" "$BINDING" "$PKG_DIR" "$((SECONDS - START))" \
+  "${CUDA_REQS[*]:-}" "${RUNPATH_OK:-}" "$CUDA_ENV_NEEDED"
+rm -f "$FAILED"
 
-TIMES+="5/5 $((SECONDS - STEP_T0))s"
-say "done in $((SECONDS - START)) s (steps: $TIMES): require('$PKG_DIR') gives backend 'tensorflow' (TF $(node -p "JSON.parse(require('fs').readFileSync('$READY', 'utf8')).tfVersion"))$TAG"
+step_done
+say "done in $((SECONDS - START)) s (steps: ${TIMES%, }): require('$PKG_DIR') gives backend 'tensorflow' (TF $(node -p "JSON.parse(require('fs').readFileSync('$READY', 'utf8')).tfVersion"))$TAG"
 say "facts written to $READY; disk used by .native: $(du -sh "$NATIVE" | cut -f1)"

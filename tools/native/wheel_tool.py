@@ -8,6 +8,9 @@ Subcommands:
   tf-lib WHEEL DEPS_DIR      tensorflow/include/* -> DEPS_DIR/include/,
                              tensorflow/libtensorflow_{cc,framework}.so.2 -> DEPS_DIR/lib/
   cuda-reqs WHEEL            print the requirement specs of the wheel's `and-cuda` extra, one a line
+  cuda-pins WHEEL PINS       print `name==version` for each package of that extra: the version
+                             pinned in PINS (checked against the extra's range), else the extra's
+                             lower bound; what was chosen and why goes to stderr
   nvidia-libs WHEEL DEST     nvidia/<pkg>/{lib,bin}/* -> DEST/<pkg>/{lib,bin}/*
 """
 
@@ -63,7 +66,7 @@ def tf_lib(wheel: str, deps: str) -> None:
     print(f"extracted {n_headers} headers and {len(TF_LIBS)} libraries into {deps}")
 
 
-def cuda_reqs(wheel: str) -> None:
+def and_cuda_specs(wheel: str) -> list:
     zf = open_wheel(wheel)
     metas = [n for n in zf.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
     if not metas:
@@ -78,7 +81,53 @@ def cuda_reqs(wheel: str) -> None:
             specs.append(req.strip().replace(" ", ""))
     if not specs:
         fail(f"{wheel}: declares no `and-cuda` extra; cannot tell which CUDA wheels it needs")
-    print("\n".join(specs))
+    return specs
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(path: str) -> dict:
+    pins = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            name, sep, version = line.partition("==")
+            if not sep or not version.strip():
+                fail(f"{path}: '{line}' is not name==version")
+            pins[canonical(name.strip())] = version.strip()
+    return pins
+
+
+def cuda_pins(wheel: str, pins_file: str) -> None:
+    # pip vendors `packaging`; every Python that can run `pip download` has it.
+    try:
+        from packaging.requirements import Requirement  # type: ignore
+    except ImportError:
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore
+    pins = read_pins(pins_file)
+    out = []
+    for spec in and_cuda_specs(wheel):
+        req = Requirement(spec)
+        name = canonical(req.name)
+        if name in pins:
+            version = pins.pop(name)
+            if not req.specifier.contains(version, prereleases=True):
+                fail(f"{pins_file}: {name}=={version} is outside the wheel's requirement '{spec}'; update the pin")
+            sys.stderr.write(f"  {name}=={version} (pinned; the wheel asks for '{spec}')\n")
+        else:
+            lower = [s.version for s in req.specifier if s.operator in (">=", "==")]
+            if not lower:
+                fail(f"{wheel}: '{spec}' has no lower bound and {pins_file} does not pin {name}; add a pin")
+            version = lower[0]
+            sys.stderr.write(f"  {name}=={version} (not pinned: the wheel's lower bound in '{spec}')\n")
+        out.append(f"{name}=={version}")
+    for name in pins:
+        sys.stderr.write(f"  {name}: pinned in {pins_file} but not asked for by the wheel; ignored\n")
+    print("\n".join(out))
 
 
 def nvidia_libs(wheel: str, dest: str) -> None:
@@ -97,11 +146,13 @@ def main(argv: list) -> None:
     if len(argv) == 3 and argv[0] == "tf-lib":
         tf_lib(argv[1], argv[2])
     elif len(argv) == 2 and argv[0] == "cuda-reqs":
-        cuda_reqs(argv[1])
+        print("\n".join(and_cuda_specs(argv[1])))
+    elif len(argv) == 3 and argv[0] == "cuda-pins":
+        cuda_pins(argv[1], argv[2])
     elif len(argv) == 3 and argv[0] == "nvidia-libs":
         nvidia_libs(argv[1], argv[2])
     else:
-        fail("usage: wheel_tool.py tf-lib WHEEL DEPS_DIR | cuda-reqs WHEEL | nvidia-libs WHEEL DEST")
+        fail("usage: wheel_tool.py tf-lib WHEEL DEPS_DIR | cuda-reqs WHEEL | cuda-pins WHEEL PINS | nvidia-libs WHEEL DEST")
 
 
 if __name__ == "__main__":

@@ -18,4 +18,6 @@ fi
 cd "$root"
 # TF's C++ logs (native backends) would otherwise land in cell outputs; errors still show.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# The GPU build's CUDA library paths (its cuda-env.sh), when that build exists (docs/native.md).
+source "$root/tools/native/engine-env.sh"
 exec node "$tslab" kernel --config-path "$connection_file"
