@@ -13,7 +13,7 @@ import { PLANS, PlanName, planOverrides } from "./experiment/plans";
 import { runWithProgress, terminalView, formatDuration } from "./experiment/progress";
 import { runSummaryText } from "./experiment/run_summary";
 import { cudaEnvToLoad, rerunWithCudaEnv } from "./engine/cuda_env";
-import { dryRun } from "./engine/dry_run";
+import { dryRun } from "./experiment/dry_run";
 
 interface Flag {
   name: string;

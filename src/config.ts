@@ -250,7 +250,7 @@ export const ENVIRONMENT = {
 export type EnvironmentName = keyof typeof ENVIRONMENT;
 
 /**
- * `--dry-run`'s short measured run (src/engine/speed_probe.ts): a few warm-up steps, then timed
+ * `--dry-run`'s short measured run (src/experiment/speed_probe.ts): a few warm-up steps, then timed
  * training steps until `timedSteps` or `maxSeconds` (at least `minTimedSteps`), then one timed
  * evaluation batch. On a CPU engine the batches are capped by pixels so that a dry run of `full`
  * (240x240, batch 64) fits in memory; rates are per image either way.

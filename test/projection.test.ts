@@ -1,4 +1,4 @@
-// Knowing the cost before paying it: the projection arithmetic (engine/projection.ts), the sizes a
+// Knowing the cost before paying it: the projection arithmetic (experiment/projection.ts), the sizes a
 // dry run reads from the batch files, the probe's batch caps, the projection a run prints after
 // its first epoch, and `--dry-run` itself: it measures on the active engine and writes nothing.
 import { after, test } from "node:test";
@@ -7,9 +7,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { makeConfig, PRESET_CONFIGS, SPEED_PROBE } from "../src/config";
-import { FirstEpochProjector, project, projectionText, unitCounts } from "../src/engine/projection";
-import { splitSizes } from "../src/engine/dry_run";
-import { probeBatch } from "../src/engine/speed_probe";
+import { FirstEpochProjector, project, projectionText, unitCounts } from "../src/experiment/projection";
+import { splitSizes } from "../src/experiment/dry_run";
+import { probeBatch } from "../src/experiment/speed_probe";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 import { formatDuration } from "../src/util/duration";
 import { ROOT, run } from "./helpers/fake_gpu";

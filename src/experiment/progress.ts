@@ -9,7 +9,7 @@ import { unitLabel } from "./store";
 import type { EpochRecord } from "./records";
 import { completeUnits } from "./run_summary";
 import { formatDuration } from "../util/duration";
-import { FirstEpochProjector } from "../engine/projection";
+import { FirstEpochProjector } from "./projection";
 
 export { formatDuration };
 

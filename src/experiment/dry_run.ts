@@ -8,7 +8,7 @@ import { ExperimentConfig, SPEED_PROBE } from "../config";
 import { BATCH_DIR_NAME, RECORD_BYTES, TEST_BATCH_FILE, TRAIN_BATCH_FILES, batchDirProblem } from "../data/cifar10";
 import { resolveDataSource } from "../data/prepare";
 import { SYNTHETIC_DIR_NAME } from "../data/synthetic";
-import { loadResults } from "../experiment/grid";
+import { loadResults } from "./grid";
 import { measureSpeed, SpeedSample } from "./speed_probe";
 import { backboneCanRun, project, projectionText, unitCounts, UnitCost } from "./projection";
 

@@ -10,8 +10,8 @@ import { IMAGE_BYTES } from "../data/cifar10";
 import { BinaryClassifier } from "../model/head";
 import { makeRng } from "../rng";
 import { evaluate, trainLoop, TrainingStopped } from "../train/loop";
-import { BackendInfo, initBackend } from "./backend";
-import { gpuMemoryOfProcess } from "./machine_facts";
+import { BackendInfo, initBackend } from "../engine/backend";
+import { gpuMemoryOfProcess } from "../engine/machine_facts";
 
 export interface SpeedSample {
   backend: BackendInfo;
