@@ -7,6 +7,7 @@ import type { EpochRecord } from "./records";
 import type { ExperimentResult } from "./grid";
 import { formatInterval, MeanCi } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
+import { asSentence } from "./run_summary";
 import { entropyNats } from "../maths";
 
 const LN2 = Math.log(2);
@@ -51,7 +52,7 @@ function epochsOf(records: readonly EpochRecord[]): number[] {
 
 /** Sentences (markdown bullets) about one part, from its records only. */
 export function partFindings(part: ConclusionPart, positiveRate: number): string[] {
-  if (part.unavailable) return [`**${part.label}: not run.** ${part.unavailable}`];
+  if (part.unavailable) return [`**${part.label}: not run.** ${asSentence(part.unavailable)}`];
   const records = part.records.filter((r) => r.backbone === part.backbone);
   if (records.length === 0) return [`**${part.label}: no results in the store yet** (run its notebook first).`];
   const out: string[] = [];

@@ -3,22 +3,47 @@
 import { entropyNats } from "../maths";
 import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
+import { PRESETS, PRESET_CONFIGS } from "../config";
+import { IMAGENET_WEIGHTS } from "../model/pretrained";
 import type { ExperimentResult } from "./grid";
 import { PLAN_NOTEBOOK, PlanName } from "./plans";
-import { unitLabel } from "./store";
+import { UnitKey, unitLabel } from "./store";
 
 /** Units holding every epoch record of their config (epoch 0 included). */
 export function completeUnits(result: ExperimentResult): number {
   return result.units.filter((u) => u.epochs === result.config.epochs + 1).length;
 }
 
-/** How complete a plan is in the store and, when units are missing, which notebook trains them. */
+/**
+ * How complete a plan is in the store and, when units are missing, which notebook trains them; or,
+ * for ImageNet units of a model torchvision has no ImageNet weights for (the smoke preset's tiny
+ * model), that no notebook can train them with this preset, and which presets can.
+ */
 export function planStatusText(plan: PlanName, result: ExperimentResult): string {
+  const { config } = result;
   const complete = completeUnits(result);
-  const missing = result.units.length - complete - result.unavailable.length;
+  const missing = result.units.filter((u) => u.epochs !== config.epochs + 1 && !result.unavailable.some((x) => sameUnit(x.unit, u.unit)));
+  const blocked = IMAGENET_WEIGHTS[config.model] === undefined ? missing.filter((u) => u.unit.backbone === "imagenet").length : 0;
+  const trainable = missing.length - blocked;
+  const able = PRESETS.filter((p) => IMAGENET_WEIGHTS[PRESET_CONFIGS[p].model] !== undefined).map((p) => `\`${p}\``);
   return `**${plan}** (\`${result.dir}\`): ${complete} of ${result.units.length} unit(s) complete` +
     (result.unavailable.length > 0 ? `, ${result.unavailable.length} not runnable` : "") +
-    (missing > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${missing}.` : ".");
+    (trainable > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${trainable}` : "") +
+    (blocked > 0 ? `; ${blocked} cannot run with preset \`${config.preset}\`: no ImageNet weights exist for its model "${config.model}" ` +
+      `(${able.length > 0 ? `presets ${able.join(" and ")} have them` : "no preset has them"})` : "") + ".";
+}
+
+function sameUnit(a: UnitKey, b: UnitKey): boolean {
+  return a.backbone === b.backbone && a.arm === b.arm && a.trial === b.trial;
+}
+
+/**
+ * A message shown after a full stop ("**ImageNet weights: not run.** No ImageNet weights ..."):
+ * errors start lower-case by the project's convention (`<what>: <what is wrong>`), so they are
+ * capitalized where they begin a sentence.
+ */
+export function asSentence(message: string): string {
+  return message.length === 0 ? message : message[0].toUpperCase() + message.slice(1);
 }
 
 /**
