@@ -39,11 +39,11 @@ function sameUnit(a: UnitKey, b: UnitKey): boolean {
 
 /**
  * A message shown after a full stop ("**ImageNet weights: not run.** No ImageNet weights ..."):
- * errors start lower-case by the project's convention (`<what>: <what is wrong>`), so they are
- * capitalized where they begin a sentence.
+ * errors start lower-case by the project's convention, so a leading plain word is capitalized.
+ * A leading name is not (`weights/efficientnet_b1.pth not found`, `tslab: ...`): it is spelled as it is.
  */
 export function asSentence(message: string): string {
-  return message.length === 0 ? message : message[0].toUpperCase() + message.slice(1);
+  return /^[a-z][a-z'-]*(\s|,|$)/.test(message) ? message[0].toUpperCase() + message.slice(1) : message;
 }
 
 /**
