@@ -259,7 +259,7 @@ test("committed notebooks use the project's kernel and carry no outputs", () => 
     }
     const first = nb.cells.find((c) => c.cell_type === "code");
     assert.match(joined(first?.source), /const nb = await notebookSetup\(/, `${name}: the first code cell calls notebookSetup()`);
-    // What the project's kernel reports (tools/jupyter/kernels/bias-init-tslab/kernel.js), so that saving does not rewrite it.
+    // What the project's kernel reports (tools/jupyter/kernels/bias-init-tslab/start_tslab.js), so that saving does not rewrite it.
     assert.deepEqual((nb.metadata as Record<string, unknown>).language_info,
       { name: "typescript", file_extension: ".ts", mimetype: "text/typescript", version: tslabVersions.typescript }, `${name}: language_info`);
   }

@@ -6,7 +6,7 @@
 `make strip` runs it on notebooks/. What it undoes is what running and saving a notebook adds:
 cell outputs and execution counts, the per-cell metadata JupyterLab and nbclient record while
 running (execution timing, scroll/collapse state), and a language_info other than the one the
-project's kernel reports (tools/jupyter/kernels/bias-init-tslab/kernel.js: TypeScript with the
+project's kernel reports (tools/jupyter/kernels/bias-init-tslab/start_tslab.js: TypeScript with the
 version tslab compiles with, no codemirror_mode; tslab itself says "3.7.2"). The file is written
 the way Jupyter writes it (nbformat: sorted keys, one-space indent), so a notebook saved by
 JupyterLab and stripped is byte for byte the committed one.

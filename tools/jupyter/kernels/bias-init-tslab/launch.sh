@@ -31,4 +31,4 @@ if [[ "$TF_CPP_MIN_LOG_LEVEL" =~ ^[1-9]$ ]]; then
   exec 2> >(trap '' INT; exec grep --line-buffered -v -E \
     "^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\$|^[$absl_levels][0-9]{4} [0-9:.]+ +[0-9]+ [^ ]+:[0-9]+\] " >&2)
 fi
-exec node "$here/kernel.js" "$connection_file"
+exec node "$here/start_tslab.js" "$connection_file"

@@ -12,6 +12,7 @@
 //    history_reply, which the protocol allows ("kernels may not keep a history").
 //
 // If a tslab upgrade moves these internals, the kernel still starts, unpatched, and says so.
+// (Not named kernel.js: in a kernelspec folder, that name is a browser extension classic Notebook loads.)
 "use strict";
 const path = require("path");
 
@@ -61,12 +62,12 @@ if (expected) {
   patchKernelInfo(JupyterHandlerImpl);
   patchHistory(ZmqServer);
 } else {
-  console.error(`bias-init kernel: tslab ${versions.tslab} does not have the internals kernel.js patches; running it unpatched (see tools/jupyter/kernels/bias-init-tslab/kernel.js)`);
+  console.error(`bias-init kernel: tslab ${versions.tslab} does not have the internals start_tslab.js patches; running it unpatched (see tools/jupyter/kernels/bias-init-tslab/start_tslab.js)`);
 }
 
 const configPath = process.argv[2];
 if (!configPath) {
-  console.error("usage: node kernel.js CONNECTION_FILE (Jupyter passes it through launch.sh)");
+  console.error("usage: node start_tslab.js CONNECTION_FILE (Jupyter passes it through launch.sh)");
   process.exit(2);
 }
 startKernel({ configPath, enableFindLocal: false, jsKernel: false, globalVersion: versions.tslab });
