@@ -11,7 +11,7 @@ import { BackendInfo, initBackend } from "./engine/backend";
 import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
-import { asSentence, completeUnits, planStatusText, unitsByReason } from "./experiment/run_summary";
+import { asSentence, completeUnits, missingWeightsReason, planStatusText, unitsByReason } from "./experiment/run_summary";
 import { resultsTable, summaryTables } from "./experiment/stats/tables";
 import type { EpochMetric } from "./experiment/records";
 import { conclusionParts, PlanResults, writeConclusions } from "./experiment/conclusions";
@@ -95,9 +95,9 @@ export class Notebook {
   /** One figure per backbone the result's plan ran; a backbone without records says why. */
   private perBackbone(result: ExperimentResult, draw: (backbone: Backbone) => PlotlyFigure | string): void {
     for (const backbone of result.config.backbones) {
-      const why = result.unavailable.find((u) => u.unit.backbone === backbone);
+      const why = result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? (backbone === "imagenet" ? missingWeightsReason(result.config) : null);
       if (!result.records.some((r) => r.backbone === backbone)) {
-        this.md(why ? `**${BACKBONE_LABEL[backbone]}: not run.** ${asSentence(why.message)}` : `**${BACKBONE_LABEL[backbone]}:** no results in the store for this config yet.`);
+        this.md(why ? `**${BACKBONE_LABEL[backbone]}: not run.** ${asSentence(why)}` : `**${BACKBONE_LABEL[backbone]}:** no results in the store for this config yet.`);
         continue;
       }
       const fig = draw(backbone);

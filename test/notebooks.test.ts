@@ -11,7 +11,7 @@ import { DisplayMessage, setDisplaySink } from "../src/viz/kernel_output";
 import { LiveProgress, StepStatus, scriptJson, tableBundle } from "../src/viz/html_output";
 import { figureBundle, resetPlotlyInlined, showFigure, showPlotlyLibrary } from "../src/viz/plotly_inline";
 import { rgbToPng } from "../src/viz/png";
-import { partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
+import { conclusionParts, partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
 import { formatInterval } from "../src/experiment/stats/student_t";
 import type { EpochRecord } from "../src/experiment/records";
 import { makeConfig } from "../src/config";
@@ -218,7 +218,10 @@ describe("what 04 says about a plan", () => {
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const imagenet = loadResults(makeConfig("smoke", planOverrides("imagenet", "smoke")), dir);
     assert.equal(planStatusText("imagenet", imagenet),
-      `**imagenet** (\`${imagenet.dir}\`): 0 of 4 unit(s) complete; 4 cannot run with preset \`smoke\`: no ImageNet weights exist for its model "tiny" (presets \`full\` and \`quick\` have them).`);
+      `**imagenet** (\`${imagenet.dir}\`): 0 of 4 unit(s) complete; 4 cannot run: no ImageNet weights exist for model "tiny" of preset \`smoke\` (presets \`full\` and \`quick\` have them).`);
+    // The figures and the conclusions say the same instead of "no results yet (run its notebook first)".
+    const [part] = conclusionParts({ imagenet: imagenet });
+    assert.equal(partFindings(part, 0.1)[0], "**ImageNet weights (2 epochs): not run.** No ImageNet weights exist for model \"tiny\" of preset `smoke` (presets `full` and `quick` have them)");
     const scratch = loadResults(makeConfig("smoke", planOverrides("scratch", "smoke")), dir);
     assert.equal(planStatusText("scratch", scratch), `**scratch** (\`${scratch.dir}\`): 0 of 4 unit(s) complete; run \`02_from_scratch\` to train the other 4.`);
     // With b1 (quick), the ImageNet half is trainable: the notebook that trains it is named.

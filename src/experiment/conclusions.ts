@@ -7,7 +7,7 @@ import type { EpochRecord } from "./records";
 import type { ExperimentResult } from "./grid";
 import { formatInterval, MeanCi } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
-import { asSentence } from "./run_summary";
+import { asSentence, missingWeightsReason } from "./run_summary";
 import { entropyNats } from "../maths";
 
 const LN2 = Math.log(2);
@@ -132,7 +132,8 @@ export function conclusionParts(results: PlanResults): ConclusionPart[] {
     if (!result) return [];
     return result.config.backbones.map((backbone) => ({
       label: `${PART_LABEL[plan]} (${result.config.epochs} epochs)`, backbone, records: result.records, positiveRate: result.positiveRate,
-      unavailable: result.records.some((r) => r.backbone === backbone) ? null : result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? null,
+      unavailable: result.records.some((r) => r.backbone === backbone) ? null
+        : result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? (backbone === "imagenet" ? missingWeightsReason(result.config) : null),
     }));
   });
 }

@@ -3,7 +3,7 @@
 import { entropyNats } from "../maths";
 import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
-import { PRESETS, PRESET_CONFIGS } from "../config";
+import { ExperimentConfig, PRESETS, PRESET_CONFIGS } from "../config";
 import { IMAGENET_WEIGHTS } from "../model/pretrained";
 import type { ExperimentResult } from "./grid";
 import { PLAN_NOTEBOOK, PlanName } from "./plans";
@@ -15,22 +15,31 @@ export function completeUnits(result: ExperimentResult): number {
 }
 
 /**
+ * Why a config's ImageNet units can never run, whatever the store holds: torchvision has no
+ * ImageNet weights for its model (the smoke preset's tiny model); null when they can.
+ */
+export function missingWeightsReason(config: ExperimentConfig): string | null {
+  if (IMAGENET_WEIGHTS[config.model] !== undefined) return null;
+  const able = PRESETS.filter((p) => IMAGENET_WEIGHTS[PRESET_CONFIGS[p].model] !== undefined).map((p) => `\`${p}\``);
+  return `no ImageNet weights exist for model "${config.model}" of preset \`${config.preset}\`` +
+    ` (${able.length > 0 ? `presets ${able.join(" and ")} have them` : "no preset has them"})`;
+}
+
+/**
  * How complete a plan is in the store and, when units are missing, which notebook trains them; or,
- * for ImageNet units of a model torchvision has no ImageNet weights for (the smoke preset's tiny
- * model), that no notebook can train them with this preset, and which presets can.
+ * for ImageNet units no notebook can train with this preset, why.
  */
 export function planStatusText(plan: PlanName, result: ExperimentResult): string {
   const { config } = result;
   const complete = completeUnits(result);
   const missing = result.units.filter((u) => u.epochs !== config.epochs + 1 && !result.unavailable.some((x) => sameUnit(x.unit, u.unit)));
-  const blocked = IMAGENET_WEIGHTS[config.model] === undefined ? missing.filter((u) => u.unit.backbone === "imagenet").length : 0;
+  const reason = missingWeightsReason(config);
+  const blocked = reason === null ? 0 : missing.filter((u) => u.unit.backbone === "imagenet").length;
   const trainable = missing.length - blocked;
-  const able = PRESETS.filter((p) => IMAGENET_WEIGHTS[PRESET_CONFIGS[p].model] !== undefined).map((p) => `\`${p}\``);
   return `**${plan}** (\`${result.dir}\`): ${complete} of ${result.units.length} unit(s) complete` +
     (result.unavailable.length > 0 ? `, ${result.unavailable.length} not runnable` : "") +
     (trainable > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${trainable}` : "") +
-    (blocked > 0 ? `; ${blocked} cannot run with preset \`${config.preset}\`: no ImageNet weights exist for its model "${config.model}" ` +
-      `(${able.length > 0 ? `presets ${able.join(" and ")} have them` : "no preset has them"})` : "") + ".";
+    (blocked > 0 ? `; ${blocked} cannot run: ${reason}` : "") + ".";
 }
 
 function sameUnit(a: UnitKey, b: UnitKey): boolean {
