@@ -192,6 +192,8 @@ describe("JupyterLab in Chromium: 00_walkthrough as a user runs it (smoke preset
       { settings: Record<string, unknown>; schema: { properties: { fetchNews: { default: unknown } } } };
     assert.deepEqual([settings.schema.properties.fetchNews.default, settings.settings], ["false", {}]);
     assert.deepEqual(external, [], "requests from the JupyterLab page to anything but the server");
+    // The server's log, where the kernel's stderr goes: no tslab protocol warning, no TensorFlow start-up lines.
+    assert.doesNotMatch(server.logTail(1e7), /unknown msg_type|absl::InitializeLog|oneDNN custom operations/);
   });
 
   test("the H(p) label sits above the plot area, clear of every curve and of the title", async () => {
