@@ -12,13 +12,12 @@ PRESET ?=
 PLAN ?=
 ARGS ?=
 
-JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/tools/jupyter
 # The GPU build's CUDA library paths (its cuda-env.sh), when that build exists; a no-op otherwise.
 ENGINE_ENV := source tools/native/engine-env.sh &&
 # JupyterLab refuses to run as root unless told to.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report bench bench-compare native native-gpu doctor clean
+.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report strip bench bench-compare native native-gpu doctor clean
 
 help:
 	@echo "make setup      install Node and Python dependencies (npm ci, .venv with JupyterLab, nbconvert, scikit-learn, torch)"
@@ -30,6 +29,7 @@ help:
 	@echo "                ARGS=--dry-run: units, steps, a short measured run and the projected time, nothing trained"
 	@echo "make lab        JupyterLab with the project's TypeScript kernel, opened on notebooks/00_walkthrough"
 	@echo "make report     execute every notebook headless -> reports/*.html (self-contained, offline) + executed .ipynb"
+	@echo "make strip      return notebooks/*.ipynb to their committed form (no outputs, no execution counts) before committing"
 	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend"
 	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240, with ratios"
 	@echo "make native     build the native TF.js CPU engine from the package index (run/lab/report/bench do it on first use)"
@@ -74,10 +74,14 @@ run: node-deps engine
 	$(ENGINE_ENV) $(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(ARGS)
 
 lab: setup engine
-	$(ENGINE_ENV) $(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_walkthrough.ipynb
+	$(ENGINE_ENV) bash tools/jupyter/lab.sh $(LAB_ARGS) notebooks/00_walkthrough.ipynb
 
 report: setup engine
 	$(ENGINE_ENV) $(if $(PRESET),BIAS_INIT_PRESET=$(PRESET)) bash tools/jupyter/report.sh
+
+# What running and saving adds (outputs, execution counts, run metadata) comes off; the suite checks it.
+strip: python-deps node-deps
+	$(PY) tools/jupyter/strip_notebooks.py
 
 bench: node-deps engine
 	$(ENGINE_ENV) $(TSX) bench/train_speed.ts $(ARGS)

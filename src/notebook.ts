@@ -3,7 +3,6 @@
 //   const nb = await notebookSetup("02 From scratch");   // header: preset, engine, dataset, store
 //   const result = await nb.run("scratch");              // trains only what the store lacks
 //   nb.showLearningCurves(result);                       // the reference figure, per backbone run
-//
 // The environment (BIAS_INIT_PRESET, BIAS_INIT_RESULTS, BIAS_INIT_BACKEND) is read by src/config.ts.
 import * as fs from "fs";
 import * as path from "path";
@@ -12,17 +11,17 @@ import { BackendInfo, initBackend } from "./engine/backend";
 import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
-import { completeUnits, planStatusText, unitsByReason } from "./experiment/run_summary";
+import { asSentence, completeUnits, missingWeightsReason, planStatusText, unitsByReason } from "./experiment/run_summary";
 import { CaptionedTable, catchUpTables, evaluationModeTables, logitSpreadRows, logitSpreadTables, resultsTable, summaryTables } from "./experiment/stats/tables";
 import type { EpochMetric } from "./experiment/records";
 import { conclusionParts, logitSpreadFindings, PlanResults, writeConclusions } from "./experiment/conclusions";
-import { PreparedData, prepareData } from "./data/prepare";
+import { PreparedData, prepareData, preparationStep } from "./data/prepare";
 import { biasMathsTable } from "./maths";
 import { modelSummaryTable } from "./model/architecture";
 import { PositiveRateOptions, biasCurve, calibrationFigure, classBalanceFigure, learningCurves, pairedDifferenceFigure, stepLossCurve } from "./viz/figures";
 import type { PlotlyFigure } from "./viz/plotly_figure";
-import { LiveProgress, TableLike, TableOptions, showMarkdown, showTable } from "./viz/html_output";
-import { ensurePlotlyLibrary, showFigure } from "./viz/plotly_inline";
+import { LiveProgress, StepStatus, TableLike, TableOptions, showMarkdown, showTable } from "./viz/html_output";
+import { showFigure, showPlotlyLibrary } from "./viz/plotly_inline";
 import { exportFigures } from "./viz/chromium_export";
 import { showSampleImages } from "./viz/sample_images";
 import { showNotebookHeader } from "./viz/notebook_header";
@@ -69,8 +68,7 @@ export class Notebook {
   }
 
   private showProblems(result: ExperimentResult): void {
-    const lines = unitsByReason(result);
-    if (lines.length > 0) this.md(lines.join("\n\n"));
+    if (unitsByReason(result).length > 0) this.md(unitsByReason(result).join("\n\n"));
   }
 
   // Output: one way to show each kind of thing.
@@ -91,9 +89,9 @@ export class Notebook {
   /** One figure per backbone the result's plan ran; a backbone without records says why. */
   private perBackbone(result: ExperimentResult, draw: (backbone: Backbone) => PlotlyFigure | string): void {
     for (const backbone of result.config.backbones) {
-      const why = result.unavailable.find((u) => u.unit.backbone === backbone);
+      const why = result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? (backbone === "imagenet" ? missingWeightsReason(result.config) : null);
       if (!result.records.some((r) => r.backbone === backbone)) {
-        this.md(why ? `**${BACKBONE_LABEL[backbone]}: not run.** ${why.message}` : `**${BACKBONE_LABEL[backbone]}:** no results in the store for this config yet.`);
+        this.md(why ? `**${BACKBONE_LABEL[backbone]}: not run.** ${asSentence(why)}` : `**${BACKBONE_LABEL[backbone]}:** no results in the store for this config yet.`);
         continue;
       }
       const fig = draw(backbone);
@@ -182,15 +180,18 @@ export class Notebook {
 }
 
 /**
- * Starts a notebook: picks the engine and the preset, loads the data, shows the header, and sends
- * plotly.js so every figure after it renders offline. Call it in the first code cell.
+ * Starts a notebook: engine, preset and data (a status line names each step, with times), the
+ * header, and plotly.js in this cell's output, the copy every figure of the saved file draws with.
  */
 export async function notebookSetup(title = "bias-init lab"): Promise<Notebook> {
-  const backend = await initBackend();
+  const status = new StepStatus("setup");
+  const backend = await status.step("loading engine", () => initBackend());
   const resultsDir = defaultResultsDir();
   if (fs.existsSync(resultsDir) && !fs.statSync(resultsDir).isDirectory()) throw new ConfigError(`BIAS_INIT_RESULTS: ${resultsDir} is not a folder; point it at a folder`);
   const nb = new Notebook(defaultPreset(backend.kind === "cuda"), backend, resultsDir);
+  await status.step(preparationStep(nb.config().data), () => nb.data);
+  status.finish();
   showNotebookHeader({ title, config: nb.config(), backend, data: nb.data, resultsDir });
-  ensurePlotlyLibrary();
+  showPlotlyLibrary();
   return nb;
 }

@@ -8,17 +8,23 @@ import * as path from "path";
 import { spawnSync } from "child_process";
 import { inflateSync } from "zlib";
 import { DisplayMessage, setDisplaySink } from "../src/viz/kernel_output";
-import { LiveProgress, scriptJson, tableBundle } from "../src/viz/html_output";
-import { figureBundle, resetPlotlyInlined, showFigure } from "../src/viz/plotly_inline";
+import { LiveProgress, StepStatus, scriptJson, tableBundle } from "../src/viz/html_output";
+import { figureBundle, resetPlotlyInlined, showFigure, showPlotlyLibrary } from "../src/viz/plotly_inline";
 import { rgbToPng } from "../src/viz/png";
-import { partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
+import { conclusionParts, partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
 import { formatInterval } from "../src/experiment/stats/student_t";
 import type { EpochRecord } from "../src/experiment/records";
 import { makeConfig } from "../src/config";
-import { storeFor } from "../src/experiment/grid";
+import { loadResults, storeFor } from "../src/experiment/grid";
+import { asSentence, planStatusText } from "../src/experiment/run_summary";
 import { planOverrides } from "../src/experiment/plans";
 
 const ROOT = path.resolve(__dirname, "..");
+const PYTHON = path.join(ROOT, ".venv", "bin", "python");
+const noPython = fs.existsSync(PYTHON) ? false : `${PYTHON} is missing: run \`make setup\``;
+// tslab's own version strings: the TypeScript it compiles notebooks with is what the kernel reports.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const tslabVersions = (require("tslab/dist/public") as { versions: { typescript: string } }).versions;
 
 function capture(fn: () => void): Array<{ message: DisplayMessage; update: boolean }> {
   const sent: Array<{ message: DisplayMessage; update: boolean }> = [];
@@ -62,6 +68,52 @@ describe("display bundles", () => {
     assert.ok(library.length > 1_000_000, `plotly.js inlined (${library.length} chars)`);
     assert.ok("application/vnd.plotly.v1+json" in sent[1].message.data && "application/vnd.plotly.v1+json" in sent[2].message.data);
     assert.ok(sent.every((s) => !s.update && s.message.transient.display_id === undefined));
+  });
+
+  test("the setup cell carries plotly.js every time it runs, so a re-run setup cell keeps a saved notebook drawable", () => {
+    resetPlotlyInlined();
+    const sent = capture(() => {
+      showPlotlyLibrary(); // notebookSetup, first run
+      showFigure(fig);
+      showPlotlyLibrary(); // the setup cell run again in the same kernel: its new output holds the library again
+      showFigure(fig);
+    });
+    const isLibrary = (m: DisplayMessage): boolean => String(m.data["text/html"]).startsWith('<script type="text/javascript">if (!window.Plotly) {');
+    assert.deepEqual(sent.map((s) => isLibrary(s.message)), [true, false, true, false]);
+  });
+
+  test("the setup status line: each step announced before it runs, then its time, one output updated in place", async () => {
+    let now = 0;
+    const sent: Array<{ message: DisplayMessage; update: boolean }> = [];
+    setDisplaySink((message, update) => sent.push({ message, update }));
+    try {
+      const status = new StepStatus("setup", () => now);
+      const seenDuringWork: string[] = [];
+      const engine = await status.step("loading engine", async () => {
+        seenDuringWork.push(String(sent[sent.length - 1].message.data["text/plain"]));
+        now += 1200;
+        return "native";
+      });
+      assert.equal(engine, "native");
+      await status.step("generating the synthetic stand-in (12,000 images)", () => {
+        seenDuringWork.push(String(sent[sent.length - 1].message.data["text/plain"]));
+        now += 6100;
+      });
+      status.finish();
+      assert.deepEqual(seenDuringWork, ["setup: loading engine...", "setup: loading engine: 1.2 s; generating the synthetic stand-in (12,000 images)..."]);
+      await assert.rejects(new StepStatus("setup", () => now).step("loading engine", () => { now += 500; throw new Error("no engine"); }), /no engine/);
+    } finally {
+      setDisplaySink(null);
+    }
+    assert.deepEqual(sent.map((s) => s.message.data["text/plain"]), [
+      "setup: loading engine...",
+      "setup: loading engine: 1.2 s; generating the synthetic stand-in (12,000 images)...",
+      "setup done in 7.3 s (loading engine: 1.2 s; generating the synthetic stand-in (12,000 images): 6.1 s)",
+      "setup: loading engine...",
+      "setup: loading engine: FAILED after 0.5 s",
+    ]);
+    assert.deepEqual(sent.map((s) => s.update), [false, true, true, false, true]);
+    assert.equal(new Set(sent.slice(0, 3).map((s) => s.message.transient.display_id)).size, 1);
   });
 
   test("a table: right-aligned numbers with fixed digits, nulls empty, one-column frames", () => {
@@ -178,6 +230,32 @@ describe("conclusions from numbers", () => {
   });
 });
 
+describe("what 04 says about a plan", () => {
+  test("smoke with an empty store: the ImageNet half cannot run (the tiny model has no ImageNet weights), and says so", (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-plan-status-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const imagenet = loadResults(makeConfig("smoke", planOverrides("imagenet", "smoke")), dir);
+    assert.equal(planStatusText("imagenet", imagenet),
+      `**imagenet** (\`${imagenet.dir}\`): 0 of 4 unit(s) complete; 4 cannot run: no ImageNet weights exist for model "tiny" of preset \`smoke\` (presets \`full\` and \`quick\` have them).`);
+    // The figures and the conclusions say the same instead of "no results yet (run its notebook first)".
+    const [part] = conclusionParts({ imagenet: imagenet });
+    assert.equal(partFindings(part, 0.1)[0], "**ImageNet weights (2 epochs): not run.** No ImageNet weights exist for model \"tiny\" of preset `smoke` (presets `full` and `quick` have them)");
+    const scratch = loadResults(makeConfig("smoke", planOverrides("scratch", "smoke")), dir);
+    assert.equal(planStatusText("scratch", scratch), `**scratch** (\`${scratch.dir}\`): 0 of 4 unit(s) complete; run \`02_from_scratch\` to train the other 4.`);
+    // With b1 (quick), the ImageNet half is trainable: the notebook that trains it is named.
+    const quick = loadResults(makeConfig("quick", planOverrides("imagenet", "quick")), dir);
+    assert.match(planStatusText("imagenet", quick), /: 0 of \d+ unit\(s\) complete; run `01_imagenet_weights` to train the other \d+\.$/);
+  });
+
+  test("a reason shown after a full stop starts with a capital, unless it starts with a name", () => {
+    assert.equal(asSentence("no ImageNet weights exist for efficientnet \"tiny\""), "No ImageNet weights exist for efficientnet \"tiny\"");
+    assert.equal(asSentence("weights/efficientnet_b1.pth not found"), "weights/efficientnet_b1.pth not found");
+    assert.equal(asSentence("tslab: not installed"), "tslab: not installed");
+    assert.equal(asSentence("Already capital"), "Already capital");
+    assert.equal(asSentence(""), "");
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // The committed notebooks: nbformat 4, the project's kernel, no outputs (reports/ has executed copies).
 
@@ -202,7 +280,15 @@ test("committed notebooks use the project's kernel and carry no outputs", () => 
     }
     const first = nb.cells.find((c) => c.cell_type === "code");
     assert.match(joined(first?.source), /const nb = await notebookSetup\(/, `${name}: the first code cell calls notebookSetup()`);
+    // What the project's kernel reports (tools/jupyter/kernels/bias-init-tslab/start_tslab.js), so that saving does not rewrite it.
+    assert.deepEqual((nb.metadata as Record<string, unknown>).language_info,
+      { name: "typescript", file_extension: ".ts", mimetype: "text/typescript", version: tslabVersions.typescript }, `${name}: language_info`);
   }
+});
+
+test("committed notebooks are in the form `make strip` writes (what a saved, stripped notebook becomes byte for byte)", { skip: noPython }, () => {
+  const r = spawnSync(PYTHON, [path.join(ROOT, "tools/jupyter/strip_notebooks.py"), "--check"], { cwd: ROOT, encoding: "utf8" });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -246,7 +332,6 @@ test("every src/ module compiles under tslab's compiler, as notebooks import it"
 // ---------------------------------------------------------------------------------------------
 // The notebooks themselves, through the real tslab kernel (tools/jupyter/run_notebooks.py).
 
-const PYTHON = path.join(ROOT, ".venv", "bin", "python");
 const JUPYTER = path.join(ROOT, ".venv", "bin", "jupyter");
 const noJupyter = fs.existsSync(JUPYTER) ? false : `${JUPYTER} is missing: run \`make setup\` to execute the notebooks`;
 
@@ -310,6 +395,32 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.equal(r.status, 0, `run_notebooks.py failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
   }
 
+  test("the kernel: committed language_info, an answer to history requests, no TensorFlow start-up lines in the server log", () => {
+    const log = path.join(work, "kernel-stderr.log");
+    // Loading the native engine makes TensorFlow 2.21 log through absl before absl::InitializeLog(),
+    // straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; launch.sh filters those lines.
+    const native = fs.existsSync(path.join(ROOT, ".native", "tfjs-node", "package.json"));
+    const code = native ? 'import { initBackend } from "./src/engine/backend";\nconsole.log((await initBackend("native")).kind);' : "";
+    const r = spawnSync(PYTHON, [path.join(ROOT, "test/helpers/kernel_protocol.py"), log, code],
+      { cwd: ROOT, env: { ...env, JUPYTER_PATH: path.join(ROOT, "tools", "jupyter") }, encoding: "utf8", timeout: 240_000 });
+    assert.equal(r.status, 0, `kernel_protocol.py failed (status ${r.status}):\n${r.stdout}\n${r.stderr}`);
+    const reply = JSON.parse(r.stdout.trim().split("\n").pop() as string) as { language_info: unknown; history: unknown; outputs: Array<{ type: string; content: { name?: string; text?: string } }> };
+    // tslab alone says version "3.7.2" with a codemirror_mode; JupyterLab saves whatever this says.
+    assert.deepEqual(reply.language_info, { name: "typescript", file_extension: ".ts", mimetype: "text/typescript", version: tslabVersions.typescript });
+    assert.deepEqual(reply.history, { status: "ok", history: [] });
+    const stderr = fs.readFileSync(log, "utf8");
+    assert.doesNotMatch(stderr, /unknown msg_type/, "tslab's warning for the history request");
+    if (native) {
+      const streams = reply.outputs.filter((o) => o.type === "stream");
+      assert.deepEqual(streams.map((o) => [o.content.name, o.content.text]), [["stdout", "native-cpu\n"]]);
+      // The reference: the same engine loaded by a plain Node process does print them.
+      const plain = spawnSync(process.execPath, ["--import", "tsx", "-e", 'require("./src/engine/backend").initBackend("native").then((i) => console.log(i.kind))'],
+        { cwd: ROOT, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" }, encoding: "utf8", timeout: 120_000 });
+      assert.match(plain.stderr, /absl::InitializeLog\(\)[\s\S]*oneDNN custom operations are on/, "TensorFlow no longer prints its start-up lines: the filter in launch.sh can go");
+      assert.doesNotMatch(stderr, /absl::InitializeLog|oneDNN custom operations/, `the server log got TensorFlow's start-up lines:\n${stderr}`);
+    }
+  });
+
   test("00_walkthrough runs top to bottom: sample images, figures, the demo's progress and step losses", () => {
     execute("00_walkthrough.ipynb");
     const outputs = checkCommon(path.join(out, "00_walkthrough.ipynb"));
@@ -325,6 +436,9 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.match(text, /positive rate arm \(bias -2\.\d{3}\):\*\* in eval mode the test logits have mean -2\.\d{3} and SD 0\.000/, "every test logit is the bias");
     assert.match(text, /The bias sets where the logits are centred, not how far they spread\./);
     assert.match(text, /the hockey stick, measured\. Steps to catch up: optimizer steps before the vanilla arm's smoothed training loss comes within 5%/);
+    const setup = outputs.map(outputText).filter((t) => t.startsWith("setup"));
+    assert.equal(setup.length, 1, `one setup status output (updated in place, nbclient keeps its last state): ${setup.join(" | ")}`);
+    assert.match(setup[0], /^setup done in \d+\.\d s \(loading engine: \d+\.\d s; (generating the synthetic stand-in \([\d,]+ images\)|loading the synthetic stand-in|loading CIFAR-10 from \S+): \d+\.\d s\)/);
   });
 
   test("04_summary renders every section from the store: known records, an unavailable half, a missing run", () => {
@@ -362,7 +476,7 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.match(text, /\*\*imagenet\*\* \(`[^`]+`\): 0 of 4 unit\(s\) complete, 4 not runnable\./);
     // Epoch 2 differences -0.01 and -0.025: mean -0.0175, and with n = 2 (t = 12.71) the CI spans 0.
     assert.match(text, /From scratch \(2 epochs\), after epoch 2:\*\* no test-BCE difference the trials can resolve \(the CI includes 0\): positive rate - vanilla = -0\.0175 \(95% CI /);
-    assert.match(text, /\*\*ImageNet weights \(2 epochs\): not run\.\*\* no ImageNet weights for the tiny model \(test\)/);
+    assert.match(text, /\*\*ImageNet weights \(2 epochs\): not run\.\*\* No ImageNet weights for the tiny model \(test\)/);
     assert.match(text, /From scratch, convergence run \(4 epochs\): no results in the store yet/);
     assert.match(text, /From scratch \(SYNTHETIC data\): the hockey stick, measured\..* 2 of 2 pairs caught up within epoch 1/, "the hockey-stick table");
     assert.match(text, /loss per arm and epoch, mean and 95% CI: Student t over trials, loss on the log scale, mapped back/);

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { DatasetKind, ExperimentConfig } from "../config";
 import { BATCH_DIR_NAME, DataError, howToGetCifar10, LabelledImages, batchDirProblem, loadCifar10 } from "./cifar10";
-import { SyntheticOptions, ensureSynthetic, isSynthetic } from "./synthetic";
+import { SyntheticOptions, ensureSynthetic, isSynthetic, syntheticImagesToGenerate } from "./synthetic";
 import { PositiveClass, positiveRate, resolvePositiveClass, toBinaryLabels } from "./task";
 
 
@@ -37,6 +37,13 @@ export function resolveDataSource(data: ExperimentConfig["data"]): DatasetKind {
   if (data.source !== "auto") return data.source;
   const cifarDir = path.join(data.dir, BATCH_DIR_NAME);
   return batchDirProblem(cifarDir) === null && !isSynthetic(cifarDir) ? "cifar10" : "synthetic";
+}
+
+/** What prepareData(data) is about to do, in words, for a status line shown while it runs. */
+export function preparationStep(data: ExperimentConfig["data"], opts: PrepareOptions = {}): string {
+  if (resolveDataSource(data) === "cifar10") return `loading CIFAR-10 from ${data.dir}`;
+  const n = syntheticImagesToGenerate(data.dir, opts.synthetic);
+  return n > 0 ? `generating the synthetic stand-in (${n.toLocaleString("en-US")} images)` : "loading the synthetic stand-in";
 }
 
 function resolveSource(data: ExperimentConfig["data"], opts: PrepareOptions): { dir: string; dataset: DatasetKind; why: string } {

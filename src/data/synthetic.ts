@@ -230,6 +230,12 @@ export function ensureSynthetic(dataDir: string, opts: SyntheticOptions = {}): s
   }
 }
 
+/** How many images ensureSynthetic(dataDir, opts) would generate now: 0 when the set on disk is current. */
+export function syntheticImagesToGenerate(dataDir: string, opts: SyntheticOptions = {}): number {
+  const params = resolveOptions(opts);
+  return isCurrent(path.join(dataDir, SYNTHETIC_DIR_NAME), params) ? 0 : params.perTrainBatch * TRAIN_BATCH_FILES.length + params.testCount;
+}
+
 function isCurrent(dir: string, params: Required<SyntheticOptions>): boolean {
   const marker = path.join(dir, SYNTHETIC_MARKER);
   return fs.existsSync(marker) && fs.readFileSync(marker, "utf8") === markerText(params) &&

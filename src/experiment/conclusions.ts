@@ -12,6 +12,7 @@ import { formatInterval, MeanCi } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
 import { holmReject, pairedTTestP } from "./stats/multiple_comparisons";
 import { exclusionNote, selectUnits, UnitId } from "./stats/selection";
+import { asSentence, missingWeightsReason } from "./run_summary";
 import { entropyNats } from "../maths";
 import type { LogitSpreadRow } from "./stats/tables";
 
@@ -63,7 +64,7 @@ function epochsOf(records: readonly EpochRecord[]): number[] {
 
 /** Sentences (markdown bullets) about one part, from its records only. */
 export function partFindings(part: ConclusionPart, positiveRate: number): string[] {
-  if (part.unavailable) return [`**${part.label}: not run.** ${part.unavailable}`];
+  if (part.unavailable) return [`**${part.label}: not run.** ${asSentence(part.unavailable)}`];
   const selection = selectUnits({ records: part.records.filter((r) => r.backbone === part.backbone), failed: part.failed, trials: part.trials });
   const records = selection.records;
   const excluded = exclusionNote(selection.tallies, { backbone: part.backbone });
@@ -151,7 +152,8 @@ export function conclusionParts(results: PlanResults): ConclusionPart[] {
     return result.config.backbones.map((backbone) => ({
       label: `${PART_LABEL[plan]} (${result.config.epochs} epochs)`, backbone, records: result.records, positiveRate: result.positiveRate,
       failed: result.failed.map((f) => f.unit), trials: result.config.trials,
-      unavailable: result.records.some((r) => r.backbone === backbone) ? null : result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? null,
+      unavailable: result.records.some((r) => r.backbone === backbone) ? null
+        : result.unavailable.find((u) => u.unit.backbone === backbone)?.message ?? (backbone === "imagenet" ? missingWeightsReason(result.config) : null),
     }));
   });
 }

@@ -5,22 +5,56 @@ import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
 import { exclusionNote, selectResult } from "./stats/selection";
 import { intervalText } from "./stats/scales";
+import { ExperimentConfig, PRESETS, PRESET_CONFIGS } from "../config";
+import { IMAGENET_WEIGHTS } from "../model/pretrained";
 import type { ExperimentResult } from "./grid";
 import { PLAN_NOTEBOOK, PlanName } from "./plans";
-import { unitLabel } from "./store";
+import { UnitKey, unitLabel } from "./store";
 
 /** Units holding every epoch record of their config (epoch 0 included). */
 export function completeUnits(result: ExperimentResult): number {
   return result.units.filter((u) => u.epochs === result.config.epochs + 1).length;
 }
 
-/** How complete a plan is in the store and, when units are missing, which notebook trains them. */
+/**
+ * Why a config's ImageNet units can never run, whatever the store holds: torchvision has no
+ * ImageNet weights for its model (the smoke preset's tiny model); null when they can.
+ */
+export function missingWeightsReason(config: ExperimentConfig): string | null {
+  if (IMAGENET_WEIGHTS[config.model] !== undefined) return null;
+  const able = PRESETS.filter((p) => IMAGENET_WEIGHTS[PRESET_CONFIGS[p].model] !== undefined).map((p) => `\`${p}\``);
+  return `no ImageNet weights exist for model "${config.model}" of preset \`${config.preset}\`` +
+    ` (${able.length > 0 ? `presets ${able.join(" and ")} have them` : "no preset has them"})`;
+}
+
+/**
+ * How complete a plan is in the store and, when units are missing, which notebook trains them; or,
+ * for ImageNet units no notebook can train with this preset, why.
+ */
 export function planStatusText(plan: PlanName, result: ExperimentResult): string {
+  const { config } = result;
   const complete = completeUnits(result);
-  const missing = result.units.length - complete - result.unavailable.length;
+  const missing = result.units.filter((u) => u.epochs !== config.epochs + 1 && !result.unavailable.some((x) => sameUnit(x.unit, u.unit)));
+  const reason = missingWeightsReason(config);
+  const blocked = reason === null ? 0 : missing.filter((u) => u.unit.backbone === "imagenet").length;
+  const trainable = missing.length - blocked;
   return `**${plan}** (\`${result.dir}\`): ${complete} of ${result.units.length} unit(s) complete` +
     (result.unavailable.length > 0 ? `, ${result.unavailable.length} not runnable` : "") +
-    (missing > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${missing}.` : ".");
+    (trainable > 0 ? `; run \`${PLAN_NOTEBOOK[plan]}\` to train the other ${trainable}` : "") +
+    (blocked > 0 ? `; ${blocked} cannot run: ${reason}` : "") + ".";
+}
+
+function sameUnit(a: UnitKey, b: UnitKey): boolean {
+  return a.backbone === b.backbone && a.arm === b.arm && a.trial === b.trial;
+}
+
+/**
+ * A message shown after a full stop ("**ImageNet weights: not run.** No ImageNet weights ..."):
+ * errors start lower-case by the project's convention, so a leading plain word is capitalized.
+ * A leading name is not (`weights/efficientnet_b1.pth not found`, `tslab: ...`): it is spelled as it is.
+ */
+export function asSentence(message: string): string {
+  return /^[a-z][a-z'-]*(\s|,|$)/.test(message) ? message[0].toUpperCase() + message.slice(1) : message;
 }
 
 /**

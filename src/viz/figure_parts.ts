@@ -157,12 +157,18 @@ export function armTraces<R extends MeanCi & { arm: Arm }>(rows: readonly R[], x
   });
 }
 
-/** A dashed horizontal line across a panel, with its label at the right end. */
+/**
+ * A dashed horizontal line across a panel, its label (in the line's colour) above the panel's
+ * top-left corner: outside the plot area, so no curve can run through it. At the line's own height
+ * it sat on the curves that converge to that line (H(p), the positive rate, zero difference).
+ */
 export function horizontalLine(y: number, label: string, panel: Panel, dash: "dash" | "dot" = "dash"): { shape: Record<string, unknown>; annotation: Record<string, unknown> } {
   const s = axisSuffix(panel);
   return {
     shape: { type: "line", xref: `x${s} domain`, x0: 0, x1: 1, yref: `y${s}`, y0: y, y1: y, line: { color: REFERENCE_LINE_COLOR, width: 1.5, dash } },
-    annotation: { xref: `x${s} domain`, x: 1, xanchor: "right", yref: `y${s}`, y, yanchor: "bottom", text: label, showarrow: false, font: { color: REFERENCE_LINE_COLOR } },
+    annotation: {
+      xref: `x${s} domain`, x: 0, xanchor: "left", yref: `y${s} domain`, y: 1, yanchor: "bottom", text: label, showarrow: false, font: { color: REFERENCE_LINE_COLOR },
+    },
   };
 }
 

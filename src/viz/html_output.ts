@@ -2,8 +2,8 @@
 // in place, and grids of small images. Each output goes to the kernel through kernel_output.ts.
 import { LiveOutput, MimeBundle, showBundle } from "./kernel_output";
 
-/** Monospace like a code cell, so fixed-width tables line up in HTML too. */
-const PRE_STYLE = "margin:0;font-family:var(--jp-code-font-family, monospace);font-size:var(--jp-code-font-size, 13px);line-height:1.4";
+/** Monospace like a code cell, so fixed-width tables line up in HTML too; wide lines scroll, never wrap. */
+const PRE_STYLE = "margin:0;white-space:pre;overflow-x:auto;font-family:var(--jp-code-font-family, monospace);font-size:var(--jp-code-font-size, 13px);line-height:1.4";
 
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
@@ -120,6 +120,49 @@ export class LiveProgress {
     const text = this.text();
     this.output.set({ "text/html": `<pre style="${PRE_STYLE}">${escapeHtml(text)}</pre>`, "text/plain": text });
   }
+}
+
+/**
+ * One status line updated in place while slow steps run ("setup: loading engine..."), each finished
+ * step with the time it took, then one closing line. A step's line is sent, and the event loop let
+ * through once, before its work starts, so the line is on screen while synchronous work runs.
+ */
+export class StepStatus {
+  private readonly progress: LiveProgress;
+  private readonly done: string[] = [];
+  private readonly started: number;
+
+  constructor(private readonly title: string, private readonly now: () => number = Date.now) {
+    this.progress = new LiveProgress("", 0, now);
+    this.started = now();
+  }
+
+  /** Runs `work` under "`label`...", then keeps "`label`: 1.2 s". */
+  async step<T>(label: string, work: () => T | Promise<T>): Promise<T> {
+    const t = this.now();
+    this.progress.setLine(this.line(`${label}...`));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    try {
+      const value = await work();
+      this.done.push(`${label}: ${seconds(this.now() - t)}`);
+      return value;
+    } catch (e) {
+      this.progress.finish(this.line(`${label}: FAILED after ${seconds(this.now() - t)}`));
+      throw e;
+    }
+  }
+
+  finish(): void {
+    this.progress.finish(`${this.title} done in ${seconds(this.now() - this.started)} (${this.done.join("; ")})`);
+  }
+
+  private line(current: string): string {
+    return `${this.title}: ${[...this.done, current].join("; ")}`;
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,17 @@
-// Figures as notebook outputs, drawn offline by plotly.js inlined into the notebook.
+// Figures as notebook outputs, drawn offline by plotly.js carried in the notebook itself.
 //
 // One output per figure carries BOTH `application/vnd.plotly.v1+json` (JupyterLab's plotly
 // renderer; it also renders when a saved notebook is reopened untrusted, where script HTML comes up
-// blank) AND `text/html` with a small `Plotly.newPlot` script (what nbconvert's HTML uses; it
-// renders offline because plotly.js itself is inlined once per kernel session, guarded by
-// `if (!window.Plotly)`).
+// blank) AND `text/html` with a small `Plotly.newPlot` script (what nbconvert's HTML uses, with
+// the project's template and nbconvert's default one alike).
+//
+// plotly.js itself (4.8 MB) goes into the setup cell's output, every time that cell runs
+// (`showPlotlyLibrary`, called by notebookSetup): a saved notebook then carries exactly one copy,
+// in the one output that is replaced whenever the setup cell is re-run, so no re-run can leave the
+// figures of a saved file pointing at a library the file lacks. (Sent once per kernel session, as
+// before, a re-run setup cell replaced the output holding the library with one that did not.)
+// The library is guarded by `if (!window.Plotly)`; a figure script waits for it, so its place in
+// the page does not matter.
 import * as fs from "fs";
 import { randomBytes } from "crypto";
 import { UserError } from "../errors";
@@ -48,15 +55,15 @@ export function resetPlotlyInlined(): void {
   plotlyInlined = false;
 }
 
-/**
- * Sends plotly.js once per kernel session as an output of its own (no visible content). The first
- * cell of every notebook calls this through `notebookSetup`; `showFigure` calls it too, so a figure
- * shown first still works. In the HTML export that output precedes every figure.
- */
-export function ensurePlotlyLibrary(): void {
-  if (plotlyInlined) return;
+/** Sends plotly.js as an output of its own (no visible content). notebookSetup calls it every time it runs. */
+export function showPlotlyLibrary(): void {
   showBundle({ "text/html": plotlyLibraryScript(), "text/plain": "" });
   plotlyInlined = true;
+}
+
+/** Sends plotly.js unless this kernel session already did: a figure shown without notebookSetup still draws. */
+export function ensurePlotlyLibrary(): void {
+  if (!plotlyInlined) showPlotlyLibrary();
 }
 
 const DEFAULT_PLOT_CONFIG = { responsive: true, displaylogo: false };
@@ -88,7 +95,7 @@ function figureHtml(fig: PlotlyFigure, divId = `fig-${randomBytes(6).toString("h
     `    if (window.Plotly) { window.Plotly.newPlot(div, fig.data, fig.layout, fig.config); return; }\n` +
     `    if (++tries < 50) { setTimeout(draw, 100); return; }\n` +
     `    div.style.height = "auto";\n` +
-    `    div.textContent = "plotly.js is not loaded: run the notebook's first cell (notebookSetup), then this one.";\n` +
+    `    div.textContent = "plotly.js is not in this page: run the notebook's first cell (notebookSetup) and save, or run all cells.";\n` +
     `  }\n` +
     `  draw();\n` +
     `})();</script>`;
