@@ -4,10 +4,10 @@
 //   const result = await nb.run("scratch");              // trains only what the store lacks
 //   nb.showLearningCurves(result);                       // the reference figure, per backbone run
 //
-// The environment (BIAS_INIT_PRESET, BIAS_INIT_RESULTS, BIAS_INIT_BACKEND) is read by src/config.ts.
+// The environment (BIAS_INIT_PRESET, BIAS_INIT_RESULTS, BIAS_INIT_DATA, BIAS_INIT_BACKEND) is read by src/config.ts.
 import * as fs from "fs";
 import * as path from "path";
-import { BACKBONE_LABEL, Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultPreset, defaultResultsDir, describeSetting, makeConfig } from "./config";
+import { BACKBONE_LABEL, Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides } from "./config";
 import { BackendInfo, initBackend } from "./engine/backend";
 import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
@@ -36,9 +36,9 @@ export class Notebook {
 
   constructor(readonly preset: PresetName, readonly backend: BackendInfo, readonly resultsDir: string) {}
 
-  /** The preset's config with a plan's or explicit overrides. */
+  /** The preset's config with a plan's or explicit overrides; data from BIAS_INIT_DATA (default data/). */
   config(what: PlanName | ConfigOverrides = {}): ExperimentConfig {
-    return makeConfig(this.preset, typeof what === "string" ? planOverrides(what, this.preset) : what);
+    return makeConfig(this.preset, mergeOverrides({ data: { dir: defaultDataDir() } }, typeof what === "string" ? planOverrides(what, this.preset) : what));
   }
 
   /** The preset's data (CIFAR-10 if on disk, else the synthetic stand-in), loaded once. */
