@@ -77,7 +77,7 @@ export class UnitLock {
    */
   heartbeat(everyMs = 0, now = Date.now()): boolean {
     if (this.lost) return false;
-    if (now - this.lastBeat < everyMs) return true;
+    if (everyMs > 0 && now - this.lastBeat < everyMs) return true;
     if (!this.held()) {
       this.lost = true;
       return false;
