@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { makeConfig, NUMERICS_VERSION } from "../src/config";
-import { runExperiment } from "../src/experiment/grid";
+import { makeConfig, NUMERICS_VERSION, resultKeyFields } from "../src/config";
+import { runExperiment, storeFor } from "../src/experiment/grid";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 
 /** Compared to this many decimals: pure JS and native TensorFlow agree far beyond it. */
@@ -30,7 +30,8 @@ const PINNED = {
   } as Record<string, number>,
 };
 
-async function fingerprint(): Promise<Record<string, number>> {
+/** The fingerprint, and the notes the run printed (a store of older code beside it is named, never reused). */
+async function fingerprint(): Promise<{ values: Record<string, number>; notes: string[]; older: string; dir: string }> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-numerics-"));
   try {
     writeSyntheticCifar10(path.join(root, "data"), { perTrainBatch: 200, testCount: 64, seed: 5 });
@@ -38,7 +39,15 @@ async function fingerprint(): Promise<Record<string, number>> {
       data: { source: "cifar10", dir: path.join(root, "data"), trainLimit: 128, testLimit: 64 },
       backbones: ["scratch"], trials: 1, epochs: 1,
     });
-    const result = await runExperiment(config, { resultsDir: path.join(root, "results") });
+    // What the code before this version left for the same config: another hash, same fields.
+    const older = path.join(root, "results", "0123456789ab");
+    fs.mkdirSync(older, { recursive: true });
+    const { resolved } = storeFor(config, path.join(root, "results"));
+    fs.writeFileSync(path.join(older, "config.json"), JSON.stringify({ ...resultKeyFields(resolved), numericsVersion: NUMERICS_VERSION - 1, dataset: "synthetic" }));
+    const before = fs.readFileSync(path.join(older, "config.json"), "utf8");
+    const notes: string[] = [];
+    const result = await runExperiment(config, { resultsDir: path.join(root, "results"), onEvent: (e) => e.type === "note" && notes.push(e.text) });
+    if (fs.readdirSync(older).join() !== "config.json" || fs.readFileSync(path.join(older, "config.json"), "utf8") !== before) throw new Error("the older store was touched");
     const out: Record<string, number> = {};
     for (const r of result.records) {
       const unit = `${r.arm} epoch ${r.epoch}`;
@@ -46,14 +55,15 @@ async function fingerprint(): Promise<Record<string, number>> {
       out[`${unit} bias`] = r.output_bias_value;
       if (r.train_loss !== null) out[`${unit} train_loss`] = r.train_loss;
     }
-    return out;
+    return { values: out, notes, older, dir: result.dir };
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
-test(`the numbers of NUMERICS_VERSION ${NUMERICS_VERSION} are the pinned ones`, async () => {
-  const got = await fingerprint();
+test(`the numbers of NUMERICS_VERSION ${NUMERICS_VERSION} are the pinned ones; a store of older code beside it is named, never reused`, async () => {
+  const { values: got, notes, older, dir } = await fingerprint();
+  assert.deepEqual(notes, [`${older} holds this config's results from code of numerics version ${NUMERICS_VERSION - 1}; this code is version ${NUMERICS_VERSION}, so this run starts fresh in ${dir}`]);
   const rounded = Object.fromEntries(Object.entries(got).map(([k, v]) => [k, Number(v.toFixed(DECIMALS + 2))]));
   const bump = `if this change of numbers is intended, bump NUMERICS_VERSION in src/config.ts (now ${NUMERICS_VERSION}) ` +
     `and pin the new fingerprint here: ${JSON.stringify(rounded)}`;
