@@ -8,7 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { BACKBONE_LABEL, Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides } from "./config";
-import { BackendInfo, initBackend } from "./engine/backend";
+import { BackendInfo, initBackend, unusedGpuLines } from "./engine/backend";
 import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
@@ -29,7 +29,6 @@ import { ensurePlotlyLibrary, showFigure } from "./viz/plotly_inline";
 import { exportFigures } from "./viz/chromium_export";
 import { rgbToPng } from "./viz/png";
 import { showNotebookHeader } from "./viz/notebook_header";
-
 
 export class Notebook {
   private prepared: PreparedData | null = null;
@@ -194,6 +193,7 @@ export async function notebookSetup(title = "bias-init lab"): Promise<Notebook> 
   if (fs.existsSync(resultsDir) && !fs.statSync(resultsDir).isDirectory()) throw new ConfigError(`BIAS_INIT_RESULTS: ${resultsDir} is not a folder; point it at a folder`);
   const nb = new Notebook(defaultPreset(backend.kind === "cuda"), backend, resultsDir);
   showNotebookHeader({ title, config: nb.config(), backend, data: nb.data, resultsDir });
+  if (unusedGpuLines(backend).length > 0) nb.md(unusedGpuLines(backend).map((l) => l.trim()).join("  \n")); // a GPU is visible but unused: why
   ensurePlotlyLibrary();
   return nb;
 }

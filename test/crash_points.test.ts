@@ -14,8 +14,9 @@ import { configOf, leftovers, smallGrid, spawnGrid, storeRows } from "./helpers/
 test("killed after each write of the epoch/checkpoint/status sequence, a rerun ends with the uninterrupted rows", async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-crash-"));
   t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-  // Two epochs, so that a resume also starts from a checkpoint holding momentum buffers.
-  const overrides = smallGrid(path.join(tmp, "data"), { arms: ["positive_rate"], trials: 1, epochs: 2 });
+  // Two epochs of one step, so that a resume also starts from a checkpoint holding momentum buffers,
+  // and a kill can land while the checkpoints of two epochs are on disk.
+  const overrides = smallGrid(path.join(tmp, "data"), { arms: ["positive_rate"], trials: 1, epochs: 2 }, { train: 32, test: 16 });
   const config = configOf(overrides);
 
   const sequence: WritePoint[] = [];

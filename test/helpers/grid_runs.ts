@@ -10,10 +10,13 @@ import { writeSyntheticCifar10 } from "../../src/data/synthetic";
 
 const ROOT = path.resolve(__dirname, "../..");
 
-/** 64 training images (centre 16x16 crops) in batches of 32 and 32 test images: 2 steps per epoch of the tiny model. */
-export function smallGrid(dataDir: string, overrides: ConfigOverrides): ConfigOverrides {
+/**
+ * `train` training images (centre 16x16 crops) in batches of 32 and `test` test images (default 64
+ * and 32: 2 steps per epoch of the tiny model), with the grid's overrides.
+ */
+export function smallGrid(dataDir: string, overrides: ConfigOverrides, sizes = { train: 64, test: 32 }): ConfigOverrides {
   if (!fs.existsSync(path.join(dataDir, "cifar-10-batches-bin"))) writeSyntheticCifar10(dataDir, { perTrainBatch: 100, testCount: 32, seed: 3 });
-  return { data: { source: "cifar10", dir: dataDir, trainLimit: 64, testLimit: 32 }, input: { resize: null, crop: 16 }, trainBatch: 32, backbones: ["scratch"], ...overrides };
+  return { data: { source: "cifar10", dir: dataDir, trainLimit: sizes.train, testLimit: sizes.test }, input: { resize: null, crop: 16 }, trainBatch: 32, backbones: ["scratch"], ...overrides };
 }
 
 export function configOf(overrides: ConfigOverrides): ExperimentConfig {
