@@ -267,7 +267,7 @@ export const ENVIRONMENT = {
   EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",
   EFFICIENTNET_B0_WEIGHTS: "a local copy of efficientnet_b0_rwightman-7f5810bc.pth",
   CHROMIUM_PATH: "Chromium/Chrome binary for figure export and the browser tests (default: /usr/bin/chromium)",
-  BIAS_INIT_LOCK_STALE_S: "seconds without a heartbeat after which another process takes over a unit's lock (default: 600)",
+  BIAS_INIT_LOCK_STALE_S: "seconds without a heartbeat after which a unit's lock held on another host is taken over (default: 600)",
   BIAS_INIT_LOCK_WAIT_S: "seconds a run waits at its end for units other processes are training (default: 86400)",
   BIAS_INIT_CRASH_AFTER: "test hook: WRITE:N kills the process right after the N-th store write named WRITE (* = any)",
 } as const;
@@ -308,11 +308,11 @@ export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Unit locks (src/experiment/unit_lock.ts). A lock whose heartbeat is older than `staleMs`, or
- * whose owner on this host is no longer alive, is stale and taken over. The heartbeat is refreshed
- * every `heartbeatMs` while a unit trains (between steps and at each epoch), so `staleMs` must
- * exceed the longest step or evaluation: 10 minutes covers B1 at 240x240 on a CPU. A run that
- * meets units locked by others polls every `pollMs` at its end, for at most `waitMs`.
+ * Unit locks (src/experiment/unit_lock.ts). A lock whose owner ran on this host is stale once that
+ * process is gone; one from another host once its heartbeat is older than `staleMs`. The heartbeat
+ * is refreshed every `heartbeatMs` while a unit trains (between steps and at each epoch), so
+ * `staleMs` must exceed the longest step or evaluation: 10 minutes covers B1 at 240x240 on a CPU.
+ * A run that meets units locked by others polls every `pollMs` at its end, for at most `waitMs`.
  */
 export interface LockSettings {
   staleMs: number;

@@ -27,8 +27,8 @@ function deadPid(): number {
   return pid;
 }
 
-function writeLock(file: string, owner: { pid: number; host: string }, ageMs: number): void {
-  fs.writeFileSync(file, JSON.stringify({ ...owner, started: new Date().toISOString(), token: "someone-else" }));
+function writeLock(file: string, owner: { pid: number; host: string }, ageMs: number, startedMsAgo = 0): void {
+  fs.writeFileSync(file, JSON.stringify({ ...owner, started: new Date(Date.now() - startedMsAgo).toISOString(), token: "someone-else" }));
   const t = new Date(Date.now() - ageMs);
   fs.utimesSync(file, t, t);
 }
@@ -58,7 +58,7 @@ test("a lock is exclusive, names its owner, and is released only by its holder",
   assert.equal(readLock(file)?.host, "elsewhere", "release did not remove another owner's lock");
 });
 
-test("stale locks: an old heartbeat from another host, a dead owner on this one; live ones are busy", (t) => {
+test("stale locks: an old heartbeat from another host, a dead or replaced owner on this one; live ones are busy", (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, "lock");
 
@@ -77,6 +77,15 @@ test("stale locks: an old heartbeat from another host, a dead owner on this one;
   writeLock(file, { pid: deadPid(), host: os.hostname() }, 0);
   assert.ok(tryAcquire(file, 3_600_000).lock, "a dead owner's lock is taken over at once");
   assert.deepEqual(fs.readdirSync(dir), ["lock"], "nothing set aside is left");
+
+  // A live process on this host holds its lock however old its heartbeat (a long evaluation)...
+  const live = spawn("sleep", ["30"]);
+  t.after(() => live.kill());
+  writeLock(file, { pid: live.pid as number, host: os.hostname() }, 3_600_000);
+  assert.equal(tryAcquire(file, 60_000).owner?.pid, live.pid, "a live local owner with an hour-old heartbeat");
+  // ...unless its pid now names a process started after the lock was taken (the pid was reused).
+  writeLock(file, { pid: live.pid as number, host: os.hostname() }, 0, 3_600_000);
+  assert.ok(tryAcquire(file, 3_600_000).lock, "a reused pid does not hold the lock");
 
   // An unreadable lock file counts by its age only.
   fs.writeFileSync(file, "{ half a lock");

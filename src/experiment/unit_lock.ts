@@ -4,10 +4,10 @@
 // The lock is a small JSON file (pid, host, start time, a random token) created exclusively: its
 // content is written to `<lock>.tmp-<pid>` and hard-linked into place, which fails when a lock
 // exists, so a lock file is never seen half-written. The heartbeat is the file's modification
-// time, refreshed by its holder while it trains. A lock is stale when its heartbeat is older than
-// `staleMs`, or when its owner ran on this host and its pid is gone (a killed run); a stale lock
-// is taken over by renaming it aside and checking that what moved is the stale one. A holder that
-// finds its lock taken over (it stalled longer than `staleMs`) stops writing to the unit.
+// time, refreshed by its holder while it trains. A lock of this host is stale when its process is
+// gone (a killed run); a lock of another host when its heartbeat is older than `staleMs`. A stale
+// lock is taken over by renaming it aside and checking that what moved is the stale one. A holder
+// that finds its lock taken over (it stalled longer than `staleMs`) stops writing to the unit.
 //
 // Clocks: hosts sharing a store over a network file system need synchronized clocks (NTP), since
 // heartbeats written on one host are judged on another.
@@ -46,10 +46,32 @@ export function readLock(file: string): LockOwner | null {
   }
 }
 
-/** Stale: no heartbeat for `staleMs`, or the owner ran on this host and is gone. */
+/**
+ * Stale: the owner ran on this host and its process is gone (or its pid now belongs to a process
+ * started after the lock was taken); or the owner ran on another host and its heartbeat is older
+ * than `staleMs`. A live process on this host is never judged by its heartbeat: a step or an
+ * evaluation may block its heartbeat for longer than any timeout.
+ */
 export function isStale(owner: LockOwner, staleMs: number, now = Date.now()): boolean {
-  if (now - owner.heartbeat > staleMs) return true;
-  return owner.host === os.hostname() && !pidAlive(owner.pid);
+  if (owner.host === os.hostname()) {
+    if (!pidAlive(owner.pid)) return true;
+    const started = processStartMs(owner.pid);
+    const locked = Date.parse(owner.started);
+    if (started !== null && Number.isFinite(locked)) return started > locked + 2000;
+  }
+  return now - owner.heartbeat > staleMs;
+}
+
+/** When a process started (Linux /proc, 10 ms clock ticks), or null where that cannot be read. */
+function processStartMs(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const boot = /^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "utf8"));
+    return boot && Number.isFinite(ticks) ? Number(boot[1]) * 1000 + ticks * 10 : null;
+  } catch {
+    return null;
+  }
 }
 
 /** `pid 123 on host-a, heartbeat 4 s ago` */
