@@ -21,7 +21,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 help:
 	@echo "make setup      install Node and Python dependencies (npm ci, .venv with JupyterLab, nbconvert, scikit-learn, torch)"
-	@echo "make test       typecheck and run the test suite"
+	@echo "make test       typecheck and run the test suite (guarded: your reports/, results/, data/, weights/ stay untouched)"
 	@echo "make data       download CIFAR-10 (binary version, md5-checked) into data/"
 	@echo "make weights    download torchvision's EfficientNet-B1 IMAGENET1K_V2 weights into weights/"
 	@echo "make run        the main job: the experiment grid for PRESET (full on CUDA, quick otherwise); PLAN=convergence runs"
@@ -57,8 +57,10 @@ jupyter-kernel: python-deps
 typecheck: node-deps
 	npx tsc --noEmit -p .
 
+# The suite runs under test/run_suite.ts: reports/, results/, data/, weights/ must stay byte-identical
+# and no temporary folder may stay behind.
 test: setup typecheck
-	$(ENGINE_ENV) $(TSX) --test test/*.test.ts
+	$(ENGINE_ENV) $(TSX) test/run_suite.ts
 
 data: node-deps
 	$(TSX) src/data/main.ts $(ARGS)

@@ -5,9 +5,9 @@
 // Every flag is one row of FLAGS below: its help text, its parsing and the override it sets.
 import { parseFlags, FlagSpec, UsageError } from "./util/args";
 import { runMain } from "./errors";
-import { initBackend, backendLine } from "./engine/backend";
+import { initBackend, backendLine, unusedGpuLines } from "./engine/backend";
 import {
-  ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides,
+  ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides, readEnvironment,
 } from "./config";
 import { PLANS, PlanName, planOverrides } from "./experiment/plans";
 import { runWithProgress, terminalView, formatDuration } from "./experiment/progress";
@@ -44,7 +44,7 @@ const FLAGS: readonly Flag[] = [
   { name: "epochs", value: "N", help: "epochs per unit (epoch 0 is the evaluation before training)", set: (o, v, f) => (o.epochs = num(v, f)) },
   { name: "model", value: "b1|b0|tiny", help: "backbone architecture", set: (o, v) => (o.model = v as ConfigOverrides["model"]) },
   { name: "data", value: "auto|cifar10|synthetic", help: "data source (auto: CIFAR-10 if downloaded, else the synthetic stand-in)", set: (o, v) => (o.data = { ...o.data, source: v as "auto" }) },
-  { name: "data-dir", value: "DIR", help: "where data lives (default data)", set: (o, v) => (o.data = { ...o.data, dir: v }) },
+  { name: "data-dir", value: "DIR", help: "where data lives (default: env BIAS_INIT_DATA, else data)", set: (o, v) => (o.data = { ...o.data, dir: v }) },
   { name: "positive", value: "NAME|INDEX", help: "positive class (default frog; the reference used 9, truck)", set: (o, v) => (o.data = { ...o.data, positiveClass: /^\d+$/.test(v) ? Number(v) : v }) },
   { name: "train-limit", value: "N|all", help: "use the first N training images", set: (o, v, f) => (o.data = { ...o.data, trainLimit: limit(v, f) }) },
   { name: "test-limit", value: "N|all", help: "use the first N test images", set: (o, v, f) => (o.data = { ...o.data, testLimit: limit(v, f) }) },
@@ -56,6 +56,8 @@ const FLAGS: readonly Flag[] = [
   { name: "eval-mode", value: "eval|train|both", help: "train = the reference's quirk (batch-statistics BatchNorm and dropout at test time); both = eval, plus train-mode BCE and ROC-AUC", set: (o, v) => (o.evalMode = v as "eval") },
   { name: "results", value: "DIR", help: "results store root (default: env BIAS_INIT_RESULTS, else results)" },
   { name: "dry-run", value: null, help: "units, steps and images per unit, a short measured run, and the projected wall time; trains and writes nothing" },
+  { name: "allow-engine-change", value: null, help: "continue units started on another engine (default: stop and say so)" },
+  { name: "allow-cpu", value: null, help: "run the full preset on the CPU although an NVIDIA GPU is visible" },
   { name: "help", value: null, help: "this text" },
 ];
 
@@ -74,6 +76,8 @@ export interface CliRequest {
   plan: PlanName | null;
   overrides: ConfigOverrides;
   resultsDir: string;
+  allowEngineChange: boolean;
+  allowCpu: boolean;
 }
 
 /** The command line as a request; bad flags are UsageError/ConfigError (one line, exit 2). */
@@ -86,6 +90,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     const v = values[f.name];
     if (typeof v === "string" && f.set) f.set(overrides, v, f.name);
   }
+  if (overrides.data?.dir === undefined && readEnvironment(env).BIAS_INIT_DATA !== null) overrides.data = { ...overrides.data, dir: defaultDataDir(env) };
   const plan = typeof values.plan === "string" ? values.plan : null;
   if (plan !== null && !(PLANS as readonly string[]).includes(plan)) throw new UsageError(`--plan: unknown plan "${plan}"; use one of ${PLANS.join(", ")}`);
   return {
@@ -95,6 +100,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     plan: plan as PlanName | null,
     overrides,
     resultsDir: typeof values.results === "string" ? values.results : defaultResultsDir(env),
+    allowEngineChange: values["allow-engine-change"] === true,
+    allowCpu: values["allow-cpu"] === true,
   };
 }
 
@@ -111,6 +118,12 @@ async function main(): Promise<number> {
   const preset = (request.preset ?? defaultPreset(backend.kind === "cuda")) as PresetName;
   const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
   const config = makeConfig(preset, mergeOverrides(planned, request.overrides));
+  const unusedGpu = unusedGpuLines(backend);
+  for (const line of unusedGpu) console.log(line);
+  if (config.preset === "full" && unusedGpu.length > 0 && !request.allowCpu && !request.dryRun) {
+    throw new ConfigError(`--preset full: an NVIDIA GPU is visible but this run's engine is ${backend.kind} (why: see above); ` +
+      "build the CUDA engine (make native-gpu), or pass --allow-cpu to run the full grid on the CPU");
+  }
   if (request.dryRun) {
     console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(config)}`);
     await dryRun(config, request.resultsDir);
@@ -118,6 +131,7 @@ async function main(): Promise<number> {
   }
   const run = await runWithProgress(config, {
     resultsDir: request.resultsDir,
+    allowEngineChange: request.allowEngineChange,
     view: terminalView(),
     exitOnSecondInterrupt: true,
     onStart: (e) => {

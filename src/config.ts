@@ -133,6 +133,16 @@ export class ConfigError extends UserError {
   override name = "ConfigError";
 }
 
+/**
+ * The version of the numbers this code produces. Bump it with every change that alters a result
+ * (data pipeline, initialization, model, loss, optimizer, evaluation, seeds): test/numerics.test.ts
+ * pins it next to a fingerprint it recomputes (one short training run of the tiny model), so a
+ * numbers-changing change without a bump fails a test. It is part of the results key: results of
+ * other code never share a store, and after a bump a run starts a fresh store (the old one stays
+ * on disk, and the run names it). Every unit also records it, with the engine kind, in status.json.
+ */
+export const NUMERICS_VERSION = 1;
+
 /** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
 export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {
   if (!PRESETS.includes(preset)) {
@@ -166,6 +176,33 @@ export function describeSetting(c: ExperimentConfig): string {
     `${c.trials} trial${c.trials === 1 ? "" : "s"} x ${c.epochs} epochs, SGD lr ${c.lr} momentum ${c.momentum}, batch ${c.trainBatch}, ${c.evalMode === "both" ? "eval-mode evaluation (train mode beside it)" : `${c.evalMode}-mode evaluation`}`;
 }
 
+/**
+ * A final batch of exactly one image is rejected when the config is built (and again once the data
+ * size is known, before anything is written), never met mid-run: BatchNorm in training mode over
+ * one image has one value per channel where the feature maps are 1x1 (CIFAR's 32x32 input), and
+ * both PyTorch and this model raise there at the end of an epoch. Neither dropping that image nor
+ * merging it into the previous batch is done silently; the message names sizes that work. It
+ * applies to training batches, and to test batches when evaluation uses batch statistics
+ * (`evalMode` "train").
+ */
+export function singleImageBatchProblem(c: Pick<ExperimentConfig, "trainBatch" | "testBatch" | "evalMode">, trainSize: number, testSize: number | null): string | null {
+  const splits: Array<[string, string, number, number]> = [["trainBatch", "training", trainSize, c.trainBatch]];
+  if (c.evalMode === "train" && testSize !== null) splits.push(["testBatch", "test", testSize, c.testBatch]);
+  for (const [field, split, size, batch] of splits) {
+    if (size > 1 && batch > 1 && size % batch === 1) {
+      return `config.${field}: ${size} ${split} images in batches of ${batch} leave a last batch of 1 image, on which BatchNorm cannot use ` +
+        `batch statistics (PyTorch raises there too); use a batch size of ${batch - 1} or ${batch + 1}, or ${size - 1} images`;
+    }
+  }
+  return null;
+}
+
+/** Throws the ConfigError of singleImageBatchProblem, if any. */
+export function checkBatchSizes(c: ExperimentConfig, trainSize: number, testSize: number | null): void {
+  const problem = singleImageBatchProblem(c, trainSize, testSize);
+  if (problem !== null) throw new ConfigError(problem);
+}
+
 function check(ok: boolean, field: string, message: string): void {
   if (!ok) throw new ConfigError(`config.${field}: ${message}`);
 }
@@ -195,6 +232,8 @@ export function validateConfig(c: ExperimentConfig): void {
   check(isInt(c.seed, 0, 2 ** 32 - 1), "seed", `${c.seed} must be an integer in 0..2^32-1`);
   check(typeof c.data.positiveClass === "string" || isInt(c.data.positiveClass, 0, 9), "data.positiveClass",
     `${c.data.positiveClass} must be a CIFAR-10 class name or an index 0..9`);
+  // With limits the sizes are known now; without, runExperiment checks once the data is loaded.
+  if (c.data.trainLimit !== null) checkBatchSizes(c, c.data.trainLimit, c.data.testLimit);
 }
 
 /**
@@ -205,11 +244,12 @@ export function validateConfig(c: ExperimentConfig): void {
 export const GRID_SELECTION_FIELDS = ["preset", "backbones", "arms", "trials"] as const;
 
 /**
- * The part of the config that determines a unit's numbers. The ImageNet and scratch notebooks of
- * one preset share one store, and adding trials later extends it instead of starting over.
+ * The part of the config that determines a unit's numbers, with the code's NUMERICS_VERSION. The
+ * ImageNet and scratch notebooks of one preset share one store, and adding trials later extends it
+ * instead of starting over.
  */
 export function resultKeyFields(c: ExperimentConfig): object {
-  const fields: Record<string, unknown> = { ...c };
+  const fields: Record<string, unknown> = { ...c, numericsVersion: NUMERICS_VERSION };
   for (const f of GRID_SELECTION_FIELDS) delete fields[f];
   return fields;
 }
@@ -237,6 +277,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_PRESET: "preset when none is given (smoke | quick | full; default: full on CUDA, quick elsewhere)",
   BIAS_INIT_RESULTS: "results store root for the CLI and the notebooks (default: results)",
   BIAS_INIT_REPORTS: "folder for exported figures and `make report`'s HTML (default: reports)",
+  BIAS_INIT_DATA: "data folder for the CLI, the notebooks and `make data` (default: data)",
   BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error; js also skips the automatic native build)",
   BIAS_INIT_NATIVE_DIR: "where `make native` / `make native-gpu` build the native engines and where runs look for them (default: .native in the repository)",
   BIAS_INIT_CUDA_ENV: "set by the GPU build's cuda-env.sh once it is sourced; the CLI re-executes itself through that file otherwise",
@@ -245,6 +286,9 @@ export const ENVIRONMENT = {
   EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",
   EFFICIENTNET_B0_WEIGHTS: "a local copy of efficientnet_b0_rwightman-7f5810bc.pth",
   CHROMIUM_PATH: "Chromium/Chrome binary for figure export and the browser tests (default: /usr/bin/chromium)",
+  BIAS_INIT_LOCK_STALE_S: "seconds without a heartbeat after which a unit's lock held on another host is taken over (default: 600)",
+  BIAS_INIT_LOCK_WAIT_S: "seconds a run waits at its end for units other processes are training (default: 86400)",
+  BIAS_INIT_CRASH_AFTER: "test hook: WRITE:N kills the process right after the N-th store write named WRITE (* = any)",
 } as const;
 
 export type EnvironmentName = keyof typeof ENVIRONMENT;
@@ -291,4 +335,39 @@ export function defaultReportsDir(env: NodeJS.ProcessEnv = process.env): string 
 /** The results store root: BIAS_INIT_RESULTS, else "results". */
 export function defaultResultsDir(env: NodeJS.ProcessEnv = process.env): string {
   return readEnvironment(env).BIAS_INIT_RESULTS ?? "results";
+}
+
+/** The data folder: BIAS_INIT_DATA, else "data" (the presets' data.dir). */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return readEnvironment(env).BIAS_INIT_DATA ?? PRESET_CONFIGS.full.data.dir;
+}
+
+/**
+ * Unit locks (src/experiment/unit_lock.ts). A lock whose owner ran on this host is stale once that
+ * process is gone; one from another host once its heartbeat is older than `staleMs`. The heartbeat
+ * is refreshed every `heartbeatMs` while a unit trains (between steps and at each epoch), so
+ * `staleMs` must exceed the longest step or evaluation: 10 minutes covers B1 at 240x240 on a CPU.
+ * A run that meets units locked by others polls every `pollMs` at its end, for at most `waitMs`.
+ */
+export interface LockSettings {
+  staleMs: number;
+  heartbeatMs: number;
+  pollMs: number;
+  waitMs: number;
+}
+
+export const LOCK_DEFAULTS = { staleS: 600, waitS: 86_400 } as const;
+
+function seconds(name: EnvironmentName, value: string | null, fallback: number, min: number): number {
+  if (value === null) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min) throw new ConfigError(`${name}: "${value}" is not a number of seconds >= ${min}; set a number or unset it`);
+  return n;
+}
+
+export function lockSettings(env: NodeJS.ProcessEnv = process.env): LockSettings {
+  const e = readEnvironment(env);
+  const staleMs = 1000 * seconds("BIAS_INIT_LOCK_STALE_S", e.BIAS_INIT_LOCK_STALE_S, LOCK_DEFAULTS.staleS, 0.5);
+  const waitMs = 1000 * seconds("BIAS_INIT_LOCK_WAIT_S", e.BIAS_INIT_LOCK_WAIT_S, LOCK_DEFAULTS.waitS, 0);
+  return { staleMs, heartbeatMs: Math.min(30_000, staleMs / 5), pollMs: Math.min(5_000, staleMs / 4), waitMs };
 }

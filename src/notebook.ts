@@ -3,11 +3,12 @@
 //   const nb = await notebookSetup("02 From scratch");   // header: preset, engine, dataset, store
 //   const result = await nb.run("scratch");              // trains only what the store lacks
 //   nb.showLearningCurves(result);                       // the reference figure, per backbone run
-// The environment (BIAS_INIT_PRESET, BIAS_INIT_RESULTS, BIAS_INIT_BACKEND) is read by src/config.ts.
+//
+// The environment (BIAS_INIT_PRESET, BIAS_INIT_RESULTS, BIAS_INIT_DATA, BIAS_INIT_BACKEND) is read by src/config.ts.
 import * as fs from "fs";
 import * as path from "path";
-import { BACKBONE_LABEL, Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultPreset, defaultResultsDir, describeSetting, makeConfig } from "./config";
-import { BackendInfo, initBackend } from "./engine/backend";
+import { BACKBONE_LABEL, Backbone, ConfigError, ConfigOverrides, ExperimentConfig, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides } from "./config";
+import { BackendInfo, initBackend, unusedGpuLines } from "./engine/backend";
 import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
@@ -31,9 +32,9 @@ export class Notebook {
 
   constructor(readonly preset: PresetName, readonly backend: BackendInfo, readonly resultsDir: string) {}
 
-  /** The preset's config with a plan's or explicit overrides. */
+  /** The preset's config with a plan's or explicit overrides; data from BIAS_INIT_DATA (default data/). */
   config(what: PlanName | ConfigOverrides = {}): ExperimentConfig {
-    return makeConfig(this.preset, typeof what === "string" ? planOverrides(what, this.preset) : what);
+    return makeConfig(this.preset, mergeOverrides({ data: { dir: defaultDataDir() } }, typeof what === "string" ? planOverrides(what, this.preset) : what));
   }
 
   /** The preset's data (CIFAR-10 if on disk, else the synthetic stand-in), loaded once. */
@@ -192,6 +193,7 @@ export async function notebookSetup(title = "bias-init lab"): Promise<Notebook> 
   await status.step(preparationStep(nb.config().data), () => nb.data);
   status.finish();
   showNotebookHeader({ title, config: nb.config(), backend, data: nb.data, resultsDir });
+  if (unusedGpuLines(backend).length > 0) nb.md(unusedGpuLines(backend).map((l) => l.trim()).join("  \n")); // a GPU is visible but unused: why
   showPlotlyLibrary();
   return nb;
 }

@@ -6,13 +6,20 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { makeConfig, ConfigError } from "../src/config";
-import { runExperiment } from "../src/experiment/grid";
+import { runExperiment, storeFor } from "../src/experiment/grid";
+import { initBackend } from "../src/engine/backend";
+import { BinaryClassifier } from "../src/model/head";
+import { makeRng } from "../src/rng";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 
 const ROOT = path.resolve(__dirname, "..");
 
+const made: string[] = [];
+after(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
 function tempDirs(): { data: string; results: string } {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-bad-"));
+  made.push(tmp);
   return { data: path.join(tmp, "data"), results: path.join(tmp, "results") };
 }
 
@@ -112,7 +119,34 @@ describe("user errors at the entry points", () => {
       { cwd: tmp, env: { ...process.env, BIAS_INIT_RESULTS: results, ...env }, encoding: "utf8", timeout: 120_000 });
   const cli = (...args: string[]) => ["--preset", "smoke", "--backbones", "scratch", "--trials", "1", "--epochs", "0", ...args];
 
-  const cases: Array<{ what: string; script: string; args: string[]; env?: Record<string, string>; pattern: RegExp }> = [
+  // A fake `nvidia-smi` that lists one GPU, first on PATH: the machine "has" a GPU the engine does not use.
+  const fakeBin = path.join(tmp, "bin");
+  fs.mkdirSync(fakeBin);
+  fs.writeFileSync(path.join(fakeBin, "nvidia-smi"), "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-00000000-0000-0000-0000-000000000000)'\n", { mode: 0o755 });
+  const withGpu = { PATH: `${fakeBin}${path.delimiter}${process.env.PATH ?? ""}`, BIAS_INIT_BACKEND: "js" };
+  const empty = path.join(tmp, "no-data");
+  const smallRun = (...args: string[]) => ["--preset", "smoke", "--backbones", "scratch", "--arms", "vanilla", "--trials", "1", "--epochs", "1",
+    "--data", "cifar10", "--data-dir", good, "--train-limit", "64", "--test-limit", "50", ...args];
+  // A store holding epoch 0 of that run's unit, as another engine (or a checkpoint of another model) left it.
+  const otherStore = path.join(tmp, "other-results");
+  const partialUnit = async (how: "engine" | "optimizer"): Promise<void> => {
+    fs.rmSync(otherStore, { recursive: true, force: true });
+    const engine = (await initBackend()).kind;
+    const config = makeConfig("smoke", { backbones: ["scratch"], arms: ["vanilla"], trials: 1, epochs: 1, data: { source: "cifar10", dir: good, trainLimit: 64, testLimit: 50 } });
+    const { store } = storeFor(config, otherStore);
+    store.init({});
+    const unit = { backbone: "scratch" as const, arm: "vanilla" as const, trial: 0 };
+    const recorded = how === "engine" ? (engine === "js" ? "native-cpu" : "js") : engine;
+    const model = new BinaryClassifier("tiny", makeRng(1, "init"));
+    const weights = [...model.namedVariables()].map(([name, v]) => ({ name, dtype: "float32" as const, shape: v.shape, data: v.dataSync() as Float32Array }));
+    const optimizer = how === "optimizer" ? [{ name: "features.0.0.weight", dtype: "float32" as const, shape: [1, 2], data: new Float32Array(2) }] : [];
+    model.dispose();
+    store.appendEpoch(unit, { backbone: "scratch", arm: "vanilla", trial: 0, epoch: 0, loss: 0.7, roc_auc: 0.5, output_bias_value: 0, train_loss: null,
+      wall_s: 1, images_per_s: null, seed: 0, dataset: "synthetic", backend: recorded }, { epoch: 0, weights, optimizer }, null);
+    store.setStatus(unit, "running", null, recorded);
+  };
+
+  const cases: Array<{ what: string; script: string; args: string[]; env?: Record<string, string>; pattern: RegExp; setup?: () => Promise<void> }> = [
     { what: "unknown class", script: "src/cli.ts", args: cli("--data", "cifar10", "--data-dir", good, "--positive", "toad"),
       pattern: /^error: data\.positiveClass: unknown CIFAR-10 class "toad"; use one of .*frog/ },
     { what: "bad config value", script: "src/cli.ts", args: cli("--lr=-1"), pattern: /^error: config\.lr: -1 must be in \(0, 10\]/ },
@@ -124,12 +158,30 @@ describe("user errors at the entry points", () => {
       env: { EFFICIENTNET_B1_WEIGHTS: notWeights }, pattern: /^error: local copy .*not-b1\.pth: wrong sha256 checksum \(expected c27df63c/ },
     { what: "a local weights file with the wrong hash, through make weights", script: "src/model/weights_main.ts", args: ["--dir", path.join(tmp, "weights"), "--local", notWeights],
       pattern: /^error: local copy .*not-b1\.pth: wrong sha256 checksum/ },
+    { what: "a train limit leaving a last batch of one image", script: "src/cli.ts", args: smallRun("--train-limit", "65"),
+      pattern: /^error: config\.trainBatch: 65 training images in batches of 64 leave a last batch of 1 image, on which BatchNorm cannot use batch statistics \(PyTorch raises there too\); use a batch size of 63 or 65, or 64 images$/ },
+    { what: "all the data in batches leaving one image (known once the data is loaded)", script: "src/cli.ts", args: smallRun("--train-limit", "all", "--train-batch", "249"),
+      pattern: /^error: config\.trainBatch: 250 training images in batches of 249 leave a last batch of 1 image/ },
+    { what: "the full preset without CIFAR-10", script: "src/cli.ts", args: ["--preset", "full", "--data-dir", empty, "--epochs", "0"],
+      pattern: /^error: config\.data\.source: the full preset found no CIFAR-10 in .*no-data\/ and would train on the synthetic stand-in; run `make data`, or pass --data synthetic/ },
+    { what: "the full preset on the CPU while an NVIDIA GPU is visible", script: "src/cli.ts", args: ["--preset", "full", "--data-dir", empty], env: withGpu,
+      pattern: /^error: --preset full: an NVIDIA GPU is visible but this run's engine is js \(why: see above\); build the CUDA engine \(make native-gpu\), or pass --allow-cpu/ },
+    { what: "resuming a unit started on another engine", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_RESULTS: otherStore }, setup: () => partialUnit("engine"),
+      pattern: /^error: .*scratch__vanilla__trial-0: trained on the (js|native-cpu) engine up to epoch 0, this run's engine is (js|native-cpu|cuda), and one unit must not mix engines; resume it on \1 \(BIAS_INIT_BACKEND=(js|native)\), start fresh under a new results folder \(--results DIR\), or pass --allow-engine-change/ },
+    { what: "a checkpoint whose optimizer state does not fit the model", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_RESULTS: otherStore }, setup: () => partialUnit("optimizer"),
+      pattern: /^error: .*scratch__vanilla__trial-0\/checkpoint-0: optimizer state does not fit the model \(\d+ problem\(s\), first: features\.0\.0\.weight has shape \[1, 2\], the model's is \[.*\]\); .*delete the unit's folder/ },
+    { what: "a bad lock timeout", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_LOCK_STALE_S: "soon" },
+      pattern: /^error: BIAS_INIT_LOCK_STALE_S: "soon" is not a number of seconds >= 0\.5; set a number or unset it$/ },
+    { what: "a malformed crash hook", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_CRASH_AFTER: "epochs.jsonl" },
+      pattern: /^error: BIAS_INIT_CRASH_AFTER: "epochs\.jsonl" is not <write>:<n> with n >= 1 and <write> one of \*, config\.json\.tmp/ },
   ];
   for (const c of cases) {
-    test(c.what, () => {
+    test(c.what, async () => {
+      await c.setup?.();
       const r = run(c.script, c.args, c.env);
       assert.equal(r.status, 2, `exit ${r.status}\n${r.stderr}`);
-      const lines = r.stderr.split("\n").filter((l) => l.trim() !== "" && !/absl|oneDNN|port\.cc|cpu_feature_guard/.test(l));
+      // The progress status line goes to stderr too once training has started (the optimizer state is read when its unit resumes).
+      const lines = r.stderr.split("\n").filter((l) => l.trim() !== "" && !/absl|oneDNN|port\.cc|cpu_feature_guard|^training \d+ unit\(s\), \d+ steps, into /.test(l));
       assert.equal(lines.length, 1, r.stderr);
       assert.match(lines[0], c.pattern);
       assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
@@ -156,6 +208,17 @@ runMain(async () => {
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], /^error: checkpoint b0\.pth: does not fit efficientnet b1 \(128 problem\(s\), first: missing features\.1\.1\.block\.0\.0\.weight/);
     assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  });
+
+  test("with a GPU visible but unused, every run says why; --allow-cpu lets the full preset run; --allow-engine-change resumes", async () => {
+    const r = run("src/cli.ts", ["--preset", "full", "--allow-cpu", "--model", "tiny", "--data", "cifar10", "--data-dir", good,
+      "--backbones", "scratch", "--arms", "vanilla", "--trials", "1", "--epochs", "0", "--train-limit", "64", "--test-limit", "16"], withGpu);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^note: an NVIDIA GPU is visible \(GPU 0: NVIDIA H200 \(UUID: GPU-0+-0000-0000-0000-0+\)\) but no CUDA engine loaded, so this run uses the CPU; the GPU engines tried:\n {2}none \(BIAS_INIT_BACKEND chose another engine\)\n {2}to use the GPU, build the CUDA engine: `make native-gpu`/m);
+    await partialUnit("engine");
+    const resumed = run("src/cli.ts", smallRun("--allow-engine-change"), { BIAS_INIT_RESULTS: otherStore });
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stdout, /1 of 1 unit\(s\) complete/);
   });
 
   test("BIAS_INIT_RESULTS is where the CLI writes its store", () => {

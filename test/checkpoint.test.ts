@@ -84,7 +84,7 @@ const FIXTURE_BASE64 = [
 ].join("");
 const fixture = (): Uint8Array => new Uint8Array(Buffer.from(FIXTURE_BASE64, "base64"));
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "checkpoint-test-"));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-checkpoint-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const tmpFile = (name: string, bytes: Uint8Array): string => {
   const file = path.join(tmp, name);

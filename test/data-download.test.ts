@@ -14,7 +14,7 @@ import { BATCH_DIR_NAME, BATCH_FILES, CIFAR10_TARBALL, DataError, TARBALL_ENV, e
 import { isSynthetic, writeSyntheticCifar10 } from "../src/data/synthetic";
 import { main, parseArgs } from "../src/data/main";
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "data-download-test-"));
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-data-download-"));
 let counter = 0;
 const freshDir = (): string => {
   const dir = path.join(root, `case-${counter++}`);

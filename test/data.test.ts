@@ -15,7 +15,7 @@ import { prepareData, resolveDataSource } from "../src/data/prepare";
 import { imageToRgbBytes } from "../src/data/preprocess";
 import { ConfigError, ExperimentConfig } from "../src/config";
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "data-test-"));
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-data-"));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 let counter = 0;
 const freshDir = (): string => {

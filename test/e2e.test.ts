@@ -11,8 +11,14 @@ import { runExperiment, loadResults, RunEvent } from "../src/experiment/grid";
 import { entropyNats } from "../src/maths";
 import { catchUpPerTrial } from "../src/experiment/stats/hockey_stick";
 
-test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla above it, both learn, no tensor leak", async () => {
+function tempRoot(t: { after(fn: () => void): void }): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-e2e-"));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  return root;
+}
+
+test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla above it, both learn, no tensor leak", async (t) => {
+  const root = tempRoot(t);
   const config = makeConfig("smoke", {
     data: { source: "synthetic", dir: path.join(root, "data") },
     backbones: ["scratch"], trials: 1, epochs: 2,
@@ -78,8 +84,8 @@ test("tiny model on synthetic data: positive-rate arm starts at H(p), vanilla ab
   assert.deepEqual(loadResults(config, path.join(root, "results")).records, result.records);
 });
 
-test("the pretrained half of the tiny model reports unavailable weights instead of training from scratch", async () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-e2e-"));
+test("the pretrained half of the tiny model reports unavailable weights instead of training from scratch", async (t) => {
+  const root = tempRoot(t);
   const config = makeConfig("smoke", { data: { source: "synthetic", dir: path.join(root, "data") }, backbones: ["imagenet"], trials: 1, epochs: 1 });
   const result = await runExperiment(config, { resultsDir: path.join(root, "results") });
   assert.equal(result.records.length, 0);

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { trainLoop, TrainingDiverged, TrainableModel, BatchSource, EpochMetrics, evaluate } from "../src/train/loop";
+import { trainLoop, TrainingDiverged, TrainableModel, BatchSource, EpochMetrics, OptimizerState, OptimizerStateError, evaluate } from "../src/train/loop";
 import { epochOrder } from "../src/data/batches";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
@@ -166,4 +166,60 @@ test("evalMode both: eval-mode metrics equal an eval run's, train-mode ones a tr
   } finally {
     model.dispose();
   }
+});
+
+/** logit = w . mean_c(x) + b with a 3-vector w: named like a state_dict, with prefixed tf.Variable names. */
+let stubs = 0;
+function namedStub(): TrainableModel & { w: tf.Variable; b: tf.Variable } {
+  const prefix = `m${++stubs}/`;
+  // tidy keeps the variables and releases the initial values.
+  const [w, b] = tf.tidy(() => [tf.variable(tf.tensor1d([0.1, -0.2, 0.3]), true, `${prefix}head.weight`), tf.variable(tf.tensor1d([0.05]), true, `${prefix}head.bias`)]);
+  return {
+    w, b,
+    forward: (x) => tf.tidy(() => tf.add(tf.sum(tf.mul(tf.mean(x, [1, 2]), w), 1), b) as tf.Tensor1D),
+    trainableVariables: () => [w, b],
+    namedVariables: () => new Map([["head.weight", w], ["head.bias", b]]),
+    outputBias: () => b.dataSync()[0],
+  };
+}
+
+test("optimizer state travels by state_dict key: restored in any order, a wrong shape or name is a clear error", async () => {
+  const values = [1, -1, 2, 0, 3, -2];
+  const labels = [1, 0, 1, 0, 1, 0];
+  const data = source(values, labels);
+  const two = { ...settings, trainBatch: 2 };
+  // Straight: two epochs in one go.
+  const straight = namedStub();
+  await trainLoop(straight, data, data, two);
+  // Interrupted after epoch 1: its momentum buffers as the checkpoint would hold them.
+  const first = namedStub();
+  let saved: OptimizerState = [];
+  await trainLoop(first, data, data, { ...two, epochs: 1 }, {
+    onEpoch: async (m, _s, optimizerState) => {
+      if (m.epoch === 1) saved = (await optimizerState()).map((s) => ({ name: s.name, tensor: s.tensor.clone() }));
+    },
+  });
+  assert.deepEqual(saved.map((s) => s.name), ["head.weight", "head.bias"], "named by state_dict key, not by tf.Variable name");
+  const copy = (): OptimizerState => saved.map((s) => ({ name: s.name, tensor: s.tensor.clone() }));
+  // Resumed with the buffers in the reverse order: position must not matter.
+  const resumed = namedStub();
+  resumed.w.assign(first.w);
+  resumed.b.assign(first.b);
+  await trainLoop(resumed, data, data, two, {}, { epoch: 1, optimizer: copy().reverse() });
+  assert.deepEqual(Array.from(resumed.w.dataSync()), Array.from(straight.w.dataSync()));
+  assert.deepEqual(Array.from(resumed.b.dataSync()), Array.from(straight.b.dataSync()));
+
+  const tensorsBefore = tf.memory().numTensors;
+  const wrongShape = copy();
+  wrongShape[0].tensor.dispose();
+  wrongShape[0] = { name: "head.weight", tensor: tf.zeros([4]) };
+  await assert.rejects(trainLoop(namedStub(), data, data, two, {}, { epoch: 1, optimizer: wrongShape }),
+    (e: unknown) => e instanceof OptimizerStateError && /head\.weight has shape \[4\], the model's is \[3\]/.test(e.message));
+  const wrongName = copy();
+  wrongName[1].name = "classifier.bias";
+  await assert.rejects(trainLoop(namedStub(), data, data, two, {}, { epoch: 1, optimizer: wrongName }),
+    (e: unknown) => e instanceof OptimizerStateError && /2 problem\(s\), first: no momentum buffer for head\.bias/.test(e.message));
+  // The rejected states were disposed (each failed run leaves only its stub model's two variables).
+  assert.equal(tf.memory().numTensors, tensorsBefore + 4);
+  tf.dispose(saved.map((s) => s.tensor));
 });

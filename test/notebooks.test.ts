@@ -14,7 +14,7 @@ import { rgbToPng } from "../src/viz/png";
 import { conclusionParts, partFindings, verdict, writeConclusions } from "../src/experiment/conclusions";
 import { formatInterval } from "../src/experiment/stats/student_t";
 import type { EpochRecord } from "../src/experiment/records";
-import { makeConfig } from "../src/config";
+import { makeConfig, mergeOverrides } from "../src/config";
 import { loadResults, storeFor } from "../src/experiment/grid";
 import { asSentence, planStatusText } from "../src/experiment/run_summary";
 import { planOverrides } from "../src/experiment/plans";
@@ -384,10 +384,11 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "bias-init-notebooks-"));
   const results = path.join(work, "results");
   const reports = path.join(work, "reports");
+  const data = path.join(work, "data");
   const out = path.join(work, "executed");
   // The failing cell, its stderr and error are in the assertion message; nothing else is kept.
   after(() => fs.rmSync(work, { recursive: true, force: true }));
-  const env = { ...process.env, BIAS_INIT_PRESET: "smoke", BIAS_INIT_RESULTS: results, BIAS_INIT_REPORTS: reports, BIAS_INIT_BACKEND: process.env.BIAS_INIT_BACKEND ?? "js" };
+  const env = { ...process.env, BIAS_INIT_PRESET: "smoke", BIAS_INIT_RESULTS: results, BIAS_INIT_REPORTS: reports, BIAS_INIT_DATA: data, BIAS_INIT_BACKEND: process.env.BIAS_INIT_BACKEND ?? "js" };
 
   function execute(...notebooks: string[]): void {
     const r = spawnSync(PYTHON, [path.join(ROOT, "tools/jupyter/run_notebooks.py"), "--no-html", "--out", out, ...notebooks.map((n) => path.join(ROOT, "notebooks", n))],
@@ -444,7 +445,7 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
   test("04_summary renders every section from the store: known records, an unavailable half, a missing run", () => {
     // The store as 01 and 02 would leave it with the smoke preset, written directly (no training):
     // two paired scratch trials with known numbers, the ImageNet half marked unavailable.
-    const config = makeConfig("smoke", planOverrides("scratch", "smoke"));
+    const config = makeConfig("smoke", mergeOverrides({ data: { dir: data } }, planOverrides("scratch", "smoke")));
     const { store, dataset } = storeFor(config, results);
     store.init({ seeded: "test/notebooks.test.ts" });
     const loss = { vanilla: [[0.70, 0.40, 0.35], [0.71, 0.42, 0.37]], positive_rate: [[0.33, 0.36, 0.34], [0.33, 0.35, 0.345]] };

@@ -65,7 +65,7 @@ describe("parity with torchvision 0.28", { skip }, () => {
   };
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "parity-"));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "bias-parity-"));
     execFileSync(PYTHON, [TOOL, dir], { stdio: ["ignore", "ignore", "inherit"], timeout: 240_000 });
     manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest;
     await initBackend();

@@ -185,7 +185,8 @@ export async function ensureCifar10(opts: EnsureCifar10Options): Promise<string>
     localCopyHint: `npx tsx src/data/main.ts --local PATH, or ${TARBALL_ENV}=PATH make data`,
   });
 
-  const work = fs.mkdtempSync(path.join(opts.dataDir, ".extract-"));
+  // The pid in the name lets a later start-up remove it if this process is killed (util/leftovers.ts).
+  const work = fs.mkdtempSync(path.join(opts.dataDir, `.extract-${process.pid}-`));
   try {
     await tar.x({ file: tarball, cwd: work });
     const extracted = path.join(work, BATCH_DIR_NAME);

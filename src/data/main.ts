@@ -9,6 +9,7 @@ import { progressPrinter } from "../util/download";
 import { ensureSynthetic } from "./synthetic";
 import { parseFlags, stringFlag } from "../util/args";
 import { reportError, runMain } from "../errors";
+import { defaultDataDir } from "../config";
 
 interface Args {
   dir: string;
@@ -17,13 +18,13 @@ interface Args {
 }
 
 const USAGE = `usage: npx tsx src/data/main.ts [--dir DIR] [--local PATH] [--synthetic]
-  --dir DIR     data folder (default: data)
+  --dir DIR     data folder (default: env BIAS_INIT_DATA, else data)
   --local PATH  use this copy of ${CIFAR10_TARBALL} instead of downloading (also: ${TARBALL_ENV}=PATH)
   --synthetic   generate the synthetic stand-in in DIR/synthetic instead`;
 
 export function parseArgs(argv: string[]): Args {
   const v = parseFlags(argv, { dir: { type: "string" }, local: { type: "string" }, synthetic: { type: "boolean" } }, USAGE);
-  return { dir: stringFlag(v, "dir", "data"), local: stringFlag(v, "local", null), synthetic: v.synthetic === true };
+  return { dir: stringFlag(v, "dir", defaultDataDir()), local: stringFlag(v, "local", null), synthetic: v.synthetic === true };
 }
 
 function describe(batchDir: string): string {

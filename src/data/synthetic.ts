@@ -215,7 +215,7 @@ export function ensureSynthetic(dataDir: string, opts: SyntheticOptions = {}): s
   const dir = path.join(dataDir, SYNTHETIC_DIR_NAME);
   if (isCurrent(dir, params)) return path.join(dir, BATCH_DIR_NAME);
   fs.mkdirSync(dataDir, { recursive: true });
-  const work = fs.mkdtempSync(path.join(dataDir, ".synthetic-"));
+  const work = fs.mkdtempSync(path.join(dataDir, `.synthetic-${process.pid}-`)); // pid: see util/leftovers.ts
   try {
     const fresh = path.join(work, "new");
     writeSyntheticCifar10(fresh, params);

@@ -6,6 +6,7 @@
 // download no longer serves anyone (docs/native.md). A package that merely `require`s is not proof:
 // one without its binding loads too. So each candidate is judged by the backend that TF.js reports
 // afterwards, and every error is caught.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
@@ -26,6 +27,8 @@ export interface BackendInfo {
   tensorflowVersion: string | null;
   /** Why better candidates were not used (one line each). */
   skipped: string[];
+  /** The NVIDIA GPUs `nvidia-smi -L` lists on this machine (empty: none, or no nvidia-smi). */
+  visibleGpus: string[];
 }
 
 /** The repository root (this file lives in <root>/src/engine). */
@@ -103,7 +106,7 @@ async function selectBackend(forced: Forced): Promise<BackendInfo> {
         skipped.push(`${c.label}: loaded, but sees no GPU`);
         continue;
       }
-      return { ...result, skipped };
+      return { ...result, skipped, visibleGpus: visibleNvidiaGpus() };
     }
     if (forced !== "auto") {
       throw new BackendError(`BIAS_INIT_BACKEND=${forced} but no such backend loads:\n  ${skipped.join("\n  ")}\n` +
@@ -114,8 +117,28 @@ async function selectBackend(forced: Forced): Promise<BackendInfo> {
   await tf.ready();
   return {
     kind: "js", tfBackend: tf.getBackend(), source: null, device: "CPU (pure JavaScript)",
-    tfjsVersion: tf.version.tfjs, tensorflowVersion: null, skipped,
+    tfjsVersion: tf.version.tfjs, tensorflowVersion: null, skipped, visibleGpus: visibleNvidiaGpus(),
   };
+}
+
+/** The lines `nvidia-smi -L` prints for each GPU ("GPU 0: NVIDIA ... (UUID: ...)"); none without a driver. */
+export function visibleNvidiaGpus(): string[] {
+  const r = spawnSync("nvidia-smi", ["-L"], { encoding: "utf8", timeout: 10_000 });
+  if (r.error !== undefined || r.status !== 0) return [];
+  return r.stdout.split("\n").map((l) => l.trim()).filter((l) => /^GPU \d+:/.test(l));
+}
+
+/**
+ * When an NVIDIA GPU is visible but the engine is not CUDA: why, one line per candidate engine
+ * (BackendInfo.skipped), for every run to print. Empty otherwise.
+ */
+export function unusedGpuLines(info: BackendInfo): string[] {
+  if (info.kind === "cuda" || info.visibleGpus.length === 0) return [];
+  const more = info.visibleGpus.length > 1 ? ` and ${info.visibleGpus.length - 1} more` : "";
+  const tried = info.skipped.filter((s) => s.includes("gpu"));
+  return [`note: an NVIDIA GPU is visible (${info.visibleGpus[0]}${more}) but no CUDA engine loaded, so this run uses the CPU; the GPU engines tried:`,
+    ...(tried.length > 0 ? tried.map((s) => `  ${s}`) : ["  none (BIAS_INIT_BACKEND chose another engine)"]),
+    "  to use the GPU, build the CUDA engine: `make native-gpu` (docs/native.md, GPU variant)"];
 }
 
 interface NodeBackendLike {
@@ -125,7 +148,7 @@ interface NodeBackendLike {
 }
 
 /** Loads one native candidate; returns the info, or the reason it was skipped. */
-async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skipped"> | string> {
+async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skipped" | "visibleGpus"> | string> {
   if (!fs.existsSync(path.join(c.id, "package.json"))) return "not built";
   try {
     require(c.id);

@@ -1,27 +1,47 @@
 // The experiment grid: {ImageNet weights, scratch} x {vanilla, positive rate} x trials, each unit
-// trained by train/loop.ts and written to the results store after every epoch.
+// trained by unit_runner.ts and written to the results store after every epoch.
 //
 // Pairing: trial k of both arms shares its seed, so both see the same data order, the same dropout
 // masks and the same initial backbone and head weights; they differ only in the head's bias.
 // Resuming: a unit restarts from its last finished epoch; a finished unit is read, never retrained.
-import * as tf from "@tensorflow/tfjs";
-import { ExperimentConfig, Arm, DatasetKind, configHash, resultKeyFields } from "../config";
+// Sharing a store: each unit is trained under its lock (unit_lock.ts). A run skips units other
+// processes are training, then waits at its end for those (and takes over any whose lock goes
+// stale), so every unit is trained once. Start-up first cleans what killed runs left behind.
+import * as fs from "fs";
+import * as path from "path";
+import { ExperimentConfig, DatasetKind, ConfigError, NUMERICS_VERSION, canonicalJson, checkBatchSizes, configHash, lockSettings, resultKeyFields } from "../config";
 import { initBackend, BackendInfo } from "../engine/backend";
-import { deriveSeed, makeRng } from "../rng";
-import { prepareData, resolveDataSource, PreparedData } from "../data/prepare";
+import { prepareData, resolveDataSource } from "../data/prepare";
 import { ImageDataset } from "../data/batches";
-import { BinaryClassifier } from "../model/head";
-import { ensureImagenetWeights, IMAGENET_WEIGHTS, loadImagenetWeights, verifyCheckpointFits, WeightsUnavailableError } from "../model/pretrained";
-import { trainLoop, TrainingDiverged, TrainingStopped, EpochMetrics, StepProgress } from "../train/loop";
-import { ResultsStore, UnitKey, UnitStatus, NamedArray, Checkpoint } from "./store";
+import { DEFAULT_WEIGHTS_DIR, ensureImagenetWeights, IMAGENET_WEIGHTS, verifyCheckpointFits, WeightsUnavailableError } from "../model/pretrained";
+import { TrainingStopped, StepProgress } from "../train/loop";
+import { removeLeftovers } from "../util/leftovers";
+import { ResultsStore, UnitKey, UnitStatus, unitLabel } from "./store";
+import { LockOwner } from "./unit_lock";
+import { checkCrashHook } from "./write_points";
+import { checkResumable, LockLostError, runUnit, trialSeed, UnitContext } from "./unit_runner";
 import type { EpochRecord, StepRecord } from "./records";
+
+export { trialSeed };
 
 export type RunEvent =
   | { type: "start"; backend: BackendInfo; dataset: DatasetKind; note: string; hash: string; dir: string; positiveRate: number; pending: UnitKey[]; totalSteps: number }
   | { type: "unit-start"; unit: UnitKey; fromEpoch: number }
   | { type: "step"; unit: UnitKey; progress: StepProgress; stepsDone: number; totalSteps: number; stepsPerS: number; etaSeconds: number | null }
   | { type: "epoch"; unit: UnitKey; record: EpochRecord; numTensors: number }
-  | { type: "unit-end"; unit: UnitKey; status: UnitStatus };
+  | { type: "unit-end"; unit: UnitKey; status: UnitStatus }
+  /** What start-up cleaned in a unit a killed run left behind. */
+  | { type: "recovered"; unit: UnitKey; actions: string[] }
+  /** A unit another process is training: left to it for now. */
+  | { type: "unit-skip"; unit: UnitKey; owner: LockOwner }
+  /** This process lost a unit's lock to another (it had stalled past the stale timeout). */
+  | { type: "lock-lost"; unit: UnitKey }
+  /** At the end: waiting for units other processes are training (repeated every poll). */
+  | { type: "waiting"; units: Array<{ unit: UnitKey; owner: LockOwner }>; waitedS: number; limitS: number }
+  /** The wait bound passed with these units still locked by others. */
+  | { type: "wait-timeout"; units: Array<{ unit: UnitKey; owner: LockOwner }>; waitedS: number }
+  /** One line worth telling (e.g. results of older code left in another store). */
+  | { type: "note"; text: string };
 
 export interface RunOptions {
   /** Root of the results store (default "results"). */
@@ -29,6 +49,10 @@ export interface RunOptions {
   onEvent?: (e: RunEvent) => void;
   /** Polled between steps; true stops after the step in flight (that epoch is redone on resume). */
   shouldStop?: () => boolean;
+  /** Continue units started on another engine (CLI --allow-engine-change); default false. */
+  allowEngineChange?: boolean;
+  /** Wait at the end for units other processes are training (default true, bounded by BIAS_INIT_LOCK_WAIT_S). */
+  waitForOthers?: boolean;
 }
 
 export interface UnitResult {
@@ -61,11 +85,6 @@ export function gridUnits(config: ExperimentConfig): UnitKey[] {
     for (let trial = 0; trial < config.trials; trial++)
       for (const arm of config.arms) units.push({ backbone, arm, trial });
   return units;
-}
-
-/** Seed of trial k, shared by both arms (and by both backbones, which start differently anyway). */
-export function trialSeed(config: ExperimentConfig, trial: number): number {
-  return deriveSeed(config.seed, "trial", trial);
 }
 
 /** The store a config writes to: "auto" data is resolved first, so CIFAR-10 and synthetic never mix. */
@@ -103,21 +122,60 @@ export function loadResults(config: ExperimentConfig, resultsDir = "results"): E
   return result;
 }
 
+/** Stores under the same root holding this config's results from code of another NUMERICS_VERSION. */
+function storesOfOtherCode(resultsDir: string, resolved: ExperimentConfig, own: string): Array<{ dir: string; version: unknown }> {
+  const { numericsVersion: _n, ...ours } = resultKeyFields(resolved) as Record<string, unknown>;
+  const found: Array<{ dir: string; version: unknown }> = [];
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(resultsDir);
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    const dir = path.join(resultsDir, name);
+    if (dir === own) continue;
+    try {
+      const meta = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+      const theirs = Object.fromEntries(Object.keys(ours).map((k) => [k, meta[k]]));
+      if (canonicalJson(theirs) === canonicalJson(ours)) found.push({ dir, version: meta.numericsVersion ?? "none (older code)" });
+    } catch {
+      // not a store
+    }
+  }
+  return found;
+}
+
 /**
  * Runs every unit the config selects that the store does not already hold, then returns all of
  * them from the store. Bad config or data fails before anything is written.
  */
 export async function runExperiment(config: ExperimentConfig, opts: RunOptions = {}): Promise<ExperimentResult> {
   const resultsDir = opts.resultsDir ?? "results";
-  const { store, resolved } = storeFor(config, resultsDir);
+  const emit = (e: RunEvent): void => opts.onEvent?.(e);
+  checkCrashHook();
+  const locks = lockSettings();
+  const { store, dataset, resolved } = storeFor(config, resultsDir);
+  if (config.preset === "full" && config.data.source === "auto" && dataset === "synthetic") {
+    throw new ConfigError(`config.data.source: the full preset found no CIFAR-10 in ${config.data.dir}/ and would train on the synthetic stand-in; ` +
+      "run `make data`, or pass --data synthetic to run it on synthetic data on purpose");
+  }
+  const units = gridUnits(config);
   // Units whose weights were unavailable are tried again (the weights may have arrived since),
   // except where torchvision has no ImageNet weights for the architecture at all.
-  const pending = gridUnits(config).filter((u) => !isFinished(store, u, config.epochs) &&
-    !(store.status(u)?.state === "unavailable" && IMAGENET_WEIGHTS[config.model] === undefined));
-  if (pending.length === 0) return loadResults(config, resultsDir);
+  const needsTraining = (u: UnitKey): boolean => !isFinished(store, u, config.epochs) &&
+    !(store.status(u)?.state === "unavailable" && IMAGENET_WEIGHTS[config.model] === undefined);
+  const pending = units.filter(needsTraining);
+  if (pending.length === 0) {
+    recoverUnits(store, units, config.epochs, locks.staleMs, emit);
+    return loadResults(config, resultsDir);
+  }
 
   const backend = await initBackend();
+  // Units other processes are training now are theirs to judge; the rest are checked before any write.
+  checkResumable(store, pending.filter((u) => store.liveOwner(u, locks.staleMs) === null), backend.kind, opts.allowEngineChange === true);
   const data = prepareData(resolved.data);
+  checkBatchSizes(resolved, data.train.n, data.test.n);
   const train = new ImageDataset(data.train, data.trainLabels, resolved.input);
   const test = new ImageDataset(data.test, data.testLabels, resolved.input);
   const stepsPerEpoch = Math.ceil(train.size / resolved.trainBatch);
@@ -134,104 +192,121 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
       if (!(e instanceof WeightsUnavailableError)) throw e;
     }
   }
+  // Start-up recovery: leftovers of killed processes in the data and weights folders and the store.
+  for (const dir of [resolved.data.dir, DEFAULT_WEIGHTS_DIR]) removeLeftovers(dir, locks.staleMs);
+  const fresh = store.meta() === null;
   store.init({ ...resultKeyFields(resolved), dataset: data.dataset, positiveClass: data.positive, positiveRate: data.positiveRate, note: data.note });
-  opts.onEvent?.({ type: "start", backend, dataset: data.dataset, note: data.note, hash: store.hash, dir: store.dir, positiveRate: data.positiveRate, pending, totalSteps });
+  emit({ type: "start", backend, dataset: data.dataset, note: data.note, hash: store.hash, dir: store.dir, positiveRate: data.positiveRate, pending, totalSteps });
+  if (fresh) {
+    for (const other of storesOfOtherCode(resultsDir, resolved, store.dir)) {
+      emit({ type: "note", text: `${other.dir} holds this config's results from code of numerics version ${other.version}; this code is version ${NUMERICS_VERSION}, so this run starts fresh in ${store.dir}` });
+    }
+  }
+  store.recoverStore(locks.staleMs);
+  recoverUnits(store, units, config.epochs, locks.staleMs, emit);
 
+  const ctx: UnitContext = { store, config: resolved, data, train, test, backend, heartbeatMs: locks.heartbeatMs };
   // The rate counts trained steps over the time since the first one (skipped units take no time).
   let trained = 0;
   let skipped = 0;
   let started: number | null = null;
-  for (const unit of pending) {
+  const skippedOnce = new Set<string>();
+  const trainUnit = async (unit: UnitKey, lock: Parameters<typeof runUnit>[2]): Promise<void> => {
     const fromEpoch = lastEpoch(store, unit) + 1;
-    opts.onEvent?.({ type: "unit-start", unit, fromEpoch });
+    emit({ type: "unit-start", unit, fromEpoch });
     const owed = stepsOwed(unit);
+    if (skippedOnce.has(unitLabel(unit))) skipped -= owed; // counted as done by another process when skipped
     const trainedBefore = trained;
-    const status = await runUnit(store, resolved, unit, data, train, test, backend, {
-      onStep: (p) => {
-        started ??= performance.now();
-        trained++;
-        // Timed from the first step's end, so the first step itself gives no rate yet.
-        const rate = trained > 1 ? (trained - 1) / ((performance.now() - started) / 1000) : 0;
-        opts.onEvent?.({ type: "step", unit, progress: p, stepsDone: trained + skipped, totalSteps, stepsPerS: rate,
-          etaSeconds: rate > 0 ? (totalSteps - trained - skipped) / rate : null });
-      },
-      onEpoch: (record, numTensors) => opts.onEvent?.({ type: "epoch", unit, record, numTensors }),
-      shouldStop: opts.shouldStop,
-    });
-    // A unit that ended early (diverged, weights unavailable) no longer owes its remaining steps.
-    skipped += owed - (trained - trainedBefore);
-    opts.onEvent?.({ type: "unit-end", unit, status });
+    try {
+      const status = await runUnit(ctx, unit, lock, {
+        onStep: (p) => {
+          started ??= performance.now();
+          trained++;
+          // Timed from the first step's end, so the first step itself gives no rate yet.
+          const rate = trained > 1 ? (trained - 1) / ((performance.now() - started) / 1000) : 0;
+          emit({ type: "step", unit, progress: p, stepsDone: trained + skipped, totalSteps, stepsPerS: rate,
+            etaSeconds: rate > 0 ? (totalSteps - trained - skipped) / rate : null });
+        },
+        onEpoch: (record, numTensors) => emit({ type: "epoch", unit, record, numTensors }),
+        shouldStop: opts.shouldStop,
+      });
+      emit({ type: "unit-end", unit, status });
+    } finally {
+      // A unit that ended early (diverged, weights unavailable, lost) no longer owes its remaining steps.
+      skipped += owed - (trained - trainedBefore);
+    }
+  };
+
+  // Each round takes every free unit; units locked by others wait for the next round.
+  let queue = pending;
+  const waitStart = Date.now();
+  for (;;) {
+    const busy: Array<{ unit: UnitKey; owner: LockOwner }> = [];
+    for (const unit of queue) {
+      const attempt = store.tryLock(unit, locks.staleMs);
+      if (attempt.owner) {
+        busy.push({ unit, owner: attempt.owner });
+        if (!skippedOnce.has(unitLabel(unit))) {
+          emit({ type: "unit-skip", unit, owner: attempt.owner });
+          skippedOnce.add(unitLabel(unit));
+          skipped += stepsOwed(unit);
+        }
+        continue;
+      }
+      try {
+        const actions = store.recoverUnit(unit, config.epochs, locks.staleMs);
+        if (actions.length > 0) emit({ type: "recovered", unit, actions });
+        if (!needsTraining(unit)) continue; // another process finished it meanwhile
+        checkResumable(store, [unit], backend.kind, opts.allowEngineChange === true);
+        await trainUnit(unit, attempt.lock);
+      } catch (e) {
+        if (!(e instanceof LockLostError)) throw e;
+        emit({ type: "lock-lost", unit });
+      } finally {
+        attempt.lock.release();
+      }
+    }
+    queue = busy.map((b) => b.unit).filter(needsTraining);
+    const waiting = busy.filter((b) => queue.includes(b.unit));
+    if (waiting.length === 0 || opts.waitForOthers === false) break;
+    const waitedS = (Date.now() - waitStart) / 1000;
+    if (waitedS * 1000 >= locks.waitMs) {
+      emit({ type: "wait-timeout", units: waiting, waitedS });
+      break;
+    }
+    emit({ type: "waiting", units: waiting, waitedS, limitS: locks.waitMs / 1000 });
+    await sleepUnless(Math.min(locks.pollMs, Math.max(0, locks.waitMs - waitedS * 1000)), opts.shouldStop);
   }
   return loadResults(config, resultsDir);
+}
+
+/** Sleeps `ms`, checking `shouldStop` every 100 ms; throws TrainingStopped when it says stop. */
+async function sleepUnless(ms: number, shouldStop?: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (shouldStop?.()) throw new TrainingStopped("stopped while waiting for units other processes are training");
+    const left = end - Date.now();
+    if (left <= 0) return;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(100, left)));
+  }
+}
+
+/** Start-up recovery of every selected unit a killed run left something in (units others hold are left alone). */
+function recoverUnits(store: ResultsStore, units: UnitKey[], epochs: number, staleMs: number, emit: (e: RunEvent) => void): void {
+  for (const unit of units) {
+    if (!store.needsRecovery(unit, epochs, staleMs)) continue;
+    const attempt = store.tryLock(unit, staleMs);
+    if (attempt.owner) continue;
+    try {
+      const actions = store.recoverUnit(unit, epochs, staleMs);
+      if (actions.length > 0) emit({ type: "recovered", unit, actions });
+    } finally {
+      attempt.lock.release();
+    }
+  }
 }
 
 function lastEpoch(store: ResultsStore, unit: UnitKey): number {
   const records = store.epochs(unit);
   return records.length === 0 ? -1 : records[records.length - 1].epoch;
-}
-
-interface UnitCallbacks {
-  onStep(p: StepProgress): void;
-  onEpoch(r: EpochRecord, numTensors: number): void;
-  shouldStop?: () => boolean;
-}
-
-/** Builds the unit's model (same weights for both arms of a trial) and trains it to the end. */
-async function runUnit(store: ResultsStore, config: ExperimentConfig, unit: UnitKey, data: PreparedData,
-  train: ImageDataset, test: ImageDataset, backend: BackendInfo, cb: UnitCallbacks): Promise<UnitStatus> {
-  const seed = trialSeed(config, unit.trial);
-  const model = new BinaryClassifier(config.model, makeRng(seed, "init"));
-  try {
-    if (unit.backbone === "imagenet") {
-      try {
-        await loadImagenetWeights(model, config.model);
-      } catch (e) {
-        if (!(e instanceof WeightsUnavailableError)) throw e;
-        // Never fall back to training from scratch under the "imagenet" name.
-        store.setStatus(unit, "unavailable", e.message);
-        return store.status(unit) as UnitStatus;
-      }
-    }
-    model.initHeadBias(unit.arm, data.positiveRate);
-    const checkpoint = store.latestCheckpoint(unit);
-    const previous = store.epochs(unit);
-    if (previous.length > 0 && !checkpoint) throw new Error(`${store.unitDir(unit)}: epochs are recorded but their checkpoint is missing; delete the folder to rerun this unit`);
-    if (checkpoint) model.setWeights(new Map(checkpoint.weights.map((a) => [a.name, a.data as Float32Array])));
-    store.setStatus(unit, "running");
-    const meta = { backbone: unit.backbone, arm: unit.arm as Arm, trial: unit.trial, seed, dataset: data.dataset, backend: backend.kind };
-    await trainLoop(model, train, test, { ...config, seed }, {
-      onStep: cb.onStep,
-      shouldStop: cb.shouldStop,
-      onEpoch: async (m: EpochMetrics, stepLosses, optimizer) => {
-        const { num_tensors, ...metrics } = m;
-        const record: EpochRecord = { ...meta, ...metrics };
-        const last = m.epoch === config.epochs;
-        const ckpt = last ? null : await makeCheckpoint(model, optimizer, m.epoch);
-        const steps: StepRecord[] | null = stepLosses && stepLosses.map((loss, i) => ({ backbone: unit.backbone, arm: unit.arm, trial: unit.trial, epoch: 1, step: i + 1, loss }));
-        store.appendEpoch(unit, record, ckpt, steps);
-        cb.onEpoch(record, m.num_tensors);
-      },
-    }, checkpoint ? { epoch: checkpoint.epoch, optimizer: checkpoint.optimizer.map((a) => ({ name: a.name, tensor: tf.tensor(a.data, a.shape, a.dtype) })) } : null);
-    store.dropCheckpoints(unit);
-    store.setStatus(unit, "done");
-  } catch (e) {
-    if (e instanceof TrainingStopped) throw e;
-    if (!(e instanceof TrainingDiverged)) throw e;
-    store.setStatus(unit, "failed", e.message);
-  } finally {
-    model.dispose();
-  }
-  return store.status(unit) as UnitStatus;
-}
-
-async function makeCheckpoint(model: BinaryClassifier, optimizer: tf.Optimizer, epoch: number): Promise<Checkpoint> {
-  const weights: NamedArray[] = [];
-  for (const [name, v] of model.namedVariables()) weights.push({ name, dtype: "float32", shape: v.shape, data: v.dataSync() as Float32Array });
-  const slots = await optimizer.getWeights();
-  const optimizerArrays: NamedArray[] = slots.map((s) => ({
-    name: s.name, dtype: s.tensor.dtype === "int32" ? "int32" : "float32", shape: s.tensor.shape, data: s.tensor.dataSync() as Float32Array | Int32Array,
-  }));
-  // The momentum buffers are the optimizer's own variables; only the iteration count is a fresh tensor.
-  tf.dispose(slots.filter((s) => !(s.tensor instanceof tf.Variable)).map((s) => s.tensor));
-  return { epoch, weights, optimizer: optimizerArrays };
 }

@@ -5,8 +5,9 @@
 import type { ExperimentConfig } from "../config";
 import { TrainingStopped } from "../train/loop";
 import { ExperimentResult, loadResults, runExperiment, RunEvent } from "./grid";
-import { unitLabel } from "./store";
+import { unitLabel, UnitKey } from "./store";
 import type { EpochRecord } from "./records";
+import { describeOwner, LockOwner } from "./unit_lock";
 import { completeUnits } from "./run_summary";
 import { formatDuration } from "../util/duration";
 import { FirstEpochProjector } from "./projection";
@@ -35,6 +36,34 @@ export function formatEpochRow(r: EpochRecord): string {
   const cells = [r.backbone, r.arm, String(r.trial), String(r.epoch), num(r.loss, 4), num(r.roc_auc, 4), num(r.output_bias_value, 3),
     num(r.train_loss, 4), num(r.images_per_s, 1), num(r.wall_s, 1)];
   return cells.map((c, i) => c.padStart(COLUMNS[i][1])).join("  ");
+}
+
+/** `scratch/vanilla trial 0 (pid 12 on host-a, heartbeat 3 s ago), ...` */
+function lockedUnits(units: Array<{ unit: UnitKey; owner: LockOwner }>): string {
+  return units.map((u) => `${unitLabel(u.unit)} (${describeOwner(u.owner)})`).join(", ");
+}
+
+/**
+ * The line for an event about sharing the store with other processes or cleaning up after a
+ * killed one; null for the training events, which have their own display.
+ */
+export function formatStoreEvent(e: RunEvent): string | null {
+  switch (e.type) {
+    case "recovered":
+      return `recovered ${unitLabel(e.unit)} after a killed run: ${e.actions.join("; ")}`;
+    case "unit-skip":
+      return `skipping ${unitLabel(e.unit)}: another process is training it (${describeOwner(e.owner)}); waiting for it at the end`;
+    case "lock-lost":
+      return `${unitLabel(e.unit)}: another process took over this unit's lock (this run stalled past BIAS_INIT_LOCK_STALE_S); left to it`;
+    case "waiting":
+      return `waiting ${formatDuration(e.waitedS)} (at most ${formatDuration(e.limitS)}) for ${e.units.length} unit(s) other processes are training: ${lockedUnits(e.units)}`;
+    case "wait-timeout":
+      return `stopped waiting after ${formatDuration(e.waitedS)} (BIAS_INIT_LOCK_WAIT_S): ${lockedUnits(e.units)} still being trained; run again later to include them`;
+    case "note":
+      return e.text;
+    default:
+      return null;
+  }
 }
 
 /** Live tensors and resident memory after an epoch: both must stay flat from epoch 1 on. */
@@ -92,6 +121,8 @@ export interface ReportedRun {
 
 export interface ReportOptions {
   resultsDir: string;
+  /** Continue units started on another engine (CLI --allow-engine-change). */
+  allowEngineChange?: boolean;
   view: ProgressView;
   /** Called once training starts (not when the store already holds everything). */
   onStart?(e: Extract<RunEvent, { type: "start" }>): void;
@@ -117,9 +148,17 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
   let trained = false;
   const started = Date.now();
   const seconds = (): number => (Date.now() - started) / 1000;
+  let waiting = false;
   const onEvent = (e: RunEvent): void => {
-    trained = true;
+    const line = formatStoreEvent(e);
+    if (e.type === "waiting") {
+      // The first waiting line is kept; later ones redraw the status line.
+      if (!waiting) view.addRow(line as string);
+      else view.setLine(line as string);
+      waiting = true;
+    } else if (line !== null) view.addRow(line);
     if (e.type === "start") {
+      trained = true;
       opts.onStart?.(e);
       projector.start(e.pending);
       view.setLine(`training ${e.pending.length} unit(s), ${e.totalSteps} steps, into ${e.dir}`);
@@ -139,7 +178,7 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
     }
   };
   try {
-    const result = await runExperiment(config, { resultsDir: opts.resultsDir, onEvent, shouldStop: () => stop });
+    const result = await runExperiment(config, { resultsDir: opts.resultsDir, onEvent, shouldStop: () => stop, allowEngineChange: opts.allowEngineChange });
     if (trained) {
       const blocked = result.unavailable.length > 0 ? `, ${result.unavailable.length} cannot run` : "";
       view.finish(`done in ${formatDuration(seconds())}: ${completeUnits(result)} of ${result.units.length} unit(s) complete in ${result.dir}${blocked}`);

@@ -5,16 +5,24 @@
 //   <backbone>__<arm>__trial-<k>/
 //     epochs.jsonl                      one EpochRecord per finished epoch (0 = before training)
 //     steps.jsonl                       per-step train loss over the first epoch (the hockey stick)
-//     status.json                       running | done | failed | unavailable, with a message
+//     status.json                       running | done | failed | unavailable, with a message, the
+//                                       NUMERICS_VERSION and the engine kind that wrote it
 //     checkpoint-<epoch>.bin/.json      weights + optimizer slots after the last finished epoch
+//     lock                              held while a process trains the unit (unit_lock.ts)
 //
 // Every file is written to a temporary name and renamed into place, so a kill at any moment leaves
 // either the old or the new version. The checkpoint of epoch e is written before epochs.jsonl lists
 // e, and the previous checkpoint is deleted only after, so a resume always finds a matching pair.
+// What a kill leaves besides (temporary files, a checkpoint of an epoch not recorded, `running`
+// after the last epoch, a lock) is cleaned by recoverUnit, run under the unit's lock.
+// Each change on disk passes a named write point (write_points.ts), where the crash test kills.
 import * as fs from "fs";
 import * as path from "path";
-import type { Arm, Backbone } from "../config";
+import { NUMERICS_VERSION, type Arm, type Backbone } from "../config";
 import type { EpochRecord, StepRecord } from "./records";
+import { removeLeftovers } from "../util/leftovers";
+import { AcquireResult, LockOwner, isStale, readLock, tryAcquire } from "./unit_lock";
+import { passed, WritePoint } from "./write_points";
 
 export interface UnitKey {
   backbone: Backbone;
@@ -28,6 +36,10 @@ export interface UnitStatus {
   state: UnitState;
   message: string | null;
   updated: string;
+  /** The NUMERICS_VERSION of the code that wrote it (absent in stores of older code). */
+  numerics?: number;
+  /** The engine kind (BackendInfo.kind) that wrote it, when known. */
+  engine?: string;
 }
 
 /** One named array of a checkpoint (weights by torchvision key, optimizer slots by variable name). */
@@ -54,12 +66,19 @@ export function unitLabel(u: UnitKey): string {
   return `${u.backbone}/${u.arm} trial ${u.trial}`;
 }
 
+type AtomicWrite = "config.json" | "status.json" | "checkpoint.bin" | "checkpoint.json" | "steps.jsonl" | "epochs.jsonl";
+
 /** Writes `data` to `file` atomically (temporary file in the same folder, then rename). */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+function writeFileAtomic(file: string, data: string | Uint8Array, point: AtomicWrite): void {
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, data);
+  passed(`${point}.tmp` as WritePoint);
   fs.renameSync(tmp, file);
+  passed(point);
 }
+
+/** The lock file of a unit folder. */
+export const LOCK_FILE = "lock";
 
 function readJsonl<T>(file: string): T[] {
   if (!fs.existsSync(file)) return [];
@@ -86,7 +105,12 @@ export class ResultsStore {
   init(config: object): void {
     fs.mkdirSync(this.dir, { recursive: true });
     const file = path.join(this.dir, "config.json");
-    if (!fs.existsSync(file)) writeFileAtomic(file, JSON.stringify(config, null, 2) + "\n");
+    if (!fs.existsSync(file)) writeFileAtomic(file, JSON.stringify(config, null, 2) + "\n", "config.json");
+  }
+
+  /** Removes temporary files that dead writers left in the store's own folder (config.json's). */
+  recoverStore(staleMs: number): string[] {
+    return removeLeftovers(this.dir, staleMs);
   }
 
   /** What init() recorded (dataset, positive rate, ...), or null before the first run. */
@@ -112,10 +136,63 @@ export class ResultsStore {
     return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as UnitStatus) : null;
   }
 
-  setStatus(u: UnitKey, state: UnitState, message: string | null = null): void {
+  setStatus(u: UnitKey, state: UnitState, message: string | null = null, engine: string | null = null): void {
     fs.mkdirSync(this.unitDir(u), { recursive: true });
-    const status: UnitStatus = { state, message, updated: new Date().toISOString() };
-    writeFileAtomic(path.join(this.unitDir(u), "status.json"), JSON.stringify(status) + "\n");
+    const status: UnitStatus = { state, message, updated: new Date().toISOString(), numerics: NUMERICS_VERSION, ...(engine === null ? {} : { engine }) };
+    writeFileAtomic(path.join(this.unitDir(u), "status.json"), JSON.stringify(status) + "\n", "status.json");
+  }
+
+  /** Takes the unit's lock, or names the live process holding it (a stale lock is taken over). */
+  tryLock(u: UnitKey, staleMs: number): AcquireResult {
+    fs.mkdirSync(this.unitDir(u), { recursive: true });
+    return tryAcquire(path.join(this.unitDir(u), LOCK_FILE), staleMs);
+  }
+
+  /** The live process holding the unit's lock, or null (no lock, or a stale one). */
+  liveOwner(u: UnitKey, staleMs: number): LockOwner | null {
+    const owner = readLock(path.join(this.unitDir(u), LOCK_FILE));
+    return owner !== null && !isStale(owner, staleMs) ? owner : null;
+  }
+
+  /**
+   * True when the unit's folder holds something a killed run left: a stale lock, temporary files
+   * of dead writers, a checkpoint of an epoch that is not the last recorded one (or half of one),
+   * or `running` after its last epoch. Read-only; a unit locked by a live process is not looked at.
+   */
+  needsRecovery(u: UnitKey, epochs: number, staleMs: number): boolean {
+    const dir = this.unitDir(u);
+    if (!fs.existsSync(dir)) return false;
+    const lock = readLock(path.join(dir, LOCK_FILE));
+    if (lock !== null) return isStale(lock, staleMs);
+    const last = lastRecorded(this.epochs(u));
+    const state = this.status(u)?.state;
+    return fs.readdirSync(dir).some((f) => /\.tmp-\d+$/.test(f) || (/^checkpoint-/.test(f) && (last >= epochs || !f.startsWith(`checkpoint-${last}.`)))) ||
+      (last >= epochs && state !== "done" && state !== "failed");
+  }
+
+  /**
+   * Cleans what a killed run left in the unit's folder; call it holding the unit's lock. Returns
+   * one phrase per thing done (empty: nothing to do).
+   */
+  recoverUnit(u: UnitKey, epochs: number, staleMs: number): string[] {
+    const dir = this.unitDir(u);
+    const done: string[] = [];
+    const removed = removeLeftovers(dir, staleMs);
+    if (removed.length > 0) done.push(`removed ${removed.join(", ")}`);
+    const last = lastRecorded(this.epochs(u));
+    const complete = last >= epochs;
+    const stray = fs.readdirSync(dir).filter((f) => /^checkpoint-\d+\.(bin|json)$/.test(f) && (complete || !f.startsWith(`checkpoint-${last}.`)));
+    for (const f of stray) {
+      fs.rmSync(path.join(dir, f), { force: true });
+      passed(f.endsWith(".json") ? "checkpoint.json-removed" : "checkpoint.bin-removed");
+    }
+    if (stray.length > 0) done.push(`removed ${stray.join(", ")}`);
+    const state = this.status(u)?.state;
+    if (complete && state !== "done" && state !== "failed") {
+      this.setStatus(u, "done", null, this.status(u)?.engine ?? null);
+      done.push(`all ${epochs} epochs are recorded: marked done (was ${state ?? "without status"})`);
+    }
+    return done;
   }
 
   /**
@@ -129,8 +206,8 @@ export class ResultsStore {
     const expected = previous.length === 0 ? 0 : previous[previous.length - 1].epoch + 1;
     if (record.epoch !== expected) throw new Error(`${dir}: epoch ${record.epoch} recorded after epoch ${expected - 1}`);
     if (checkpoint) writeCheckpoint(dir, checkpoint);
-    if (steps) writeFileAtomic(path.join(dir, "steps.jsonl"), steps.map((s) => JSON.stringify(s)).join("\n") + "\n");
-    writeFileAtomic(path.join(dir, "epochs.jsonl"), [...previous, record].map((r) => JSON.stringify(r)).join("\n") + "\n");
+    if (steps) writeFileAtomic(path.join(dir, "steps.jsonl"), steps.map((s) => JSON.stringify(s)).join("\n") + "\n", "steps.jsonl");
+    writeFileAtomic(path.join(dir, "epochs.jsonl"), [...previous, record].map((r) => JSON.stringify(r)).join("\n") + "\n", "epochs.jsonl");
     for (const old of listCheckpoints(dir)) if (old !== record.epoch) removeCheckpoint(dir, old);
   }
 
@@ -156,8 +233,18 @@ function listCheckpoints(dir: string): number[] {
   });
 }
 
+/** The index first, so that a kill in between leaves an incomplete pair, which is never read. */
 function removeCheckpoint(dir: string, epoch: number): void {
-  for (const ext of ["json", "bin"]) fs.rmSync(path.join(dir, `checkpoint-${epoch}.${ext}`), { force: true });
+  for (const ext of ["json", "bin"] as const) {
+    const file = path.join(dir, `checkpoint-${epoch}.${ext}`);
+    if (!fs.existsSync(file)) continue;
+    fs.rmSync(file, { force: true });
+    passed(`checkpoint.${ext}-removed`);
+  }
+}
+
+function lastRecorded(records: EpochRecord[]): number {
+  return records.length === 0 ? -1 : records[records.length - 1].epoch;
 }
 
 interface CheckpointIndexEntry {
@@ -182,8 +269,8 @@ function writeCheckpoint(dir: string, c: Checkpoint): void {
       offset += bytes.length;
     }
   }
-  writeFileAtomic(path.join(dir, `checkpoint-${c.epoch}.bin`), Buffer.concat(parts));
-  writeFileAtomic(path.join(dir, `checkpoint-${c.epoch}.json`), JSON.stringify({ epoch: c.epoch, bytes: offset, arrays: index }));
+  writeFileAtomic(path.join(dir, `checkpoint-${c.epoch}.bin`), Buffer.concat(parts), "checkpoint.bin");
+  writeFileAtomic(path.join(dir, `checkpoint-${c.epoch}.json`), JSON.stringify({ epoch: c.epoch, bytes: offset, arrays: index }), "checkpoint.json");
 }
 
 function readCheckpoint(dir: string, epoch: number): Checkpoint {

@@ -8,11 +8,14 @@ import { expectedCalibrationError, logitMoments, logLoss, meanOf, rocAuc } from 
 import { sigmoid } from "../maths";
 import { ANALYSIS } from "../config";
 import type { EvalMode, ExperimentConfig } from "../config";
+import { UserError } from "../errors";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
 export interface TrainableModel {
   forward(x: tf.Tensor4D, opts: { training: boolean; updateBatchNorm?: boolean; rng?: Rng }): tf.Tensor1D;
   trainableVariables(): tf.Variable[];
+  /** Every variable by its state_dict key: optimizer state is saved and restored by these keys (else by tf.Variable.name). */
+  namedVariables?(): Map<string, tf.Variable>;
   outputBias(): number;
 }
 
@@ -71,17 +74,31 @@ export interface StepProgress {
   imagesPerS: number;
 }
 
+/**
+ * The optimizer's state as the loop hands it out and takes it back: the momentum buffer of each
+ * trainable variable, named by the variable's state_dict key. Empty before the first step.
+ */
+export type OptimizerState = Array<{ name: string; tensor: tf.Tensor }>;
+
 export interface LoopState {
   /** Last finished epoch (0 = only the initial evaluation happened). */
   epoch: number;
-  /** Optimizer slots (momentum buffers) by variable name, from the checkpoint. */
-  optimizer: Array<{ name: string; tensor: tf.Tensor }> | null;
+  /** From the checkpoint; restored by name with a shape check, then disposed by the loop. */
+  optimizer: OptimizerState | null;
+}
+
+/** Optimizer state that does not fit the model (a key missing, unknown or of another shape). */
+export class OptimizerStateError extends UserError {
+  override name = "OptimizerStateError";
 }
 
 export interface LoopCallbacks {
   onStep?(p: StepProgress): void;
-  /** Called after each evaluation with the optimizer, so the caller can checkpoint; awaited. */
-  onEpoch?(m: EpochMetrics, steps: number[] | null, optimizer: tf.Optimizer): Promise<void> | void;
+  /**
+   * Called after each evaluation, so the caller can checkpoint; awaited. `optimizerState()` gives
+   * the optimizer's own buffers: read them before returning, never dispose them.
+   */
+  onEpoch?(m: EpochMetrics, steps: number[] | null, optimizerState: () => Promise<OptimizerState>): Promise<void> | void;
   /** Checked between steps: return true to stop after the step in flight (the epoch is lost). */
   shouldStop?(): boolean;
 }
@@ -167,11 +184,16 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
   // which is exactly TF.js's MomentumOptimizer with useNesterov false.
   const optimizer = tf.train.momentum(settings.lr, settings.momentum, false);
   const variables = model.trainableVariables();
+  const keys = variableKeys(model);
+  const optimizerState = (): Promise<OptimizerState> => momentumState(optimizer, keys);
   try {
     if (state?.optimizer) {
-      await optimizer.setWeights(state.optimizer);
-      // setWeights copies the values into the optimizer's own variables.
-      tf.dispose(state.optimizer.map((t) => t.tensor));
+      try {
+        await restoreMomentum(optimizer, variables, keys, state.optimizer);
+      } finally {
+        // setWeights copies the values into the optimizer's own variables.
+        tf.dispose(state.optimizer.map((t) => t.tensor));
+      }
     }
     const first = state ? state.epoch + 1 : 0;
     if (first === 0) {
@@ -181,7 +203,7 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
       const spread = logitMoments(batch.logits);
       await callbacks.onEpoch?.({ epoch: 0, ...ev, output_bias_value: model.outputBias(), train_loss: null,
         first_batch_logit_mean: spread.mean, first_batch_logit_sd: spread.sd, first_batch_positive_rate: meanOf(batch.labels),
-        wall_s: (performance.now() - t0) / 1000, images_per_s: null, num_tensors: tf.memory().numTensors }, null, optimizer);
+        wall_s: (performance.now() - t0) / 1000, images_per_s: null, num_tensors: tf.memory().numTensors }, null, optimizerState);
     }
     for (let epoch = Math.max(first, 1); epoch <= settings.epochs; epoch++) {
       const t0 = performance.now();
@@ -212,12 +234,66 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
       const trainLoss = stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length;
       await callbacks.onEpoch?.({ epoch, ...ev, output_bias_value: model.outputBias(), train_loss: trainLoss,
         first_batch_logit_mean: null, first_batch_logit_sd: null, first_batch_positive_rate: null, wall_s: (performance.now() - t0) / 1000, images_per_s: seen / trainSeconds, num_tensors: tf.memory().numTensors },
-      epoch === 1 ? stepLosses : null, optimizer);
+      epoch === 1 ? stepLosses : null, optimizerState);
     }
   } finally {
     optimizer.dispose();
     // TF.js 4.22's MomentumOptimizer.dispose() overrides SGD's without disposing the -lr scalar
     // that SGD's constructor keeps, which would leak one tensor per run.
     (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
+  }
+}
+
+/** tf.Variable.name (which may carry a prefix, e.g. "m1/features.0.0.weight") -> state_dict key. */
+function variableKeys(model: TrainableModel): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const v of model.trainableVariables()) keys.set(v.name, v.name);
+  for (const [key, v] of model.namedVariables?.() ?? []) keys.set(v.name, key);
+  return keys;
+}
+
+// TF.js's MomentumOptimizer keeps one buffer per variable, named "<tf.Variable.name>/momentum",
+// in the order of the variables it was given, and its setWeights takes them back by position
+// after an iteration count. Position is never trusted here: buffers travel by state_dict key.
+const MOMENTUM_SUFFIX = "/momentum";
+
+async function momentumState(optimizer: tf.Optimizer, keys: Map<string, string>): Promise<OptimizerState> {
+  const slots = await optimizer.getWeights();
+  const state: OptimizerState = [];
+  for (const s of slots) {
+    if (!s.name.endsWith(MOMENTUM_SUFFIX)) {
+      s.tensor.dispose(); // the iteration count: a fresh scalar, unused by SGD with momentum
+      continue;
+    }
+    const key = keys.get(s.name.slice(0, -MOMENTUM_SUFFIX.length));
+    if (key === undefined) throw new Error(`optimizer slot ${s.name} belongs to no trainable variable of the model`);
+    state.push({ name: key, tensor: s.tensor });
+  }
+  return state;
+}
+
+async function restoreMomentum(optimizer: tf.Optimizer, variables: tf.Variable[], keys: Map<string, string>, state: OptimizerState): Promise<void> {
+  if (state.length === 0) return; // saved before the first step: no buffers yet
+  const byKey = new Map(state.map((s) => [s.name, s.tensor]));
+  const problems: string[] = [];
+  const ordered: tf.Tensor[] = [];
+  for (const v of variables) {
+    const key = keys.get(v.name) as string;
+    const t = byKey.get(key);
+    byKey.delete(key);
+    if (t === undefined) problems.push(`no momentum buffer for ${key}`);
+    else if (t.shape.join(",") !== v.shape.join(",")) problems.push(`${key} has shape [${t.shape.join(", ")}], the model's is [${v.shape.join(", ")}]`);
+    else ordered.push(t);
+  }
+  for (const key of byKey.keys()) problems.push(`momentum buffer ${key} matches no trainable variable`);
+  if (problems.length > 0) {
+    throw new OptimizerStateError(`optimizer state does not fit the model (${problems.length} problem(s), first: ${problems[0]}); ` +
+      "it was saved by another model or code version: delete the unit's folder to retrain it");
+  }
+  const iterations = tf.scalar(0, "int32");
+  try {
+    await optimizer.setWeights([{ name: "iter", tensor: iterations }, ...variables.map((v, i) => ({ name: `${v.name}${MOMENTUM_SUFFIX}`, tensor: ordered[i] }))]);
+  } finally {
+    iterations.dispose();
   }
 }

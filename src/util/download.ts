@@ -5,6 +5,8 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { UserError } from "../errors";
+import { lockSettings } from "../config";
+import { removeLeftovers } from "./leftovers";
 
 export type HashAlgorithm = "md5" | "sha256";
 
@@ -108,6 +110,8 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
     return { path: dest, downloaded: false };
   }
   fs.mkdirSync(path.dirname(dest), { recursive: true });
+  // `.part-<pid>` files (and extraction folders) of killed runs; never a live process's.
+  removeLeftovers(path.dirname(dest), lockSettings().staleMs);
   const temp = tempPathFor(dest);
   try {
     if (opts.localCopy) {

@@ -45,6 +45,7 @@ export function labEnv(dirs: LabDirs, extra: Record<string, string> = {}): NodeJ
     BIAS_INIT_PRESET: "smoke",
     BIAS_INIT_RESULTS: dirs.results,
     BIAS_INIT_REPORTS: dirs.reports,
+    BIAS_INIT_DATA: sub("bias-data"),
     ...extra,
   };
 }
