@@ -226,6 +226,7 @@ export const ENVIRONMENT = {
   EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",
   EFFICIENTNET_B0_WEIGHTS: "a local copy of efficientnet_b0_rwightman-7f5810bc.pth",
   CHROMIUM_PATH: "Chromium/Chrome binary for figure export and the browser tests (default: /usr/bin/chromium)",
+  BIAS_INIT_FUZZ_CASES: "cases of test/pth_fuzz.test.ts's seeded .pth fuzz (default 5000; e.g. 100000 for a long run)",
 } as const;
 
 export type EnvironmentName = keyof typeof ENVIRONMENT;
