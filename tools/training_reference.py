@@ -1,15 +1,15 @@
 """Training reference from torch autograd for test/training_parity.test.ts.
 
-Usage: .venv/bin/python tools/training_reference.py OUT_DIR
+Usage: .venv/bin/python tools/training_reference.py OUT_DIR [--lr LR]
 
 EfficientNet-B1 (torchvision's random init, fixed torch seed) + nn.Linear(1000, 1), training mode,
 every stochastic-depth and dropout draw "keep" (survivors scaled by 1 / (1 - p), exactly as when
 all of torch's bernoulli draws come out 1), BCE-with-logits (mean) on fixed labels, three steps of
-torch.optim.SGD(lr=LR, momentum=MOMENTUM) on three fixed 8x3x32x32 batches. The same run in
-float64 gives the reference the TS side is measured against: at 32x32 the last stages see 1x1
-maps, so BatchNorm's batch statistics come from 8 values and amplify float32 rounding; float64
-shows what the exact numbers are, and the float32 run shows how far torch's own float32 lands
-from them (written too, for the diagnostics).
+torch.optim.SGD(lr, momentum=MOMENTUM) on three fixed 8x3x32x32 batches (lr: --lr, default the
+experiment's 1e-4). The same run in float64 gives the reference the TS side is measured against:
+at 32x32 the last stages see 1x1 maps, so BatchNorm's batch statistics come from 8 values and
+amplify float32 rounding; float64 shows what the exact numbers are, and the float32 run shows how
+far torch's own float32 lands from them (written too, for the diagnostics).
 
 Writes into OUT_DIR (never commit it: ~60 MB):
   b1.pth, head.pth        torch.save of the backbone's and the head's initial state_dicts (float32)
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torchvision_compat import import_torchvision  # noqa: E402
 
 SEED = 20261202
-LR = 0.05
+LR = 1e-4
 MOMENTUM = 0.9
 BATCH = 8
 SIZE = 32
@@ -84,7 +84,7 @@ class Writer:
         return {"file": os.path.basename(self.path), "entries": self.entries}
 
 
-def run(tv, backbone_state, head_state, batches, labels, dtype, out_dir, name):
+def run(tv, backbone_state, head_state, batches, labels, dtype, lr, out_dir, name):
     model = tv.models.efficientnet_b1()
     model.load_state_dict(backbone_state)
     head = torch.nn.Linear(1000, 1)
@@ -94,7 +94,7 @@ def run(tv, backbone_state, head_state, batches, labels, dtype, out_dir, name):
     keep_every_draw(model)
     model.train()
     named = [(k, p) for k, p in model.named_parameters()] + [(f"head.{k}", p) for k, p in head.named_parameters()]
-    optimizer = torch.optim.SGD([p for _, p in named], lr=LR, momentum=MOMENTUM)
+    optimizer = torch.optim.SGD([p for _, p in named], lr=lr, momentum=MOMENTUM)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     y = torch.tensor(labels, dtype=dtype)
     losses = []
@@ -117,7 +117,7 @@ def run(tv, backbone_state, head_state, batches, labels, dtype, out_dir, name):
     return {"losses": losses, "grads": grads.close(), "after": after.close()}
 
 
-def main(out_dir):
+def main(out_dir, lr):
     tv = import_torchvision()
     torch.manual_seed(SEED)
     backbone = tv.models.efficientnet_b1()
@@ -132,16 +132,22 @@ def main(out_dir):
         np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy()).astype("<f4").tofile(os.path.join(out_dir, file))
         inputs.append({"file": file, "shape": [BATCH, SIZE, SIZE, 3]})
     manifest = {
-        "lr": LR, "momentum": MOMENTUM, "labels": LABELS, "inputs": inputs,
+        "lr": lr, "momentum": MOMENTUM, "labels": LABELS, "inputs": inputs,
         "checkpoints": {"backbone": "b1.pth", "head": "head.pth"},
         "torch": torch.__version__, "torchvision": tv.__version__,
     }
     backbone_state, head_state = backbone.state_dict(), head.state_dict()
     for name, dtype in [("f64", torch.float64), ("f32", torch.float32)]:
-        manifest[name] = run(tv, backbone_state, head_state, batches, LABELS, dtype, out_dir, name)
+        manifest[name] = run(tv, backbone_state, head_state, batches, LABELS, dtype, lr, out_dir, name)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--lr", type=float, default=LR)
+    args = parser.parse_args()
+    main(args.out_dir, args.lr)
