@@ -21,7 +21,7 @@ import { makeRng } from "../src/rng";
 import { fixture } from "./helpers/torch_fixture";
 
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "checkpoint-test-"));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-checkpoint-test-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const tmpFile = (name: string, bytes: Uint8Array): string => {
   const file = path.join(tmp, name);
