@@ -289,6 +289,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_LOCK_STALE_S: "seconds without a heartbeat after which a unit's lock held on another host is taken over (default: 600)",
   BIAS_INIT_LOCK_WAIT_S: "seconds a run waits at its end for units other processes are training (default: 86400)",
   BIAS_INIT_CRASH_AFTER: "test hook: WRITE:N kills the process right after the N-th store write named WRITE (* = any)",
+  BIAS_INIT_FUZZ_CASES: "cases of test/pth_fuzz.test.ts's seeded .pth fuzz (default 5000; e.g. 100000 for a long run)",
 } as const;
 
 export type EnvironmentName = keyof typeof ENVIRONMENT;

@@ -62,16 +62,24 @@ const ALLOWED_GLOBALS = new Set<string>([
   ...Object.keys(STORAGE_DTYPES).map((s) => `torch.${s}`),
 ]);
 
+/** A name from the file (entry, key, global) for a message: at most 80 characters. */
+export function clip(name: string): string {
+  return name.length > 80 ? `${name.slice(0, 77)}...` : name;
+}
+
 export function describe(v: unknown): string {
   if (v === null) return "None";
   if (v instanceof PyDict) return "a dict";
-  if (v instanceof PyGlobal) return v.qualified;
+  if (v instanceof PyGlobal) return clip(v.qualified);
   if (v instanceof TensorRef) return "a tensor";
   if (v instanceof StorageRef) return "a storage";
   if (Array.isArray(v)) return "a tuple/list";
   if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
   return `${typeof v} ${String(v)}`;
 }
+
+/** Longest LONG1/LONG4 integer decoded (longer ones are refused). */
+const MAX_LONG_BYTES = 16;
 
 export function unpickle(bytes: Uint8Array, fail: Fail): unknown {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -126,7 +134,7 @@ export function unpickle(bytes: Uint8Array, fail: Fail): unknown {
   const global = (module: string, name: string): PyGlobal => {
     const qualified = `${module}.${name}`;
     if (!ALLOWED_GLOBALS.has(qualified)) {
-      fail(`pickle references forbidden global ${qualified} (only state_dict tensors are allowed; nothing in the file is executed)`);
+      fail(`pickle references forbidden global ${clip(qualified)} (only state_dict tensors are allowed; nothing in the file is executed)`);
     }
     return new PyGlobal(module, name);
   };
@@ -138,10 +146,15 @@ export function unpickle(bytes: Uint8Array, fail: Fail): unknown {
     if (!Array.isArray(target)) fail(`data.pkl: ${op} on ${describe(target)}`);
     return target as unknown[];
   };
+  // LONG1/LONG4: little-endian two's complement. A state_dict's integers (sizes, strides, offsets,
+  // element counts) fit in 8 bytes; anything longer is refused rather than decoded.
   const longFrom = (raw: Uint8Array): number | bigint => {
-    let v = 0n;
-    for (let i = raw.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(raw[i]);
-    if (raw.length > 0 && raw[raw.length - 1] & 0x80) v -= 1n << BigInt(8 * raw.length);
+    if (raw.length > MAX_LONG_BYTES) fail(`data.pkl: a ${raw.length}-byte integer at offset ${pos - raw.length}; a state_dict has none over ${MAX_LONG_BYTES} bytes`);
+    if (raw.length === 0) return 0;
+    let hex = "";
+    for (let i = raw.length - 1; i >= 0; i--) hex += raw[i].toString(16).padStart(2, "0");
+    let v = BigInt(`0x${hex}`);
+    if (raw[raw.length - 1] & 0x80) v -= 1n << BigInt(8 * raw.length);
     const asNumber = Number(v);
     return Number.isSafeInteger(asNumber) ? asNumber : v;
   };
@@ -184,7 +197,12 @@ export function unpickle(bytes: Uint8Array, fail: Fail): unknown {
       case 0x5d: stack.push([]); break; // EMPTY_LIST
       case 0x6c: stack.push(popMark()); break; // LIST
       case 0x61: { const v = pop(); listOf(top(), "APPEND").push(v); break; } // APPEND
-      case 0x65: { const vs = popMark(); listOf(top(), "APPENDS").push(...vs); break; } // APPENDS
+      case 0x65: { // APPENDS (one at a time: a spread of millions of values would overflow the call stack)
+        const vs = popMark();
+        const list = listOf(top(), "APPENDS");
+        for (const v of vs) list.push(v);
+        break;
+      }
       case 0x7d: stack.push(new PyDict()); break; // EMPTY_DICT
       case 0x64: { // DICT
         const kv = popMark();
@@ -248,12 +266,15 @@ function persistentLoad(pid: unknown, fail: Fail): StorageRef {
   if (!(type instanceof PyGlobal) || !(type.name in STORAGE_DTYPES)) {
     return fail(`data.pkl: persistent id names ${describe(type)}, not a storage type`);
   }
-  if (typeof key !== "string" || typeof numel !== "number") return fail("data.pkl: malformed storage persistent id");
+  if (typeof key !== "string" || !isCount(numel)) return fail(`data.pkl: malformed storage persistent id (key ${describe(key)}, size ${describe(numel)})`);
   return new StorageRef(STORAGE_DTYPES[type.name], key, numel);
 }
 
+/** A non-negative integer that a double holds exactly. */
+const isCount = (x: unknown): x is number => typeof x === "number" && Number.isSafeInteger(x) && x >= 0;
+
 function intList(v: unknown, what: string, fail: Fail): number[] {
-  if (!Array.isArray(v) || !v.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0)) {
+  if (!Array.isArray(v) || !v.every(isCount)) {
     return fail(`data.pkl: tensor ${what} ${describe(v)} is not a tuple of non-negative integers`);
   }
   return v as number[];
@@ -268,8 +289,8 @@ function callGlobal(fn: unknown, args: unknown[], fail: Fail): unknown {
     case "torch._utils._rebuild_tensor_v2": {
       // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
       const [storage, offset, size, stride] = args;
-      if (!(storage instanceof StorageRef) || typeof offset !== "number") {
-        return fail("data.pkl: malformed _rebuild_tensor_v2 arguments");
+      if (!(storage instanceof StorageRef) || !isCount(offset)) {
+        return fail(`data.pkl: malformed _rebuild_tensor_v2 arguments (storage ${describe(storage)}, offset ${describe(offset)})`);
       }
       const shape = intList(size, "size", fail);
       const strides = intList(stride, "stride", fail);
@@ -279,9 +300,9 @@ function callGlobal(fn: unknown, args: unknown[], fail: Fail): unknown {
     case "torch._utils._rebuild_parameter":
     case "torch._utils._rebuild_parameter_with_state":
       // (data, requires_grad, backward_hooks[, state]): a Parameter is its tensor for our purposes.
-      if (!(args[0] instanceof TensorRef)) return fail(`data.pkl: ${fn.qualified} of ${describe(args[0])}`);
+      if (!(args[0] instanceof TensorRef)) return fail(`data.pkl: ${describe(fn)} of ${describe(args[0])}`);
       return args[0];
     default:
-      return fail(`data.pkl: ${fn.qualified} cannot be called`);
+      return fail(`data.pkl: ${describe(fn)} cannot be called`);
   }
 }
