@@ -2,13 +2,14 @@
 // with the peak resident memory, printed beside the PyTorch figures measured on this machine kind
 // (../shared/FACTS.md). A benchmark, not a test: numbers vary with machine load.
 //   node --import tsx bench/train_speed.ts [--model b1] [--size 32] [--batch 64] [--eval-batch 256] [--seconds 30] [--profile]
-// --profile: instead, one training step under tf.profile: kernel count and time per kernel type
-// (custom-gradient ops show as "unnamed scope"; how docs/performance.md's tables were made).
+// --profile: instead, one training step profiled: TF.js kernels per type (tf.profile) and, on the
+// native engine, libtensorflow ops per type with the step split into time inside ops and the rest.
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
+import { measureNativeOps } from "./native_ops";
 import type { ModelName } from "../src/config";
 
 /** PyTorch 2.13 CPU, torchvision efficientnet_b1 + Linear(1000,1), 32x32, batch 64, 2 cores (FACTS.md). */
@@ -30,11 +31,26 @@ function timeSteps(step: () => void, seconds: number, minSteps: number): { steps
   return { steps, seconds: (performance.now() - t0) / 1000 };
 }
 
+/** TF.js kernels that run no engine op (a reference count only). */
+const JS_ONLY_KERNELS = new Set(["Identity"]);
+
+function printTable(title: string, rows: Map<string, { calls: number; ms: number }>, limit: number): void {
+  console.log(title);
+  for (const [name, e] of [...rows].sort((a, b) => b[1].ms - a[1].ms).slice(0, limit)) {
+    console.log(`  ${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms`);
+  }
+}
+
+/**
+ * One training step three ways: timed alone; under tf.profile (TF.js kernels per type); and, on the
+ * native engine, with every libtensorflow op counted and timed (the step split into time inside
+ * ops and the rest: tape, tidy, tensor bookkeeping, N-API calls, garbage collection).
+ */
 async function printProfile(step: () => void): Promise<void> {
   step();
   const t0 = performance.now();
   step();
-  console.log(`one step: ${(performance.now() - t0).toFixed(0)} ms`);
+  console.log(`one step: ${(performance.now() - t0).toFixed(0)} ms (unprofiled)`);
   const info = await tf.profile(step);
   const byKernel = new Map<string, { calls: number; ms: number }>();
   for (const k of info.kernels) {
@@ -43,10 +59,17 @@ async function printProfile(step: () => void): Promise<void> {
     e.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
     byKernel.set(k.name, e);
   }
-  console.log(`kernels per step: ${info.kernels.length} | TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
-  for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) {
-    console.log(`${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms`);
+  const jsOnly = info.kernels.filter((k) => JS_ONLY_KERNELS.has(k.name)).length;
+  console.log(`TF.js kernels per step (tf.profile): ${info.kernels.length} (${jsOnly} of them JS-only Identity, ${info.kernels.length - jsOnly} others) | ` +
+    `TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
+  const native = measureNativeOps(step);
+  if (native !== null) {
+    const rest = native.wallMs - native.opMs;
+    console.log(`native ops per step: ${native.ops} (+ ${native.uploads} host tensor uploads) | step ${native.wallMs.toFixed(0)} ms: ` +
+      `${native.opMs.toFixed(0)} ms inside ops (${((100 * native.opMs) / native.wallMs).toFixed(0)}%), ${rest.toFixed(0)} ms outside`);
+    printTable("native ops by time:", native.byOp, 30);
   }
+  printTable("TF.js kernels by time (custom ops show as \"unnamed scope\" and include their inner ops):", byKernel, 25);
 }
 
 async function main(): Promise<void> {
