@@ -10,6 +10,8 @@ import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { measureNativeOps } from "./native_ops";
+import { GroupedMomentumSgd } from "../src/train/optimizer";
+import { namedParameters } from "../src/train/loop";
 import type { ModelName } from "../src/config";
 
 /** PyTorch 2.13 CPU, torchvision efficientnet_b1 + Linear(1000,1), 32x32, batch 64, 2 cores (FACTS.md). */
@@ -86,7 +88,8 @@ async function main(): Promise<void> {
   const info = await initBackend();
   if (!values.json) console.log(backendLine(info));
   const net = new BinaryClassifier(model, makeRng(0, "bench"));
-  const optimizer = tf.train.momentum(1e-4, 0.9);
+  // The optimizer of src/train/loop.ts.
+  const optimizer = new GroupedMomentumSgd(1e-4, 0.9, namedParameters(net));
   const variables = net.trainableVariables();
   const rng = makeRng(0, "bench-data");
   const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;

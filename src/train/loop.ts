@@ -7,12 +7,22 @@ import { epochOrder, batchRanges } from "../data/batches";
 import { logLoss, rocAuc } from "./metrics";
 import { sigmoid } from "../maths";
 import type { EvalMode, ExperimentConfig } from "../config";
+import { GroupedMomentumSgd, NamedParameter, OptimizerState } from "./optimizer";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
 export interface TrainableModel {
   forward(x: tf.Tensor4D, opts: { training: boolean; updateBatchNorm?: boolean; rng?: Rng }): tf.Tensor1D;
   trainableVariables(): tf.Variable[];
+  /** Every variable by state_dict key: optimizer state is saved under these keys (else under tf.Variable.name). */
+  namedVariables?(): Map<string, tf.Variable>;
   outputBias(): number;
+}
+
+/** The model's trainable variables, each named by its state_dict key when the model has keys. */
+export function namedParameters(model: TrainableModel): NamedParameter[] {
+  const keyOf = new Map<tf.Variable, string>();
+  for (const [key, v] of model.namedVariables?.() ?? []) keyOf.set(v, key);
+  return model.trainableVariables().map((variable) => ({ name: keyOf.get(variable) ?? variable.name, variable }));
 }
 
 /** What the loop needs from a dataset: labels on the host and batches on the device. */
@@ -53,13 +63,13 @@ export interface StepProgress {
 export interface LoopState {
   /** Last finished epoch (0 = only the initial evaluation happened). */
   epoch: number;
-  /** Optimizer slots (momentum buffers) by variable name, from the checkpoint. */
-  optimizer: Array<{ name: string; tensor: tf.Tensor }> | null;
+  /** Optimizer state (momentum buffers) by state_dict key, from the checkpoint (see train/optimizer.ts). */
+  optimizer: OptimizerState | null;
 }
 
 export interface LoopCallbacks {
   onStep?(p: StepProgress): void;
-  /** Called after each evaluation with the optimizer, so the caller can checkpoint; awaited. */
+  /** Called after each evaluation with the optimizer, so the caller can checkpoint (its getWeights() is the OptimizerState); awaited. */
   onEpoch?(m: EpochMetrics, steps: number[] | null, optimizer: tf.Optimizer): Promise<void> | void;
   /** Checked between steps: return true to stop after the step in flight (the epoch is lost). */
   shouldStop?(): boolean;
@@ -99,15 +109,17 @@ export function evaluate(model: TrainableModel, test: BatchSource, testBatch: nu
  */
 export async function trainLoop(model: TrainableModel, train: BatchSource, test: BatchSource, settings: LoopSettings,
   callbacks: LoopCallbacks = {}, state: LoopState | null = null): Promise<void> {
-  // PyTorch's SGD with momentum (dampening 0, no Nesterov) is buf = m*buf + g; p -= lr*buf,
-  // which is exactly TF.js's MomentumOptimizer with useNesterov false.
-  const optimizer = tf.train.momentum(settings.lr, settings.momentum, false);
+  // PyTorch's SGD with momentum (dampening 0, no Nesterov): buf = m*buf + g; p -= lr*buf.
+  const optimizer = new GroupedMomentumSgd(settings.lr, settings.momentum, namedParameters(model));
   const variables = model.trainableVariables();
   try {
     if (state?.optimizer) {
-      await optimizer.setWeights(state.optimizer);
-      // setWeights copies the values into the optimizer's own variables.
-      tf.dispose(state.optimizer.map((t) => t.tensor));
+      try {
+        // The optimizer copies the values (and checks every key and shape).
+        optimizer.restore(state.optimizer);
+      } finally {
+        tf.dispose(state.optimizer.map((t) => t.tensor));
+      }
     }
     const first = state ? state.epoch + 1 : 0;
     if (first === 0) {
@@ -149,8 +161,5 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
     }
   } finally {
     optimizer.dispose();
-    // TF.js 4.22's MomentumOptimizer.dispose() overrides SGD's without disposing the -lr scalar
-    // that SGD's constructor keeps, which would leak one tensor per run.
-    (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
   }
 }
