@@ -176,23 +176,21 @@ export class EfficientNet {
 
   /** `get` maps a parameter key to its tensor: the variable itself, or its stand-in during a recompute. */
   private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k)): tf.Tensor4D {
-    const w = get(`${u.prefix}.0.weight`) as tf.Tensor4D;
+    const w = get(`${u.prefix}.0.weight`);
     let y: tf.Tensor4D;
-    if (u.kind === "pointwise") y = pointwiseConv(x, w);
-    else if (u.kind === "depthwise") y = symmetricDepthwiseConv(x, w, u.stride);
-    else y = symmetricConv(x, w, u.stride);
+    if (u.kind === "pointwise") y = pointwiseConv(x, w as tf.Tensor2D);
+    else if (u.kind === "depthwise") y = symmetricDepthwiseConv(x, w as tf.Tensor4D, u.stride);
+    else y = symmetricConv(x, w as tf.Tensor4D, u.stride);
     const bn = `${u.prefix}.1`;
     const state = { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) };
     return batchNormAct(y, state, mode, u.activation);
   }
 
   private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec, get: ParamLookup): tf.Tensor4D {
-    const c = x.shape[3];
-    const s = se.squeezeChannels;
     // On a 1x1 map the SE convolutions are plain matrix products, on every backend.
     const pooled = spatialMean(x);
-    const fc1 = tf.add(dense(pooled, tf.reshape(get(`${se.prefix}.fc1.weight`), [c, s])), get(`${se.prefix}.fc1.bias`));
-    const fc2 = tf.add(dense(silu(fc1) as tf.Tensor2D, tf.reshape(get(`${se.prefix}.fc2.weight`), [s, c])), get(`${se.prefix}.fc2.bias`));
+    const fc1 = tf.add(dense(pooled, get(`${se.prefix}.fc1.weight`) as tf.Tensor2D), get(`${se.prefix}.fc1.bias`));
+    const fc2 = tf.add(dense(silu(fc1) as tf.Tensor2D, get(`${se.prefix}.fc2.weight`) as tf.Tensor2D), get(`${se.prefix}.fc2.bias`));
     return scaleChannels(x, tf.sigmoid(fc2) as tf.Tensor2D);
   }
 

@@ -38,18 +38,17 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 }
 
 /**
- * 1x1 convolution, weight HWIO [1, 1, in, out]: a matrix product over [N*H*W, in] on the 'cpu'
- * backend (~5x faster there than its conv2d kernel even before the plain-JS kernels) and on the
- * native one (TF's CPU Conv2DBackpropInput took 3x the time of the two MatMuls that replace it);
- * conv2d elsewhere (WebGL, WebGPU: their conv kernels are the tuned path).
+ * 1x1 convolution, weight [in, out]: a matrix product over [N*H*W, in] on the 'cpu' backend (~5x
+ * faster there than its conv2d kernel even before the plain-JS kernels) and on the native one (TF's
+ * CPU Conv2DBackpropInput took 3x the time of the two MatMuls that replace it); conv2d elsewhere
+ * (WebGL, WebGPU: their conv kernels are the tuned path).
  */
-export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D): tf.Tensor4D {
+export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor2D): tf.Tensor4D {
   const backend = tf.getBackend();
-  if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, weight, 1, "valid");
   const [n, h, w, c] = x.shape;
-  const out = weight.shape[3];
-  const y = dense(tf.reshape(x, [n * h * w, c]), tf.reshape(weight, [c, out]));
-  return tf.reshape(y, [n, h, w, out]);
+  const out = weight.shape[1];
+  if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, tf.reshape(weight, [1, 1, c, out]), 1, "valid");
+  return tf.reshape(dense(tf.reshape(x, [n * h * w, c]), weight), [n, h, w, out]);
 }
 
 /**
