@@ -37,13 +37,12 @@ import {
   dense,
   dropMask,
   pointwiseConv,
-  scaleChannels,
   scaleRows,
-  silu,
   spatialMean,
   symmetricConv,
   symmetricDepthwiseConv,
 } from "./ops/layers";
+import { squeezeExcitation } from "./ops/squeeze_excitation";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
 export interface ForwardOptions {
@@ -187,11 +186,10 @@ export class EfficientNet {
   }
 
   private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec, get: ParamLookup): tf.Tensor4D {
-    // On a 1x1 map the SE convolutions are plain matrix products, on every backend.
-    const pooled = spatialMean(x);
-    const fc1 = tf.add(dense(pooled, get(`${se.prefix}.fc1.weight`) as tf.Tensor2D), get(`${se.prefix}.fc1.bias`));
-    const fc2 = tf.add(dense(silu(fc1) as tf.Tensor2D, get(`${se.prefix}.fc2.weight`) as tf.Tensor2D), get(`${se.prefix}.fc2.bias`));
-    return scaleChannels(x, tf.sigmoid(fc2) as tf.Tensor2D);
+    return squeezeExcitation(x, {
+      w1: get(`${se.prefix}.fc1.weight`) as tf.Tensor2D, b1: get(`${se.prefix}.fc1.bias`) as tf.Tensor1D,
+      w2: get(`${se.prefix}.fc2.weight`) as tf.Tensor2D, b2: get(`${se.prefix}.fc2.bias`) as tf.Tensor1D,
+    });
   }
 
   /** expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the residual. */
