@@ -21,16 +21,28 @@ function peakRssGb(): number {
   return process.resourceUsage().maxRSS / 1024 / 1024;
 }
 
+interface Timed {
+  steps: number;
+  seconds: number;
+  /** CPU seconds (user + system, all threads) per step: less sensitive to other load than wall time. */
+  cpuPerStep: number;
+  /** Minor page faults per step (fresh memory touched): independent of load. */
+  faultsPerStep: number;
+}
+
 /** Runs `step` until `seconds` have passed (at least `minSteps` times) after one warm-up call. */
-function timeSteps(step: () => void, seconds: number, minSteps: number): { steps: number; seconds: number } {
+function timeSteps(step: () => void, seconds: number, minSteps: number): Timed {
   step();
   const t0 = performance.now();
+  const r0 = process.resourceUsage();
   let steps = 0;
   while (steps < minSteps || (performance.now() - t0) / 1000 < seconds) {
     step();
     steps++;
   }
-  return { steps, seconds: (performance.now() - t0) / 1000 };
+  const r1 = process.resourceUsage();
+  const cpu = (r1.userCPUTime + r1.systemCPUTime - r0.userCPUTime - r0.systemCPUTime) / 1e6;
+  return { steps, seconds: (performance.now() - t0) / 1000, cpuPerStep: cpu / steps, faultsPerStep: (r1.minorPageFault - r0.minorPageFault) / steps };
 }
 
 /** TF.js kernels that run no engine op (a reference count only). */
@@ -123,13 +135,15 @@ async function main(): Promise<void> {
     // One machine-readable line for bench/compare.ts (which runs each engine in its own process).
     console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, backend: backendLine(info), size, batch, eval_batch: evalBatch,
       params: net.parameterCount(), train_img_s: trainRate, train_steps: train.steps, train_peak_rss_gb: trainPeak,
-      eval_img_s: evalRate, peak_rss_gb: peakRssGb(), leaked_tensors: leaked }));
+      train_cpu_s_per_step: train.cpuPerStep, train_faults_per_step: train.faultsPerStep,
+      eval_img_s: evalRate, eval_cpu_s_per_batch: evaluation.cpuPerStep, eval_faults_per_batch: evaluation.faultsPerStep, peak_rss_gb: peakRssGb(), leaked_tensors: leaked }));
     return;
   }
   const ratio = (rate: number, [lo, hi]: readonly number[]) => `${(rate / hi).toFixed(3)}-${(rate / lo).toFixed(3)}`;
   console.log(`model ${model} + Linear(1000,1) | ${net.parameterCount().toLocaleString("en-US")} params | input ${size}x${size}`);
-  console.log(`train: ${trainRate.toFixed(2)} img/s (batch ${batch}, ${train.steps} steps in ${train.seconds.toFixed(1)} s) | peak RSS ${trainPeak.toFixed(2)} GB`);
-  console.log(`eval:  ${evalRate.toFixed(2)} img/s (batch ${evalBatch}, ${evaluation.steps} batches in ${evaluation.seconds.toFixed(1)} s) | peak RSS ${peakRssGb().toFixed(2)} GB`);
+  const perStep = (t: Timed) => `${t.cpuPerStep.toFixed(2)} CPU s and ${Math.round(t.faultsPerStep)} page faults per step`;
+  console.log(`train: ${trainRate.toFixed(2)} img/s (batch ${batch}, ${train.steps} steps in ${train.seconds.toFixed(1)} s; ${perStep(train)}) | peak RSS ${trainPeak.toFixed(2)} GB`);
+  console.log(`eval:  ${evalRate.toFixed(2)} img/s (batch ${evalBatch}, ${evaluation.steps} batches in ${evaluation.seconds.toFixed(1)} s; ${perStep(evaluation)}) | peak RSS ${peakRssGb().toFixed(2)} GB`);
   if (model === "b1" && size === 32 && batch === 64) {
     console.log(`PyTorch CPU (FACTS.md, same machine kind): train ${PYTORCH_FACTS.train.join("-")} img/s, eval ${PYTORCH_FACTS.eval.join("-")} img/s, peak RSS 0.7 GB`);
     console.log(`ratio project/PyTorch: train ${ratio(trainRate, PYTORCH_FACTS.train)}, eval ${ratio(evalRate, PYTORCH_FACTS.eval)} (make bench-compare measures both side by side)`);
