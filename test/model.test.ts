@@ -22,6 +22,7 @@ import {
   dense,
   dropMask,
   pointwiseConv,
+  residualAdd,
   scaleChannels,
   scaleRows,
   setJsKernels,
@@ -29,6 +30,7 @@ import {
   symmetricConv,
   symmetricDepthwiseConv,
 } from "../src/model/ops/layers";
+import { squeezeExcitation } from "../src/model/ops/squeeze_excitation";
 import type { ModelName } from "../src/config";
 import type { RecomputeOutput, RecomputeRun } from "./helpers/recompute_step";
 import { runOnBackend } from "./helpers/run_on_backend";
@@ -292,6 +294,12 @@ test("plain-JS kernels equal the TF.js ops, values and gradients", () => {
   assertKernelsAgree("spatialMean", (a) => spatialMean(a as tf.Tensor4D), [x]);
   assertKernelsAgree("scaleChannels", (a, s) => scaleChannels(a as tf.Tensor4D, s as tf.Tensor2D), [x, randomTensor([3, 5], 7)]);
   assertKernelsAgree("scaleRows", (a) => scaleRows(a, new Float32Array([0, 1.25, 2])), [x]);
+  for (const mask of [new Float32Array([0, 1.25, 2]), null]) {
+    assertKernelsAgree(`residualAdd mask=${mask !== null}`, (a, b) => residualAdd(a as tf.Tensor4D, b as tf.Tensor4D, mask), [x, randomTensor([3, 7, 6, 5], 8)]);
+  }
+  assertKernelsAgree("squeezeExcitation", (a, w1, b1, w2, b2) => squeezeExcitation(a as tf.Tensor4D,
+    { w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D }),
+  [x, randomTensor([5, 2], 9), randomTensor([2], 10), randomTensor([2, 5], 11), randomTensor([5], 12)]);
   for (const training of [true, false]) {
     for (const activation of [true, false]) {
       const bn = makeBatchNormState(5, 8);

@@ -37,7 +37,7 @@ import {
   dense,
   dropMask,
   pointwiseConv,
-  scaleRows,
+  residualAdd,
   spatialMean,
   symmetricConv,
   symmetricDepthwiseConv,
@@ -230,12 +230,10 @@ export class EfficientNet {
 
   private mbconv(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, rng: Rng | undefined): tf.Tensor4D {
     const recompute = mode.training && shouldRecompute(x, b);
-    let y = recompute ? this.recomputedMbconvBody(x, b, mode) : this.mbconvBody(x, b, mode, (k) => this.v(k));
+    const y = recompute ? this.recomputedMbconvBody(x, b, mode) : this.mbconvBody(x, b, mode, (k) => this.v(k));
     if (!b.residual) return y;
-    if (rng !== undefined && b.stochasticDepthProb > 0) {
-      y = scaleRows(y, dropMask(y.shape[0], b.stochasticDepthProb, rng));
-    }
-    return tf.add(y, x);
+    const keep = rng !== undefined && b.stochasticDepthProb > 0 ? dropMask(y.shape[0], b.stochasticDepthProb, rng) : null;
+    return residualAdd(y, x, keep);
   }
 
   /** Every variable by torchvision key, running statistics included (a copy of the map, same variables). */

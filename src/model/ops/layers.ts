@@ -163,6 +163,28 @@ export function dropMask(size: number, dropProb: number, rng: Rng): Float32Array
   return mask;
 }
 
+/**
+ * A residual block's output: y times a per-sample factor (stochastic depth's row mask; null: none)
+ * plus the block input x. With TF.js ops one differentiable op whose backward is dy * mask for y and
+ * dy itself for x (TF.js's generic gradients add a cast and two reshapes); same values.
+ */
+export function residualAdd(y: tf.Tensor4D, x: tf.Tensor4D, perSample: Float32Array | null): tf.Tensor4D {
+  if (usingJsKernels()) return tf.add(perSample === null ? y : scaleRows(y, perSample), x);
+  const n = y.shape[0];
+  if (perSample !== null && perSample.length !== n) throw new Error(`${WHERE}: row mask has ${perSample.length} entries for a batch of ${n}`);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [yIn, xIn] = args as tf.Tensor[];
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const mask = perSample === null ? null : tf.tensor(perSample, [n, 1, 1, 1], "float32");
+    save(mask === null ? [] : [mask]);
+    return {
+      value: tf.add(mask === null ? yIn : tf.mul(yIn, mask), xIn) as tf.Tensor4D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [saved.length === 0 ? dy.clone() : tf.mul(dy, saved[0]), dy.clone()],
+    };
+  });
+  return op(y, x) as tf.Tensor4D;
+}
+
 /** x times a per-sample factor (stochastic depth's row mask, one entry per sample). */
 export function scaleRows<T extends tf.Tensor>(x: T, perSample: Float32Array): T {
   const n = x.shape[0];
