@@ -6,6 +6,9 @@
 // size) are concatenated along it, updated as one tensor, and split back. For EfficientNet-B1 that
 // is ~1,200 ops per step down to ~200 (a GPU pays a launch per op).
 //
+// Its minimize() computes gradients with frugal_backward.ts (TF.js's gradients, freeing memory
+// during the backward pass as PyTorch does).
+//
 // Its state (the momentum buffers) is saved and restored by the parameter's state_dict key, each
 // restored buffer checked against the parameter's shape. Before the first step there is no state,
 // as in PyTorch (whose first step sets buf = g).
@@ -13,6 +16,7 @@
 // May touch: @tensorflow/tfjs and the variables it is given.
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../errors";
+import { frugalVariableGrads } from "./frugal_backward";
 
 /** A trainable variable and the key its optimizer state is saved under (its state_dict key). */
 export interface NamedParameter {
@@ -90,6 +94,11 @@ export class GroupedMomentumSgd extends tf.Optimizer {
   /** How many concatenated updates one step makes. */
   get groupCount(): number {
     return this.groups.length;
+  }
+
+  /** The loss and its gradients, with a backward pass that frees memory as it goes (frugal_backward.ts); same values as TF.js's. */
+  override computeGradients(f: () => tf.Scalar, varList?: tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+    return frugalVariableGrads(f, varList ?? this.groups.flatMap((g) => g.members.map((p) => p.variable)));
   }
 
   /** One step over every parameter; each must have a gradient (a missing one is a bug in the model). */
