@@ -16,7 +16,7 @@ import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { nativeOps, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { nativeOps, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
 
 const WHERE = "src/model/ops/layers.ts";
 
@@ -132,7 +132,9 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
     }
   }
   const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
-  return activation ? silu(y) : y;
+  if (!activation) return y;
+  // Evaluation on native (the running statistics, no gradient): SiLU in one pass.
+  return native !== null && !mode.training ? nativeSilu(native, y) : silu(y);
 }
 
 /** Mean over H and W of NHWC, as [N, C]. */
