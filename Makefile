@@ -27,8 +27,8 @@ help:
 	@echo "                what a notebook runs; ARGS='--trials 2' etc. (make run ARGS=--help lists every flag and variable)"
 	@echo "make lab        JupyterLab with the project's TypeScript kernel, opened on notebooks/00_walkthrough"
 	@echo "make report     execute every notebook headless -> reports/*.html (self-contained, offline) + executed .ipynb"
-	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend"
-	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240, with ratios"
+	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend (ARGS=--profile: kernels and ops per step)"
+	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240: every ratio of issue 14 (ARGS=\"--rounds 1 --quick\" to check it runs)"
 	@echo "make native     build the native TF.js CPU backend from the package index (no blocked download)"
 	@echo "make clean      remove results/, reports/ and build output (keeps data/, weights/, node_modules/)"
 
@@ -75,7 +75,7 @@ bench: node-deps
 	$(TSX) bench/load_checkpoint.ts
 
 bench-compare: setup
-	$(TSX) bench/compare.ts --threads 0,1 $(ARGS)
+	$(TSX) bench/compare.ts $(ARGS)
 
 native: node-deps
 	bash tools/native/build.sh $(ARGS)

@@ -55,16 +55,30 @@ function printTable(title: string, rows: Map<string, { calls: number; ms: number
   }
 }
 
+/** One profiled training step, as bench/compare.ts reads it (--profile --json). */
+export interface StepProfile {
+  step_ms: number;
+  tfjs_kernels: number;
+  tfjs_js_only_kernels: number;
+  tfjs_peak_mb: number;
+  /** null on engines other than tfjs-node's. */
+  native_ops: number | null;
+  native_uploads: number | null;
+  native_op_ms: number | null;
+  native_wall_ms: number | null;
+}
+
 /**
  * One training step three ways: timed alone; under tf.profile (TF.js kernels per type); and, on the
  * native engine, with every libtensorflow op counted and timed (the step split into time inside
  * ops and the rest: tape, tidy, tensor bookkeeping, N-API calls, garbage collection).
  */
-async function printProfile(step: () => void): Promise<void> {
+async function profileStep(step: () => void, print: boolean): Promise<StepProfile> {
   step();
   const t0 = performance.now();
   step();
-  console.log(`one step: ${(performance.now() - t0).toFixed(0)} ms (unprofiled)`);
+  const stepMs = performance.now() - t0;
+  if (print) console.log(`one step: ${stepMs.toFixed(0)} ms (unprofiled)`);
   const info = await tf.profile(step);
   const byKernel = new Map<string, { calls: number; ms: number }>();
   for (const k of info.kernels) {
@@ -74,16 +88,22 @@ async function printProfile(step: () => void): Promise<void> {
     byKernel.set(k.name, e);
   }
   const jsOnly = info.kernels.filter((k) => JS_ONLY_KERNELS.has(k.name)).length;
-  console.log(`TF.js kernels per step (tf.profile): ${info.kernels.length} (${jsOnly} of them JS-only Identity, ${info.kernels.length - jsOnly} others) | ` +
-    `TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
   const native = measureNativeOps(step);
-  if (native !== null) {
-    const rest = native.wallMs - native.opMs;
-    console.log(`native ops per step: ${native.ops} (+ ${native.uploads} host tensor uploads) | step ${native.wallMs.toFixed(0)} ms: ` +
-      `${native.opMs.toFixed(0)} ms inside ops (${((100 * native.opMs) / native.wallMs).toFixed(0)}%), ${rest.toFixed(0)} ms outside`);
-    printTable("native ops by time:", native.byOp, 30);
+  if (print) {
+    console.log(`TF.js kernels per step (tf.profile): ${info.kernels.length} (${jsOnly} of them JS-only Identity, ${info.kernels.length - jsOnly} others) | ` +
+      `TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
+    if (native !== null) {
+      const rest = native.wallMs - native.opMs;
+      console.log(`native ops per step: ${native.ops} (+ ${native.uploads} host tensor uploads) | step ${native.wallMs.toFixed(0)} ms: ` +
+        `${native.opMs.toFixed(0)} ms inside ops (${((100 * native.opMs) / native.wallMs).toFixed(0)}%), ${rest.toFixed(0)} ms outside`);
+      printTable("native ops by time:", native.byOp, 30);
+    }
+    printTable("TF.js kernels by time (custom ops show as \"unnamed scope\" and include their inner ops):", byKernel, 25);
   }
-  printTable("TF.js kernels by time (custom ops show as \"unnamed scope\" and include their inner ops):", byKernel, 25);
+  return {
+    step_ms: stepMs, tfjs_kernels: info.kernels.length, tfjs_js_only_kernels: jsOnly, tfjs_peak_mb: info.peakBytes / 1e6,
+    native_ops: native?.ops ?? null, native_uploads: native?.uploads ?? null, native_op_ms: native?.opMs ?? null, native_wall_ms: native?.wallMs ?? null,
+  };
 }
 
 async function main(): Promise<void> {
@@ -115,7 +135,8 @@ async function main(): Promise<void> {
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
   if (values.profile) {
-    await printProfile(trainStep);
+    const profile = await profileStep(trainStep, !values.json);
+    if (values.json) console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, size, batch, ...profile }));
     return;
   }
   const tensorsBefore = tf.memory().numTensors;
