@@ -48,7 +48,22 @@ export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor2D): tf.Tensor4D 
   const [n, h, w, c] = x.shape;
   const out = weight.shape[1];
   if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, tf.reshape(weight, [1, 1, c, out]), 1, "valid");
-  return tf.reshape(dense(tf.reshape(x, [n * h * w, c]), weight), [n, h, w, out]);
+  if (usingJsKernels()) return tf.reshape(dense(tf.reshape(x, [n * h * w, c]), weight), [n, h, w, out]);
+  // One differentiable op keeping only the 2-D view of x and the weight (TF.js's tape would keep
+  // four tensors for the two reshapes and the product); the same products forward and backward.
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x2d = tf.reshape(args[0] as tf.Tensor, [n * h * w, c]) as tf.Tensor2D;
+    const w2d = args[1] as tf.Tensor2D;
+    (args[2] as tf.GradSaveFunc)([x2d]);
+    return {
+      value: tf.reshape(tf.matMul(x2d, w2d), [n, h, w, out]) as tf.Tensor4D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dy2d = tf.reshape(dy, [n * h * w, out]) as tf.Tensor2D;
+        return [tf.reshape(tf.matMul(dy2d, w2d, false, true), [n, h, w, c]), tf.matMul(saved[0] as tf.Tensor2D, dy2d, true, false)];
+      },
+    };
+  });
+  return op(x, weight) as tf.Tensor4D;
 }
 
 /**

@@ -63,7 +63,7 @@ function softplusGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor): tf.
 }
 
 /**
- * Batch-statistics BatchNorm (+ SiLU) as one differentiable op. The backward pass keeps x, gamma,
+ * Batch-statistics BatchNorm (+ SiLU) as one differentiable op. The backward pass keeps x,
  * TF's saved batch statistics and, with SiLU, z (the normalized value) and y = silu(z) (y is the
  * next layer's input, alive anyway). With t = dy * sigmoid(z) (one SoftplusGrad),
  * dy * silu'(z) = dy * (s + y (1 - s)) = t + y (dy - t): four passes, no sigmoid kept.
@@ -86,19 +86,20 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
       bn.runningMean.assign(newMean);
       bn.runningVar.assign(newVar);
     }
-    const bnSaved = [xIn, gamma, savedMean, savedVar, reserve];
+    // gamma is a variable (or, in a recomputed block, a stand-in alive until its backward pass ends): not saved.
+    const bnSaved = [xIn, savedMean, savedVar, reserve];
     if (!activation) {
       save(bnSaved);
-      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => fusedBatchNormGrad(nb, attrs, dy, saved) };
+      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => fusedBatchNormGrad(nb, attrs, dy, gamma, saved) };
     }
     const y = nativeSilu(nb, z);
     save([...bnSaved, z, y]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [zv, yv] = saved.slice(5);
+        const [zv, yv] = saved.slice(4);
         const t = softplusGrad(nb, dy, zv);
-        return fusedBatchNormGrad(nb, attrs, tf.add(t, tf.mul(yv, tf.sub(dy, t))), saved);
+        return fusedBatchNormGrad(nb, attrs, tf.add(t, tf.mul(yv, tf.sub(dy, t))), gamma, saved);
       },
     };
   });
@@ -106,7 +107,7 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
 }
 
 /** [dx, dgamma, dbeta] from FusedBatchNormGradV3, given dL/dz and the forward's saved tensors. */
-function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
-  const [x, gamma, savedMean, savedVar, reserve] = saved;
+function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, gamma: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
+  const [x, savedMean, savedVar, reserve] = saved;
   return nb.executeMultipleOutputs("FusedBatchNormGradV3", attrs, [dz, x, gamma, savedMean, savedVar, reserve], 5).slice(0, 3);
 }

@@ -5,7 +5,7 @@
 // With TF.js ops (native and GPU backends) the block is one differentiable op with its backward
 // written out: TF.js's generic gradients cost ~30 kernels per block (a cast and a reshape per
 // multiply and add, and a full-size tensor of ones uploaded for the mean's gradient: 88 MB per
-// block at 240x240 batch 16); this one runs 21 and keeps 9 tensors for the backward pass. Each
+// block at 240x240 batch 16); this one runs 21 and keeps 7 tensors for the backward pass. Each
 // gradient is computed by the same ops in the same order as TF.js's own, so the values are
 // bit-identical (test/model.test.ts). On the pure-JS 'cpu' backend the plain-JS kernels of
 // layers.ts run under the tape as before.
@@ -40,19 +40,20 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
     const u = tf.mul(a, sa);
     const gate = tf.sigmoid(tf.add(tf.matMul(u, w2 as tf.Tensor2D), b2));
     const gate4 = tf.reshape(gate, [n, 1, 1, c]);
-    save([xIn, pooled, a, sa, u, gate, gate4, w1, w2]);
+    // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
+    save([xIn, pooled, a, sa, u, gate, gate4]);
     return {
       value: tf.mul(xIn, gate4) as tf.Tensor4D,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ps, as, sas, us, gs, g4s, w1s, w2s] = saved;
+        const [xs, ps, as, sas, us, gs, g4s] = saved;
         // Through x * gate4: x's direct part, and the gate's gradient summed over H and W.
         const dxScale = tf.mul(dy, g4s);
         const dGate = tf.sum(tf.mul(dy, xs), [1, 2]);
         // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
         const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
-        const du = tf.matMul(dv, w2s as tf.Tensor2D, false, true);
+        const du = tf.matMul(dv, w2 as tf.Tensor2D, false, true);
         const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
-        const dPooled = tf.matMul(da, w1s as tf.Tensor2D, false, true);
+        const dPooled = tf.matMul(da, w1 as tf.Tensor2D, false, true);
         // The mean's gradient spreads dPooled / (H * W) over every position.
         const dx = tf.add(dxScale, tf.reshape(tf.div(dPooled, h * w), [n, 1, 1, c]));
         return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
