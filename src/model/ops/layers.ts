@@ -4,19 +4,25 @@
 // the caller's seeded Rng on the CPU, so masks are identical on every backend and replay exactly).
 //
 // Each op picks one of three implementations of the same math:
-// - TF.js ops (any backend: native, GPU, and the pure-JS 'cpu' backend when kernels are "off");
+// - TF.js ops (any backend: native, GPU, and the pure-JS 'cpu' backend when kernels are "off"),
+//   the 1x1 convolution and the residual add as one differentiable op each, with fewer kernels
+//   and fewer tensors kept for the backward pass than TF.js's generic gradients;
 // - on the pure-JS 'cpu' backend, the plain-JS kernels of js_kernels.ts and js_channel_kernels.ts;
-// - for training-mode BatchNorm on the native backend, the fused kernels of native_batchnorm.ts.
+// - on the native backend, libtensorflow ops TF.js does not expose: training BatchNorm (+ SiLU)
+//   and one-pass SiLU (native_batchnorm.ts), strided depthwise convolution with explicit padding
+//   (native_conv.ts).
 // The tests check the implementations against each other.
 //
-// May touch: @tensorflow/tfjs, the three kernel files of this folder, and the BatchNorm running
+// May touch: @tensorflow/tfjs, the kernel files of this folder, and the BatchNorm running
 // statistics it is given. Knows nothing of the model's structure (efficientnet.ts, head.ts).
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { nativeOps, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { nativeOps } from "./native_backend";
+import { nativeDepthwiseConvPadded } from "./native_conv";
 
 const WHERE = "src/model/ops/layers.ts";
 
@@ -79,6 +85,8 @@ export function symmetricConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: numbe
 /** Depthwise k x k convolution (weight [k, k, C, 1]) with PyTorch's symmetric padding. */
 export function symmetricDepthwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: number): tf.Tensor4D {
   if (usingJsKernels()) return jsDepthwiseConv(x, weight, stride);
+  const native = nativeOps();
+  if (native !== null && stride !== 1) return nativeDepthwiseConvPadded(native, x, weight, stride, symmetricPad(weight.shape[0]));
   const { input, padding } = withSymmetricPadding(x, weight.shape[0], stride);
   return tf.depthwiseConv2d(input, weight, stride, padding);
 }

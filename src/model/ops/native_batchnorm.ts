@@ -10,36 +10,16 @@
 // registers them for inference only, but its backend runs any TensorFlow op by name
 // (executeMultipleOutputs).
 //
-// May touch: @tensorflow/tfjs, the active backend object (duck-typed: src/ does not depend on
-// tfjs-node), and (types only) the BatchNorm state of layers.ts, whose running statistics it
-// assigns. Called only by ops/layers.ts.
+// May touch: @tensorflow/tfjs, the native backend (native_backend.ts), and (types only) the
+// BatchNorm state of layers.ts, whose running statistics it assigns. Called only by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";
 import type { BatchNormState } from "./layers";
-
-interface NativeAttr {
-  name: string;
-  type: number;
-  value: number | boolean | string;
-}
-
-/** The parts of tfjs-node's NodeJSKernelBackend used here (duck-typed: src/ does not depend on tfjs-node). */
-export interface NativeKernelBackend {
-  binding: { TF_ATTR_TYPE: number; TF_ATTR_FLOAT: number; TF_ATTR_BOOL: number; TF_ATTR_STRING: number; TF_FLOAT: number };
-  executeMultipleOutputs(name: string, attrs: NativeAttr[], inputs: tf.Tensor[], numOutputs: number): tf.Tensor[];
-}
-
-
-/** tfjs-node's backend when it is the active one (CPU or GPU build), else null. */
-export function nativeOps(): NativeKernelBackend | null {
-  if (tf.getBackend() !== "tensorflow") return null;
-  const b = tf.backend() as unknown as Partial<NativeKernelBackend>;
-  return typeof b.executeMultipleOutputs === "function" && b.binding !== undefined ? (b as NativeKernelBackend) : null;
-}
+import { floatType, NativeAttr, NativeKernelBackend, runNativeOp } from "./native_backend";
 
 function fusedBatchNormAttrs(nb: NativeKernelBackend, eps: number): NativeAttr[] {
   const B = nb.binding;
   return [
-    { name: "T", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    floatType(nb),
     { name: "U", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
     { name: "epsilon", type: B.TF_ATTR_FLOAT, value: eps },
     { name: "data_format", type: B.TF_ATTR_STRING, value: "NHWC" },
@@ -59,7 +39,7 @@ export function nativeSilu<T extends tf.Tensor>(nb: NativeKernelBackend, x: T): 
 
 /** dy * sigmoid(x) in one pass. */
 function softplusGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
-  return nb.executeMultipleOutputs("SoftplusGrad", [{ name: "T", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_FLOAT }], [dy, x], 1)[0];
+  return runNativeOp(nb, "SoftplusGrad", [floatType(nb)], [dy, x]);
 }
 
 /**
