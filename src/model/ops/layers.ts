@@ -63,10 +63,12 @@ export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor2D): tf.Tensor4D 
     (args[2] as tf.GradSaveFunc)([x2d]);
     return {
       value: tf.reshape(tf.matMul(x2d, w2d), [n, h, w, out]) as tf.Tensor4D,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass, which
+      // would keep every intermediate (here the 2-D product under dx's reshape) until it ends.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const dy2d = tf.reshape(dy, [n * h * w, out]) as tf.Tensor2D;
         return [tf.reshape(tf.matMul(dy2d, w2d, false, true), [n, h, w, c]), tf.matMul(saved[0] as tf.Tensor2D, dy2d, true, false)];
-      },
+      }),
     };
   });
   return op(x, weight) as tf.Tensor4D;

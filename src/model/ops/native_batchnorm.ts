@@ -70,17 +70,19 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
     const bnSaved = [xIn, savedMean, savedVar, reserve];
     if (!activation) {
       save(bnSaved);
-      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => fusedBatchNormGrad(nb, attrs, dy, gamma, saved) };
+      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => fusedBatchNormGrad(nb, attrs, dy, gamma, saved)) };
     }
     const y = nativeSilu(nb, z);
     save([...bnSaved, z, y]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      // In a tidy, as every custom gradient here: TF.js runs it in the scope of the whole backward
+      // pass, which would keep t and the other intermediates until the pass ends.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [zv, yv] = saved.slice(4);
         const t = softplusGrad(nb, dy, zv);
         return fusedBatchNormGrad(nb, attrs, tf.add(t, tf.mul(yv, tf.sub(dy, t))), gamma, saved);
-      },
+      }),
     };
   });
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;

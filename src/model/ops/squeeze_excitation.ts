@@ -44,7 +44,8 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
     save([xIn, pooled, a, sa, u, gate, gate4]);
     return {
       value: tf.mul(xIn, gate4) as tf.Tensor4D,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [xs, ps, as, sas, us, gs, g4s] = saved;
         // Through x * gate4: x's direct part, and the gate's gradient summed over H and W.
         const dxScale = tf.mul(dy, g4s);
@@ -57,7 +58,7 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
         // The mean's gradient spreads dPooled / (H * W) over every position.
         const dx = tf.add(dxScale, tf.reshape(tf.div(dPooled, h * w), [n, 1, 1, c]));
         return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
-      },
+      }),
     };
   });
   return op(x, p.w1, p.b1, p.w2, p.b2) as tf.Tensor4D;
