@@ -4,7 +4,8 @@
 // img/s, CPU seconds and page faults per step (less load-dependent than wall time), peak RSS.
 //   node --import tsx bench/env_ab.ts [--rounds 2] [--size 240] [--seconds 20] \
 //     [--variants "glibc=;jemalloc=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"]
-// A variant is name=VAR=value,VAR=value (empty: the environment as is).
+// A variant is name=VAR=value,VAR=value (empty: the environment as is); name@DIR runs DIR's
+// bench/train_speed.ts instead (another checkout: before/after comparisons of the code itself).
 import { parseArgs } from "util";
 import { spawnSync } from "child_process";
 import * as path from "path";
@@ -17,18 +18,19 @@ const DEFAULT_VARIANTS = `glibc=;jemalloc=LD_PRELOAD=${JEMALLOC};tcmalloc=LD_PRE
 interface Line {
   train_img_s: number;
   eval_img_s: number;
+  /** Absent from checkouts before these fields existed (NaN then). */
   train_cpu_s_per_step: number;
   train_faults_per_step: number;
-  eval_cpu_s_per_batch: number;
   train_peak_rss_gb: number;
   peak_rss_gb: number;
 }
 
-function parseVariants(spec: string): Array<{ name: string; env: Record<string, string> }> {
+function parseVariants(spec: string): Array<{ name: string; dir: string; env: Record<string, string> }> {
   return spec.split(";").filter((v) => v.trim() !== "").map((v) => {
-    const [name, ...rest] = v.split("=");
+    const [label, ...rest] = v.split("=");
+    const [name, dir] = label.includes("@") ? [label.slice(0, label.indexOf("@")), label.slice(label.indexOf("@") + 1)] : [label, ROOT];
     const assignments = rest.join("=").split(",").filter((a) => a.includes("="));
-    return { name, env: Object.fromEntries(assignments.map((a) => [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)])) };
+    return { name, dir, env: Object.fromEntries(assignments.map((a) => [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)])) };
   });
 }
 
@@ -47,13 +49,13 @@ function main(): void {
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const v of variants) {
       const r = spawnSync(process.execPath, ["--import", "tsx", "bench/train_speed.ts", "--json", "--size", String(size), "--batch", String(batch),
-        "--eval-batch", String(evalBatch), "--seconds", values.seconds as string], { cwd: ROOT, env: { ...process.env, ...v.env }, encoding: "utf8" });
+        "--eval-batch", String(evalBatch), "--seconds", values.seconds as string], { cwd: v.dir, env: { ...process.env, ...v.env }, encoding: "utf8" });
       const line = r.stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
       if (r.status !== 0 || line === undefined) {
         console.log(`round ${round} ${v.name}: failed (exit ${r.status}): ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
         continue;
       }
-      const j = JSON.parse(line) as Line;
+      const j = { train_cpu_s_per_step: NaN, train_faults_per_step: NaN, ...(JSON.parse(line) as Partial<Line>) } as Line;
       (results.get(v.name) as Line[]).push(j);
       console.log(`round ${round} ${v.name.padEnd(10)} train ${j.train_img_s.toFixed(2)} img/s, ${j.train_cpu_s_per_step.toFixed(2)} CPU s/step, ` +
         `${Math.round(j.train_faults_per_step)} faults/step | eval ${j.eval_img_s.toFixed(2)} img/s | peak RSS train ${j.train_peak_rss_gb.toFixed(2)} GB, all ${j.peak_rss_gb.toFixed(2)} GB`);
