@@ -61,8 +61,13 @@ type ParamLookup = (key: string) => tf.Tensor;
 
 export type BlockRecompute = "auto" | "always" | "never";
 
-/** 2M floats = 8 MB for one expanded activation of the block (4M gave 5.2 GB peak, 1M 2.6 GB but 30% slower). */
-const RECOMPUTE_MIN_VALUES = 2 * 1024 * 1024;
+/**
+ * 8M floats = 32 MB for one expanded activation of the block. Chosen from measured peak RSS of a
+ * B1 training step at 240x240 batch 16 with the optimizer's frugal backward pass
+ * (bench/recompute_memory.ts, docs/performance.md): no recompute 3.03 GB (PyTorch: ~3.05 GB),
+ * 8M 2.68 GB at the same CPU time, 4M 2.20 GB at +12%, 2M 2.02 GB at +24%.
+ */
+const RECOMPUTE_MIN_VALUES = 8 * 1024 * 1024;
 
 let blockRecompute: BlockRecompute = "auto";
 let recomputeMinValues = RECOMPUTE_MIN_VALUES;
@@ -70,12 +75,11 @@ let recomputeMinValues = RECOMPUTE_MIN_VALUES;
 /**
  * Gradient checkpointing of MBConv blocks in training. "auto" (default): on the native and GPU
  * backends, for blocks whose expanded activation has at least `minValues` values (default
- * RECOMPUTE_MIN_VALUES; at 240x240 batch 16: stages 1-3, the first block of stage 4, the later
- * blocks of stage 5 and the first of stage 6 (13 of 23); at 32x32 batch 64: none, so small inputs
- * pay no recompute). Measured at 240x240 batch 16 (docs/performance.md): peak RSS 7.5 GB without,
- * 3.7 GB with this threshold, 2.6 GB with every block. "always"/"never", and "auto" with another
- * threshold, for tests and benchmarks. Gradients, loss and running statistics are the same in
- * every mode (test/model.test.ts).
+ * RECOMPUTE_MIN_VALUES; at 240x240 batch 16 only the first block of stage 2, whose 16x120x120x96
+ * expansion is the largest activation of the network; at batch 64 most blocks of stages 1-4; at
+ * 32x32 batch 64 none, so small inputs pay no recompute). "always"/"never", and "auto" with
+ * another threshold, for tests and benchmarks. Gradients, loss and running statistics are the
+ * same in every mode (test/model.test.ts).
  */
 export function setBlockRecompute(mode: BlockRecompute, minValues: number = RECOMPUTE_MIN_VALUES): void {
   blockRecompute = mode;
