@@ -30,8 +30,8 @@ help:
 	@echo "make lab        JupyterLab with the project's TypeScript kernel, opened on notebooks/00_walkthrough"
 	@echo "make report     execute every notebook headless -> reports/*.html (self-contained, offline) + executed .ipynb"
 	@echo "make strip      return notebooks/*.ipynb to their committed form (no outputs, no execution counts) before committing"
-	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend"
-	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240, with ratios"
+	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend (ARGS=--profile: kernels and ops per step)"
+	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240: every ratio of issue 14 (ARGS=\"--rounds 1 --quick\" to check it runs)"
 	@echo "make native     build the native TF.js CPU engine from the package index (run/lab/report/bench do it on first use)"
 	@echo "make native-gpu the same for NVIDIA GPUs (TensorFlow 2.21 + CUDA 12.5 wheels; UNTESTED here, see docs/native.md)"
 	@echo "make doctor     what this machine has and lacks for each engine, and the next command (ARGS=--json for machines)"
@@ -90,7 +90,7 @@ bench: node-deps engine
 	$(ENGINE_ENV) $(TSX) bench/load_checkpoint.ts
 
 bench-compare: setup engine
-	$(ENGINE_ENV) $(TSX) bench/compare.ts --threads 0,1 $(ARGS)
+	$(ENGINE_ENV) $(TSX) bench/compare.ts $(ARGS)
 
 native: node-deps
 	bash tools/native/build.sh $(ARGS)

@@ -2,13 +2,16 @@
 // with the peak resident memory, printed beside the PyTorch figures measured on this machine kind
 // (../shared/FACTS.md). A benchmark, not a test: numbers vary with machine load.
 //   node --import tsx bench/train_speed.ts [--model b1] [--size 32] [--batch 64] [--eval-batch 256] [--seconds 30] [--profile]
-// --profile: instead, one training step under tf.profile: kernel count and time per kernel type
-// (custom-gradient ops show as "unnamed scope"; how docs/performance.md's tables were made).
+// --profile: instead, one training step profiled: TF.js kernels per type (tf.profile) and, on the
+// native engine, libtensorflow ops per type with the step split into time inside ops and the rest.
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
+import { measureNativeOps } from "./native_ops";
+import { GroupedMomentumSgd } from "../src/train/optimizer";
+import { namedParameters } from "../src/train/loop";
 import type { ModelName } from "../src/config";
 
 /** PyTorch 2.13 CPU, torchvision efficientnet_b1 + Linear(1000,1), 32x32, batch 64, 2 cores (FACTS.md). */
@@ -18,23 +21,64 @@ function peakRssGb(): number {
   return process.resourceUsage().maxRSS / 1024 / 1024;
 }
 
+interface Timed {
+  steps: number;
+  seconds: number;
+  /** CPU seconds (user + system, all threads) per step: less sensitive to other load than wall time. */
+  cpuPerStep: number;
+  /** Minor page faults per step (fresh memory touched): independent of load. */
+  faultsPerStep: number;
+}
+
 /** Runs `step` until `seconds` have passed (at least `minSteps` times) after one warm-up call. */
-function timeSteps(step: () => void, seconds: number, minSteps: number): { steps: number; seconds: number } {
+function timeSteps(step: () => void, seconds: number, minSteps: number): Timed {
   step();
   const t0 = performance.now();
+  const r0 = process.resourceUsage();
   let steps = 0;
   while (steps < minSteps || (performance.now() - t0) / 1000 < seconds) {
     step();
     steps++;
   }
-  return { steps, seconds: (performance.now() - t0) / 1000 };
+  const r1 = process.resourceUsage();
+  const cpu = (r1.userCPUTime + r1.systemCPUTime - r0.userCPUTime - r0.systemCPUTime) / 1e6;
+  return { steps, seconds: (performance.now() - t0) / 1000, cpuPerStep: cpu / steps, faultsPerStep: (r1.minorPageFault - r0.minorPageFault) / steps };
 }
 
-async function printProfile(step: () => void): Promise<void> {
+/** TF.js kernels that run no engine op (a reference count only). */
+const JS_ONLY_KERNELS = new Set(["Identity"]);
+
+function printTable(title: string, rows: Map<string, { calls: number; ms: number }>, limit: number): void {
+  console.log(title);
+  for (const [name, e] of [...rows].sort((a, b) => b[1].ms - a[1].ms).slice(0, limit)) {
+    console.log(`  ${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms`);
+  }
+}
+
+/** One profiled training step, as bench/compare.ts reads it (--profile --json). */
+export interface StepProfile {
+  step_ms: number;
+  tfjs_kernels: number;
+  tfjs_js_only_kernels: number;
+  tfjs_peak_mb: number;
+  /** null on engines other than tfjs-node's. */
+  native_ops: number | null;
+  native_uploads: number | null;
+  native_op_ms: number | null;
+  native_wall_ms: number | null;
+}
+
+/**
+ * One training step three ways: timed alone; under tf.profile (TF.js kernels per type); and, on the
+ * native engine, with every libtensorflow op counted and timed (the step split into time inside
+ * ops and the rest: tape, tidy, tensor bookkeeping, N-API calls, garbage collection).
+ */
+async function profileStep(step: () => void, print: boolean): Promise<StepProfile> {
   step();
   const t0 = performance.now();
   step();
-  console.log(`one step: ${(performance.now() - t0).toFixed(0)} ms`);
+  const stepMs = performance.now() - t0;
+  if (print) console.log(`one step: ${stepMs.toFixed(0)} ms (unprofiled)`);
   const info = await tf.profile(step);
   const byKernel = new Map<string, { calls: number; ms: number }>();
   for (const k of info.kernels) {
@@ -43,10 +87,23 @@ async function printProfile(step: () => void): Promise<void> {
     e.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
     byKernel.set(k.name, e);
   }
-  console.log(`kernels per step: ${info.kernels.length} | TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
-  for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) {
-    console.log(`${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms`);
+  const jsOnly = info.kernels.filter((k) => JS_ONLY_KERNELS.has(k.name)).length;
+  const native = measureNativeOps(step);
+  if (print) {
+    console.log(`TF.js kernels per step (tf.profile): ${info.kernels.length} (${jsOnly} of them JS-only Identity, ${info.kernels.length - jsOnly} others) | ` +
+      `TF.js-accounted peak ${(info.peakBytes / 1e6).toFixed(0)} MB | peak RSS ${peakRssGb().toFixed(2)} GB`);
+    if (native !== null) {
+      const rest = native.wallMs - native.opMs;
+      console.log(`native ops per step: ${native.ops} (+ ${native.uploads} host tensor uploads) | step ${native.wallMs.toFixed(0)} ms: ` +
+        `${native.opMs.toFixed(0)} ms inside ops (${((100 * native.opMs) / native.wallMs).toFixed(0)}%), ${rest.toFixed(0)} ms outside`);
+      printTable("native ops by time:", native.byOp, 30);
+    }
+    printTable("TF.js kernels by time (custom ops show as \"unnamed scope\" and include their inner ops):", byKernel, 25);
   }
+  return {
+    step_ms: stepMs, tfjs_kernels: info.kernels.length, tfjs_js_only_kernels: jsOnly, tfjs_peak_mb: info.peakBytes / 1e6,
+    native_ops: native?.ops ?? null, native_uploads: native?.uploads ?? null, native_op_ms: native?.opMs ?? null, native_wall_ms: native?.wallMs ?? null,
+  };
 }
 
 async function main(): Promise<void> {
@@ -63,7 +120,8 @@ async function main(): Promise<void> {
   const info = await initBackend();
   if (!values.json) console.log(backendLine(info));
   const net = new BinaryClassifier(model, makeRng(0, "bench"));
-  const optimizer = tf.train.momentum(1e-4, 0.9);
+  // The optimizer of src/train/loop.ts.
+  const optimizer = new GroupedMomentumSgd(1e-4, 0.9, namedParameters(net));
   const variables = net.trainableVariables();
   const rng = makeRng(0, "bench-data");
   const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;
@@ -77,7 +135,8 @@ async function main(): Promise<void> {
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
   if (values.profile) {
-    await printProfile(trainStep);
+    const profile = await profileStep(trainStep, !values.json);
+    if (values.json) console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, size, batch, ...profile }));
     return;
   }
   const tensorsBefore = tf.memory().numTensors;
@@ -97,13 +156,15 @@ async function main(): Promise<void> {
     // One machine-readable line for bench/compare.ts (which runs each engine in its own process).
     console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, backend: backendLine(info), size, batch, eval_batch: evalBatch,
       params: net.parameterCount(), train_img_s: trainRate, train_steps: train.steps, train_peak_rss_gb: trainPeak,
-      eval_img_s: evalRate, peak_rss_gb: peakRssGb(), leaked_tensors: leaked }));
+      train_cpu_s_per_step: train.cpuPerStep, train_faults_per_step: train.faultsPerStep,
+      eval_img_s: evalRate, eval_cpu_s_per_batch: evaluation.cpuPerStep, eval_faults_per_batch: evaluation.faultsPerStep, peak_rss_gb: peakRssGb(), leaked_tensors: leaked }));
     return;
   }
   const ratio = (rate: number, [lo, hi]: readonly number[]) => `${(rate / hi).toFixed(3)}-${(rate / lo).toFixed(3)}`;
   console.log(`model ${model} + Linear(1000,1) | ${net.parameterCount().toLocaleString("en-US")} params | input ${size}x${size}`);
-  console.log(`train: ${trainRate.toFixed(2)} img/s (batch ${batch}, ${train.steps} steps in ${train.seconds.toFixed(1)} s) | peak RSS ${trainPeak.toFixed(2)} GB`);
-  console.log(`eval:  ${evalRate.toFixed(2)} img/s (batch ${evalBatch}, ${evaluation.steps} batches in ${evaluation.seconds.toFixed(1)} s) | peak RSS ${peakRssGb().toFixed(2)} GB`);
+  const perStep = (t: Timed) => `${t.cpuPerStep.toFixed(2)} CPU s and ${Math.round(t.faultsPerStep)} page faults per step`;
+  console.log(`train: ${trainRate.toFixed(2)} img/s (batch ${batch}, ${train.steps} steps in ${train.seconds.toFixed(1)} s; ${perStep(train)}) | peak RSS ${trainPeak.toFixed(2)} GB`);
+  console.log(`eval:  ${evalRate.toFixed(2)} img/s (batch ${evalBatch}, ${evaluation.steps} batches in ${evaluation.seconds.toFixed(1)} s; ${perStep(evaluation)}) | peak RSS ${peakRssGb().toFixed(2)} GB`);
   if (model === "b1" && size === 32 && batch === 64) {
     console.log(`PyTorch CPU (FACTS.md, same machine kind): train ${PYTORCH_FACTS.train.join("-")} img/s, eval ${PYTORCH_FACTS.eval.join("-")} img/s, peak RSS 0.7 GB`);
     console.log(`ratio project/PyTorch: train ${ratio(trainRate, PYTORCH_FACTS.train)}, eval ${ratio(evalRate, PYTORCH_FACTS.eval)} (make bench-compare measures both side by side)`);

@@ -169,7 +169,7 @@ describe("user errors at the entry points", () => {
     { what: "resuming a unit started on another engine", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_RESULTS: otherStore }, setup: () => partialUnit("engine"),
       pattern: /^error: .*scratch__vanilla__trial-0: trained on the (js|native-cpu) engine up to epoch 0, this run's engine is (js|native-cpu|cuda), and one unit must not mix engines; resume it on \1 \(BIAS_INIT_BACKEND=(js|native)\), start fresh under a new results folder \(--results DIR\), or pass --allow-engine-change/ },
     { what: "a checkpoint whose optimizer state does not fit the model", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_RESULTS: otherStore }, setup: () => partialUnit("optimizer"),
-      pattern: /^error: .*scratch__vanilla__trial-0\/checkpoint-0: optimizer state does not fit the model \(\d+ problem\(s\), first: features\.0\.0\.weight has shape \[1, 2\], the model's is \[.*\]\); .*delete the unit's folder/ },
+      pattern: /^error: .*scratch__vanilla__trial-0\/checkpoint-0: optimizer state: \d+ problem\(s\), first: momentum buffer of "features\.0\.0\.weight" is float32 \[1, 2\], the parameter float32 \[.*\]; .*delete it/ },
     { what: "a bad lock timeout", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_LOCK_STALE_S: "soon" },
       pattern: /^error: BIAS_INIT_LOCK_STALE_S: "soon" is not a number of seconds >= 0\.5; set a number or unset it$/ },
     { what: "a malformed crash hook", script: "src/cli.ts", args: smallRun(), env: { BIAS_INIT_CRASH_AFTER: "epochs.jsonl" },

@@ -124,7 +124,7 @@ function u32(n: number): string {
   return String.fromCharCode(n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff);
 }
 
-test("layout conversion: conv OIHW -> HWIO, depthwise [C,1,k,k] -> [k,k,C,1], linear [out,in] -> [in,out]", () => {
+test("layout conversion: conv OIHW -> HWIO, depthwise [C,1,k,k] -> [k,k,C,1], 1x1 [O,I,1,1] -> [I,O], linear [out,in] -> [in,out]", () => {
   const spec = (torchShape: number[], shape: number[]): VariableSpec =>
     ({ key: "k", torchShape, shape, trainable: true, init: { kind: "constant", value: 0 } });
   const t = (shape: number[], values: number[]): TensorData => ({ dtype: "float32", shape, data: Float32Array.from(values) });
@@ -135,6 +135,8 @@ test("layout conversion: conv OIHW -> HWIO, depthwise [C,1,k,k] -> [k,k,C,1], li
   // depthwise C=2, 2x2: value = 10*c + 2*h + w. [2, 2, 2, 1] lists (h, w, c) with c fastest.
   assert.deepEqual(Array.from(toVariableLayout(t([2, 1, 2, 2], [0, 1, 2, 3, 10, 11, 12, 13]), spec([2, 1, 2, 2], [2, 2, 2, 1]))),
     [0, 10, 1, 11, 2, 12, 3, 13]);
+  // 1x1 conv O=2, I=3 into the 2-D [I, O] the model keeps: value = 10*o + i, listed (i, o) with o fastest.
+  assert.deepEqual(Array.from(toVariableLayout(t([2, 3, 1, 1], [0, 1, 2, 10, 11, 12]), spec([2, 3, 1, 1], [3, 2]))), [0, 10, 1, 11, 2, 12]);
   // linear out=2, in=3.
   assert.deepEqual(Array.from(toVariableLayout(t([2, 3], [1, 2, 3, 4, 5, 6]), spec([2, 3], [3, 2]))), [1, 4, 2, 5, 3, 6]);
 });

@@ -4,7 +4,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { trainLoop, TrainingDiverged, TrainableModel, BatchSource, EpochMetrics, OptimizerState, OptimizerStateError, evaluate } from "../src/train/loop";
+import { trainLoop, TrainingDiverged, TrainableModel, BatchSource, EpochMetrics, evaluate } from "../src/train/loop";
+import { OptimizerState, OptimizerStateError } from "../src/train/optimizer";
 import { epochOrder } from "../src/data/batches";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
@@ -214,11 +215,11 @@ test("optimizer state travels by state_dict key: restored in any order, a wrong 
   wrongShape[0].tensor.dispose();
   wrongShape[0] = { name: "head.weight", tensor: tf.zeros([4]) };
   await assert.rejects(trainLoop(namedStub(), data, data, two, {}, { epoch: 1, optimizer: wrongShape }),
-    (e: unknown) => e instanceof OptimizerStateError && /head\.weight has shape \[4\], the model's is \[3\]/.test(e.message));
+    (e: unknown) => e instanceof OptimizerStateError && /momentum buffer of "head\.weight" is float32 \[4\], the parameter float32 \[3\]/.test(e.message));
   const wrongName = copy();
   wrongName[1].name = "classifier.bias";
   await assert.rejects(trainLoop(namedStub(), data, data, two, {}, { epoch: 1, optimizer: wrongName }),
-    (e: unknown) => e instanceof OptimizerStateError && /2 problem\(s\), first: no momentum buffer for head\.bias/.test(e.message));
+    (e: unknown) => e instanceof OptimizerStateError && /2 problem\(s\), first: "classifier\.bias" is not a parameter of this model/.test(e.message));
   // The rejected states were disposed (each failed run leaves only its stub model's two variables).
   assert.equal(tf.memory().numTensors, tensorsBefore + 4);
   tf.dispose(saved.map((s) => s.tensor));

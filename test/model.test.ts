@@ -22,6 +22,7 @@ import {
   dense,
   dropMask,
   pointwiseConv,
+  residualAdd,
   scaleChannels,
   scaleRows,
   setJsKernels,
@@ -29,6 +30,7 @@ import {
   symmetricConv,
   symmetricDepthwiseConv,
 } from "../src/model/ops/layers";
+import { squeezeExcitation } from "../src/model/ops/squeeze_excitation";
 import type { ModelName } from "../src/config";
 import type { RecomputeOutput, RecomputeRun } from "./helpers/recompute_step";
 import { runOnBackend } from "./helpers/run_on_backend";
@@ -147,14 +149,14 @@ test("state_dict keys, PyTorch shapes and parameter counts equal torchvision's",
   };
   expect("features.0.0.weight", [32, 3, 3, 3], [3, 3, 3, 32]);
   expect("features.0.1.running_var", [32], [32], false);
-  expect("features.1.0.block.1.fc1.weight", [8, 32, 1, 1], [1, 1, 32, 8]); // expand ratio 1: no expand conv
+  expect("features.1.0.block.1.fc1.weight", [8, 32, 1, 1], [32, 8]); // expand ratio 1: no expand conv
   expect("features.3.0.block.1.0.weight", [144, 1, 5, 5], [5, 5, 144, 1]); // depthwise
   expect("features.3.1.block.1.0.weight", [240, 1, 5, 5], [5, 5, 240, 1]);
-  expect("features.3.1.block.2.fc1.weight", [10, 240, 1, 1], [1, 1, 240, 10]);
+  expect("features.3.1.block.2.fc1.weight", [10, 240, 1, 1], [240, 10]);
   expect("features.3.1.block.2.fc2.bias", [240], [240]);
-  expect("features.7.0.block.3.0.weight", [320, 1152, 1, 1], [1, 1, 1152, 320]);
-  expect("features.7.1.block.3.0.weight", [320, 1920, 1, 1], [1, 1, 1920, 320]);
-  expect("features.8.0.weight", [1280, 320, 1, 1], [1, 1, 320, 1280]);
+  expect("features.7.0.block.3.0.weight", [320, 1152, 1, 1], [1152, 320]);
+  expect("features.7.1.block.3.0.weight", [320, 1920, 1, 1], [1920, 320]);
+  expect("features.8.0.weight", [1280, 320, 1, 1], [320, 1280]);
   expect("classifier.1.weight", [1000, 1280], [1280, 1000]);
   expect("classifier.1.bias", [1000], [1000]);
 });
@@ -282,7 +284,7 @@ test("BatchNorm by hand: batch statistics, PyTorch running-stat update, eval wit
 test("plain-JS kernels equal the TF.js ops, values and gradients", () => {
   const x = randomTensor([3, 7, 6, 5], 1) as tf.Tensor4D;
   assertKernelsAgree("dense", (a, b) => dense(a as tf.Tensor2D, b as tf.Tensor2D), [randomTensor([13, 9], 2), randomTensor([9, 6], 3)]);
-  assertKernelsAgree("pointwise", (a, b) => pointwiseConv(a as tf.Tensor4D, b as tf.Tensor4D), [x, randomTensor([1, 1, 5, 11], 4)]);
+  assertKernelsAgree("pointwise", (a, b) => pointwiseConv(a as tf.Tensor4D, b as tf.Tensor2D), [x, randomTensor([5, 11], 4)]);
   for (const stride of [1, 2]) {
     assertKernelsAgree(`conv3x3 s${stride}`, (a, b) => symmetricConv(a as tf.Tensor4D, b as tf.Tensor4D, stride), [x, randomTensor([3, 3, 5, 4], 5)]);
     for (const k of [3, 5]) {
@@ -292,6 +294,12 @@ test("plain-JS kernels equal the TF.js ops, values and gradients", () => {
   assertKernelsAgree("spatialMean", (a) => spatialMean(a as tf.Tensor4D), [x]);
   assertKernelsAgree("scaleChannels", (a, s) => scaleChannels(a as tf.Tensor4D, s as tf.Tensor2D), [x, randomTensor([3, 5], 7)]);
   assertKernelsAgree("scaleRows", (a) => scaleRows(a, new Float32Array([0, 1.25, 2])), [x]);
+  for (const mask of [new Float32Array([0, 1.25, 2]), null]) {
+    assertKernelsAgree(`residualAdd mask=${mask !== null}`, (a, b) => residualAdd(a as tf.Tensor4D, b as tf.Tensor4D, mask), [x, randomTensor([3, 7, 6, 5], 8)]);
+  }
+  assertKernelsAgree("squeezeExcitation", (a, w1, b1, w2, b2) => squeezeExcitation(a as tf.Tensor4D,
+    { w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D }),
+  [x, randomTensor([5, 2], 9), randomTensor([2], 10), randomTensor([2, 5], 11), randomTensor([5], 12)]);
   for (const training of [true, false]) {
     for (const activation of [true, false]) {
       const bn = makeBatchNormState(5, 8);

@@ -13,8 +13,10 @@
 //
 // Variable names are EXACTLY torchvision's state_dict keys (num_batches_tracked omitted). Layouts,
 // for a loader mapping a PyTorch tensor t onto these variables:
-// - every Conv2d weight (stem, expand, project, last conv, SE fc1/fc2): HWIO [kh, kw, in, out]
-//   = t.permute(2, 3, 1, 0). SE fc1/fc2 are stored as HWIO [1, 1, in, out] like any 1x1 conv.
+// - the stem's 3x3 Conv2d weight: HWIO [kh, kw, in, out] = t.permute(2, 3, 1, 0).
+// - every 1x1 Conv2d weight (expand, project, last conv, SE fc1/fc2): [in, out], the matrix their
+//   matrix product takes = t.permute(2, 3, 1, 0) (HWIO [1, 1, in, out]: the same memory order)
+//   reshaped to 2-D.
 // - depthwise weight: TF depthwise layout [kh, kw, C, 1]. PyTorch's is [C, 1, kh, kw]; its
 //   t.permute(2, 3, 1, 0) is [kh, kw, 1, C], which has the same memory order, so the same permute
 //   followed by a reshape to [kh, kw, C, 1] is right.
@@ -185,7 +187,7 @@ export function efficientNetArchitecture(name: ModelName): Architecture {
 function convBnActVariables(u: ConvBnAct): VariableSpec[] {
   const k = u.kernel;
   const torchShape = u.kind === "depthwise" ? [u.outChannels, 1, k, k] : [u.outChannels, u.inChannels, k, k];
-  const shape = u.kind === "depthwise" ? [k, k, u.inChannels, 1] : [k, k, u.inChannels, u.outChannels];
+  const shape = u.kind === "depthwise" ? [k, k, u.inChannels, 1] : u.kind === "pointwise" ? [u.inChannels, u.outChannels] : [k, k, u.inChannels, u.outChannels];
   const c = [u.outChannels];
   const bn = `${u.prefix}.1`;
   return [
@@ -201,9 +203,9 @@ function squeezeExcitationVariables(se: SqueezeExcitationSpec): VariableSpec[] {
   const { channels: c, squeezeChannels: s } = se;
   const zeros = { kind: "constant", value: 0 } as const;
   return [
-    { key: `${se.prefix}.fc1.weight`, shape: [1, 1, c, s], torchShape: [s, c, 1, 1], trainable: true, init: { kind: "kaimingNormalFanOut", fanOut: s } },
+    { key: `${se.prefix}.fc1.weight`, shape: [c, s], torchShape: [s, c, 1, 1], trainable: true, init: { kind: "kaimingNormalFanOut", fanOut: s } },
     { key: `${se.prefix}.fc1.bias`, shape: [s], torchShape: [s], trainable: true, init: zeros },
-    { key: `${se.prefix}.fc2.weight`, shape: [1, 1, s, c], torchShape: [c, s, 1, 1], trainable: true, init: { kind: "kaimingNormalFanOut", fanOut: c } },
+    { key: `${se.prefix}.fc2.weight`, shape: [s, c], torchShape: [c, s, 1, 1], trainable: true, init: { kind: "kaimingNormalFanOut", fanOut: c } },
     { key: `${se.prefix}.fc2.bias`, shape: [c], torchShape: [c], trainable: true, init: zeros },
   ];
 }

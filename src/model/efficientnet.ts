@@ -37,13 +37,12 @@ import {
   dense,
   dropMask,
   pointwiseConv,
-  scaleChannels,
-  scaleRows,
-  silu,
+  residualAdd,
   spatialMean,
   symmetricConv,
   symmetricDepthwiseConv,
 } from "./ops/layers";
+import { squeezeExcitation } from "./ops/squeeze_excitation";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
 export interface ForwardOptions {
@@ -62,8 +61,13 @@ type ParamLookup = (key: string) => tf.Tensor;
 
 export type BlockRecompute = "auto" | "always" | "never";
 
-/** 2M floats = 8 MB for one expanded activation of the block (4M gave 5.2 GB peak, 1M 2.6 GB but 30% slower). */
-const RECOMPUTE_MIN_VALUES = 2 * 1024 * 1024;
+/**
+ * 8M floats = 32 MB for one expanded activation of the block. Chosen from measured peak RSS of a
+ * B1 training step at 240x240 batch 16 with the optimizer's frugal backward pass
+ * (bench/recompute_memory.ts, docs/performance.md): no recompute 3.03 GB (PyTorch: ~3.05 GB),
+ * 8M 2.68 GB at the same CPU time, 4M 2.20 GB at +12%, 2M 2.02 GB at +24%.
+ */
+const RECOMPUTE_MIN_VALUES = 8 * 1024 * 1024;
 
 let blockRecompute: BlockRecompute = "auto";
 let recomputeMinValues = RECOMPUTE_MIN_VALUES;
@@ -71,12 +75,11 @@ let recomputeMinValues = RECOMPUTE_MIN_VALUES;
 /**
  * Gradient checkpointing of MBConv blocks in training. "auto" (default): on the native and GPU
  * backends, for blocks whose expanded activation has at least `minValues` values (default
- * RECOMPUTE_MIN_VALUES; at 240x240 batch 16: stages 1-3, the first block of stage 4, the later
- * blocks of stage 5 and the first of stage 6 (13 of 23); at 32x32 batch 64: none, so small inputs
- * pay no recompute). Measured at 240x240 batch 16 (docs/performance.md): peak RSS 7.5 GB without,
- * 3.7 GB with this threshold, 2.6 GB with every block. "always"/"never", and "auto" with another
- * threshold, for tests and benchmarks. Gradients, loss and running statistics are the same in
- * every mode (test/model.test.ts).
+ * RECOMPUTE_MIN_VALUES; at 240x240 batch 16 only the first block of stage 2, whose 16x120x120x96
+ * expansion is the largest activation of the network; at batch 64 most blocks of stages 1-4; at
+ * 32x32 batch 64 none, so small inputs pay no recompute). "always"/"never", and "auto" with
+ * another threshold, for tests and benchmarks. Gradients, loss and running statistics are the
+ * same in every mode (test/model.test.ts).
  */
 export function setBlockRecompute(mode: BlockRecompute, minValues: number = RECOMPUTE_MIN_VALUES): void {
   blockRecompute = mode;
@@ -176,24 +179,21 @@ export class EfficientNet {
 
   /** `get` maps a parameter key to its tensor: the variable itself, or its stand-in during a recompute. */
   private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k)): tf.Tensor4D {
-    const w = get(`${u.prefix}.0.weight`) as tf.Tensor4D;
+    const w = get(`${u.prefix}.0.weight`);
     let y: tf.Tensor4D;
-    if (u.kind === "pointwise") y = pointwiseConv(x, w);
-    else if (u.kind === "depthwise") y = symmetricDepthwiseConv(x, w, u.stride);
-    else y = symmetricConv(x, w, u.stride);
+    if (u.kind === "pointwise") y = pointwiseConv(x, w as tf.Tensor2D);
+    else if (u.kind === "depthwise") y = symmetricDepthwiseConv(x, w as tf.Tensor4D, u.stride);
+    else y = symmetricConv(x, w as tf.Tensor4D, u.stride);
     const bn = `${u.prefix}.1`;
     const state = { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) };
     return batchNormAct(y, state, mode, u.activation);
   }
 
   private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec, get: ParamLookup): tf.Tensor4D {
-    const c = x.shape[3];
-    const s = se.squeezeChannels;
-    // On a 1x1 map the SE convolutions are plain matrix products, on every backend.
-    const pooled = spatialMean(x);
-    const fc1 = tf.add(dense(pooled, tf.reshape(get(`${se.prefix}.fc1.weight`), [c, s])), get(`${se.prefix}.fc1.bias`));
-    const fc2 = tf.add(dense(silu(fc1) as tf.Tensor2D, tf.reshape(get(`${se.prefix}.fc2.weight`), [s, c])), get(`${se.prefix}.fc2.bias`));
-    return scaleChannels(x, tf.sigmoid(fc2) as tf.Tensor2D);
+    return squeezeExcitation(x, {
+      w1: get(`${se.prefix}.fc1.weight`) as tf.Tensor2D, b1: get(`${se.prefix}.fc1.bias`) as tf.Tensor1D,
+      w2: get(`${se.prefix}.fc2.weight`) as tf.Tensor2D, b2: get(`${se.prefix}.fc2.bias`) as tf.Tensor1D,
+    });
   }
 
   /** expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the residual. */
@@ -234,12 +234,10 @@ export class EfficientNet {
 
   private mbconv(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, rng: Rng | undefined): tf.Tensor4D {
     const recompute = mode.training && shouldRecompute(x, b);
-    let y = recompute ? this.recomputedMbconvBody(x, b, mode) : this.mbconvBody(x, b, mode, (k) => this.v(k));
+    const y = recompute ? this.recomputedMbconvBody(x, b, mode) : this.mbconvBody(x, b, mode, (k) => this.v(k));
     if (!b.residual) return y;
-    if (rng !== undefined && b.stochasticDepthProb > 0) {
-      y = scaleRows(y, dropMask(y.shape[0], b.stochasticDepthProb, rng));
-    }
-    return tf.add(y, x);
+    const keep = rng !== undefined && b.stochasticDepthProb > 0 ? dropMask(y.shape[0], b.stochasticDepthProb, rng) : null;
+    return residualAdd(y, x, keep);
   }
 
   /** Every variable by torchvision key, running statistics included (a copy of the map, same variables). */

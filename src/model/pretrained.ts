@@ -121,13 +121,14 @@ async function describeStaleFile(dest: string, w: PretrainedWeights): Promise<st
 
 /**
  * Converts one PyTorch tensor to the variable's TF.js layout: 4-D conv weights OIHW -> HWIO
- * (for a depthwise [C, 1, k, k] this permutation has the memory order of [k, k, C, 1]), 2-D linear
- * [out, in] -> [in, out], 1-D as is.
+ * (for a depthwise [C, 1, k, k] this permutation has the memory order of [k, k, C, 1]; for a 1x1
+ * [O, I, 1, 1] that of the 2-D [I, O] the model keeps), 2-D linear [out, in] -> [in, out], 1-D as is.
  */
 export function toVariableLayout(t: TensorData, spec: VariableSpec): Float32Array {
   const src = t.data as Float32Array | Float64Array;
   const ts = spec.torchShape;
-  if (ts.length === 4 && spec.shape.length === 4) {
+  const pointwise = ts.length === 4 && ts[2] === 1 && ts[3] === 1 && spec.shape.length === 2;
+  if (ts.length === 4 && (spec.shape.length === 4 || pointwise)) {
     const [o, i, kh, kw] = ts;
     const out = new Float32Array(src.length);
     let at = 0;

@@ -8,7 +8,7 @@ import { expectedCalibrationError, logitMoments, logLoss, meanOf, rocAuc } from 
 import { sigmoid } from "../maths";
 import { ANALYSIS } from "../config";
 import type { EvalMode, ExperimentConfig } from "../config";
-import { UserError } from "../errors";
+import { GroupedMomentumSgd, NamedParameter, OptimizerState } from "./optimizer";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
 export interface TrainableModel {
@@ -17,6 +17,13 @@ export interface TrainableModel {
   /** Every variable by its state_dict key: optimizer state is saved and restored by these keys (else by tf.Variable.name). */
   namedVariables?(): Map<string, tf.Variable>;
   outputBias(): number;
+}
+
+/** The model's trainable variables, each named by its state_dict key when the model has keys. */
+export function namedParameters(model: TrainableModel): NamedParameter[] {
+  const keyOf = new Map<tf.Variable, string>();
+  for (const [key, v] of model.namedVariables?.() ?? []) keyOf.set(v, key);
+  return model.trainableVariables().map((variable) => ({ name: keyOf.get(variable) ?? variable.name, variable }));
 }
 
 /** What the loop needs from a dataset: labels on the host and batches on the device. */
@@ -74,29 +81,18 @@ export interface StepProgress {
   imagesPerS: number;
 }
 
-/**
- * The optimizer's state as the loop hands it out and takes it back: the momentum buffer of each
- * trainable variable, named by the variable's state_dict key. Empty before the first step.
- */
-export type OptimizerState = Array<{ name: string; tensor: tf.Tensor }>;
-
 export interface LoopState {
   /** Last finished epoch (0 = only the initial evaluation happened). */
   epoch: number;
-  /** From the checkpoint; restored by name with a shape check, then disposed by the loop. */
+  /** From the checkpoint; restored by state_dict key with a shape check (train/optimizer.ts), then disposed by the loop. */
   optimizer: OptimizerState | null;
-}
-
-/** Optimizer state that does not fit the model (a key missing, unknown or of another shape). */
-export class OptimizerStateError extends UserError {
-  override name = "OptimizerStateError";
 }
 
 export interface LoopCallbacks {
   onStep?(p: StepProgress): void;
   /**
    * Called after each evaluation, so the caller can checkpoint; awaited. `optimizerState()` gives
-   * the optimizer's own buffers: read them before returning, never dispose them.
+   * the momentum buffers by state_dict key: read them before returning; the loop disposes them.
    */
   onEpoch?(m: EpochMetrics, steps: number[] | null, optimizerState: () => Promise<OptimizerState>): Promise<void> | void;
   /** Checked between steps: return true to stop after the step in flight (the epoch is lost). */
@@ -180,18 +176,26 @@ function stepRng(seed: number, epoch: number, s: number): Rng {
  */
 export async function trainLoop(model: TrainableModel, train: BatchSource, test: BatchSource, settings: LoopSettings,
   callbacks: LoopCallbacks = {}, state: LoopState | null = null): Promise<void> {
-  // PyTorch's SGD with momentum (dampening 0, no Nesterov) is buf = m*buf + g; p -= lr*buf,
-  // which is exactly TF.js's MomentumOptimizer with useNesterov false.
-  const optimizer = tf.train.momentum(settings.lr, settings.momentum, false);
+  // PyTorch's SGD with momentum (dampening 0, no Nesterov): buf = m*buf + g; p -= lr*buf.
+  const optimizer = new GroupedMomentumSgd(settings.lr, settings.momentum, namedParameters(model));
   const variables = model.trainableVariables();
-  const keys = variableKeys(model);
-  const optimizerState = (): Promise<OptimizerState> => momentumState(optimizer, keys);
+  // What the last onEpoch read of the optimizer's state: fresh copies, disposed once it returns.
+  let handedOut: OptimizerState = [];
+  const optimizerState = async (): Promise<OptimizerState> => {
+    tf.dispose(handedOut.map((s) => s.tensor));
+    handedOut = optimizer.state();
+    return handedOut;
+  };
+  const release = (): void => {
+    tf.dispose(handedOut.map((s) => s.tensor));
+    handedOut = [];
+  };
   try {
     if (state?.optimizer) {
       try {
-        await restoreMomentum(optimizer, variables, keys, state.optimizer);
+        // The optimizer copies the values (and checks every key and shape).
+        optimizer.restore(state.optimizer);
       } finally {
-        // setWeights copies the values into the optimizer's own variables.
         tf.dispose(state.optimizer.map((t) => t.tensor));
       }
     }
@@ -204,6 +208,7 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
       await callbacks.onEpoch?.({ epoch: 0, ...ev, output_bias_value: model.outputBias(), train_loss: null,
         first_batch_logit_mean: spread.mean, first_batch_logit_sd: spread.sd, first_batch_positive_rate: meanOf(batch.labels),
         wall_s: (performance.now() - t0) / 1000, images_per_s: null, num_tensors: tf.memory().numTensors }, null, optimizerState);
+      release();
     }
     for (let epoch = Math.max(first, 1); epoch <= settings.epochs; epoch++) {
       const t0 = performance.now();
@@ -235,65 +240,10 @@ export async function trainLoop(model: TrainableModel, train: BatchSource, test:
       await callbacks.onEpoch?.({ epoch, ...ev, output_bias_value: model.outputBias(), train_loss: trainLoss,
         first_batch_logit_mean: null, first_batch_logit_sd: null, first_batch_positive_rate: null, wall_s: (performance.now() - t0) / 1000, images_per_s: seen / trainSeconds, num_tensors: tf.memory().numTensors },
       epoch === 1 ? stepLosses : null, optimizerState);
+      release();
     }
   } finally {
+    release();
     optimizer.dispose();
-    // TF.js 4.22's MomentumOptimizer.dispose() overrides SGD's without disposing the -lr scalar
-    // that SGD's constructor keeps, which would leak one tensor per run.
-    (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
-  }
-}
-
-/** tf.Variable.name (which may carry a prefix, e.g. "m1/features.0.0.weight") -> state_dict key. */
-function variableKeys(model: TrainableModel): Map<string, string> {
-  const keys = new Map<string, string>();
-  for (const v of model.trainableVariables()) keys.set(v.name, v.name);
-  for (const [key, v] of model.namedVariables?.() ?? []) keys.set(v.name, key);
-  return keys;
-}
-
-// TF.js's MomentumOptimizer keeps one buffer per variable, named "<tf.Variable.name>/momentum",
-// in the order of the variables it was given, and its setWeights takes them back by position
-// after an iteration count. Position is never trusted here: buffers travel by state_dict key.
-const MOMENTUM_SUFFIX = "/momentum";
-
-async function momentumState(optimizer: tf.Optimizer, keys: Map<string, string>): Promise<OptimizerState> {
-  const slots = await optimizer.getWeights();
-  const state: OptimizerState = [];
-  for (const s of slots) {
-    if (!s.name.endsWith(MOMENTUM_SUFFIX)) {
-      s.tensor.dispose(); // the iteration count: a fresh scalar, unused by SGD with momentum
-      continue;
-    }
-    const key = keys.get(s.name.slice(0, -MOMENTUM_SUFFIX.length));
-    if (key === undefined) throw new Error(`optimizer slot ${s.name} belongs to no trainable variable of the model`);
-    state.push({ name: key, tensor: s.tensor });
-  }
-  return state;
-}
-
-async function restoreMomentum(optimizer: tf.Optimizer, variables: tf.Variable[], keys: Map<string, string>, state: OptimizerState): Promise<void> {
-  if (state.length === 0) return; // saved before the first step: no buffers yet
-  const byKey = new Map(state.map((s) => [s.name, s.tensor]));
-  const problems: string[] = [];
-  const ordered: tf.Tensor[] = [];
-  for (const v of variables) {
-    const key = keys.get(v.name) as string;
-    const t = byKey.get(key);
-    byKey.delete(key);
-    if (t === undefined) problems.push(`no momentum buffer for ${key}`);
-    else if (t.shape.join(",") !== v.shape.join(",")) problems.push(`${key} has shape [${t.shape.join(", ")}], the model's is [${v.shape.join(", ")}]`);
-    else ordered.push(t);
-  }
-  for (const key of byKey.keys()) problems.push(`momentum buffer ${key} matches no trainable variable`);
-  if (problems.length > 0) {
-    throw new OptimizerStateError(`optimizer state does not fit the model (${problems.length} problem(s), first: ${problems[0]}); ` +
-      "it was saved by another model or code version: delete the unit's folder to retrain it");
-  }
-  const iterations = tf.scalar(0, "int32");
-  try {
-    await optimizer.setWeights([{ name: "iter", tensor: iterations }, ...variables.map((v, i) => ({ name: `${v.name}${MOMENTUM_SUFFIX}`, tensor: ordered[i] }))]);
-  } finally {
-    iterations.dispose();
   }
 }

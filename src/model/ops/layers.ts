@@ -4,19 +4,25 @@
 // the caller's seeded Rng on the CPU, so masks are identical on every backend and replay exactly).
 //
 // Each op picks one of three implementations of the same math:
-// - TF.js ops (any backend: native, GPU, and the pure-JS 'cpu' backend when kernels are "off");
+// - TF.js ops (any backend: native, GPU, and the pure-JS 'cpu' backend when kernels are "off"),
+//   the 1x1 convolution and the residual add as one differentiable op each, with fewer kernels
+//   and fewer tensors kept for the backward pass than TF.js's generic gradients;
 // - on the pure-JS 'cpu' backend, the plain-JS kernels of js_kernels.ts and js_channel_kernels.ts;
-// - for training-mode BatchNorm on the native backend, the fused kernels of native_batchnorm.ts.
+// - on the native backend, libtensorflow ops TF.js does not expose: training BatchNorm (+ SiLU)
+//   and one-pass SiLU (native_batchnorm.ts), strided depthwise convolution with explicit padding
+//   (native_conv.ts).
 // The tests check the implementations against each other.
 //
-// May touch: @tensorflow/tfjs, the three kernel files of this folder, and the BatchNorm running
+// May touch: @tensorflow/tfjs, the kernel files of this folder, and the BatchNorm running
 // statistics it is given. Knows nothing of the model's structure (efficientnet.ts, head.ts).
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { nativeOps, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { nativeOps } from "./native_backend";
+import { nativeDepthwiseConvPadded } from "./native_conv";
 
 const WHERE = "src/model/ops/layers.ts";
 
@@ -38,18 +44,34 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 }
 
 /**
- * 1x1 convolution, weight HWIO [1, 1, in, out]: a matrix product over [N*H*W, in] on the 'cpu'
- * backend (~5x faster there than its conv2d kernel even before the plain-JS kernels) and on the
- * native one (TF's CPU Conv2DBackpropInput took 3x the time of the two MatMuls that replace it);
- * conv2d elsewhere (WebGL, WebGPU: their conv kernels are the tuned path).
+ * 1x1 convolution, weight [in, out]: a matrix product over [N*H*W, in] on the 'cpu' backend (~5x
+ * faster there than its conv2d kernel even before the plain-JS kernels) and on the native one (TF's
+ * CPU Conv2DBackpropInput took 3x the time of the two MatMuls that replace it); conv2d elsewhere
+ * (WebGL, WebGPU: their conv kernels are the tuned path).
  */
-export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D): tf.Tensor4D {
+export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor2D): tf.Tensor4D {
   const backend = tf.getBackend();
-  if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, weight, 1, "valid");
   const [n, h, w, c] = x.shape;
-  const out = weight.shape[3];
-  const y = dense(tf.reshape(x, [n * h * w, c]), tf.reshape(weight, [c, out]));
-  return tf.reshape(y, [n, h, w, out]);
+  const out = weight.shape[1];
+  if (backend !== "cpu" && backend !== "tensorflow") return tf.conv2d(x, tf.reshape(weight, [1, 1, c, out]), 1, "valid");
+  if (usingJsKernels()) return tf.reshape(dense(tf.reshape(x, [n * h * w, c]), weight), [n, h, w, out]);
+  // One differentiable op keeping only the 2-D view of x and the weight (TF.js's tape would keep
+  // four tensors for the two reshapes and the product); the same products forward and backward.
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x2d = tf.reshape(args[0] as tf.Tensor, [n * h * w, c]) as tf.Tensor2D;
+    const w2d = args[1] as tf.Tensor2D;
+    (args[2] as tf.GradSaveFunc)([x2d]);
+    return {
+      value: tf.reshape(tf.matMul(x2d, w2d), [n, h, w, out]) as tf.Tensor4D,
+      // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass, which
+      // would keep every intermediate (here the 2-D product under dx's reshape) until it ends.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const dy2d = tf.reshape(dy, [n * h * w, out]) as tf.Tensor2D;
+        return [tf.reshape(tf.matMul(dy2d, w2d, false, true), [n, h, w, c]), tf.matMul(saved[0] as tf.Tensor2D, dy2d, true, false)];
+      }),
+    };
+  });
+  return op(x, weight) as tf.Tensor4D;
 }
 
 /**
@@ -65,6 +87,8 @@ export function symmetricConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: numbe
 /** Depthwise k x k convolution (weight [k, k, C, 1]) with PyTorch's symmetric padding. */
 export function symmetricDepthwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: number): tf.Tensor4D {
   if (usingJsKernels()) return jsDepthwiseConv(x, weight, stride);
+  const native = nativeOps();
+  if (native !== null && stride !== 1) return nativeDepthwiseConvPadded(native, x, weight, stride, symmetricPad(weight.shape[0]));
   const { input, padding } = withSymmetricPadding(x, weight.shape[0], stride);
   return tf.depthwiseConv2d(input, weight, stride, padding);
 }
@@ -133,7 +157,9 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
     }
   }
   const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
-  return activation ? silu(y) : y;
+  if (!activation) return y;
+  // Evaluation on native (the running statistics, no gradient): SiLU in one pass.
+  return native !== null && !mode.training ? nativeSilu(native, y) : silu(y);
 }
 
 /** Mean over H and W of NHWC, as [N, C]. */
@@ -162,6 +188,28 @@ export function dropMask(size: number, dropProb: number, rng: Rng): Float32Array
   const mask = new Float32Array(size);
   for (let i = 0; i < size; i++) mask[i] = rng.next() < keep ? scale : 0;
   return mask;
+}
+
+/**
+ * A residual block's output: y times a per-sample factor (stochastic depth's row mask; null: none)
+ * plus the block input x. With TF.js ops one differentiable op whose backward is dy * mask for y and
+ * dy itself for x (TF.js's generic gradients add a cast and two reshapes); same values.
+ */
+export function residualAdd(y: tf.Tensor4D, x: tf.Tensor4D, perSample: Float32Array | null): tf.Tensor4D {
+  if (usingJsKernels()) return tf.add(perSample === null ? y : scaleRows(y, perSample), x);
+  const n = y.shape[0];
+  if (perSample !== null && perSample.length !== n) throw new Error(`${WHERE}: row mask has ${perSample.length} entries for a batch of ${n}`);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [yIn, xIn] = args as tf.Tensor[];
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const mask = perSample === null ? null : tf.tensor(perSample, [n, 1, 1, 1], "float32");
+    save(mask === null ? [] : [mask]);
+    return {
+      value: tf.add(mask === null ? yIn : tf.mul(yIn, mask), xIn) as tf.Tensor4D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [saved.length === 0 ? dy.clone() : tf.mul(dy, saved[0]), dy.clone()],
+    };
+  });
+  return op(y, x) as tf.Tensor4D;
 }
 
 /** x times a per-sample factor (stochastic depth's row mask, one entry per sample). */

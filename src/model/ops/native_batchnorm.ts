@@ -10,36 +10,16 @@
 // registers them for inference only, but its backend runs any TensorFlow op by name
 // (executeMultipleOutputs).
 //
-// May touch: @tensorflow/tfjs, the active backend object (duck-typed: src/ does not depend on
-// tfjs-node), and (types only) the BatchNorm state of layers.ts, whose running statistics it
-// assigns. Called only by ops/layers.ts.
+// May touch: @tensorflow/tfjs, the native backend (native_backend.ts), and (types only) the
+// BatchNorm state of layers.ts, whose running statistics it assigns. Called only by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";
 import type { BatchNormState } from "./layers";
-
-interface NativeAttr {
-  name: string;
-  type: number;
-  value: number | boolean | string;
-}
-
-/** The parts of tfjs-node's NodeJSKernelBackend used here (duck-typed: src/ does not depend on tfjs-node). */
-export interface NativeKernelBackend {
-  binding: { TF_ATTR_TYPE: number; TF_ATTR_FLOAT: number; TF_ATTR_BOOL: number; TF_ATTR_STRING: number; TF_FLOAT: number };
-  executeMultipleOutputs(name: string, attrs: NativeAttr[], inputs: tf.Tensor[], numOutputs: number): tf.Tensor[];
-}
-
-
-/** tfjs-node's backend when it is the active one (CPU or GPU build), else null. */
-export function nativeOps(): NativeKernelBackend | null {
-  if (tf.getBackend() !== "tensorflow") return null;
-  const b = tf.backend() as unknown as Partial<NativeKernelBackend>;
-  return typeof b.executeMultipleOutputs === "function" && b.binding !== undefined ? (b as NativeKernelBackend) : null;
-}
+import { floatType, NativeAttr, NativeKernelBackend, runNativeOp } from "./native_backend";
 
 function fusedBatchNormAttrs(nb: NativeKernelBackend, eps: number): NativeAttr[] {
   const B = nb.binding;
   return [
-    { name: "T", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    floatType(nb),
     { name: "U", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
     { name: "epsilon", type: B.TF_ATTR_FLOAT, value: eps },
     { name: "data_format", type: B.TF_ATTR_STRING, value: "NHWC" },
@@ -48,9 +28,25 @@ function fusedBatchNormAttrs(nb: NativeKernelBackend, eps: number): NativeAttr[]
 }
 
 /**
- * Batch-statistics BatchNorm (+ SiLU) as one differentiable op. The backward pass keeps x, gamma,
- * TF's saved batch statistics and, with SiLU, s = sigmoid(z) and y = z * s (y is the next layer's
- * input, alive anyway): silu'(z) = s + y * (1 - s), so z itself is not kept.
+ * SiLU in one pass: TF's SoftplusGrad(dy, x) is dy / (1 + exp(-x)), so SoftplusGrad(x, x) is
+ * x * sigmoid(x), computed the way PyTorch's CPU kernel computes SiLU (x / (1 + exp(-x))). One read
+ * and one write instead of Sigmoid and Mul's two passes: ~2x faster, and closer to the exact value
+ * (max relative error 1.7e-7 against 4.9e-7 for the two ops, measured over 22M normal values).
+ */
+export function nativeSilu<T extends tf.Tensor>(nb: NativeKernelBackend, x: T): T {
+  return softplusGrad(nb, x, x) as T;
+}
+
+/** dy * sigmoid(x) in one pass. */
+function softplusGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
+  return runNativeOp(nb, "SoftplusGrad", [floatType(nb)], [dy, x]);
+}
+
+/**
+ * Batch-statistics BatchNorm (+ SiLU) as one differentiable op. The backward pass keeps x,
+ * TF's saved batch statistics and, with SiLU, z (the normalized value) and y = silu(z) (y is the
+ * next layer's input, alive anyway). With t = dy * sigmoid(z) (one SoftplusGrad),
+ * dy * silu'(z) = dy * (s + y (1 - s)) = t + y (dy - t): four passes, no sigmoid kept.
  */
 export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): tf.Tensor4D {
   const attrs = fusedBatchNormAttrs(nb, bn.eps);
@@ -70,27 +66,30 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
       bn.runningMean.assign(newMean);
       bn.runningVar.assign(newVar);
     }
-    const bnSaved = [xIn, gamma, savedMean, savedVar, reserve];
+    // gamma is a variable (or, in a recomputed block, a stand-in alive until its backward pass ends): not saved.
+    const bnSaved = [xIn, savedMean, savedVar, reserve];
     if (!activation) {
       save(bnSaved);
-      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => fusedBatchNormGrad(nb, attrs, dy, saved) };
+      return { value: z, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => fusedBatchNormGrad(nb, attrs, dy, gamma, saved)) };
     }
-    const s = tf.sigmoid(z);
-    const y = tf.mul(z, s);
-    save([...bnSaved, s, y]);
+    const y = nativeSilu(nb, z);
+    save([...bnSaved, z, y]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sv, yv] = saved.slice(5);
-        return fusedBatchNormGrad(nb, attrs, tf.mul(dy, tf.sub(tf.add(sv, yv), tf.mul(yv, sv))), saved);
-      },
+      // In a tidy, as every custom gradient here: TF.js runs it in the scope of the whole backward
+      // pass, which would keep t and the other intermediates until the pass ends.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [zv, yv] = saved.slice(4);
+        const t = softplusGrad(nb, dy, zv);
+        return fusedBatchNormGrad(nb, attrs, tf.add(t, tf.mul(yv, tf.sub(dy, t))), gamma, saved);
+      }),
     };
   });
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
 }
 
 /** [dx, dgamma, dbeta] from FusedBatchNormGradV3, given dL/dz and the forward's saved tensors. */
-function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
-  const [x, gamma, savedMean, savedVar, reserve] = saved;
+function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, gamma: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
+  const [x, savedMean, savedVar, reserve] = saved;
   return nb.executeMultipleOutputs("FusedBatchNormGradV3", attrs, [dz, x, gamma, savedMean, savedVar, reserve], 5).slice(0, 3);
 }

@@ -1,0 +1,35 @@
+// The native (tfjs-node) backend as the custom ops of this folder use it: its backend object runs
+// any TensorFlow op by name (executeMultipleOutputs), including ops and attributes TF.js's own
+// kernels do not expose (training-mode FusedBatchNormV3, SoftplusGrad, explicit convolution padding).
+//
+// May touch: @tensorflow/tfjs and the active backend object (duck-typed: src/ does not depend on tfjs-node).
+import * as tf from "@tensorflow/tfjs";
+
+export interface NativeAttr {
+  name: string;
+  type: number;
+  value: number | boolean | string | number[];
+}
+
+/** The parts of tfjs-node's NodeJSKernelBackend used here (duck-typed: src/ does not depend on tfjs-node). */
+export interface NativeKernelBackend {
+  binding: { TF_ATTR_TYPE: number; TF_ATTR_FLOAT: number; TF_ATTR_BOOL: number; TF_ATTR_STRING: number; TF_ATTR_INT: number; TF_FLOAT: number };
+  executeMultipleOutputs(name: string, attrs: NativeAttr[], inputs: tf.Tensor[], numOutputs: number): tf.Tensor[];
+}
+
+/** tfjs-node's backend when it is the active one (CPU or GPU build), else null. */
+export function nativeOps(): NativeKernelBackend | null {
+  if (tf.getBackend() !== "tensorflow") return null;
+  const b = tf.backend() as unknown as Partial<NativeKernelBackend>;
+  return typeof b.executeMultipleOutputs === "function" && b.binding !== undefined ? (b as NativeKernelBackend) : null;
+}
+
+/** Runs one TensorFlow op with one output. */
+export function runNativeOp(nb: NativeKernelBackend, name: string, attrs: NativeAttr[], inputs: tf.Tensor[]): tf.Tensor {
+  return nb.executeMultipleOutputs(name, attrs, inputs, 1)[0];
+}
+
+/** The "T": float32 attribute most ops take. */
+export function floatType(nb: NativeKernelBackend): NativeAttr {
+  return { name: "T", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_FLOAT };
+}

@@ -1,0 +1,65 @@
+// Squeeze-excitation as torchvision's SqueezeExcitation computes it: the spatial mean, fc1 (a 1x1
+// conv on a 1x1 map: a matrix product) + bias, SiLU, fc2 + bias, sigmoid, and the input scaled per
+// channel by the result.
+//
+// With TF.js ops (native and GPU backends) the block is one differentiable op with its backward
+// written out: TF.js's generic gradients cost ~30 kernels per block (a cast and a reshape per
+// multiply and add, and a full-size tensor of ones uploaded for the mean's gradient: 88 MB per
+// block at 240x240 batch 16); this one runs 21 and keeps 7 tensors for the backward pass. Each
+// gradient is computed by the same ops in the same order as TF.js's own, so the values are
+// bit-identical (test/model.test.ts). On the pure-JS 'cpu' backend the plain-JS kernels of
+// layers.ts run under the tape as before.
+//
+// May touch: @tensorflow/tfjs and the layer API. Called by efficientnet.ts.
+import * as tf from "@tensorflow/tfjs";
+import { dense, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
+
+/** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
+export interface SqueezeExcitationParams {
+  w1: tf.Tensor2D;
+  b1: tf.Tensor1D;
+  w2: tf.Tensor2D;
+  b2: tf.Tensor1D;
+}
+
+/** x [N, H, W, C] scaled per sample and channel by sigmoid(fc2(silu(fc1(mean_HW(x))))). */
+export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor4D {
+  if (usingJsKernels()) {
+    const pooled = spatialMean(x);
+    const fc1 = tf.add(dense(pooled, p.w1), p.b1) as tf.Tensor2D;
+    const fc2 = tf.add(dense(silu(fc1), p.w2), p.b2) as tf.Tensor2D;
+    return scaleChannels(x, tf.sigmoid(fc2) as tf.Tensor2D);
+  }
+  const [n, h, w, c] = x.shape;
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xIn, w1, b1, w2, b2] = args as tf.Tensor[];
+    const save = args[5] as tf.GradSaveFunc;
+    const pooled = tf.mean(xIn, [1, 2]) as tf.Tensor2D;
+    const a = tf.add(tf.matMul(pooled, w1 as tf.Tensor2D), b1) as tf.Tensor2D;
+    const sa = tf.sigmoid(a);
+    const u = tf.mul(a, sa);
+    const gate = tf.sigmoid(tf.add(tf.matMul(u, w2 as tf.Tensor2D), b2));
+    const gate4 = tf.reshape(gate, [n, 1, 1, c]);
+    // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
+    save([xIn, pooled, a, sa, u, gate, gate4]);
+    return {
+      value: tf.mul(xIn, gate4) as tf.Tensor4D,
+      // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [xs, ps, as, sas, us, gs, g4s] = saved;
+        // Through x * gate4: x's direct part, and the gate's gradient summed over H and W.
+        const dxScale = tf.mul(dy, g4s);
+        const dGate = tf.sum(tf.mul(dy, xs), [1, 2]);
+        // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
+        const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
+        const du = tf.matMul(dv, w2 as tf.Tensor2D, false, true);
+        const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
+        const dPooled = tf.matMul(da, w1 as tf.Tensor2D, false, true);
+        // The mean's gradient spreads dPooled / (H * W) over every position.
+        const dx = tf.add(dxScale, tf.reshape(tf.div(dPooled, h * w), [n, 1, 1, c]));
+        return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
+      }),
+    };
+  });
+  return op(x, p.w1, p.b1, p.w2, p.b2) as tf.Tensor4D;
+}

@@ -1,0 +1,94 @@
+// The native backend's custom ops (src/model/ops/native_*.ts) against TF.js's own formulation of
+// the same math on the same backend, values and gradients: the strided depthwise convolution with
+// explicit padding against pad + 'valid' convolution, the one-pass SiLU against x * sigmoid(x) and
+// float64, training BatchNorm + SiLU against tf.moments / batchNorm / sigmoid. Skipped where no
+// native backend is built (`make native`); test/backends.test.ts checks the whole model against pure JS.
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../src/engine/backend";
+import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
+import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
+import { nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
+import { makeRng } from "../src/rng";
+
+let nb: NativeKernelBackend | null = null;
+let why = "";
+
+before(async () => {
+  try {
+    await initBackend("native");
+    nb = nativeOps();
+  } catch (e) {
+    why = (e as Error).message.split("\n")[0];
+  }
+});
+
+function randomTensor(shape: number[], seed: number, scale = 1): tf.Tensor {
+  const rng = makeRng("native-ops-test", seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
+}
+
+/** Max |a - b| relative to max |b|. */
+function relDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] / Math.max(1e-30, tf.max(tf.abs(b)).dataSync()[0]));
+}
+
+/** Values and gradients of sum(f(inputs) * dy) for two formulations, compared. */
+function assertSameOp(name: string, f: (...xs: tf.Tensor[]) => tf.Tensor, ref: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], gradTol: number, valueTol = 0): void {
+  tf.tidy(() => {
+    const y = f(...inputs);
+    const yRef = ref(...inputs);
+    assert.deepEqual(y.shape, yRef.shape, `${name}: shape`);
+    assert.ok(relDiff(y, yRef) <= valueTol, `${name}: values differ by ${relDiff(y, yRef)} (relative)`);
+    const dy = randomTensor(y.shape, 99);
+    const g = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), dy)))(inputs);
+    const gRef = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(ref(...xs), dy)))(inputs);
+    g.forEach((gi, i) => assert.ok(relDiff(gi, gRef[i]) <= gradTol, `${name}: gradient ${i} differs by ${relDiff(gi, gRef[i])} (relative)`));
+  });
+}
+
+test("strided depthwise convolution with explicit padding = pad + 'valid' convolution (values bit-identical)", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const native = nb;
+  for (const k of [3, 5]) {
+    const p = (k - 1) / 2;
+    assertSameOp(`depthwise k${k} s2`, (x, w) => nativeDepthwiseConvPadded(native, x as tf.Tensor4D, w as tf.Tensor4D, 2, p),
+      (x, w) => tf.depthwiseConv2d(tf.pad(x as tf.Tensor4D, [[0, 0], [p, p], [p, p], [0, 0]]), w as tf.Tensor4D, 2, "valid"),
+      [randomTensor([2, 9, 11, 6], 1), randomTensor([k, k, 6, 1], 2)], 1e-5);
+  }
+});
+
+test("one-pass SiLU = x * sigmoid(x), and within 2e-7 of float64 where the two-op form is within 6e-7", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const x = randomTensor([200_000], 3, 6);
+  const y = nativeSilu(nb, x);
+  const twoOps = tf.mul(x, tf.sigmoid(x));
+  const xs = x.dataSync();
+  const worst = (v: ArrayLike<number>) => Array.from(xs).reduce((m, xi, i) => {
+    const exact = xi / (1 + Math.exp(-xi));
+    return Math.max(m, Math.abs(v[i] - exact) / Math.max(1e-30, Math.abs(exact)));
+  }, 0);
+  assert.ok(worst(y.dataSync()) < 2e-7, `one pass: ${worst(y.dataSync())}`);
+  assert.ok(worst(twoOps.dataSync()) < 6e-7, `two ops: ${worst(twoOps.dataSync())}`);
+  tf.dispose([x, y, twoOps]);
+});
+
+test("training BatchNorm + SiLU as one op = tf.moments, batchNorm and x * sigmoid(x), values and gradients", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const native = nb;
+  const c = 5;
+  const runningMean = tf.variable(tf.zeros([c]), false);
+  const runningVar = tf.variable(tf.ones([c]), false);
+  for (const activation of [true, false]) {
+    assertSameOp(`batchNorm silu=${activation}`,
+      (x, g, b) => nativeTrainingBatchNormAct(native, x as tf.Tensor4D, { gamma: g, beta: b, runningMean, runningVar, eps: 1e-5, momentum: 0.1 }, false, activation),
+      (x, g, b) => {
+        const { mean, variance } = tf.moments(x, [0, 1, 2]);
+        const z = tf.batchNorm4d(x as tf.Tensor4D, mean as tf.Tensor1D, variance as tf.Tensor1D, b as tf.Tensor1D, g as tf.Tensor1D, 1e-5);
+        return activation ? tf.mul(z, tf.sigmoid(z)) : z;
+      },
+      [randomTensor([3, 4, 6, c], 4, 2), randomTensor([c], 5), randomTensor([c], 6)], 1e-4, 1e-5);
+  }
+  tf.dispose([runningMean, runningVar]);
+});
