@@ -9,11 +9,13 @@ import * as os from "os";
 import * as path from "path";
 import { runExperiment } from "../src/experiment/grid";
 import { writeConfigFile } from "../src/experiment/config_file";
-import { gpuList } from "../src/experiment/workers";
+import { gpuList, runConfigOnWorkers } from "../src/experiment/workers";
+import { pidAlive } from "../src/util/leftovers";
 import { parseCli } from "../src/cli";
 import { unitLabel } from "../src/experiment/store";
 import { configOf, leftovers, smallGrid, storeRows } from "./helpers/grid_runs";
-import { epochRows, killWorkers, spawnCli, unitStarts, waitUntil, workerLogs } from "./helpers/worker_logs";
+import { epochRows, killWorkers, ROOT, spawnCli, unitStarts, waitUntil, workerLogs } from "./helpers/worker_logs";
+import { spawn } from "child_process";
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bias-workers-"));
@@ -109,6 +111,45 @@ test("Ctrl-C stops every worker (pinned by --gpus) after its step in flight; the
   assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
   assert.deepEqual(storeRows(config, results), expected);
   assert.deepEqual(leftovers(results), []);
+});
+
+test("a notebook's detached workers outlive its kernel; running the cell again attaches to them (no second training), then shows the results at once", async (t) => {
+  const expected = await expectedRows();
+  const dir = tempDir(t);
+  const results = path.join(dir, "results");
+  // The first cell run, in a process killed as a restarted kernel would be once it shows an epoch row.
+  const cell = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/helpers/detached_child.ts"), configFile, results], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  let shown = "";
+  cell.stdout.on("data", (d: Buffer) => (shown += d.toString()));
+  const closed = new Promise((resolve) => cell.on("close", resolve));
+  await waitUntil(() => (/ \| w\d$/m.test(shown) ? true : null), 120_000, "the cell's first epoch row");
+  cell.kill("SIGKILL");
+  await closed;
+  assert.match(shown, /^started 2 worker\(s\) \(detached: they keep running if this stops\)/m);
+  const first = workerLogs(results);
+  assert.equal(first.length, 2);
+  assert.ok(first.every((l) => pidAlive(l.hello?.pid as number)), "both workers still run after their kernel died");
+
+  // The cell run again: it attaches to the two workers and watches them to the end.
+  const rows: string[] = [];
+  const view = { setLine: () => undefined, addRow: (r: string) => void rows.push(r), finish: (r: string) => void rows.push(r) };
+  const again = await runConfigOnWorkers(config, { workers: 2, detach: true, resultsDir: results, view });
+  assert.match(rows[0], /^attached to 2 running worker\(s\) \(pid \d+, \d+\)/, rows.join("\n"));
+  assert.equal(again.trained, true);
+  assert.equal(again.stopped, false);
+  assert.equal(rows.filter((r) => / \| w[12]$/.test(r)).length, ALL_EPOCH_ROWS.length, "every epoch row shown once, those before attaching included");
+  const logs = workerLogs(results);
+  assert.equal(logs.length, 2, "no worker was started by the second run");
+  assert.deepEqual([...unitStarts(logs).entries()].sort(), ALL_UNITS.map((u) => [u, 1]));
+  assert.deepEqual(epochRows(logs), ALL_EPOCH_ROWS);
+  assert.deepEqual(storeRows(config, results), expected);
+  assert.equal(again.result.records.length, expected.length, "the call returns what the store holds at the end");
+
+  // A third run: nothing left to train, the results at once, no worker started.
+  const third = await runConfigOnWorkers(config, { workers: 2, detach: true, resultsDir: results, view });
+  assert.equal(third.trained, false);
+  assert.equal(third.result.records.length, expected.length);
+  assert.equal(workerLogs(results).length, 2);
 });
 
 test("--gpus and --workers: GPU lists, the flags each worker gets, and the combinations refused", () => {
