@@ -134,7 +134,14 @@ export async function runOnWorkers(o: WorkersRunOptions): Promise<WorkersRun> {
     view.addRow(interrupts === 1 ? "interrupt: every worker stops after its step in flight (Ctrl-C again to stop them now); run the same again to resume"
       : "interrupt again: workers stop now; their epochs in flight are redone on resume");
   };
-  process.on("SIGINT", onInterrupt);
+  // Attached workers stop with this process: a closed terminal (SIGHUP) or a kill (SIGTERM) is an
+  // interrupt too, and an exit on an error asks them to stop after their step.
+  const signals: NodeJS.Signals[] = o.detach || live.length > 0 ? ["SIGINT"] : ["SIGINT", "SIGTERM", "SIGHUP"];
+  const onExit = (): void => {
+    if (!o.detach) for (const w of watched) if (w.child && w.exit === null) signal(w.pid, "SIGTERM");
+  };
+  for (const s of signals) process.on(s, onInterrupt);
+  process.on("exit", onExit);
   try {
     for (;;) {
       for (const row of watch.poll()) view.addRow(row);
@@ -150,8 +157,12 @@ export async function runOnWorkers(o: WorkersRunOptions): Promise<WorkersRun> {
     for (const row of watch.poll()) view.addRow(row);
     view.finish(watch.summaryLine((Date.now() - started) / 1000));
     return { ended: true, interrupted: interrupts > 0, attached: live.length > 0, watch };
+  } catch (e) {
+    onExit();
+    throw e;
   } finally {
-    process.off("SIGINT", onInterrupt);
+    for (const s of signals) process.off(s, onInterrupt);
+    process.off("exit", onExit);
   }
 }
 
