@@ -138,6 +138,14 @@ function workerFlags(values: Record<string, string | boolean | undefined>): Pick
   return { workers: count, gpus, worker, configFile };
 }
 
+/** The configs a request runs: its --config file, or its preset (by default the engine's) with its plan and overrides. */
+function requestConfigs(request: CliRequest, onCuda: boolean): ExperimentConfig[] {
+  if (request.configFile !== null) return readConfigFile(request.configFile, request.overrides);
+  const preset = (request.preset ?? defaultPreset(onCuda)) as PresetName;
+  const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
+  return [makeConfig(preset, mergeOverrides(planned, request.overrides))];
+}
+
 /** The command line without --workers and --gpus: what each worker gets after --worker. */
 function workerArgs(argv: string[]): string[] {
   const out: string[] = [];
@@ -150,6 +158,8 @@ function workerArgs(argv: string[]): string[] {
 
 /** `--workers N`: starts the workers, shows their combined progress, then the closing summary of each config. */
 async function runWorkersCommand(request: CliRequest, argv: string[]): Promise<number> {
+  // Checked here, once, before any worker starts (each worker picks its default preset by its engine).
+  requestConfigs(request, false);
   const gpus = gpuList(request.gpus);
   const run = await runOnWorkers({ count: request.workers as number, gpus, args: workerArgs(argv), resultsDir: request.resultsDir, detach: false, view: terminalView() });
   const results = run.watch.configList().map((c) => loadResults(c, request.resultsDir));
@@ -187,10 +197,7 @@ async function main(): Promise<number> {
   if (request.workers !== null) return runWorkersCommand(request, argv);
   const backend = await initBackend();
   console.log(backendLine(backend));
-  const preset = (request.preset ?? defaultPreset(backend.kind === "cuda")) as PresetName;
-  const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
-  const configs: ExperimentConfig[] = request.configFile !== null ? readConfigFile(request.configFile, request.overrides)
-    : [makeConfig(preset, mergeOverrides(planned, request.overrides))];
+  const configs = requestConfigs(request, backend.kind === "cuda");
   const config = configs[0];
   const unusedGpu = unusedGpuLines(backend);
   for (const line of unusedGpu) console.log(line);

@@ -52,7 +52,12 @@ export class WorkerWatch {
       if (!this.running(w) && !this.ended.has(w.label)) {
         this.ended.add(w.label);
         w.current = null;
-        rows.push(endLine(w));
+        // Workers failing alike (a config error reaches them all) are spelled out once.
+        const line = endLine(w);
+        const reason = line.slice(w.label.length);
+        const failed = reason.startsWith(": exited with code");
+        rows.push(failed && this.explained.has(reason) ? `${w.label}: exited the same way` : line);
+        if (failed) this.explained.add(reason);
       }
     }
     return rows;
