@@ -69,6 +69,7 @@ const FLAGS: readonly Flag[] = [
   { name: "workers", value: "N", help: "start N worker processes on one store (one GPU each where there are GPUs) and show their combined progress" },
   { name: "gpus", value: "LIST", help: "GPUs to pin the workers to, e.g. 0,1,2,3 (default: those `nvidia-smi -L` lists; --workers defaults to their number)" },
   { name: "worker", value: null, help: "run as one worker of several on a shared store (what --workers, a Slurm array task and a Kubernetes pod start): takes units neither done nor locked; SIGTERM stops it after the step in flight" },
+  { name: "attach", value: null, help: "watch the workers running on the results store (a Slurm array, pods, a notebook's detached workers) until they end; starts nothing" },
   { name: "config", value: "FILE", help: "run the config(s) in this JSON file (one ExperimentConfig or a list; what a notebook's workers get) instead of --preset and --plan" },
   { name: "help", value: null, help: "this text" },
 ];
@@ -97,6 +98,7 @@ export interface CliRequest {
   workers: number | null;
   gpus: string | null;
   worker: boolean;
+  attach: boolean;
   configFile: string | null;
 }
 
@@ -126,7 +128,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   };
 }
 
-function workerFlags(values: Record<string, string | boolean | undefined>): Pick<CliRequest, "workers" | "gpus" | "worker" | "configFile"> {
+function workerFlags(values: Record<string, string | boolean | undefined>): Pick<CliRequest, "workers" | "gpus" | "worker" | "attach" | "configFile"> {
   const gpus = typeof values.gpus === "string" ? values.gpus : null;
   const count = typeof values.workers === "string" ? Number(values.workers) : gpus !== null ? gpuList(gpus).length : null;
   if (count !== null && (!Number.isInteger(count) || count < 1)) throw new UsageError(`--workers: "${values.workers}" is not a whole number >= 1; give the number of worker processes`);
@@ -135,7 +137,9 @@ function workerFlags(values: Record<string, string | boolean | undefined>): Pick
   if (count !== null && values["dry-run"] === true) throw new UsageError("--workers: not with --dry-run; a dry run measures one process");
   const configFile = typeof values.config === "string" ? values.config : null;
   if (configFile !== null && (typeof values.preset === "string" || typeof values.plan === "string")) throw new UsageError("--config: not with --preset or --plan; the file holds the whole config");
-  return { workers: count, gpus, worker, configFile };
+  const attach = values.attach === true;
+  if (attach && (worker || count !== null)) throw new UsageError("--attach: not with --worker, --workers or --gpus; it only watches workers that run");
+  return { workers: count, gpus, worker, attach, configFile };
 }
 
 /** The configs a request runs: its --config file, or its preset (by default the engine's) with its plan and overrides. */
@@ -159,13 +163,15 @@ function workerArgs(argv: string[]): string[] {
 /** `--workers N`: starts the workers, shows their combined progress, then the closing summary of each config. */
 async function runWorkersCommand(request: CliRequest, argv: string[]): Promise<number> {
   // Checked here, once, before any worker starts (each worker picks its default preset by its engine).
-  requestConfigs(request, false);
-  const gpus = gpuList(request.gpus);
-  const run = await runOnWorkers({ count: request.workers as number, gpus, args: workerArgs(argv), resultsDir: request.resultsDir, detach: false, view: terminalView() });
+  if (!request.attach) requestConfigs(request, false);
+  const watching = { count: 0, gpus: [], args: [], detach: true, attachTo: "any" as const, launch: false };
+  const starting = { count: request.workers as number, gpus: gpuList(request.gpus), args: workerArgs(argv), detach: false };
+  const run = await runOnWorkers({ ...(request.attach ? watching : starting), resultsDir: request.resultsDir, view: terminalView() });
   const results = run.watch.configList().map((c) => loadResults(c, request.resultsDir));
   for (const result of results) console.log(runSummaryText(result));
   if (run.interrupted) return 130;
   const codes = run.watch.workers.map((w) => w.reader.exit?.code ?? w.exit?.code ?? 1);
+  if (codes.length === 0) return 0; // --attach found no worker
   if (results.length === 0 || codes.includes(2)) return Math.max(...codes);
   const left = results.reduce((n, r) => n + r.units.filter((u) => u.epochs < r.config.epochs + 1 && !["failed", "unavailable"].includes(u.status?.state ?? "")).length, 0);
   if (left > 0) console.log(`${left} unit(s) not finished (a worker ended early); run the same again to finish them`);
@@ -194,7 +200,7 @@ async function main(): Promise<number> {
     return 0;
   }
   // The parent of workers loads no engine (it would hold a GPU); each worker loads its own.
-  if (request.workers !== null) return runWorkersCommand(request, argv);
+  if (request.workers !== null || request.attach) return runWorkersCommand(request, argv);
   const backend = await initBackend();
   console.log(backendLine(backend));
   const configs = requestConfigs(request, backend.kind === "cuda");

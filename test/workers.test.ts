@@ -130,6 +130,15 @@ test("a notebook's detached workers outlive its kernel; running the cell again a
   assert.equal(first.length, 2);
   assert.ok(first.every((l) => pidAlive(l.hello?.pid as number)), "both workers still run after their kernel died");
 
+  // `--attach` meanwhile (the workers paused until it has found them, so that they cannot end first).
+  const pids = first.map((l) => l.hello?.pid as number);
+  for (const pid of pids) process.kill(pid, "SIGSTOP");
+  const watcher = spawnCli(["--attach", "--results", results]);
+  try {
+    await waitUntil(() => (/^attached to/m.test(watcher.stdout()) ? true : null), 60_000, "--attach to find the workers");
+  } finally {
+    for (const pid of pids) process.kill(pid, "SIGCONT");
+  }
   // The cell run again: it attaches to the two workers and watches them to the end.
   const rows: string[] = [];
   const view = { setLine: () => undefined, addRow: (r: string) => void rows.push(r), finish: (r: string) => void rows.push(r) };
@@ -145,6 +154,14 @@ test("a notebook's detached workers outlive its kernel; running the cell again a
   assert.deepEqual(storeRows(config, results), expected);
   assert.equal(again.result.records.length, expected.length, "the call returns what the store holds at the end");
 
+  const attached = await watcher.done;
+  assert.equal(attached.code, 0, attached.stdout + attached.stderr);
+  assert.match(attached.stdout, /^attached to 2 running worker\(s\)/m);
+  assert.match(attached.stdout, /workers ended after \d+s: 4 of 4 unit\(s\) that can run are finished\nsummary \(/);
+  const none = await spawnCli(["--attach", "--results", results]).done;
+  assert.equal(none.code, 0, none.stderr);
+  assert.match(none.stdout, /^no worker is running on /m);
+
   // A third run: nothing left to train, the results at once, no worker started.
   const third = await runConfigOnWorkers(config, { workers: 2, detach: true, resultsDir: results, view });
   assert.equal(third.trained, false);
@@ -152,7 +169,7 @@ test("a notebook's detached workers outlive its kernel; running the cell again a
   assert.equal(workerLogs(results).length, 2);
 });
 
-test("--gpus and --workers: GPU lists, the flags each worker gets, and the combinations refused", () => {
+test("--gpus and --workers: GPU lists, the flags each worker gets, and the combinations refused", async (t) => {
   const listed = (): string[] => ["GPU 0: NVIDIA T4 (UUID: GPU-a)", "GPU 1: NVIDIA T4 (UUID: GPU-b)"];
   assert.deepEqual(gpuList(null, listed), ["0", "1"]);
   assert.deepEqual(gpuList(null, () => []), []);
@@ -166,4 +183,11 @@ test("--gpus and --workers: GPU lists, the flags each worker gets, and the combi
   assert.throws(() => parseCli(["--workers", "2", "--worker"]), /--worker: not with --workers or --gpus/);
   assert.throws(() => parseCli(["--workers", "2", "--dry-run"]), /--workers: not with --dry-run/);
   assert.throws(() => parseCli(["--config", "x.json", "--preset", "smoke"]), /--config: not with --preset or --plan/);
+  assert.throws(() => parseCli(["--attach", "--workers", "2"]), /--attach: not with --worker, --workers or --gpus/);
+  // A bad config is one error line before any worker starts.
+  const results = path.join(tempDir(t), "results");
+  const bad = await spawnCli(["--workers", "2", "--preset", "smoke", "--lr=-1", "--results", results]).done;
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim(), "error: config.lr: -1 must be in (0, 10]");
+  assert.equal(fs.existsSync(results), false, "no worker was started");
 });

@@ -83,19 +83,21 @@ export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
   return launched;
 }
 
-/** Workers still running on this results store that serve one of `stores` (config hashes), by their logs. */
-export function liveWorkers(resultsDir: string, stores: string[]): WorkerLogReader[] {
+/** Workers still running on this results store that serve one of `stores` (config hashes; "any": all), by their logs. */
+export function liveWorkers(resultsDir: string, stores: string[] | "any"): WorkerLogReader[] {
   const staleMs = lockSettings().staleMs;
   return listWorkerLogs(resultsDir).map((f) => new WorkerLogReader(f)).filter((r) => {
     r.read();
-    return r.hello !== null && r.hello.stores.some((s) => stores.includes(s)) && r.alive(staleMs);
+    return r.hello !== null && (stores === "any" || r.hello.stores.some((s) => stores.includes(s))) && r.alive(staleMs);
   });
 }
 
 export interface WorkersRunOptions extends LaunchOptions {
   view: ProgressView;
-  /** Attach to live workers of these stores (config hashes) instead of starting new ones. */
-  attachTo?: string[];
+  /** Attach to live workers of these stores (config hashes; "any": all) instead of starting new ones. */
+  attachTo?: string[] | "any";
+  /** False: only attach (`--attach`); with no worker running, say so and return. */
+  launch?: boolean;
 }
 
 export interface WorkersRun {
@@ -112,6 +114,10 @@ export interface WorkersRun {
 export async function runOnWorkers(o: WorkersRunOptions): Promise<WorkersRun> {
   const { view } = o;
   const live = o.attachTo ? liveWorkers(o.resultsDir, o.attachTo) : [];
+  if (live.length === 0 && o.launch === false) {
+    view.finish(`no worker is running on ${o.resultsDir} (their logs: ${workersDir(o.resultsDir)})`);
+    return { ended: true, interrupted: false, attached: false, watch: new WorkerWatch(o.resultsDir, [], lockSettings().staleMs) };
+  }
   const launched = live.length > 0 ? [] : launchWorkers(o);
   const watched: WatchedWorker[] = live.length > 0
     ? live.map((reader, i) => ({ label: `w${i + 1}`, pid: reader.hello?.pid ?? 0, reader: new WorkerLogReader(reader.file), exit: null, child: false, outFile: null, current: null, waiting: false }))

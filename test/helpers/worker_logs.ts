@@ -53,6 +53,8 @@ export function killWorkers(resultsDir: string): void {
 
 export interface CliRun {
   child: ChildProcess;
+  /** What it printed on stdout so far. */
+  stdout(): string;
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
@@ -64,7 +66,7 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): CliR
   child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<Awaited<CliRun["done"]>>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, done };
+  return { child, done, stdout: () => stdout };
 }
 
 /** Polls `probe` every 20 ms until it returns a value (or `timeoutMs` passes: throws). */
