@@ -18,7 +18,10 @@ export interface WorkerOptions {
 }
 
 export interface WorkerRun {
-  /** 0 done, 1 some unit failed (diverged), 130 stopped by a signal. */
+  /**
+   * 0: its part is done (a diverged unit is a result, recorded as failed, not a failure of the
+   * worker: a scheduler must not retry it), 130: stopped by a signal.
+   */
   code: number;
   results: ExperimentResult[];
 }
@@ -56,7 +59,7 @@ export async function runWorker(configs: ExperimentConfig[], opts: WorkerOptions
       }
       if (stopped) break;
     }
-    const code = stopped ? 130 : results.some((r) => r.failed.length > 0) ? 1 : 0;
+    const code = stopped ? 130 : 0;
     close(code, null);
     return { code, results };
   } catch (e) {
