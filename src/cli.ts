@@ -219,7 +219,8 @@ async function main(): Promise<number> {
   if (request.worker || configs.length > 1) {
     const worker = await runWorker(configs, { resultsDir: request.resultsDir, allowEngineChange: request.allowEngineChange, view: terminalView() });
     if (worker.code !== 130) for (const result of worker.results) console.log(runSummaryText(result));
-    return worker.code;
+    // A worker's diverged units are results (it exits 0: schedulers must not retry); a run of several configs in one process reports them as a run does.
+    return worker.code === 0 && !request.worker && worker.results.some((r) => r.failed.length > 0) ? 1 : worker.code;
   }
   const run = await runWithProgress(config, {
     resultsDir: request.resultsDir,
