@@ -11,13 +11,18 @@ TSX := node --import tsx
 PRESET ?=
 PLAN ?=
 ARGS ?=
+# Worker processes on one store (make run WORKERS=4), pinned to these GPUs (default: all nvidia-smi lists).
+WORKERS ?=
+GPUS ?=
+# Tasks of the Slurm job array (make slurm-submit).
+TASKS ?= 4
 
 # The GPU build's CUDA library paths (its cuda-env.sh), when that build exists; a no-op otherwise.
 ENGINE_ENV := source tools/native/engine-env.sh &&
 # JupyterLab refuses to run as root unless told to.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report strip bench bench-compare native native-gpu doctor clean
+.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report strip bench bench-compare native native-gpu doctor slurm-submit slurm-test clean
 
 help:
 	@echo "make setup      install Node and Python dependencies (npm ci, .venv with JupyterLab, nbconvert, scikit-learn, torch)"
@@ -26,7 +31,8 @@ help:
 	@echo "make weights    download torchvision's EfficientNet-B1 IMAGENET1K_V2 weights into weights/"
 	@echo "make run        the main job: the experiment grid for PRESET (full on CUDA, quick otherwise); PLAN=convergence runs"
 	@echo "                what a notebook runs; ARGS='--trials 2' etc. (make run ARGS=--help lists every flag and variable);"
-	@echo "                ARGS=--dry-run: units, steps, a short measured run and the projected time, nothing trained"
+	@echo "                ARGS=--dry-run: units, steps, a short measured run and the projected time, nothing trained;"
+	@echo "                WORKERS=4: four worker processes on one store (one GPU each; GPUS=0,1 picks them), one progress view"
 	@echo "make lab        JupyterLab with the project's TypeScript kernel, opened on notebooks/00_walkthrough"
 	@echo "make report     execute every notebook headless -> reports/*.html (self-contained, offline) + executed .ipynb"
 	@echo "make strip      return notebooks/*.ipynb to their committed form (no outputs, no execution counts) before committing"
@@ -35,6 +41,8 @@ help:
 	@echo "make native     build the native TF.js CPU engine from the package index (run/lab/report/bench do it on first use)"
 	@echo "make native-gpu the same for NVIDIA GPUs (TensorFlow 2.21 + CUDA 12.5 wheels; UNTESTED here, see docs/native.md)"
 	@echo "make doctor     what this machine has and lacks for each engine, and the next command (ARGS=--json for machines)"
+	@echo "make slurm-submit  the grid as a Slurm job array of TASKS workers (deploy/slurm/grid.sbatch; PRESET, PLAN, ARGS as for run)"
+	@echo "make slurm-test the Slurm test alone: a one-node Slurm on this machine runs the smoke grid as an array (root)"
 	@echo "make clean      remove results/, reports/ and build output (keeps data/, weights/, node_modules/)"
 
 setup: node-deps python-deps jupyter-kernel
@@ -73,7 +81,15 @@ engine: node-deps
 	@bash tools/native/ensure.sh
 
 run: node-deps engine
-	$(ENGINE_ENV) $(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(ARGS)
+	$(ENGINE_ENV) $(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
+
+# Every task of the array runs `src/cli.ts --worker` with these flags on one store; ARGS should name
+# a --results folder on a file system every node sees.
+slurm-submit: node-deps
+	sbatch --array=0-$$(( $(TASKS) - 1 )) deploy/slurm/grid.sbatch $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(ARGS)
+
+slurm-test: node-deps
+	$(ENGINE_ENV) $(TSX) test/run_suite.ts test/slurm.test.ts
 
 lab: setup engine
 	$(ENGINE_ENV) bash tools/jupyter/lab.sh $(LAB_ARGS) notebooks/00_walkthrough.ipynb

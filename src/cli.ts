@@ -1,6 +1,8 @@
 // Headless runner for long jobs: the same plans, grid, store and progress reporter as the notebooks.
 //   npx tsx src/cli.ts --preset quick --trials 2        (or: make run PRESET=quick ARGS="--trials 2")
 //   npx tsx src/cli.ts --plan convergence               (what notebooks/03_convergence runs)
+//   npx tsx src/cli.ts --preset full --workers 4        (four workers on one store, one GPU each)
+//   npx tsx src/cli.ts results merge SRC... DEST        (finished units of several stores into one)
 // Ctrl-C stops after the step in flight; running the same command again resumes.
 // Every flag is one row of FLAGS below: its help text, its parsing and the override it sets.
 import { parseFlags, FlagSpec, UsageError } from "./util/args";
@@ -14,6 +16,12 @@ import { runWithProgress, terminalView, formatDuration } from "./experiment/prog
 import { runSummaryText } from "./experiment/run_summary";
 import { cudaEnvToLoad, rerunWithCudaEnv } from "./engine/cuda_env";
 import { dryRun } from "./experiment/dry_run";
+import { ExperimentConfig } from "./config";
+import { loadResults } from "./experiment/grid";
+import { runWorker } from "./experiment/worker";
+import { gpuList, runOnWorkers } from "./experiment/workers";
+import { mergeStores } from "./experiment/merge";
+import { readConfigFile } from "./experiment/config_file";
 
 interface Flag {
   name: string;
@@ -58,6 +66,11 @@ const FLAGS: readonly Flag[] = [
   { name: "dry-run", value: null, help: "units, steps and images per unit, a short measured run, and the projected wall time; trains and writes nothing" },
   { name: "allow-engine-change", value: null, help: "continue units started on another engine (default: stop and say so)" },
   { name: "allow-cpu", value: null, help: "run the full preset on the CPU although an NVIDIA GPU is visible" },
+  { name: "workers", value: "N", help: "start N worker processes on one store (one GPU each where there are GPUs) and show their combined progress" },
+  { name: "gpus", value: "LIST", help: "GPUs to pin the workers to, e.g. 0,1,2,3 (default: those `nvidia-smi -L` lists; --workers defaults to their number)" },
+  { name: "worker", value: null, help: "run as one worker of several on a shared store (what --workers, a Slurm array task and a Kubernetes pod start): takes units neither done nor locked; SIGTERM stops it after the step in flight" },
+  { name: "attach", value: null, help: "watch the workers running on the results store (a Slurm array, pods, a notebook's detached workers) until they end; starts nothing" },
+  { name: "config", value: "FILE", help: "run the config(s) in this JSON file (one ExperimentConfig or a list; what a notebook's workers get) instead of --preset and --plan" },
   { name: "help", value: null, help: "this text" },
 ];
 
@@ -66,6 +79,9 @@ export function helpText(): string {
   const width = Math.max(...rows.map(([left]) => left.length)) + 2;
   const env = Object.entries(ENVIRONMENT).map(([name, what]) => `  ${name.padEnd(width - 2)}${what}`);
   return ["usage: npx tsx src/cli.ts [options]   (or: make run PRESET=quick ARGS=\"--trials 2\")",
+    "       npx tsx src/cli.ts results merge SRC... DEST   copy the finished units of stores SRC into DEST (each a results/<hash> folder, or a",
+    "                                                      results root whose stores merge by name); the config key and numerics version must",
+    "                                                      match and a unit held with other numbers is refused; nothing changes on refusal",
     ...rows.map(([left, help]) => left.padEnd(width) + help), "environment:", ...env].join("\n");
 }
 
@@ -78,6 +94,12 @@ export interface CliRequest {
   resultsDir: string;
   allowEngineChange: boolean;
   allowCpu: boolean;
+  /** Workers to start (--workers, or one per --gpus entry); null: train in this process. */
+  workers: number | null;
+  gpus: string | null;
+  worker: boolean;
+  attach: boolean;
+  configFile: string | null;
 }
 
 /** The command line as a request; bad flags are UsageError/ConfigError (one line, exit 2). */
@@ -102,25 +124,90 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     resultsDir: typeof values.results === "string" ? values.results : defaultResultsDir(env),
     allowEngineChange: values["allow-engine-change"] === true,
     allowCpu: values["allow-cpu"] === true,
+    ...workerFlags(values),
   };
+}
+
+function workerFlags(values: Record<string, string | boolean | undefined>): Pick<CliRequest, "workers" | "gpus" | "worker" | "attach" | "configFile"> {
+  const gpus = typeof values.gpus === "string" ? values.gpus : null;
+  const count = typeof values.workers === "string" ? Number(values.workers) : gpus !== null ? gpuList(gpus).length : null;
+  if (count !== null && (!Number.isInteger(count) || count < 1)) throw new UsageError(`--workers: "${values.workers}" is not a whole number >= 1; give the number of worker processes`);
+  const worker = values.worker === true;
+  if (worker && count !== null) throw new UsageError("--worker: not with --workers or --gpus (those start workers; --worker is what each of them runs)");
+  if (count !== null && values["dry-run"] === true) throw new UsageError("--workers: not with --dry-run; a dry run measures one process");
+  const configFile = typeof values.config === "string" ? values.config : null;
+  if (configFile !== null && (typeof values.preset === "string" || typeof values.plan === "string")) throw new UsageError("--config: not with --preset or --plan; the file holds the whole config");
+  const attach = values.attach === true;
+  if (attach && (worker || count !== null)) throw new UsageError("--attach: not with --worker, --workers or --gpus; it only watches workers that run");
+  return { workers: count, gpus, worker, attach, configFile };
+}
+
+/** The configs a request runs: its --config file, or its preset (by default the engine's) with its plan and overrides. */
+function requestConfigs(request: CliRequest, onCuda: boolean): ExperimentConfig[] {
+  if (request.configFile !== null) return readConfigFile(request.configFile, request.overrides);
+  const preset = (request.preset ?? defaultPreset(onCuda)) as PresetName;
+  const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
+  return [makeConfig(preset, mergeOverrides(planned, request.overrides))];
+}
+
+/** The command line without --workers and --gpus: what each worker gets after --worker. */
+function workerArgs(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--workers" || argv[i] === "--gpus") i++;
+    else if (!argv[i].startsWith("--workers=") && !argv[i].startsWith("--gpus=")) out.push(argv[i]);
+  }
+  return out;
+}
+
+/** `--workers N`: starts the workers, shows their combined progress, then the closing summary of each config. */
+async function runWorkersCommand(request: CliRequest, argv: string[]): Promise<number> {
+  // Checked here, once, before any worker starts (each worker picks its default preset by its engine).
+  if (!request.attach) requestConfigs(request, false);
+  const watching = { count: 0, gpus: [], args: [], detach: true, attachTo: "any" as const, launch: false };
+  const starting = { count: request.workers as number, gpus: gpuList(request.gpus), args: workerArgs(argv), detach: false };
+  const run = await runOnWorkers({ ...(request.attach ? watching : starting), resultsDir: request.resultsDir, view: terminalView() });
+  const results = run.watch.configList().map((c) => loadResults(c, request.resultsDir));
+  for (const result of results) console.log(runSummaryText(result));
+  if (run.interrupted) return 130;
+  const codes = run.watch.workers.map((w) => w.reader.exit?.code ?? w.exit?.code ?? 1);
+  if (codes.length === 0) return 0; // --attach found no worker
+  if (results.length === 0 || codes.includes(2)) return Math.max(...codes);
+  const left = results.reduce((n, r) => n + r.units.filter((u) => u.epochs < r.config.epochs + 1 && !["failed", "unavailable"].includes(u.status?.state ?? "")).length, 0);
+  if (left > 0) console.log(`${left} unit(s) not finished (a worker ended early); run the same again to finish them`);
+  return left > 0 || results.some((r) => r.failed.length > 0) ? 1 : 0;
+}
+
+/** `results merge SRC... DEST`. */
+function resultsCommand(args: string[]): number {
+  const usage = "usage: npx tsx src/cli.ts results merge SRC... DEST";
+  if (args[0] !== "merge") throw new UsageError(`results: ${args[0] === undefined ? "no command" : `unknown command "${args[0]}"`}; ${usage}`);
+  const paths = args.slice(1);
+  if (paths.some((p) => p.startsWith("-"))) throw new UsageError(`results merge: takes no options; ${usage}`);
+  if (paths.length < 2) throw new UsageError(`results merge: needs at least one SRC and a DEST; ${usage}`);
+  console.log(mergeStores(paths.slice(0, -1), paths[paths.length - 1]));
+  return 0;
 }
 
 async function main(): Promise<number> {
   const cudaEnv = cudaEnvToLoad();
   if (cudaEnv !== null) return rerunWithCudaEnv(cudaEnv);
-  const request = parseCli(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === "results") return resultsCommand(argv.slice(1));
+  const request = parseCli(argv);
   if (request.help) {
     console.log(helpText());
     return 0;
   }
+  // The parent of workers loads no engine (it would hold a GPU); each worker loads its own.
+  if (request.workers !== null || request.attach) return runWorkersCommand(request, argv);
   const backend = await initBackend();
   console.log(backendLine(backend));
-  const preset = (request.preset ?? defaultPreset(backend.kind === "cuda")) as PresetName;
-  const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
-  const config = makeConfig(preset, mergeOverrides(planned, request.overrides));
+  const configs = requestConfigs(request, backend.kind === "cuda");
+  const config = configs[0];
   const unusedGpu = unusedGpuLines(backend);
   for (const line of unusedGpu) console.log(line);
-  if (config.preset === "full" && unusedGpu.length > 0 && !request.allowCpu && !request.dryRun) {
+  if (configs.some((c) => c.preset === "full") && unusedGpu.length > 0 && !request.allowCpu && !request.dryRun) {
     throw new ConfigError(`--preset full: an NVIDIA GPU is visible but this run's engine is ${backend.kind} (why: see above); ` +
       "build the CUDA engine (make native-gpu), or pass --allow-cpu to run the full grid on the CPU");
   }
@@ -128,6 +215,12 @@ async function main(): Promise<number> {
     console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(config)}`);
     await dryRun(config, request.resultsDir);
     return 0;
+  }
+  if (request.worker || configs.length > 1) {
+    const worker = await runWorker(configs, { resultsDir: request.resultsDir, allowEngineChange: request.allowEngineChange, view: terminalView() });
+    if (worker.code !== 130) for (const result of worker.results) console.log(runSummaryText(result));
+    // A worker's diverged units are results (it exits 0: schedulers must not retry); a run of several configs in one process reports them as a run does.
+    return worker.code === 0 && !request.worker && worker.results.some((r) => r.failed.length > 0) ? 1 : worker.code;
   }
   const run = await runWithProgress(config, {
     resultsDir: request.resultsDir,

@@ -294,6 +294,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_LOCK_WAIT_S: "seconds a run waits at its end for units other processes are training (default: 86400)",
   BIAS_INIT_CRASH_AFTER: "test hook: WRITE:N kills the process right after the N-th store write named WRITE (* = any)",
   BIAS_INIT_FUZZ_CASES: "cases of test/pth_fuzz.test.ts's seeded .pth fuzz (default 5000; e.g. 100000 for a long run)",
+  CUDA_VISIBLE_DEVICES: "the GPU(s) a process may use; `--workers` sets one per worker (from --gpus or `nvidia-smi -L`), Slurm sets it per task with --gres=gpu:1; a worker names it in its log",
 } as const;
 
 export type EnvironmentName = keyof typeof ENVIRONMENT;
@@ -360,6 +361,14 @@ export interface LockSettings {
   pollMs: number;
   waitMs: number;
 }
+
+/**
+ * Workers (src/experiment/worker*.ts): each writes its events to `<results>/workers/<host>-<pid>.jsonl`
+ * (a step at most every `stepLogEveryMs`; the file's mtime is refreshed every `heartbeatMs`), and the
+ * process watching them (`--workers N`, a notebook's `run(plan, { workers })`) reads those logs and
+ * the store every `pollMs`.
+ */
+export const WORKERS = { folder: "workers", stepLogEveryMs: 2_000, heartbeatMs: 30_000, pollMs: 1_000 } as const;
 
 export const LOCK_DEFAULTS = { staleS: 600, waitS: 86_400 } as const;
 

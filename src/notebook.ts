@@ -12,6 +12,7 @@ import { BackendInfo, initBackend, unusedGpuLines } from "./engine/backend";
 import { PlanName, planOverrides } from "./experiment/plans";
 import { ExperimentResult, loadResults } from "./experiment/grid";
 import { runWithProgress, epochTableHeader } from "./experiment/progress";
+import { ConfigOnWorkers, runConfigOnWorkers } from "./experiment/workers";
 import { asSentence, completeUnits, missingWeightsReason, planStatusText, unitsByReason } from "./experiment/run_summary";
 import { CaptionedTable, catchUpTables, evaluationModeTables, logitSpreadRows, logitSpreadTables, resultsTable, summaryTables } from "./experiment/stats/tables";
 import type { EpochMetric } from "./experiment/records";
@@ -46,19 +47,19 @@ export class Notebook {
   /**
    * Trains every unit of the plan the store lacks, with a live status line and a per-epoch table
    * updated in place, then returns all units from the store. A kernel interrupt stops after the
-   * step in flight; running the cell again resumes from the last finished epoch.
+   * step in flight; running the cell again resumes. `{ workers: N, detach: true }`: N processes
+   * that outlive the kernel; an interrupt stops the watching; the cell run again attaches to them.
    */
-  async run(what: PlanName | ConfigOverrides = {}): Promise<ExperimentResult> {
-    const run = await runWithProgress(this.config(what), { resultsDir: this.resultsDir, view: new LiveProgress(epochTableHeader()) });
+  async run(what: PlanName | ConfigOverrides = {}, workers?: ConfigOnWorkers): Promise<ExperimentResult> {
+    const opts = { resultsDir: this.resultsDir, view: new LiveProgress(epochTableHeader()) };
+    const run = workers ? await runConfigOnWorkers(this.config(what), { ...workers, ...opts }) : await runWithProgress(this.config(what), opts);
     if (!run.trained) this.md(`Nothing to train: the store (\`${run.result.dir}\`) holds ${completeUnits(run.result)} of ${run.result.units.length} unit(s) of this config complete. Delete that folder to train again.`);
     this.showProblems(run.result);
     return run.result;
   }
 
   /** What the store holds for a plan, without training anything. */
-  results(what: PlanName | ConfigOverrides = {}): ExperimentResult {
-    return loadResults(this.config(what), this.resultsDir);
-  }
+  results(what: PlanName | ConfigOverrides = {}): ExperimentResult { return loadResults(this.config(what), this.resultsDir); }
 
   /** `results`, plus one line saying how complete the stored plan is and which notebook fills it. */
   load(plan: PlanName): ExperimentResult {
@@ -68,9 +69,7 @@ export class Notebook {
     return result;
   }
 
-  private showProblems(result: ExperimentResult): void {
-    if (unitsByReason(result).length > 0) this.md(unitsByReason(result).join("\n\n"));
-  }
+  private showProblems(result: ExperimentResult): void { if (unitsByReason(result).length > 0) this.md(unitsByReason(result).join("\n\n")); }
 
   // Output: one way to show each kind of thing.
   show(fig: PlotlyFigure): void { showFigure(fig); }

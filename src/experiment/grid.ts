@@ -101,6 +101,15 @@ function isFinished(store: ResultsStore, unit: UnitKey, epochs: number): boolean
   return records.length > 0 && records[records.length - 1].epoch >= epochs;
 }
 
+/**
+ * A unit the store does not hold finished. Units whose weights were unavailable are tried again
+ * (the weights may have arrived since), except where torchvision has no ImageNet weights for the
+ * architecture at all.
+ */
+export function unitNeedsTraining(store: ResultsStore, config: ExperimentConfig, u: UnitKey): boolean {
+  return !isFinished(store, u, config.epochs) && !(store.status(u)?.state === "unavailable" && IMAGENET_WEIGHTS[config.model] === undefined);
+}
+
 /** Reads what the store holds for the config's units; trains nothing, loads no data. */
 export function loadResults(config: ExperimentConfig, resultsDir = "results"): ExperimentResult {
   const { store, dataset, resolved } = storeFor(config, resultsDir);
@@ -161,10 +170,7 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
       "run `make data`, or pass --data synthetic to run it on synthetic data on purpose");
   }
   const units = gridUnits(config);
-  // Units whose weights were unavailable are tried again (the weights may have arrived since),
-  // except where torchvision has no ImageNet weights for the architecture at all.
-  const needsTraining = (u: UnitKey): boolean => !isFinished(store, u, config.epochs) &&
-    !(store.status(u)?.state === "unavailable" && IMAGENET_WEIGHTS[config.model] === undefined);
+  const needsTraining = (u: UnitKey): boolean => unitNeedsTraining(store, config, u);
   const pending = units.filter(needsTraining);
   if (pending.length === 0) {
     recoverUnits(store, units, config.epochs, locks.staleMs, emit);

@@ -128,6 +128,12 @@ export interface ReportOptions {
   onStart?(e: Extract<RunEvent, { type: "start" }>): void;
   /** A second SIGINT exits the process at once (a terminal); a kernel only ever asks to stop. */
   exitOnSecondInterrupt?: boolean;
+  /** Signals that stop the run after the step in flight (default SIGINT; a worker adds SIGTERM, what Slurm and Kubernetes send). */
+  stopSignals?: NodeJS.Signals[];
+  /** Wait at the end for units other processes are training (default true). */
+  waitForOthers?: boolean;
+  /** Every run event, after the view has shown it (a worker's event log). */
+  onEvent?(e: RunEvent): void;
 }
 
 /**
@@ -142,7 +148,8 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
     stop = true;
     view.addRow(`interrupt: stopping after the step in flight${opts.exitOnSecondInterrupt ? " (Ctrl-C again to quit now)" : ""}; run the same again to resume`);
   };
-  process.on("SIGINT", onInterrupt);
+  const signals = opts.stopSignals ?? ["SIGINT"];
+  for (const s of signals) process.on(s, onInterrupt);
   const explained = new Set<string>();
   const projector = new FirstEpochProjector(config);
   let trained = false;
@@ -176,9 +183,10 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
       view.addRow(`${unitLabel(e.unit)}: ${e.status.state}${explained.has(message) ? " (as above)" : `: ${message}`}`);
       explained.add(message);
     }
+    opts.onEvent?.(e);
   };
   try {
-    const result = await runExperiment(config, { resultsDir: opts.resultsDir, onEvent, shouldStop: () => stop, allowEngineChange: opts.allowEngineChange });
+    const result = await runExperiment(config, { resultsDir: opts.resultsDir, onEvent, shouldStop: () => stop, allowEngineChange: opts.allowEngineChange, waitForOthers: opts.waitForOthers });
     if (trained) {
       const blocked = result.unavailable.length > 0 ? `, ${result.unavailable.length} cannot run` : "";
       view.finish(`done in ${formatDuration(seconds())}: ${completeUnits(result)} of ${result.units.length} unit(s) complete in ${result.dir}${blocked}`);
@@ -192,6 +200,6 @@ export async function runWithProgress(config: ExperimentConfig, opts: ReportOpti
     if (trained) view.finish(`failed: ${(e as Error).message}`);
     throw e;
   } finally {
-    process.off("SIGINT", onInterrupt);
+    for (const s of signals) process.off(s, onInterrupt);
   }
 }

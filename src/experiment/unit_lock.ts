@@ -54,12 +54,22 @@ export function readLock(file: string): LockOwner | null {
  */
 export function isStale(owner: LockOwner, staleMs: number, now = Date.now()): boolean {
   if (owner.host === os.hostname()) {
-    if (!pidAlive(owner.pid)) return true;
-    const started = processStartMs(owner.pid);
-    const locked = Date.parse(owner.started);
-    if (started !== null && Number.isFinite(locked)) return started > locked + 2000;
+    const gone = processGone(owner.pid, owner.started);
+    if (gone !== null) return gone;
   }
   return now - owner.heartbeat > staleMs;
+}
+
+/**
+ * For a process of this host that recorded `startedIso` as its start: true when it is gone (no such
+ * pid, or the pid belongs to a process started after that time), false when it runs, null when
+ * that cannot be told (no /proc, or an unreadable time).
+ */
+export function processGone(pid: number, startedIso: string): boolean | null {
+  if (!pidAlive(pid)) return true;
+  const started = processStartMs(pid);
+  const recorded = Date.parse(startedIso);
+  return started !== null && Number.isFinite(recorded) ? started > recorded + 2000 : null;
 }
 
 /** When a process started (Linux /proc, 10 ms clock ticks), or null where that cannot be read. */
