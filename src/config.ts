@@ -250,10 +250,13 @@ export const GRID_SELECTION_FIELDS = ["preset", "backbones", "arms", "trials"] a
 /**
  * The part of the config that determines a unit's numbers, with the code's NUMERICS_VERSION. The
  * ImageNet and scratch notebooks of one preset share one store, and adding trials later extends it
- * instead of starting over.
+ * instead of starting over. Where the data lives (data.dir) is left out too: which images a run
+ * uses is fixed by the resolved data.source (CIFAR-10, md5-checked, or the deterministic synthetic
+ * set) and the limits, so stores made on machines with other data folders share a key (and merge).
  */
 export function resultKeyFields(c: ExperimentConfig): object {
-  const fields: Record<string, unknown> = { ...c, numericsVersion: NUMERICS_VERSION };
+  const { dir: _where, ...data } = c.data;
+  const fields: Record<string, unknown> = { ...c, data, numericsVersion: NUMERICS_VERSION };
   for (const f of GRID_SELECTION_FIELDS) delete fields[f];
   return fields;
 }
