@@ -9,8 +9,9 @@ import { initBackend, backendLine, unusedGpuLines } from "./engine/backend";
 import {
   ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides, readEnvironment,
 } from "./config";
-import { PLANS, PlanName, planOverrides } from "./experiment/plans";
-import { runWithProgress, terminalView, formatDuration } from "./experiment/progress";
+import { PLANS, PlanName, planOverrides, planRates } from "./experiment/plans";
+import { parseRates, rateConfigs, runSweep, sweepDataLine } from "./experiment/sweep";
+import { terminalView, formatDuration } from "./experiment/progress";
 import { runSummaryText } from "./experiment/run_summary";
 import { cudaEnvToLoad, rerunWithCudaEnv } from "./engine/cuda_env";
 import { dryRun } from "./experiment/dry_run";
@@ -39,7 +40,8 @@ const FLAGS: readonly Flag[] = [
   { name: "preset", value: "full|quick|smoke", help: "settings bundle (default: full on a CUDA engine, quick elsewhere; env BIAS_INIT_PRESET)" },
   { name: "plan", value: PLANS.join("|"), help: "what a notebook runs (imagenet/scratch: one half of the grid; convergence: the long scratch run; demo: the walkthrough's)" },
   { name: "backbones", value: "LIST", help: "imagenet,scratch (default both)", set: (o, v) => (o.backbones = list(v) as ConfigOverrides["backbones"]) },
-  { name: "arms", value: "LIST", help: "vanilla,positive_rate (default both)", set: (o, v) => (o.arms = list(v) as ConfigOverrides["arms"]) },
+  { name: "arms", value: "LIST", help: "vanilla,positive_rate (default both); positive_rate_zero_head adds the third arm (that bias, head weights zeroed)", set: (o, v) => (o.arms = list(v) as ConfigOverrides["arms"]) },
+  { name: "rates", value: "LIST", help: "imbalance sweep: target positive rates, e.g. 0.1,0.02,0.01 (positives of train and test subsampled, one store per rate; --plan sweep sets the preset's)" },
   { name: "trials", value: "N", help: "paired trials per arm", set: (o, v, f) => (o.trials = num(v, f)) },
   { name: "epochs", value: "N", help: "epochs per unit (epoch 0 is the evaluation before training)", set: (o, v, f) => (o.epochs = num(v, f)) },
   { name: "model", value: "b1|b0|tiny", help: "backbone architecture", set: (o, v) => (o.model = v as ConfigOverrides["model"]) },
@@ -74,6 +76,8 @@ export interface CliRequest {
   dryRun: boolean;
   preset: string | null;
   plan: PlanName | null;
+  /** --rates: one config (and store) per target positive rate; null: the plan's, else the data's own. */
+  rates: number[] | null;
   overrides: ConfigOverrides;
   resultsDir: string;
   allowEngineChange: boolean;
@@ -98,6 +102,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     dryRun: values["dry-run"] === true,
     preset: typeof values.preset === "string" ? values.preset : null,
     plan: plan as PlanName | null,
+    rates: typeof values.rates === "string" ? parseRates(values.rates) : null,
     overrides,
     resultsDir: typeof values.results === "string" ? values.results : defaultResultsDir(env),
     allowEngineChange: values["allow-engine-change"] === true,
@@ -124,30 +129,36 @@ async function main(): Promise<number> {
     throw new ConfigError(`--preset full: an NVIDIA GPU is visible but this run's engine is ${backend.kind} (why: see above); ` +
       "build the CUDA engine (make native-gpu), or pass --allow-cpu to run the full grid on the CPU");
   }
+  const rates = request.rates ?? planRates(request.plan, preset);
+  const configs = rates === null ? [config] : rateConfigs(config, rates);
   if (request.dryRun) {
-    console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(config)}`);
-    await dryRun(config, request.resultsDir);
+    console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(configs[0])}`);
+    if (configs.length > 1) console.log(`rates ${rates?.join(", ")}: one store each; this dry run measures the first (positives subsampled away make the others' epochs at most as long)`);
+    await dryRun(configs[0], request.resultsDir);
     return 0;
   }
-  const run = await runWithProgress(config, {
+  const view = terminalView();
+  const sweep = await runSweep(configs, {
+    onDataChecked: (checked) => checked.forEach((c) => console.log(sweepDataLine(c.rate, c.counts))),
     resultsDir: request.resultsDir,
     allowEngineChange: request.allowEngineChange,
-    view: terminalView(),
+    view: () => view,
     exitOnSecondInterrupt: true,
-    onStart: (e) => {
-      console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | model ${config.model} | input ${config.input.resize ?? 32}->${config.input.crop} | ` +
-        `dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}`);
+    onStart: (e, c) => {
+      console.log(`preset ${c.preset}${request.plan ? ` (plan ${request.plan})` : ""} | model ${c.model} | input ${c.input.resize ?? 32}->${c.input.crop} | ` +
+        `dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}${c.data.targetPositiveRate === null ? "" : ` (target ${c.data.targetPositiveRate})`} | ` +
+        `test ${e.counts.test.images} images, ${e.counts.test.positives} positive`);
       if (e.note) console.log(e.note);
-      if (e.backend.kind === "js" && config.model !== "tiny") {
+      if (e.backend.kind === "js" && c.model !== "tiny") {
         console.log("note: the pure-JS engine trains B1 roughly 10x slower than the native one; `make native` builds that from the package registries (docs/native.md)");
       }
       console.log(`results: ${e.dir} | ${e.pending.length} unit(s) to run, ${e.totalSteps} training steps`);
     },
   });
-  if (run.stopped) return 130;
-  console.log(runSummaryText(run.result));
-  console.log(`done in ${formatDuration(run.seconds)}`);
-  return run.result.failed.length > 0 ? 1 : 0;
+  if (sweep.stopped) return 130;
+  for (const run of sweep.runs) console.log(runSummaryText(run.result));
+  console.log(`done in ${formatDuration(sweep.runs.reduce((s, r) => s + r.seconds, 0))}`);
+  return sweep.runs.some((r) => r.result.failed.length > 0) ? 1 : 0;
 }
 
 if (require.main === module) runMain(main);

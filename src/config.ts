@@ -4,8 +4,12 @@
 import { createHash } from "crypto";
 import { UserError } from "./errors";
 
-/** The two bias initializations compared by the experiment. */
-export type Arm = "vanilla" | "positive_rate";
+/**
+ * The head initializations compared by the experiment: the reference's two (nn.Linear's default
+ * bias; the bias log(p / (1 - p))), and an optional third: that bias with the head's weights
+ * zeroed, so that every initial logit equals the bias, in train mode too.
+ */
+export type Arm = "vanilla" | "positive_rate" | "positive_rate_zero_head";
 /** Backbone start: torchvision's IMAGENET1K_V2 weights, or torchvision's random init. */
 export type Backbone = "imagenet" | "scratch";
 export type PresetName = "full" | "quick" | "smoke";
@@ -36,12 +40,42 @@ export const ANALYSIS = {
   catchUpTolerance: 0.05,
 } as const;
 
-export const ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
+/** The reference's two arms: the presets' default, and the grid a projection counts as whole. */
+export const REFERENCE_ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
+/** Every arm, in the order tables and legends list them; paired differences are each arm minus vanilla. */
+export const ARMS: readonly Arm[] = [...REFERENCE_ARMS, "positive_rate_zero_head"];
 export const BACKBONES: readonly Backbone[] = ["imagenet", "scratch"];
 /** How tables, figures and conclusions name each backbone. */
 export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = { imagenet: "ImageNet weights", scratch: "From scratch" };
-export const ARM_LABEL: Readonly<Record<Arm, string>> = { vanilla: "Vanilla", positive_rate: "Positive rate" };
+export const ARM_LABEL: Readonly<Record<Arm, string>> = { vanilla: "Vanilla", positive_rate: "Positive rate", positive_rate_zero_head: "Positive rate, zero head" };
 export const PRESETS: readonly PresetName[] = ["full", "quick", "smoke"];
+
+/**
+ * The imbalance sweep (plan "sweep", notebooks/05_imbalance_sweep.ipynb, `--rates`): one store per
+ * target positive rate, scratch half. Every negative is kept, so a test set of n images, 90%
+ * negative, holds about 0.9 n r / (1 - r) positives at rate r: the sweep's test subset is sized so
+ * that the lowest rate leaves at least `minTestPositives` (fewer is refused before anything is
+ * written). `smoke` uses more images than its preset so that 0.02 leaves that many too.
+ */
+export const SWEEP = {
+  rates: { full: [0.1, 0.02, 0.01], quick: [0.1, 0.02, 0.01], smoke: [0.1, 0.02] } as Readonly<Record<PresetName, readonly number[]>>,
+  /**
+   * What the sweep sets on top of the preset besides the rate. `smoke` trains on batches of 32 so
+   * that its first epoch has ~40 steps (the hockey stick needs room to show).
+   */
+  overrides: {
+    full: {},
+    quick: { data: { testLimit: 2500 } },
+    smoke: { trainBatch: 32, data: { trainLimit: 1280, testLimit: 1200 } },
+  } as Readonly<Record<PresetName, ConfigOverrides>>,
+  /** Fewer test positives than this at a rate: refused (ROC-AUC and calibration would rest on a handful of images). */
+  minTestPositives: 20,
+  /**
+   * Positives can only be dropped: a split whose own rate is below the target keeps all of them, and
+   * a target more than this fraction above a split's own rate is refused.
+   */
+  rateTolerance: 0.1,
+};
 
 export interface ExperimentConfig {
   preset: PresetName;
@@ -54,6 +88,12 @@ export interface ExperimentConfig {
     /** Use only the first N training / test images (null: all). Subsets keep the file order. */
     trainLimit: number | null;
     testLimit: number | null;
+    /**
+     * The imbalance sweep's knob: after the limits, positives of the training and the test set are
+     * subsampled (every negative kept) to this positive rate (src/data/subsample.ts); null: the
+     * data's own rate. The rates actually reached are measured and recorded, never assumed.
+     */
+    targetPositiveRate: number | null;
   };
   input: {
     /** Resize the short side to this many pixels first (null: keep CIFAR's 32x32). */
@@ -92,11 +132,11 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   // The published experiment: B1 at 240x240, the whole of CIFAR-10, 5 epochs, 10 trials. A GPU job.
   full: {
     preset: "full",
-    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: null, testLimit: null },
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: null, testLimit: null, targetPositiveRate: null },
     input: { resize: 255, crop: 240 },
     model: "b1",
     backbones: ["imagenet", "scratch"],
-    arms: ["vanilla", "positive_rate"],
+    arms: [...REFERENCE_ARMS],
     trials: 10,
     epochs: 5,
     ...REFERENCE_TRAINING,
@@ -104,11 +144,11 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   // CPU-sized: the same B1 and optimizer at CIFAR's native 32x32 on a 10,000-image subset.
   quick: {
     preset: "quick",
-    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 10000, testLimit: 2000 },
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 10000, testLimit: 2000, targetPositiveRate: null },
     input: { resize: null, crop: 32 },
     model: "b1",
     backbones: ["imagenet", "scratch"],
-    arms: ["vanilla", "positive_rate"],
+    arms: [...REFERENCE_ARMS],
     trials: 2,
     epochs: 3,
     ...REFERENCE_TRAINING,
@@ -117,11 +157,11 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   // learning rate than the reference so that two epochs visibly learn; nothing is concluded from it.
   smoke: {
     preset: "smoke",
-    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 640, testLimit: 512 },
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 640, testLimit: 512, targetPositiveRate: null },
     input: { resize: null, crop: 32 },
     model: "tiny",
     backbones: ["imagenet", "scratch"],
-    arms: ["vanilla", "positive_rate"],
+    arms: [...REFERENCE_ARMS],
     trials: 2,
     epochs: 2,
     ...REFERENCE_TRAINING,
@@ -172,7 +212,8 @@ export function mergeOverrides(a: ConfigOverrides, b: ConfigOverrides): ConfigOv
 export function describeSetting(c: ExperimentConfig): string {
   const input = c.input.resize === null ? `${c.input.crop}x${c.input.crop}` : `resize ${c.input.resize}, crop ${c.input.crop}`;
   const images = (n: number | null): string => (n === null ? "all" : String(n));
-  return `EfficientNet-${c.model.toUpperCase()} at ${input}, ${images(c.data.trainLimit)} train / ${images(c.data.testLimit)} test images, ` +
+  const rate = c.data.targetPositiveRate === null ? "" : ` subsampled to positive rate ${c.data.targetPositiveRate}`;
+  return `EfficientNet-${c.model.toUpperCase()} at ${input}, ${images(c.data.trainLimit)} train / ${images(c.data.testLimit)} test images${rate}, ` +
     `${c.trials} trial${c.trials === 1 ? "" : "s"} x ${c.epochs} epochs, SGD lr ${c.lr} momentum ${c.momentum}, batch ${c.trainBatch}, ${c.evalMode === "both" ? "eval-mode evaluation (train mode beside it)" : `${c.evalMode}-mode evaluation`}`;
 }
 
@@ -215,6 +256,8 @@ export function validateConfig(c: ExperimentConfig): void {
   check(typeof c.data.dir === "string" && c.data.dir.length > 0, "data.dir", "must be a folder path");
   check(c.data.trainLimit === null || isInt(c.data.trainLimit, 2), "data.trainLimit", `${c.data.trainLimit} must be null or an integer >= 2`);
   check(c.data.testLimit === null || isInt(c.data.testLimit, 2), "data.testLimit", `${c.data.testLimit} must be null or an integer >= 2`);
+  const rate = c.data.targetPositiveRate;
+  check(rate === null || (typeof rate === "number" && rate > 0 && rate < 1), "data.targetPositiveRate", `${rate} must be null (the data's own rate) or a number in (0, 1)`);
   check(c.input.resize === null || isInt(c.input.resize, 8, 1024), "input.resize", `${c.input.resize} must be null or an integer in 8..1024`);
   check(isInt(c.input.crop, 8, 1024), "input.crop", `${c.input.crop} must be an integer in 8..1024`);
   check(c.input.resize === null ? c.input.crop <= 32 : c.input.crop <= c.input.resize, "input.crop",
@@ -251,6 +294,12 @@ export const GRID_SELECTION_FIELDS = ["preset", "backbones", "arms", "trials"] a
 export function resultKeyFields(c: ExperimentConfig): object {
   const fields: Record<string, unknown> = { ...c, numericsVersion: NUMERICS_VERSION };
   for (const f of GRID_SELECTION_FIELDS) delete fields[f];
+  // No target rate is the data as it comes, which is what stores written before the knob hold:
+  // left out of the key, so that those stores keep their hash.
+  if (c.data.targetPositiveRate === null) {
+    const { targetPositiveRate: _natural, ...data } = c.data;
+    fields.data = data;
+  }
   return fields;
 }
 
