@@ -18,6 +18,8 @@ import { checkSweepData, loadSweep, parseRates, rateConfigs, runSweep, SweepResu
 import { catchUpPerTrial } from "../src/experiment/stats/hockey_stick";
 import { entropyNats } from "../src/maths";
 import { parseCli } from "../src/cli";
+import { pairedDifference } from "../src/experiment/stats/grouping";
+import type { EpochRecord } from "../src/experiment/records";
 
 const quiet = { setLine(): void {}, addRow(): void {}, finish(): void {} };
 
@@ -170,4 +172,33 @@ test("acceptance: a smoke sweep at p = 0.1 and 0.02 starts at H(measured p), van
   }
   // The rate travels with every record; the stores are read back the same without training.
   assert.deepEqual(loadSweep(configs, path.join(root, "results")).records, sweep.records);
+});
+
+test("third arm, through the runner: spread 0 at the first step (its loss is that of a constant prediction), paired with the others on trial", async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-sweep-zero-head-"));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const config = makeConfig("smoke", { data: { source: "synthetic", dir: path.join(root, "data") }, backbones: ["scratch"], arms: ["vanilla", "positive_rate", "positive_rate_zero_head"], trials: 1, epochs: 1 });
+  const { runs } = await runSweep([config], { resultsDir: path.join(root, "results"), view: () => quiet });
+  const result = runs[0].result;
+  const start = (arm: string) => result.records.find((r) => r.arm === arm && r.epoch === 0) as EpochRecord;
+  const zero = start("positive_rate_zero_head");
+  const prior = start("positive_rate");
+  assert.equal(zero.first_batch_logit_sd, 0, "every first-batch logit in train mode is the bias");
+  assert.equal(zero.first_batch_logit_mean, zero.output_bias_value);
+  assert.equal(zero.output_bias_value, prior.output_bias_value);
+  assert.ok((prior.first_batch_logit_sd as number) > 0.01, `the positive-rate arm's first-batch logits spread (SD ${prior.first_batch_logit_sd})`);
+  // Eval mode from scratch: both prior arms predict sigmoid(bias) for every test image.
+  assert.equal(zero.loss, prior.loss);
+  // The first step's loss is the BCE of the constant prediction sigmoid(bias) on the first batch.
+  const q = zero.first_batch_positive_rate as number;
+  const s = 1 / (1 + Math.exp(-zero.output_bias_value));
+  const constant = -(q * Math.log(s) + (1 - q) * Math.log(1 - s));
+  const firstStep = (arm: string) => result.steps.find((x) => x.arm === arm && x.step === 1)?.loss as number;
+  assert.ok(Math.abs(firstStep("positive_rate_zero_head") - constant) < 1e-5, `first step ${firstStep("positive_rate_zero_head")} vs constant ${constant}`);
+  assert.ok(Math.abs(firstStep("positive_rate") - constant) > 1e-4, `with the drawn head weights the first loss is not the constant's: ${firstStep("positive_rate")} vs ${constant}`);
+  // Paired like the others: differences against vanilla, on the same trial.
+  const diff = pairedDifference(result.records, "loss", "positive_rate_zero_head");
+  assert.deepEqual(diff.map((d) => [d.epoch, d.n, d.unmatched]), [[0, 1, 0], [1, 1, 0]]);
+  assert.ok(Math.abs(diff[0].mean - (zero.loss - start("vanilla").loss)) < 1e-12);
+  assert.equal(catchUpPerTrial(result.steps, { against: "positive_rate_zero_head" }).length, 1);
 });
