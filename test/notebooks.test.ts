@@ -266,7 +266,7 @@ describe("what 04 says about a plan", () => {
 test("committed notebooks use the project's kernel and carry no outputs", () => {
   const dir = path.join(ROOT, "notebooks");
   const names = fs.readdirSync(dir).filter((f) => f.endsWith(".ipynb")).sort();
-  assert.deepEqual(names, ["00_walkthrough.ipynb", "01_imagenet_weights.ipynb", "02_from_scratch.ipynb", "03_convergence.ipynb", "04_summary.ipynb"]);
+  assert.deepEqual(names, ["00_walkthrough.ipynb", "01_imagenet_weights.ipynb", "02_from_scratch.ipynb", "03_convergence.ipynb", "04_summary.ipynb", "05_imbalance_sweep.ipynb"]);
   for (const name of names) {
     const nb = JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")) as {
       nbformat: number; nbformat_minor: number; metadata: { kernelspec?: { name?: string } };

@@ -5,7 +5,7 @@ import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
 import { exclusionNote, selectResult } from "./stats/selection";
 import { intervalText } from "./stats/scales";
-import { ExperimentConfig, PRESETS, PRESET_CONFIGS } from "../config";
+import { ARMS, ExperimentConfig, PRESETS, PRESET_CONFIGS } from "../config";
 import { IMAGENET_WEIGHTS } from "../model/pretrained";
 import type { ExperimentResult } from "./grid";
 import { PLAN_NOTEBOOK, PlanName } from "./plans";
@@ -91,9 +91,11 @@ export function runSummaryText(result: ExperimentResult): string {
         }
       }
     }
-    for (const metric of ["loss", "roc_auc"] as const) {
-      const diff = pairedDifference(records, metric).find((r) => r.epoch === lastEpoch);
-      if (diff) lines.push(`  ${backbone.padEnd(8)} positive_rate - vanilla, epoch ${lastEpoch} ${metricName[metric].trim()}: ${formatInterval(diff, { signed: true, what: "paired trials" })}`);
+    for (const arm of ARMS.filter((a) => a !== "vanilla" && records.some((r) => r.arm === a))) {
+      for (const metric of ["loss", "roc_auc"] as const) {
+        const diff = pairedDifference(records, metric, arm).find((r) => r.epoch === lastEpoch);
+        if (diff) lines.push(`  ${backbone.padEnd(8)} ${arm} - vanilla, epoch ${lastEpoch} ${metricName[metric].trim()}: ${formatInterval(diff, { signed: true, what: "paired trials" })}`);
+      }
     }
   }
   const positiveRate = result.positiveRate;
