@@ -4,11 +4,7 @@
 import { createHash } from "crypto";
 import { UserError } from "./errors";
 
-/**
- * The head initializations compared by the experiment: the reference's two (nn.Linear's default
- * bias; the bias log(p / (1 - p))), and an optional third: that bias with the head's weights
- * zeroed, so that every initial logit equals the bias, in train mode too.
- */
+/** Head inits: the reference's two (nn.Linear's bias; log(p / (1 - p))), and that bias with zeroed head weights. */
 export type Arm = "vanilla" | "positive_rate" | "positive_rate_zero_head";
 /** Backbone start: torchvision's IMAGENET1K_V2 weights, or torchvision's random init. */
 export type Backbone = "imagenet" | "scratch";
@@ -51,29 +47,17 @@ export const ARM_LABEL: Readonly<Record<Arm, string>> = { vanilla: "Vanilla", po
 export const PRESETS: readonly PresetName[] = ["full", "quick", "smoke"];
 
 /**
- * The imbalance sweep (plan "sweep", notebooks/05_imbalance_sweep.ipynb, `--rates`): one store per
- * target positive rate, scratch half. Every negative is kept, so a test set of n images, 90%
- * negative, holds about 0.9 n r / (1 - r) positives at rate r: the sweep's test subset is sized so
- * that the lowest rate leaves at least `minTestPositives` (fewer is refused before anything is
- * written). `smoke` uses more images than its preset so that 0.02 leaves that many too.
+ * The imbalance sweep (plan "sweep", notebook 05, `--rates`): one store per target positive rate.
+ * All negatives are kept, so n test images (90% negative) hold ~0.9 n r / (1 - r) positives at rate
+ * r: the test subsets leave the lowest rate at least `minTestPositives` (fewer is refused).
  */
 export const SWEEP = {
   rates: { full: [0.1, 0.02, 0.01], quick: [0.1, 0.02, 0.01], smoke: [0.1, 0.02] } as Readonly<Record<PresetName, readonly number[]>>,
-  /**
-   * What the sweep sets on top of the preset besides the rate. `smoke` trains on batches of 32 so
-   * that its first epoch has ~40 steps (the hockey stick needs room to show).
-   */
-  overrides: {
-    full: {},
-    quick: { data: { testLimit: 2500 } },
-    smoke: { trainBatch: 32, data: { trainLimit: 1280, testLimit: 1200 } },
-  } as Readonly<Record<PresetName, ConfigOverrides>>,
+  /** On top of the preset. `smoke`'s batches of 32 give its first epoch ~40 steps: room for the hockey stick. */
+  overrides: { full: {}, quick: { data: { testLimit: 2500 } }, smoke: { trainBatch: 32, data: { trainLimit: 1280, testLimit: 1200 } } } as Readonly<Record<PresetName, ConfigOverrides>>,
   /** Fewer test positives than this at a rate: refused (ROC-AUC and calibration would rest on a handful of images). */
   minTestPositives: 20,
-  /**
-   * Positives can only be dropped: a split whose own rate is below the target keeps all of them, and
-   * a target more than this fraction above a split's own rate is refused.
-   */
+  /** Positives are only dropped: a split below the target keeps them all; more than this fraction below is refused. */
   rateTolerance: 0.1,
 };
 
@@ -88,11 +72,7 @@ export interface ExperimentConfig {
     /** Use only the first N training / test images (null: all). Subsets keep the file order. */
     trainLimit: number | null;
     testLimit: number | null;
-    /**
-     * The imbalance sweep's knob: after the limits, positives of the training and the test set are
-     * subsampled (every negative kept) to this positive rate (src/data/subsample.ts); null: the
-     * data's own rate. The rates actually reached are measured and recorded, never assumed.
-     */
+    /** The sweep's knob: after the limits, both splits' positives subsampled to this rate (data/subsample.ts); null: the data's own. */
     targetPositiveRate: number | null;
   };
   input: {
@@ -294,12 +274,8 @@ export const GRID_SELECTION_FIELDS = ["preset", "backbones", "arms", "trials"] a
 export function resultKeyFields(c: ExperimentConfig): object {
   const fields: Record<string, unknown> = { ...c, numericsVersion: NUMERICS_VERSION };
   for (const f of GRID_SELECTION_FIELDS) delete fields[f];
-  // No target rate is the data as it comes, which is what stores written before the knob hold:
-  // left out of the key, so that those stores keep their hash.
-  if (c.data.targetPositiveRate === null) {
-    const { targetPositiveRate: _natural, ...data } = c.data;
-    fields.data = data;
-  }
+  // No target rate is the data as stores written before the knob hold: left out, so they keep their hash.
+  if (c.data.targetPositiveRate === null) fields.data = Object.fromEntries(Object.entries(c.data).filter(([k]) => k !== "targetPositiveRate"));
   return fields;
 }
 
