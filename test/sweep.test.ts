@@ -20,6 +20,11 @@ import { entropyNats } from "../src/maths";
 import { parseCli } from "../src/cli";
 import { pairedDifference } from "../src/experiment/stats/grouping";
 import type { EpochRecord } from "../src/experiment/records";
+import { storeFor } from "../src/experiment/grid";
+import { sweepStartRows } from "../src/experiment/stats/sweep_stats";
+import { sweepConclusions } from "../src/experiment/sweep_conclusions";
+import { runSummaryText } from "../src/experiment/run_summary";
+import { sweepStartFigure } from "../src/viz/sweep_figures";
 
 const quiet = { setLine(): void {}, addRow(): void {}, finish(): void {} };
 
@@ -201,4 +206,38 @@ test("third arm, through the runner: spread 0 at the first step (its loss is tha
   assert.deepEqual(diff.map((d) => [d.epoch, d.n, d.unmatched]), [[0, 1, 0], [1, 1, 0]]);
   assert.ok(Math.abs(diff[0].mean - (zero.loss - start("vanilla").loss)) < 1e-12);
   assert.equal(catchUpPerTrial(result.steps, { against: "positive_rate_zero_head" }).length, 1);
+});
+
+test("a diverged unit at one rate is left out of that rate's numbers and counted, in the figures, the conclusions and the CLI summary", (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-sweep-diverged-"));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const configs = rateConfigs(makeConfig("smoke", mergeOverrides(planOverrides("sweep", "smoke"), { data: { source: "synthetic", dir: path.join(root, "data") } })), [0.1, 0.02]);
+  for (const config of configs) {
+    const rate = config.data.targetPositiveRate as number;
+    const { store, dataset } = storeFor(config, path.join(root, "results"));
+    store.init({ positiveRate: rate, testPositiveRate: rate, counts: { train: { images: 1000, positives: 1000 * rate }, test: { images: 1000, positives: 1000 * rate } } });
+    for (const arm of ["vanilla", "positive_rate"] as const) {
+      for (const trial of [0, 1]) {
+        const diverged = rate === 0.02 && arm === "positive_rate" && trial === 1;
+        const unit = { backbone: "scratch" as const, arm, trial };
+        for (const epoch of diverged ? [0, 1] : [0, 1, 2]) {
+          const steps = epoch !== 1 ? null : [1, 2, 3].map((step) => ({ backbone: "scratch" as const, target_positive_rate: rate, arm, trial, epoch: 1, step, loss: arm === "vanilla" ? 0.7 : 0.3 }));
+          store.appendEpoch(unit, { backbone: "scratch", target_positive_rate: rate, arm, trial, epoch, loss: arm === "vanilla" ? 0.69 : entropyNats(rate) + 0.01 * trial,
+            roc_auc: 0.5, output_bias_value: 0, train_loss: null, wall_s: 1, images_per_s: null, seed: trial, dataset, backend: "js" }, null, steps);
+        }
+        store.setStatus(unit, diverged ? "failed" : "done", diverged ? "training diverged (test)" : null);
+      }
+    }
+  }
+  const sweep = loadSweep(configs, path.join(root, "results"));
+  const note = "Vanilla: n = 2 of 2 trials. Positive rate: n = 1 of 2 trials; 1 diverged (excluded).";
+  const start = sweepStartFigure(sweep);
+  assert.ok(JSON.stringify(start.layout).includes(`p = 0.0200 (target 0.02): ${note}`), "the figure's note counts it");
+  assert.ok(!JSON.stringify(start.layout).includes("p = 0.1000 (target 0.1): "), "nothing left out at 0.1");
+  // The positive-rate arm's epoch-0 BCE at 0.02 is trial 0's alone (trial 1 diverged).
+  const rows = sweepStartRows(sweep).filter((r) => r.target === 0.02 && r.arm === "positive_rate");
+  assert.deepEqual(rows.map((r) => [r.n, r.mean]), [[1, entropyNats(0.02)]]);
+  assert.match(sweepConclusions(sweep), new RegExp(`target 0\\.02; train 1000 images, 20 positive; test 1000 images, 20 positive\\) \\(${note.replace(/[().]/g, "\\$&")}\\)`));
+  assert.match(runSummaryText(sweep.points[1].result), new RegExp(`left out of the numbers below: ${note.replace(/[().]/g, "\\$&")}`));
+  assert.doesNotMatch(runSummaryText(sweep.points[0].result), /left out/);
 });
