@@ -541,7 +541,7 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.match(text, /\*\*p = 0\.0204\*\* \(target 0\.02; train 1176 images, 24 positive; test 1102 images, 22 positive\): before any step, test BCE 0\.6900 \(vanilla\), 0\.0979 \(positive rate\), against H\(p\) = 0\.0996/);
     // Epoch 2 at p = 0.1: -0.02 and -0.025, mean -0.0225; two trials cannot resolve it.
     assert.match(text, /after epoch 2, positive rate - vanilla: test BCE -0\.0225 \(95% CI -0\.\d{4} to \+0\.\d{4}, 2 paired trials\) \(no difference the trials resolve\)/);
-    assert.match(text, /the vanilla arm caught up with the positive rate arm in 2 of 2 pairs/);
+    assert.match(text, /the vanilla arm caught up with the positive-rate arm in 2 of 2 pairs/);
     assert.match(text, /Across rates, before any step:\*\* the vanilla arm's test BCE exceeds H\(p\) by 0\.3649 at p = 0\.1000, 0\.5904 at p = 0\.0204/);
     assert.ok(fs.existsSync(sweepHtml), `${sweepHtml}: no HTML page`);
   });

@@ -19,9 +19,11 @@ import {
 const PAIRED = { signed: true, what: "paired trials" };
 const f4 = (x: number): string => x.toFixed(4);
 const lower = (arm: Arm): string => ARM_LABEL[arm].toLowerCase();
+/** "the positive-rate arm": each arm as an adjective. */
+const ARM_NAME: Readonly<Record<Arm, string>> = { vanilla: "the vanilla arm", positive_rate: "the positive-rate arm", positive_rate_zero_head: "the zero-head positive-rate arm" };
 
 function catchUpSentence(r: SweepCatchUpRow, batch: number): string {
-  const against = `the ${lower(r.arm)} arm`;
+  const against = ARM_NAME[r.arm];
   const excess = `excess loss over epoch 1 ${formatInterval(r.excess_loss, { what: "paired trials", digits: 3 })} nats x steps`;
   if (r.steps_to_catch_up === null) {
     return `the vanilla arm did not come within 5% of ${against} for good within epoch 1 in any of ${r.pairs} pair${r.pairs === 1 ? "" : "s"}; ${excess}`;
@@ -89,14 +91,14 @@ function acrossRates(sweep: SweepResult, arms: Arm[], start: ReturnType<typeof s
   }
   for (const arm of arms) {
     const rows = byP(catchUp.filter((r) => r.arm === arm));
-    if (rows.length > 1) out.push(`- **Across rates, excess loss of vanilla over the ${lower(arm)} arm** (mean over pairs): ${rows.map((r) => `${r.excess_loss.mean.toFixed(3)} at p = ${f4(r.p)}`).join(", ")}.`);
+    if (rows.length > 1) out.push(`- **Across rates, excess loss of vanilla over ${ARM_NAME[arm]}** (mean over pairs): ${rows.map((r) => `${r.excess_loss.mean.toFixed(3)} at p = ${f4(r.p)}`).join(", ")}.`);
     const last = byP(loss.filter((r) => r.arm === arm));
     const tested = last.filter((r) => pairedTTestP(r) !== null);
     if (tested.length > 1) {
       const rejected = holmReject(tested.map((r) => pairedTTestP(r as MeanCi) as number));
       const lowerAt = tested.filter((r, i) => rejected[i] && r.mean < 0).map((r) => f4(r.p));
       const holm = `(paired t tests, Holm-corrected over the ${tested.length} rates, family-wise 5%)`;
-      out.push(`- **Across rates, after the last epoch:** the ${lower(arm)} arm's test BCE is resolvably lower than vanilla's at ` +
+      out.push(`- **Across rates, after the last epoch:** ${ARM_NAME[arm]}'s test BCE is resolvably lower than vanilla's at ` +
         `${lowerAt.length === 0 ? "no rate" : `p = ${lowerAt.join(", ")}`} ${holm}.`);
     }
   }
@@ -112,6 +114,7 @@ function zeroHeadSpread(sweep: SweepResult, records: ReturnType<typeof sweepSele
   const zero = sd("positive_rate_zero_head");
   const prior = sd("positive_rate");
   const ps = sweep.points.map((p) => measuredRate(sweep, p.rate)).filter((p): p is number => p !== null);
-  return [`- **${ARM_LABEL.positive_rate_zero_head} arm:** the first training batch's logits (train mode, before any step) have SD at most ${zero?.toExponential(1) ?? "n/a"} ` +
-    `(every logit is the bias), against up to ${prior?.toFixed(3) ?? "n/a"} with the positive-rate bias and random head weights, at p = ${ps.map(f4).join(", ")}.`];
+  const zeroText = zero === null ? "n/a" : zero === 0 ? "exactly 0 (every logit is the bias)" : `at most ${zero.toExponential(1)}`;
+  return [`- **${ARM_LABEL.positive_rate_zero_head} arm:** before any step, the first training batch's logits in train mode have SD ${zeroText}, ` +
+    `against up to ${prior?.toFixed(3) ?? "n/a"} with the same bias and the drawn head weights, at p = ${ps.map(f4).join(", ")}.`];
 }

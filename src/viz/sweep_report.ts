@@ -23,7 +23,7 @@ export async function openSweep(preset: PresetName, config: ExperimentConfig, re
   const planned = !train ? loadSweep(configs, resultsDir) : (await runSweep(configs, {
     resultsDir,
     view: () => new LiveProgress(epochTableHeader()),
-    onStart: (e, c) => showMarkdown(`Training target rate ${c.data.targetPositiveRate}: ${sweepDataLine(c.data.targetPositiveRate, e.counts)}.`),
+    onStart: (e, c) => showMarkdown(`Target ${sweepDataLine(c.data.targetPositiveRate, e.counts)}; training its store's missing units.`),
   })).sweep as SweepResult;
   showMarkdown(planned.points.map((p) => `Target rate ${p.rate}: ${planStatusText("sweep", p.result)}`).join("  \n"));
   // Arms are a selection, not part of the store's key: the third arm, when a run selected it
