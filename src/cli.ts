@@ -11,8 +11,9 @@ import { initBackend, backendLine, unusedGpuLines } from "./engine/backend";
 import {
   ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides, readEnvironment,
 } from "./config";
-import { PLANS, PlanName, planOverrides } from "./experiment/plans";
-import { runWithProgress, terminalView, formatDuration } from "./experiment/progress";
+import { PLANS, PlanName, planOverrides, planRates } from "./experiment/plans";
+import { checkSweepData, parseRates, rateConfigs, runSweep, sweepDataLine } from "./experiment/sweep";
+import { terminalView, formatDuration } from "./experiment/progress";
 import { runSummaryText } from "./experiment/run_summary";
 import { cudaEnvToLoad, rerunWithCudaEnv } from "./engine/cuda_env";
 import { dryRun } from "./experiment/dry_run";
@@ -47,7 +48,8 @@ const FLAGS: readonly Flag[] = [
   { name: "preset", value: "full|quick|smoke", help: "settings bundle (default: full on a CUDA engine, quick elsewhere; env BIAS_INIT_PRESET)" },
   { name: "plan", value: PLANS.join("|"), help: "what a notebook runs (imagenet/scratch: one half of the grid; convergence: the long scratch run; demo: the walkthrough's)" },
   { name: "backbones", value: "LIST", help: "imagenet,scratch (default both)", set: (o, v) => (o.backbones = list(v) as ConfigOverrides["backbones"]) },
-  { name: "arms", value: "LIST", help: "vanilla,positive_rate (default both)", set: (o, v) => (o.arms = list(v) as ConfigOverrides["arms"]) },
+  { name: "arms", value: "LIST", help: "vanilla,positive_rate (default both); positive_rate_zero_head adds the third arm (that bias, head weights zeroed)", set: (o, v) => (o.arms = list(v) as ConfigOverrides["arms"]) },
+  { name: "rates", value: "LIST", help: "imbalance sweep: target positive rates, e.g. 0.1,0.02,0.01 (positives of train and test subsampled, one store per rate; --plan sweep sets the preset's)" },
   { name: "trials", value: "N", help: "paired trials per arm", set: (o, v, f) => (o.trials = num(v, f)) },
   { name: "epochs", value: "N", help: "epochs per unit (epoch 0 is the evaluation before training)", set: (o, v, f) => (o.epochs = num(v, f)) },
   { name: "model", value: "b1|b0|tiny", help: "backbone architecture", set: (o, v) => (o.model = v as ConfigOverrides["model"]) },
@@ -90,6 +92,8 @@ export interface CliRequest {
   dryRun: boolean;
   preset: string | null;
   plan: PlanName | null;
+  /** --rates: one config (and store) per target positive rate; null: the plan's, else the data's own. */
+  rates: number[] | null;
   overrides: ConfigOverrides;
   resultsDir: string;
   allowEngineChange: boolean;
@@ -120,6 +124,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     dryRun: values["dry-run"] === true,
     preset: typeof values.preset === "string" ? values.preset : null,
     plan: plan as PlanName | null,
+    rates: typeof values.rates === "string" ? parseRates(values.rates) : null,
     overrides,
     resultsDir: typeof values.results === "string" ? values.results : defaultResultsDir(env),
     allowEngineChange: values["allow-engine-change"] === true,
@@ -136,7 +141,7 @@ function workerFlags(values: Record<string, string | boolean | undefined>): Pick
   if (worker && count !== null) throw new UsageError("--worker: not with --workers or --gpus (those start workers; --worker is what each of them runs)");
   if (count !== null && values["dry-run"] === true) throw new UsageError("--workers: not with --dry-run; a dry run measures one process");
   const configFile = typeof values.config === "string" ? values.config : null;
-  if (configFile !== null && (typeof values.preset === "string" || typeof values.plan === "string")) throw new UsageError("--config: not with --preset or --plan; the file holds the whole config");
+  if (configFile !== null && ["preset", "plan", "rates"].some((k) => typeof values[k] === "string")) throw new UsageError("--config: not with --preset, --plan or --rates; the file holds the whole config (one config per rate)");
   const attach = values.attach === true;
   if (attach && (worker || count !== null)) throw new UsageError("--attach: not with --worker, --workers or --gpus; it only watches workers that run");
   return { workers: count, gpus, worker, attach, configFile };
@@ -147,7 +152,9 @@ function requestConfigs(request: CliRequest, onCuda: boolean): ExperimentConfig[
   if (request.configFile !== null) return readConfigFile(request.configFile, request.overrides);
   const preset = (request.preset ?? defaultPreset(onCuda)) as PresetName;
   const planned = request.plan === null ? {} : planOverrides(request.plan, preset);
-  return [makeConfig(preset, mergeOverrides(planned, request.overrides))];
+  const config = makeConfig(preset, mergeOverrides(planned, request.overrides));
+  const rates = request.rates ?? planRates(request.plan, preset);
+  return rates === null ? [config] : rateConfigs(config, rates);
 }
 
 /** The command line without --workers and --gpus: what each worker gets after --worker. */
@@ -163,7 +170,11 @@ function workerArgs(argv: string[]): string[] {
 /** `--workers N`: starts the workers, shows their combined progress, then the closing summary of each config. */
 async function runWorkersCommand(request: CliRequest, argv: string[]): Promise<number> {
   // Checked here, once, before any worker starts (each worker picks its default preset by its engine).
-  if (!request.attach) requestConfigs(request, false);
+  // A sweep's every rate is checked too (too few test positives stops it before any worker starts).
+  if (!request.attach) {
+    const configs = requestConfigs(request, false);
+    if (configs.some((c) => c.data.targetPositiveRate !== null)) checkSweepData(configs).forEach((c) => console.log(sweepDataLine(c.rate, c.counts)));
+  }
   const watching = { count: 0, gpus: [], args: [], detach: true, attachTo: "any" as const, launch: false };
   const starting = { count: request.workers as number, gpus: gpuList(request.gpus), args: workerArgs(argv), detach: false };
   const run = await runOnWorkers({ ...(request.attach ? watching : starting), resultsDir: request.resultsDir, view: terminalView() });
@@ -212,35 +223,39 @@ async function main(): Promise<number> {
       "build the CUDA engine (make native-gpu), or pass --allow-cpu to run the full grid on the CPU");
   }
   if (request.dryRun) {
-    console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(config)}`);
-    await dryRun(config, request.resultsDir);
+    console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | ${describeSetting(configs[0])}`);
+    if (configs.length > 1) console.log(`rates ${configs.map((c) => c.data.targetPositiveRate).join(", ")}: one store each; this dry run measures the first (positives subsampled away make the others' epochs at most as long)`);
+    await dryRun(configs[0], request.resultsDir);
     return 0;
   }
-  if (request.worker || configs.length > 1) {
+  if (request.worker) {
     const worker = await runWorker(configs, { resultsDir: request.resultsDir, allowEngineChange: request.allowEngineChange, view: terminalView() });
     if (worker.code !== 130) for (const result of worker.results) console.log(runSummaryText(result));
-    // A worker's diverged units are results (it exits 0: schedulers must not retry); a run of several configs in one process reports them as a run does.
-    return worker.code === 0 && !request.worker && worker.results.some((r) => r.failed.length > 0) ? 1 : worker.code;
+    // A worker's diverged units are results: it exits 0 (schedulers must not retry).
+    return worker.code;
   }
-  const run = await runWithProgress(config, {
+  const view = terminalView();
+  const sweep = await runSweep(configs, {
+    onDataChecked: (checked) => checked.forEach((c) => console.log(sweepDataLine(c.rate, c.counts))),
     resultsDir: request.resultsDir,
     allowEngineChange: request.allowEngineChange,
-    view: terminalView(),
+    view: () => view,
     exitOnSecondInterrupt: true,
-    onStart: (e) => {
-      console.log(`preset ${config.preset}${request.plan ? ` (plan ${request.plan})` : ""} | model ${config.model} | input ${config.input.resize ?? 32}->${config.input.crop} | ` +
-        `dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}`);
+    onStart: (e, c) => {
+      console.log(`preset ${c.preset}${request.plan ? ` (plan ${request.plan})` : ""} | model ${c.model} | input ${c.input.resize ?? 32}->${c.input.crop} | ` +
+        `dataset ${e.dataset.toUpperCase()} | positive rate ${e.positiveRate.toFixed(4)}${c.data.targetPositiveRate === null ? "" : ` (target ${c.data.targetPositiveRate})`} | ` +
+        `test ${e.counts.test.images} images, ${e.counts.test.positives} positive`);
       if (e.note) console.log(e.note);
-      if (e.backend.kind === "js" && config.model !== "tiny") {
+      if (e.backend.kind === "js" && c.model !== "tiny") {
         console.log("note: the pure-JS engine trains B1 roughly 10x slower than the native one; `make native` builds that from the package registries (docs/native.md)");
       }
       console.log(`results: ${e.dir} | ${e.pending.length} unit(s) to run, ${e.totalSteps} training steps`);
     },
   });
-  if (run.stopped) return 130;
-  console.log(runSummaryText(run.result));
-  console.log(`done in ${formatDuration(run.seconds)}`);
-  return run.result.failed.length > 0 ? 1 : 0;
+  if (sweep.stopped) return 130;
+  for (const run of sweep.runs) console.log(runSummaryText(run.result));
+  console.log(`done in ${formatDuration(sweep.runs.reduce((s, r) => s + r.seconds, 0))}`);
+  return sweep.runs.some((r) => r.result.failed.length > 0) ? 1 : 0;
 }
 
 if (require.main === module) runMain(main);

@@ -1,11 +1,10 @@
 // One typed config drives every run: the notebooks, the CLI and the tests all start from a preset
 // and override a few knobs. Every knob is visible here, with the reference's value in `full`, and
 // so is every environment variable the project reads (`ENVIRONMENT`, read by `readEnvironment`).
-import { createHash } from "crypto";
 import { UserError } from "./errors";
 
-/** The two bias initializations compared by the experiment. */
-export type Arm = "vanilla" | "positive_rate";
+/** Head inits: the reference's two (nn.Linear's bias; log(p / (1 - p))), and that bias with zeroed head weights. */
+export type Arm = "vanilla" | "positive_rate" | "positive_rate_zero_head";
 /** Backbone start: torchvision's IMAGENET1K_V2 weights, or torchvision's random init. */
 export type Backbone = "imagenet" | "scratch";
 export type PresetName = "full" | "quick" | "smoke";
@@ -36,12 +35,30 @@ export const ANALYSIS = {
   catchUpTolerance: 0.05,
 } as const;
 
-export const ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
+/** The reference's two arms: the presets' default, and the grid a projection counts as whole. */
+export const REFERENCE_ARMS: readonly Arm[] = ["vanilla", "positive_rate"];
+/** Every arm, in the order tables and legends list them; paired differences are each arm minus vanilla. */
+export const ARMS: readonly Arm[] = [...REFERENCE_ARMS, "positive_rate_zero_head"];
 export const BACKBONES: readonly Backbone[] = ["imagenet", "scratch"];
 /** How tables, figures and conclusions name each backbone. */
 export const BACKBONE_LABEL: Readonly<Record<Backbone, string>> = { imagenet: "ImageNet weights", scratch: "From scratch" };
-export const ARM_LABEL: Readonly<Record<Arm, string>> = { vanilla: "Vanilla", positive_rate: "Positive rate" };
+export const ARM_LABEL: Readonly<Record<Arm, string>> = { vanilla: "Vanilla", positive_rate: "Positive rate", positive_rate_zero_head: "Positive rate, zero head" };
 export const PRESETS: readonly PresetName[] = ["full", "quick", "smoke"];
+
+/**
+ * The imbalance sweep (plan "sweep", notebook 05, `--rates`): one store per target positive rate.
+ * All negatives are kept, so n test images (90% negative) hold ~0.9 n r / (1 - r) positives at rate
+ * r: the test subsets leave the lowest rate at least `minTestPositives` (fewer is refused).
+ */
+export const SWEEP = {
+  rates: { full: [0.1, 0.02, 0.01], quick: [0.1, 0.02, 0.01], smoke: [0.1, 0.02] } as Readonly<Record<PresetName, readonly number[]>>,
+  /** On top of the preset. `smoke`'s batches of 32 give its first epoch ~40 steps: room for the hockey stick. */
+  overrides: { full: {}, quick: { data: { testLimit: 2500 } }, smoke: { trainBatch: 32, data: { trainLimit: 1280, testLimit: 1200 } } } as Readonly<Record<PresetName, ConfigOverrides>>,
+  /** Fewer test positives than this at a rate: refused (ROC-AUC and calibration would rest on a handful of images). */
+  minTestPositives: 20,
+  /** Positives are only dropped: a split below the target keeps them all; more than this fraction below is refused. */
+  rateTolerance: 0.1,
+};
 
 export interface ExperimentConfig {
   preset: PresetName;
@@ -54,6 +71,8 @@ export interface ExperimentConfig {
     /** Use only the first N training / test images (null: all). Subsets keep the file order. */
     trainLimit: number | null;
     testLimit: number | null;
+    /** The sweep's knob: after the limits, both splits' positives subsampled to this rate (data/subsample.ts); null: the data's own. */
+    targetPositiveRate: number | null;
   };
   input: {
     /** Resize the short side to this many pixels first (null: keep CIFAR's 32x32). */
@@ -92,11 +111,11 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   // The published experiment: B1 at 240x240, the whole of CIFAR-10, 5 epochs, 10 trials. A GPU job.
   full: {
     preset: "full",
-    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: null, testLimit: null },
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: null, testLimit: null, targetPositiveRate: null },
     input: { resize: 255, crop: 240 },
     model: "b1",
     backbones: ["imagenet", "scratch"],
-    arms: ["vanilla", "positive_rate"],
+    arms: [...REFERENCE_ARMS],
     trials: 10,
     epochs: 5,
     ...REFERENCE_TRAINING,
@@ -104,11 +123,11 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   // CPU-sized: the same B1 and optimizer at CIFAR's native 32x32 on a 10,000-image subset.
   quick: {
     preset: "quick",
-    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 10000, testLimit: 2000 },
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 10000, testLimit: 2000, targetPositiveRate: null },
     input: { resize: null, crop: 32 },
     model: "b1",
     backbones: ["imagenet", "scratch"],
-    arms: ["vanilla", "positive_rate"],
+    arms: [...REFERENCE_ARMS],
     trials: 2,
     epochs: 3,
     ...REFERENCE_TRAINING,
@@ -117,11 +136,11 @@ export const PRESET_CONFIGS: Record<PresetName, ExperimentConfig> = {
   // learning rate than the reference so that two epochs visibly learn; nothing is concluded from it.
   smoke: {
     preset: "smoke",
-    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 640, testLimit: 512 },
+    data: { source: "auto", dir: "data", positiveClass: "frog", trainLimit: 640, testLimit: 512, targetPositiveRate: null },
     input: { resize: null, crop: 32 },
     model: "tiny",
     backbones: ["imagenet", "scratch"],
-    arms: ["vanilla", "positive_rate"],
+    arms: [...REFERENCE_ARMS],
     trials: 2,
     epochs: 2,
     ...REFERENCE_TRAINING,
@@ -176,7 +195,8 @@ export function mergeOverrides(a: ConfigOverrides, b: ConfigOverrides): ConfigOv
 export function describeSetting(c: ExperimentConfig): string {
   const input = c.input.resize === null ? `${c.input.crop}x${c.input.crop}` : `resize ${c.input.resize}, crop ${c.input.crop}`;
   const images = (n: number | null): string => (n === null ? "all" : String(n));
-  return `EfficientNet-${c.model.toUpperCase()} at ${input}, ${images(c.data.trainLimit)} train / ${images(c.data.testLimit)} test images, ` +
+  const rate = c.data.targetPositiveRate === null ? "" : ` subsampled to positive rate ${c.data.targetPositiveRate}`;
+  return `EfficientNet-${c.model.toUpperCase()} at ${input}, ${images(c.data.trainLimit)} train / ${images(c.data.testLimit)} test images${rate}, ` +
     `${c.trials} trial${c.trials === 1 ? "" : "s"} x ${c.epochs} epochs, SGD lr ${c.lr} momentum ${c.momentum}, batch ${c.trainBatch}, ${c.evalMode === "both" ? "eval-mode evaluation (train mode beside it)" : `${c.evalMode}-mode evaluation`}`;
 }
 
@@ -219,6 +239,8 @@ export function validateConfig(c: ExperimentConfig): void {
   check(typeof c.data.dir === "string" && c.data.dir.length > 0, "data.dir", "must be a folder path");
   check(c.data.trainLimit === null || isInt(c.data.trainLimit, 2), "data.trainLimit", `${c.data.trainLimit} must be null or an integer >= 2`);
   check(c.data.testLimit === null || isInt(c.data.testLimit, 2), "data.testLimit", `${c.data.testLimit} must be null or an integer >= 2`);
+  const rate = c.data.targetPositiveRate;
+  check(rate === null || (typeof rate === "number" && rate > 0 && rate < 1), "data.targetPositiveRate", `${rate} must be null (the data's own rate) or a number in (0, 1)`);
   check(c.input.resize === null || isInt(c.input.resize, 8, 1024), "input.resize", `${c.input.resize} must be null or an integer in 8..1024`);
   check(isInt(c.input.crop, 8, 1024), "input.crop", `${c.input.crop} must be an integer in 8..1024`);
   check(c.input.resize === null ? c.input.crop <= 32 : c.input.crop <= c.input.resize, "input.crop",
@@ -238,42 +260,6 @@ export function validateConfig(c: ExperimentConfig): void {
     `${c.data.positiveClass} must be a CIFAR-10 class name or an index 0..9`);
   // With limits the sizes are known now; without, runExperiment checks once the data is loaded.
   if (c.data.trainLimit !== null) checkBatchSizes(c, c.data.trainLimit, c.data.testLimit);
-}
-
-/**
- * The fields that only select which units run (and the preset's name): everything else in the
- * config changes a unit's numbers and so is part of the results key. A deny-list, so that a knob
- * added later can never silently share a store with runs made without it.
- */
-export const GRID_SELECTION_FIELDS = ["preset", "backbones", "arms", "trials"] as const;
-
-/**
- * The part of the config that determines a unit's numbers, with the code's NUMERICS_VERSION. The
- * ImageNet and scratch notebooks of one preset share one store, and adding trials later extends it
- * instead of starting over. Where the data lives (data.dir) is left out too: which images a run
- * uses is fixed by the resolved data.source (CIFAR-10, md5-checked, or the deterministic synthetic
- * set) and the limits, so stores made on machines with other data folders share a key (and merge).
- */
-export function resultKeyFields(c: ExperimentConfig): object {
-  const { dir: _where, ...data } = c.data;
-  const fields: Record<string, unknown> = { ...c, data, numericsVersion: NUMERICS_VERSION };
-  for (const f of GRID_SELECTION_FIELDS) delete fields[f];
-  return fields;
-}
-
-/** Canonical JSON (sorted keys) so that equal configs always hash equally. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** 12 hex digits of SHA-256 over the result-determining fields: the results folder's name. */
-export function configHash(c: ExperimentConfig): string {
-  return createHash("sha256").update(canonicalJson(resultKeyFields(c))).digest("hex").slice(0, 12);
 }
 
 // ---------------------------------------------------------------------------------------------

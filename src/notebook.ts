@@ -27,6 +27,7 @@ import { showFigure, showPlotlyLibrary } from "./viz/plotly_inline";
 import { exportFigures } from "./viz/chromium_export";
 import { showSampleImages } from "./viz/sample_images";
 import { showNotebookHeader } from "./viz/notebook_header";
+import { openSweep, SweepReport } from "./viz/sweep_report";
 
 export class Notebook {
   private prepared: PreparedData | null = null;
@@ -144,15 +145,15 @@ export class Notebook {
   }
 
   /** Mean and 95% CI per arm and epoch of test BCE and ROC-AUC, then the paired difference. */
-  showSummaryTables(result: ExperimentResult, metrics: EpochMetric[] = ["loss", "roc_auc"]): void {
-    this.tables(summaryTables(result, metrics), "No epoch records in the store for this config.");
-  }
+  showSummaryTables(result: ExperimentResult, metrics: EpochMetric[] = ["loss", "roc_auc"]): void { this.tables(summaryTables(result, metrics), "No epoch records in the store for this config."); }
 
   /** The conclusions written from the numbers (experiment/conclusions.ts), for the plans given. */
   conclusions(results: PlanResults): void { this.md(this.conclusionsText(results)); }
   conclusionsText(results: PlanResults): string {
     return writeConclusions(conclusionParts(results), { dataset: this.data.dataset, positiveRate: this.data.positiveRate, positiveClass: this.data.positive.name, preset: this.preset, setting: describeSetting(this.config()) });
   }
+  /** The imbalance sweep (notebook 05): every target rate's store, trained for what it lacks unless `train` is false; its figures and tables (viz/sweep_report.ts). */
+  sweep(train = true): Promise<SweepReport> { return openSweep(this.preset, this.config("sweep"), this.resultsDir, train); }
 
   /** Writes each plan's learning curves to reports/learning_curves_<plan>.png and .svg, in one headless Chromium run. */
   async exportLearningCurves(results: PlanResults): Promise<void> {
@@ -165,7 +166,6 @@ export class Notebook {
   // The walkthrough's pieces.
   /** The first `positives` images of the positive class and `others` of the rest, with labels. */
   showSampleImages(positives = 8, others = 16): void { showSampleImages(this.data, positives, others); }
-
   /** Images per class in the training split, the positive class highlighted; p measured from the labels. */
   classBalanceFigure(): PlotlyFigure { return classBalanceFigure(this.data.train.labels, this.data.positive, this.data.dataset); }
 

@@ -47,7 +47,7 @@ function writeBatchDir(dir: string, labels: number[]): string {
 }
 
 const dataConfig = (dir: string, overrides: Partial<ExperimentConfig["data"]> = {}): ExperimentConfig["data"] =>
-  ({ source: "auto", dir, positiveClass: "frog", trainLimit: null, testLimit: null, ...overrides });
+  ({ source: "auto", dir, positiveClass: "frog", trainLimit: null, testLimit: null, targetPositiveRate: null, ...overrides });
 
 /** Mann-Whitney AUC of a score against 0/1 labels (ties count half). */
 function auc(labels: Float32Array, score: number[]): number {

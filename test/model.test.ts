@@ -442,6 +442,36 @@ test("head bias: positive rate gives sigmoid(bias) = p; both arms share every ot
   }
 });
 
+test("head, third arm: the positive-rate bias with zeroed head weights; every logit is the bias in train mode too; the rest as the other arms'", () => {
+  const positive = new BinaryClassifier("tiny", makeRng(7, "init"));
+  const zeroHead = new BinaryClassifier("tiny", makeRng(7, "init"));
+  const x = randomTensor([6, 32, 32, 3], 3) as tf.Tensor4D;
+  try {
+    positive.initHeadBias("positive_rate", 0.02);
+    zeroHead.initHeadBias("positive_rate_zero_head", 0.02);
+    assert.equal(zeroHead.outputBias(), positive.outputBias());
+    const wp = positive.getWeights();
+    for (const [k, v] of zeroHead.getWeights()) {
+      if (k === "head.weight") assert.ok(v.every((w) => w === 0) && wp.get(k)?.some((w) => w !== 0), k);
+      else assert.deepEqual(v, wp.get(k), k);
+    }
+    const bias = Math.fround(Math.log(0.02 / 0.98));
+    for (const training of [true, false]) {
+      const logits = zeroHead.forward(x, { training, updateBatchNorm: false, rng: makeRng(1, "step") });
+      assert.deepEqual([...logits.dataSync()], new Array(6).fill(bias), `training ${training}: every logit is the bias`);
+      logits.dispose();
+    }
+    // With the drawn head weights the train-mode logits spread around the bias.
+    const spread = positive.forward(x, { training: true, updateBatchNorm: false, rng: makeRng(1, "step") });
+    assert.ok(new Set(spread.dataSync()).size > 1);
+    spread.dispose();
+  } finally {
+    x.dispose();
+    positive.dispose();
+    zeroHead.dispose();
+  }
+});
+
 test("getWeights/setWeights round-trip and reject mismatched checkpoints", () => {
   const a = new BinaryClassifier("tiny", makeRng("a"));
   const b = new BinaryClassifier("tiny", makeRng("b"));

@@ -17,7 +17,11 @@ import type { EpochRecord } from "../src/experiment/records";
 import { makeConfig, mergeOverrides } from "../src/config";
 import { loadResults, storeFor } from "../src/experiment/grid";
 import { asSentence, planStatusText } from "../src/experiment/run_summary";
-import { planOverrides } from "../src/experiment/plans";
+import { planOverrides, planRates } from "../src/experiment/plans";
+import { rateConfigs } from "../src/experiment/sweep";
+import { entropyNats } from "../src/maths";
+import { checkDrawn, chromiumMissing, measure } from "./helpers/report_browser";
+
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv", "bin", "python");
@@ -262,7 +266,7 @@ describe("what 04 says about a plan", () => {
 test("committed notebooks use the project's kernel and carry no outputs", () => {
   const dir = path.join(ROOT, "notebooks");
   const names = fs.readdirSync(dir).filter((f) => f.endsWith(".ipynb")).sort();
-  assert.deepEqual(names, ["00_walkthrough.ipynb", "01_imagenet_weights.ipynb", "02_from_scratch.ipynb", "03_convergence.ipynb", "04_summary.ipynb"]);
+  assert.deepEqual(names, ["00_walkthrough.ipynb", "01_imagenet_weights.ipynb", "02_from_scratch.ipynb", "03_convergence.ipynb", "04_summary.ipynb", "05_imbalance_sweep.ipynb"]);
   for (const name of names) {
     const nb = JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")) as {
       nbformat: number; nbformat_minor: number; metadata: { kernelspec?: { name?: string } };
@@ -483,5 +487,71 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.match(text, /loss per arm and epoch, mean and 95% CI: Student t over trials, loss on the log scale, mapped back/);
     assert.match(text, /Holm-corrected/);
     assert.ok(fs.existsSync(exported), `${exported}: the reference figure was not exported`);
+    // The sweep section, before notebook 05 has run: what its stores hold and where to fill them.
+    assert.match(text, /Target rate 0\.1: \*\*sweep\*\* \(`[^`]+`\): 0 of 4 unit\(s\) complete; run `05_imbalance_sweep` to train the other 4\./);
+    assert.match(text, /No sweep results in the store yet \(rates 0\.1, 0\.02\): run `05_imbalance_sweep`/);
+  });
+
+  // The sweep's stores as notebook 05 leaves them with the smoke preset (rates 0.1 and 0.02, two
+  // paired trials, epochs 0-2), written directly with known numbers: the notebook trains nothing.
+  // Its real training is test/sweep.test.ts's acceptance run.
+  const sweepHtml = path.join(reports, "05_imbalance_sweep.html");
+  test("05_imbalance_sweep through `make report`'s script: the data per rate, five figures, the hockey-stick table, conclusions from the numbers", () => {
+    const base = makeConfig("smoke", mergeOverrides({ data: { dir: data } }, planOverrides("sweep", "smoke")));
+    const counts = { 0.1: { train: [1280, 128], test: [1200, 120] }, 0.02: { train: [1176, 24], test: [1102, 22] } } as const;
+    for (const config of rateConfigs(base, planRates("sweep", "smoke") as number[])) {
+      const rate = config.data.targetPositiveRate as 0.1 | 0.02;
+      const c = counts[rate];
+      const p = c.train[1] / c.train[0];
+      const { store, dataset } = storeFor(config, results);
+      store.init({ seeded: "test/notebooks.test.ts", positiveRate: p, testPositiveRate: c.test[1] / c.test[0],
+        counts: { train: { images: c.train[0], positives: c.train[1] }, test: { images: c.test[0], positives: c.test[1] } } });
+      const h = entropyNats(p);
+      const steps = Math.ceil(c.train[0] / config.trainBatch);
+      const loss = { vanilla: rate === 0.1 ? [0.69, 0.40, 0.35] : [0.69, 0.15, 0.12], positive_rate: rate === 0.1 ? [0.3251, 0.36, 0.33] : [0.0979, 0.10, 0.09] };
+      for (const arm of ["vanilla", "positive_rate"] as const) {
+        for (const trial of [0, 1]) {
+          const unit = { backbone: "scratch" as const, arm, trial };
+          for (const epoch of [0, 1, 2]) {
+            const stepRecords = epoch !== 1 ? null : Array.from({ length: steps }, (_, i) => ({ backbone: "scratch" as const, target_positive_rate: rate, arm, trial, epoch: 1, step: i + 1,
+              loss: arm === "vanilla" ? Math.max(h, 0.69 - 0.05 * i) + 0.001 * trial : h }));
+            store.appendEpoch(unit, {
+              backbone: "scratch", target_positive_rate: rate, arm, trial, epoch, loss: loss[arm][epoch] + (epoch === 0 ? 0 : (arm === "vanilla" ? 0.01 : 0.005) * trial),
+              roc_auc: epoch === 0 ? 0.5 : 0.7 + 0.1 * epoch + 0.01 * trial, output_bias_value: arm === "vanilla" ? 0.01 : Math.log(p / (1 - p)), train_loss: epoch === 0 ? null : 0.3,
+              wall_s: 1, images_per_s: epoch === 0 ? null : 50, seed: trial, dataset, backend: "js", ece: 0.05 + 0.01 * trial, mean_prob: arm === "vanilla" ? 0.5 - 0.2 * epoch : p, test_positive_rate: c.test[1] / c.test[0],
+            }, null, stepRecords);
+          }
+          store.setStatus(unit, "done");
+        }
+      }
+    }
+    const r = spawnSync("bash", [path.join(ROOT, "tools/jupyter/report.sh"), path.join(ROOT, "notebooks/05_imbalance_sweep.ipynb")], { cwd: ROOT, env, encoding: "utf8", timeout: 240_000 });
+    assert.equal(r.status, 0, `report.sh failed (status ${r.status}):\n${r.stdout}\n${r.stderr}`);
+    const outputs = checkCommon(path.join(reports, "05_imbalance_sweep.ipynb"));
+    const figures = figuresOf(outputs);
+    const titles = figures.map((f) => String((f.data?.["application/vnd.plotly.v1+json"] as { layout: { title: { text: string } } }).layout.title.text));
+    assert.deepEqual(titles.map((t) => t.replace(/:.*/, "")), ["Test metrics by bias initialization and positive rate", "Test BCE before any step against the positive rate",
+      "The hockey stick against the positive rate", "Paired difference after the last epoch (2) against the positive rate", "Calibration by bias initialization and positive rate"]);
+    assert.ok(titles.every((t) => t.endsWith("From scratch, 2 trials (synthetic data)")), titles.join(" | "));
+    const text = outputs.map(outputText).join("\n");
+    assert.match(text, /Target rate 0\.02: \*\*sweep\*\* \(`[^`]+`\): 4 of 4 unit\(s\) complete\./);
+    assert.match(text, /Each target rate's data as the store recorded it/);
+    assert.match(text, /The hockey stick per rate, vanilla against each prior arm\. Steps to catch up: /);
+    assert.match(text, /\*\*These numbers come from the SYNTHETIC stand-in data, not CIFAR-10\.\*\*/);
+    assert.match(text, /\*\*p = 0\.0204\*\* \(target 0\.02; train 1176 images, 24 positive; test 1102 images, 22 positive\): before any step, test BCE 0\.6900 \(vanilla\), 0\.0979 \(positive rate\), against H\(p\) = 0\.0996/);
+    // Epoch 2 at p = 0.1: -0.02 and -0.025, mean -0.0225; two trials cannot resolve it.
+    assert.match(text, /after epoch 2, positive rate - vanilla: test BCE -0\.0225 \(95% CI -0\.\d{4} to \+0\.\d{4}, 2 paired trials\) \(no difference the trials resolve\)/);
+    assert.match(text, /the vanilla arm caught up with the positive-rate arm in 2 of 2 pairs/);
+    assert.match(text, /Across rates, before any step:\*\* the vanilla arm's test BCE exceeds H\(p\) by 0\.3649 at p = 0\.1000, 0\.5904 at p = 0\.0204/);
+    assert.ok(fs.existsSync(sweepHtml), `${sweepHtml}: no HTML page`);
+  });
+
+  test("05_imbalance_sweep's HTML page: every figure draws its traces offline in headless Chromium", { skip: chromiumMissing() }, async () => {
+    const html = fs.readFileSync(sweepHtml, "utf8");
+    assert.doesNotMatch(html, /<script[^>]+src=/i, "the report loads no external script");
+    const drawn = await measure(sweepHtml);
+    assert.equal(drawn.length, html.split("window.Plotly.newPlot(div, fig.data").length - 1);
+    assert.equal(drawn.length, 5);
+    for (const d of drawn) checkDrawn(d, "05_imbalance_sweep.html");
   });
 });

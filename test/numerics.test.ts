@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { makeConfig, NUMERICS_VERSION, resultKeyFields } from "../src/config";
+import { makeConfig, NUMERICS_VERSION } from "../src/config";
+import { resultKeyFields } from "../src/experiment/result_key";
 import { runExperiment, storeFor } from "../src/experiment/grid";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 

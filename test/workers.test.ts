@@ -182,7 +182,7 @@ test("--gpus and --workers: GPU lists, the flags each worker gets, and the combi
   assert.throws(() => parseCli(["--workers", "0"]), /--workers: "0" is not a whole number >= 1/);
   assert.throws(() => parseCli(["--workers", "2", "--worker"]), /--worker: not with --workers or --gpus/);
   assert.throws(() => parseCli(["--workers", "2", "--dry-run"]), /--workers: not with --dry-run/);
-  assert.throws(() => parseCli(["--config", "x.json", "--preset", "smoke"]), /--config: not with --preset or --plan/);
+  assert.throws(() => parseCli(["--config", "x.json", "--preset", "smoke"]), /--config: not with --preset, --plan or --rates/);
   assert.throws(() => parseCli(["--attach", "--workers", "2"]), /--attach: not with --worker, --workers or --gpus/);
   // A bad config is one error line before any worker starts.
   const results = path.join(tempDir(t), "results");

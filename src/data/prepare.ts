@@ -7,7 +7,15 @@ import type { DatasetKind, ExperimentConfig } from "../config";
 import { BATCH_DIR_NAME, DataError, howToGetCifar10, LabelledImages, batchDirProblem, loadCifar10 } from "./cifar10";
 import { SyntheticOptions, ensureSynthetic, isSynthetic, syntheticImagesToGenerate } from "./synthetic";
 import { PositiveClass, positiveRate, resolvePositiveClass, toBinaryLabels } from "./task";
+import { selectImages, subsampleToRate } from "./subsample";
+import { SWEEP } from "../config";
 
+
+/** Images and positives of each split, as trained and evaluated on (after any subsampling). */
+export interface SplitCounts {
+  train: { images: number; positives: number };
+  test: { images: number; positives: number };
+}
 
 export interface PreparedData {
   train: LabelledImages;
@@ -16,6 +24,11 @@ export interface PreparedData {
   positive: PositiveClass;
   /** Measured on the training labels: what the positive-rate bias init uses. */
   positiveRate: number;
+  /** Measured on the test labels. */
+  testPositiveRate: number;
+  counts: SplitCounts;
+  /** config.data.targetPositiveRate: the rate the positives were subsampled to (null: the data's own). */
+  targetPositiveRate: number | null;
   trainLabels: Float32Array;
   testLabels: Float32Array;
   /** The batch folder the images came from. */
@@ -27,13 +40,15 @@ export interface PreparedData {
 export interface PrepareOptions {
   /** Sizes and seed of the synthetic set, when one is generated. */
   synthetic?: SyntheticOptions;
+  /** The config's base seed: which positives a target positive rate keeps (required with one). */
+  seed?: number;
 }
 
 /**
  * Which data set a config will use, without loading anything: "auto" is CIFAR-10 when
  * `<dir>/cifar-10-batches-bin` is complete (and not a copy of the synthetic set), else synthetic.
  */
-export function resolveDataSource(data: ExperimentConfig["data"]): DatasetKind {
+export function resolveDataSource(data: Pick<ExperimentConfig["data"], "source" | "dir">): DatasetKind {
   if (data.source !== "auto") return data.source;
   const cifarDir = path.join(data.dir, BATCH_DIR_NAME);
   return batchDirProblem(cifarDir) === null && !isSynthetic(cifarDir) ? "cifar10" : "synthetic";
@@ -74,17 +89,52 @@ function requireBothClasses(labels: Float32Array, split: string, positive: Posit
   }
 }
 
+/**
+ * The smallest test limit that leaves `SWEEP.minTestPositives` positives at `rate`, if the first
+ * images of the test file hold negatives in the share `negativeShare`; rounded up to hundreds.
+ */
+function testLimitFor(rate: number, negativeShare: number): number {
+  const negatives = ((SWEEP.minTestPositives - 0.5) * (1 - rate)) / rate;
+  return Math.ceil(negatives / negativeShare / 100) * 100;
+}
+
+/** Subsamples both splits to `rate` (src/data/subsample.ts); refuses a test set left with too few positives. */
+function subsampleSplits(data: ExperimentConfig["data"], rate: number, seed: number, train: LabelledImages, test: LabelledImages,
+  labels: { train: Float32Array; test: Float32Array }): { train: LabelledImages; test: LabelledImages; trainLabels: Float32Array; testLabels: Float32Array } {
+  const trainSubset = subsampleToRate(labels.train, rate, seed, "train");
+  const testSubset = subsampleToRate(labels.test, rate, seed, "test");
+  if (testSubset.positives < SWEEP.minTestPositives) {
+    const more = data.testLimit === null || test.n < data.testLimit ? "the test file holds no more images: use a higher rate"
+      : `use more test images (--test-limit ${testLimitFor(rate, testSubset.negatives / testSubset.ownImages)} or more) or a higher rate`;
+    throw new DataError(`data.targetPositiveRate: ${rate} leaves ${testSubset.positives} positives among ${testSubset.keep.length} test images ` +
+      `(fewer than ${SWEEP.minTestPositives}: too few for ROC-AUC and calibration); ${more}`);
+  }
+  const pick = (l: Float32Array, keep: Int32Array): Float32Array => Float32Array.from(keep, (i) => l[i]);
+  return { train: selectImages(train, trainSubset.keep), test: selectImages(test, testSubset.keep),
+    trainLabels: pick(labels.train, trainSubset.keep), testLabels: pick(labels.test, testSubset.keep) };
+}
+
 export function prepareData(data: ExperimentConfig["data"], opts: PrepareOptions = {}): PreparedData {
   const positive = resolvePositiveClass(data.positiveClass);
   const { dir, dataset, why } = resolveSource(data, opts);
-  const { train, test } = loadCifar10(dir, { trainLimit: data.trainLimit, testLimit: data.testLimit });
-  const trainLabels = toBinaryLabels(train.labels, positive.index);
-  const testLabels = toBinaryLabels(test.labels, positive.index);
+  const loaded = loadCifar10(dir, { trainLimit: data.trainLimit, testLimit: data.testLimit });
+  let { train, test } = loaded;
+  let trainLabels = toBinaryLabels(train.labels, positive.index);
+  let testLabels = toBinaryLabels(test.labels, positive.index);
   requireBothClasses(trainLabels, "training", positive, dir);
   requireBothClasses(testLabels, "test", positive, dir);
+  const target = data.targetPositiveRate ?? null;
+  if (target !== null) {
+    if (opts.seed === undefined) throw new Error("prepareData: a target positive rate needs the config's seed (opts.seed)");
+    ({ train, test, trainLabels, testLabels } = subsampleSplits(data, target, opts.seed, train, test, { train: trainLabels, test: testLabels }));
+  }
   const rate = positiveRate(trainLabels);
-  const note = `${why}: ${train.n} train${limitNote("train", train.n, data.trainLimit)} / ${test.n} test` +
-    `${limitNote("test", test.n, data.testLimit)} images; positive class ${positive.index} "${positive.name}", ` +
-    `measured train positive rate ${rate.toFixed(4)}`;
-  return { train, test, dataset, positive, positiveRate: rate, trainLabels, testLabels, dir, note };
+  const testRate = positiveRate(testLabels);
+  const counts: SplitCounts = { train: { images: train.n, positives: Math.round(rate * train.n) }, test: { images: test.n, positives: Math.round(testRate * test.n) } };
+  const subsampled = target === null ? "" : `; positives subsampled to target rate ${target} (all negatives kept): ` +
+    `train ${counts.train.images} images, ${counts.train.positives} positive; test ${counts.test.images} images, ${counts.test.positives} positive`;
+  const note = `${why}: ${loaded.train.n} train${limitNote("train", loaded.train.n, data.trainLimit)} / ${loaded.test.n} test` +
+    `${limitNote("test", loaded.test.n, data.testLimit)} images; positive class ${positive.index} "${positive.name}"${subsampled}, ` +
+    `measured train positive rate ${rate.toFixed(4)}${target === null ? "" : `, test ${testRate.toFixed(4)}`}`;
+  return { train, test, dataset, positive, positiveRate: rate, testPositiveRate: testRate, counts, targetPositiveRate: target, trainLabels, testLabels, dir, note };
 }

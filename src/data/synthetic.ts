@@ -17,12 +17,19 @@ export const SYNTHETIC_GENERATOR_VERSION = 2;
 export interface SyntheticOptions {
   /** Records in each of the 5 training files (default 2000: 10,000 training images, the quick preset's subset). */
   perTrainBatch?: number;
-  /** Records in test_batch.bin (default 2000). */
+  /** Records in test_batch.bin (default 10,000, CIFAR-10's: the imbalance sweep's lowest rate needs a large test set). */
   testCount?: number;
   seed?: number;
 }
 
-const DEFAULTS: Required<SyntheticOptions> = { perTrainBatch: 2000, testCount: 2000, seed: 0 };
+const DEFAULTS: Required<SyntheticOptions> = { perTrainBatch: 2000, testCount: 10_000, seed: 0 };
+
+/**
+ * Records are generated in chunks of this many, each from its own seeded stream (the first from
+ * the file's own, as before chunks existed): a larger file extends a smaller one without changing
+ * its records, so runs on the first N images see the same data whatever the file's size.
+ */
+const CHUNK = 2000;
 
 type Rgb = [number, number, number];
 type Shape = "cross" | "rect" | "ellipse" | "triangle" | "blobs";
@@ -151,11 +158,17 @@ function drawImage(label: number, rng: Rng, noise: Float32Array, out: Uint8Clamp
   }
 }
 
-function writeSyntheticFile(file: string, n: number, rng: Rng): void {
-  const labels = fileLabels(n, rng);
-  const noise = noiseTable(rng);
+/** Writes `n` records: chunk 0 from makeRng(seed, "synthetic", name), chunk k > 0 from makeRng(seed, "synthetic", name, k). */
+function writeSyntheticFile(file: string, n: number, seed: number, name: string): void {
+  const labels = new Uint8Array(n);
   const images = new Uint8Array(n * IMAGE_BYTES);
-  for (let i = 0; i < n; i++) drawImage(labels[i], rng, noise, new Uint8ClampedArray(images.buffer, i * IMAGE_BYTES, IMAGE_BYTES));
+  for (let start = 0, chunk = 0; start < n; start += CHUNK, chunk++) {
+    const rng = chunk === 0 ? makeRng(seed, "synthetic", name) : makeRng(seed, "synthetic", name, chunk);
+    const count = Math.min(CHUNK, n - start);
+    labels.set(fileLabels(count, rng), start);
+    const noise = noiseTable(rng);
+    for (let i = start; i < start + count; i++) drawImage(labels[i], rng, noise, new Uint8ClampedArray(images.buffer, i * IMAGE_BYTES, IMAGE_BYTES));
+  }
   fs.writeFileSync(file, encodeBatch(images, labels));
 }
 
@@ -187,10 +200,8 @@ export function writeSyntheticCifar10(dir: string, opts: SyntheticOptions = {}):
   const params = resolveOptions(opts);
   const batchDir = path.join(dir, BATCH_DIR_NAME);
   fs.mkdirSync(batchDir, { recursive: true });
-  for (const name of TRAIN_BATCH_FILES) {
-    writeSyntheticFile(path.join(batchDir, name), params.perTrainBatch, makeRng(params.seed, "synthetic", name));
-  }
-  writeSyntheticFile(path.join(batchDir, TEST_BATCH_FILE), params.testCount, makeRng(params.seed, "synthetic", TEST_BATCH_FILE));
+  for (const name of TRAIN_BATCH_FILES) writeSyntheticFile(path.join(batchDir, name), params.perTrainBatch, params.seed, name);
+  writeSyntheticFile(path.join(batchDir, TEST_BATCH_FILE), params.testCount, params.seed, TEST_BATCH_FILE);
   fs.writeFileSync(path.join(batchDir, META_FILE), CLASS_NAMES.join("\n") + "\n\n");
   // The marker goes in both folders so that it travels with the batch files when they are copied or tarred.
   fs.writeFileSync(path.join(batchDir, SYNTHETIC_MARKER), markerText(params));

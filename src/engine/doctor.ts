@@ -54,7 +54,7 @@ async function engineFacts(): Promise<DoctorReport["engine"]> {
 
 function dataFacts(dataDir: string): DoctorReport["data"] {
   const cifarDir = path.join(dataDir, BATCH_DIR_NAME);
-  const source = resolveDataSource({ source: "auto", dir: dataDir, positiveClass: "frog", trainLimit: null, testLimit: null });
+  const source = resolveDataSource({ source: "auto", dir: dataDir });
   const cifar10 = source === "cifar10" ? null : batchDirProblem(cifarDir) ?? `${cifarDir} holds the synthetic stand-in`;
   const w = IMAGENET_WEIGHTS.b1;
   const local = w ? readEnvironment()[w.envVar] : null;

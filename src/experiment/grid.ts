@@ -9,9 +9,10 @@
 // stale), so every unit is trained once. Start-up first cleans what killed runs left behind.
 import * as fs from "fs";
 import * as path from "path";
-import { ExperimentConfig, DatasetKind, ConfigError, NUMERICS_VERSION, canonicalJson, checkBatchSizes, configHash, lockSettings, resultKeyFields } from "../config";
+import { ExperimentConfig, DatasetKind, ConfigError, NUMERICS_VERSION, checkBatchSizes, lockSettings } from "../config";
+import { canonicalJson, configHash, resultKeyFields } from "./result_key";
 import { initBackend, BackendInfo } from "../engine/backend";
-import { prepareData, resolveDataSource } from "../data/prepare";
+import { prepareData, resolveDataSource, SplitCounts } from "../data/prepare";
 import { ImageDataset } from "../data/batches";
 import { DEFAULT_WEIGHTS_DIR, ensureImagenetWeights, IMAGENET_WEIGHTS, verifyCheckpointFits, WeightsUnavailableError } from "../model/pretrained";
 import { TrainingStopped, StepProgress } from "../train/loop";
@@ -25,7 +26,7 @@ import type { EpochRecord, StepRecord } from "./records";
 export { trialSeed };
 
 export type RunEvent =
-  | { type: "start"; backend: BackendInfo; dataset: DatasetKind; note: string; hash: string; dir: string; positiveRate: number; pending: UnitKey[]; totalSteps: number }
+  | { type: "start"; backend: BackendInfo; dataset: DatasetKind; note: string; hash: string; dir: string; positiveRate: number; counts: SplitCounts; pending: UnitKey[]; totalSteps: number }
   | { type: "unit-start"; unit: UnitKey; fromEpoch: number }
   | { type: "step"; unit: UnitKey; progress: StepProgress; stepsDone: number; totalSteps: number; stepsPerS: number; etaSeconds: number | null }
   | { type: "epoch"; unit: UnitKey; record: EpochRecord; numTensors: number }
@@ -68,6 +69,9 @@ export interface ExperimentResult {
   dataset: DatasetKind;
   /** Measured on the training labels when the store was created (null: nothing run yet). */
   positiveRate: number | null;
+  /** Measured on the test labels, and the images and positives of each split (null: nothing run yet, or a store of older code). */
+  testPositiveRate: number | null;
+  counts: SplitCounts | null;
   /** How the data was chosen, e.g. why the synthetic stand-in is used. */
   note: string | null;
   records: EpochRecord[];
@@ -110,6 +114,14 @@ export function unitNeedsTraining(store: ResultsStore, config: ExperimentConfig,
   return !isFinished(store, u, config.epochs) && !(store.status(u)?.state === "unavailable" && IMAGENET_WEIGHTS[config.model] === undefined);
 }
 
+/** The full preset never falls back to the synthetic stand-in silently. */
+export function refuseUnintendedSynthetic(config: ExperimentConfig, dataset: DatasetKind): void {
+  if (config.preset === "full" && config.data.source === "auto" && dataset === "synthetic") {
+    throw new ConfigError(`config.data.source: the full preset found no CIFAR-10 in ${config.data.dir}/ and would train on the synthetic stand-in; ` +
+      "run `make data`, or pass --data synthetic to run it on synthetic data on purpose");
+  }
+}
+
 /** Reads what the store holds for the config's units; trains nothing, loads no data. */
 export function loadResults(config: ExperimentConfig, resultsDir = "results"): ExperimentResult {
   const { store, dataset, resolved } = storeFor(config, resultsDir);
@@ -117,6 +129,8 @@ export function loadResults(config: ExperimentConfig, resultsDir = "results"): E
   const meta = store.meta();
   const result: ExperimentResult = { config: resolved, hash: store.hash, dir: store.dir, dataset,
     positiveRate: typeof meta?.positiveRate === "number" ? meta.positiveRate : null,
+    testPositiveRate: typeof meta?.testPositiveRate === "number" ? meta.testPositiveRate : null,
+    counts: typeof meta?.counts === "object" && meta.counts !== null ? meta.counts as SplitCounts : null,
     note: typeof meta?.note === "string" ? meta.note : null,
     records: [], steps: [], units: [], unavailable: [], failed: [] };
   for (const unit of units) {
@@ -165,10 +179,7 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   checkCrashHook();
   const locks = lockSettings();
   const { store, dataset, resolved } = storeFor(config, resultsDir);
-  if (config.preset === "full" && config.data.source === "auto" && dataset === "synthetic") {
-    throw new ConfigError(`config.data.source: the full preset found no CIFAR-10 in ${config.data.dir}/ and would train on the synthetic stand-in; ` +
-      "run `make data`, or pass --data synthetic to run it on synthetic data on purpose");
-  }
+  refuseUnintendedSynthetic(config, dataset);
   const units = gridUnits(config);
   const needsTraining = (u: UnitKey): boolean => unitNeedsTraining(store, config, u);
   const pending = units.filter(needsTraining);
@@ -180,7 +191,7 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   const backend = await initBackend();
   // Units other processes are training now are theirs to judge; the rest are checked before any write.
   checkResumable(store, pending.filter((u) => store.liveOwner(u, locks.staleMs) === null), backend.kind, opts.allowEngineChange === true);
-  const data = prepareData(resolved.data);
+  const data = prepareData(resolved.data, { seed: resolved.seed });
   checkBatchSizes(resolved, data.train.n, data.test.n);
   const train = new ImageDataset(data.train, data.trainLabels, resolved.input);
   const test = new ImageDataset(data.test, data.testLabels, resolved.input);
@@ -201,8 +212,9 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   // Start-up recovery: leftovers of killed processes in the data and weights folders and the store.
   for (const dir of [resolved.data.dir, DEFAULT_WEIGHTS_DIR]) removeLeftovers(dir, locks.staleMs);
   const fresh = store.meta() === null;
-  store.init({ ...resultKeyFields(resolved), dataset: data.dataset, positiveClass: data.positive, positiveRate: data.positiveRate, note: data.note });
-  emit({ type: "start", backend, dataset: data.dataset, note: data.note, hash: store.hash, dir: store.dir, positiveRate: data.positiveRate, pending, totalSteps });
+  store.init({ ...resultKeyFields(resolved), dataset: data.dataset, positiveClass: data.positive, positiveRate: data.positiveRate,
+    testPositiveRate: data.testPositiveRate, counts: data.counts, note: data.note });
+  emit({ type: "start", backend, dataset: data.dataset, note: data.note, hash: store.hash, dir: store.dir, positiveRate: data.positiveRate, counts: data.counts, pending, totalSteps });
   if (fresh) {
     for (const other of storesOfOtherCode(resultsDir, resolved, store.dir)) {
       emit({ type: "note", text: `${other.dir} holds this config's results from code of numerics version ${other.version}; this code is version ${NUMERICS_VERSION}, so this run starts fresh in ${store.dir}` });

@@ -12,7 +12,8 @@
 // with the same numbers is left as it is: merging the same source again does nothing.
 import * as fs from "fs";
 import * as path from "path";
-import { canonicalJson, lockSettings } from "../config";
+import { lockSettings } from "../config";
+import { canonicalJson } from "./result_key";
 import { UserError } from "../errors";
 import type { EpochRecord, StepRecord } from "./records";
 import { ResultsStore, UnitKey, unitLabel, unitName } from "./store";

@@ -2,7 +2,7 @@
 // (speed_probe.ts), a long run after its first epoch (experiment/progress.ts). Both project the
 // same way: a unit is its set-up, one evaluation per epoch plus epoch 0, and its training epochs;
 // the selection and the whole grid are that many units.
-import { ARMS, BACKBONES, ExperimentConfig } from "../config";
+import { BACKBONES, ExperimentConfig, REFERENCE_ARMS } from "../config";
 import { IMAGENET_WEIGHTS } from "../model/pretrained";
 import { formatDuration as hms } from "../util/duration";
 
@@ -46,7 +46,7 @@ function runnableBackbones(config: ExperimentConfig, backbones: readonly string[
 /** Unit counts of the selection and the whole grid; `toRun` defaults to the whole selection. */
 export function unitCounts(config: ExperimentConfig, toRun: number | null = null): UnitCounts {
   const selected = runnableBackbones(config, config.backbones) * config.arms.length * config.trials;
-  return { selected, toRun: toRun ?? selected, grid: runnableBackbones(config, BACKBONES) * ARMS.length * config.trials };
+  return { selected, toRun: toRun ?? selected, grid: runnableBackbones(config, BACKBONES) * REFERENCE_ARMS.length * config.trials };
 }
 
 export function project(cost: UnitCost, epochs: number, counts: UnitCounts): Projection {

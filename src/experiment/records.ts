@@ -10,6 +10,8 @@ export type LaterMetric = "ece" | "mean_prob" | "test_positive_rate" | "logit_me
 /** One evaluation of one unit, as the store keeps it: the loop's metrics plus who and where. */
 export interface EpochRecord extends Omit<EpochMetrics, "num_tensors" | LaterMetric>, Partial<Pick<EpochMetrics, LaterMetric>> {
   backbone: Backbone;
+  /** The imbalance sweep's target positive rate (config.data.targetPositiveRate); absent: the data's own rate. */
+  target_positive_rate?: number;
   arm: Arm;
   trial: number;
   seed: number;
@@ -20,6 +22,7 @@ export interface EpochRecord extends Omit<EpochMetrics, "num_tensors" | LaterMet
 /** The training loss of one optimizer step. */
 export interface StepRecord {
   backbone: Backbone;
+  target_positive_rate?: number;
   arm: Arm;
   trial: number;
   epoch: number;
@@ -37,25 +40,27 @@ export function metricOf(r: EpochRecord, metric: EpochMetric): number | null {
 }
 
 /**
- * What units are compared within: everything that identifies a unit except its arm and trial.
- * Statistics group by it and rows carry its fields, so a new axis of the grid (e.g. the positive
- * rate of a sweep) is one field here and in `conditionOf`.
+ * What units are compared within: everything that identifies a unit except its arm and trial, i.e.
+ * the backbone and, in the imbalance sweep, the target positive rate (absent where the data keeps
+ * its own rate, so that rows of other runs look as they did). Statistics group by it and rows
+ * carry its fields.
  */
 export interface Condition {
   backbone: Backbone;
+  target_positive_rate?: number;
 }
 
 /** The condition of a record or unit. */
 export function conditionOf(x: Condition): Condition {
-  return { backbone: x.backbone };
+  return x.target_positive_rate == null ? { backbone: x.backbone } : { backbone: x.backbone, target_positive_rate: x.target_positive_rate };
 }
 
 /** The condition's values in a fixed order: a grouping and sort key. */
 export function conditionKey(x: Condition): Array<string | number> {
-  return [x.backbone];
+  return x.target_positive_rate == null ? [x.backbone] : [x.backbone, x.target_positive_rate];
 }
 
-/** The condition as people read it, e.g. "scratch". */
+/** The condition as people read it, e.g. "scratch" or "scratch p=0.02". */
 export function conditionLabel(x: Condition): string {
-  return conditionKey(x).join(" ");
+  return x.target_positive_rate == null ? x.backbone : `${x.backbone} p=${x.target_positive_rate}`;
 }

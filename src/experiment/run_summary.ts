@@ -5,11 +5,12 @@ import { formatInterval } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
 import { exclusionNote, selectResult } from "./stats/selection";
 import { intervalText } from "./stats/scales";
-import { ExperimentConfig, PRESETS, PRESET_CONFIGS } from "../config";
+import { ARMS, ExperimentConfig, PRESETS, PRESET_CONFIGS } from "../config";
 import { IMAGENET_WEIGHTS } from "../model/pretrained";
 import type { ExperimentResult } from "./grid";
 import { PLAN_NOTEBOOK, PlanName } from "./plans";
 import { UnitKey, unitLabel } from "./store";
+import { conditionOf } from "./records";
 
 /** Units holding every epoch record of their config (epoch 0 included). */
 export function completeUnits(result: ExperimentResult): number {
@@ -81,7 +82,8 @@ export function runSummaryText(result: ExperimentResult): string {
   const selection = selectResult(result);
   for (const backbone of result.config.backbones) {
     const records = selection.records.filter((r) => r.backbone === backbone);
-    const excluded = exclusionNote(selection.tallies, { backbone });
+    // A sweep's store: its units' condition carries the target rate.
+    const excluded = exclusionNote(selection.tallies, conditionOf({ backbone, target_positive_rate: result.config.data.targetPositiveRate ?? undefined }));
     if (excluded !== "") lines.push(`  ${backbone.padEnd(8)} left out of the numbers below: ${excluded}`);
     if (records.length === 0) continue;
     for (const epoch of [0, lastEpoch]) {
@@ -91,9 +93,11 @@ export function runSummaryText(result: ExperimentResult): string {
         }
       }
     }
-    for (const metric of ["loss", "roc_auc"] as const) {
-      const diff = pairedDifference(records, metric).find((r) => r.epoch === lastEpoch);
-      if (diff) lines.push(`  ${backbone.padEnd(8)} positive_rate - vanilla, epoch ${lastEpoch} ${metricName[metric].trim()}: ${formatInterval(diff, { signed: true, what: "paired trials" })}`);
+    for (const arm of ARMS.filter((a) => a !== "vanilla" && records.some((r) => r.arm === a))) {
+      for (const metric of ["loss", "roc_auc"] as const) {
+        const diff = pairedDifference(records, metric, arm).find((r) => r.epoch === lastEpoch);
+        if (diff) lines.push(`  ${backbone.padEnd(8)} ${arm} - vanilla, epoch ${lastEpoch} ${metricName[metric].trim()}: ${formatInterval(diff, { signed: true, what: "paired trials" })}`);
+      }
     }
   }
   const positiveRate = result.positiveRate;

@@ -107,7 +107,9 @@ export async function runUnit(ctx: UnitContext, unit: UnitKey, lock: UnitLock, c
     if (checkpoint) model.setWeights(new Map(checkpoint.weights.map((a) => [a.name, a.data as Float32Array])));
     beat(0);
     store.setStatus(unit, "running", null, backend.kind);
-    const meta = { backbone: unit.backbone, arm: unit.arm as Arm, trial: unit.trial, seed, dataset: data.dataset, backend: backend.kind };
+    // A sweep's records carry their target rate: it is part of their condition (records.ts).
+    const rate = config.data.targetPositiveRate === null ? {} : { target_positive_rate: config.data.targetPositiveRate };
+    const meta = { backbone: unit.backbone, ...rate, arm: unit.arm as Arm, trial: unit.trial, seed, dataset: data.dataset, backend: backend.kind };
     await trainLoop(model, ctx.train, ctx.test, { ...config, seed }, {
       onStep: (p) => {
         beat(ctx.heartbeatMs);
@@ -119,7 +121,7 @@ export async function runUnit(ctx: UnitContext, unit: UnitKey, lock: UnitLock, c
         const record: EpochRecord = { ...meta, ...metrics };
         const last = m.epoch === config.epochs;
         const ckpt = last ? null : makeCheckpoint(model, await optimizerState(), m.epoch);
-        const steps: StepRecord[] | null = stepLosses && stepLosses.map((loss, i) => ({ backbone: unit.backbone, arm: unit.arm, trial: unit.trial, epoch: 1, step: i + 1, loss }));
+        const steps: StepRecord[] | null = stepLosses && stepLosses.map((loss, i) => ({ backbone: unit.backbone, ...rate, arm: unit.arm, trial: unit.trial, epoch: 1, step: i + 1, loss }));
         beat(0); // the lock is still ours right before writing
         store.appendEpoch(unit, record, ckpt, steps);
         cb.onEpoch(record, m.num_tensors);

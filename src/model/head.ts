@@ -57,12 +57,20 @@ export class BinaryClassifier {
     });
   }
 
-  /** vanilla keeps nn.Linear's default bias; positive_rate sets it to log(p / (1 - p)). */
+  /**
+   * vanilla keeps nn.Linear's default bias; positive_rate sets it to log(p / (1 - p));
+   * positive_rate_zero_head also zeroes the head's weights (drawn like the others', so the rest of
+   * the model stays identical across arms): every logit is then the bias, whatever the backbone
+   * outputs, in train mode too.
+   */
   initHeadBias(arm: Arm, positiveRate: number): void {
     if (arm === "vanilla") return;
-    if (arm !== "positive_rate") throw new Error(`${WHERE}: unknown arm "${String(arm)}" (expected vanilla or positive_rate)`);
+    if (arm !== "positive_rate" && arm !== "positive_rate_zero_head") {
+      throw new Error(`${WHERE}: unknown arm "${String(arm)}" (expected vanilla, positive_rate or positive_rate_zero_head)`);
+    }
     const bias = positiveRateBias(positiveRate);
     tf.tidy(() => this.headVar("head.bias").assign(tf.tensor1d([bias], "float32")));
+    if (arm === "positive_rate_zero_head") tf.tidy(() => this.headVar("head.weight").assign(tf.zerosLike(this.headVar("head.weight"))));
   }
 
   outputBias(): number {

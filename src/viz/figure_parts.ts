@@ -28,15 +28,16 @@ export interface PositiveRateOptions extends FigureOptions {
 export const ARM_STYLE: Readonly<Record<Arm, { name: string; color: string }>> = {
   vanilla: { name: ARM_LABEL.vanilla, color: "#e63946" },
   positive_rate: { name: ARM_LABEL.positive_rate, color: "#1d3557" },
+  positive_rate_zero_head: { name: ARM_LABEL.positive_rate_zero_head, color: "#2a9d8f" },
 };
 export const REFERENCE_LINE_COLOR = "#6c757d";
 export const OTHER_CLASS_COLOR = "#adb5bd";
 export const DIFFERENCE_NAME = "Positive rate \u2212 Vanilla";
 const BAND_ALPHA = 0.2;
 
-/** Which pair of axes a trace or shape belongs to: the left panel (x, y) or the right (x2, y2). */
-export type Panel = 1 | 2;
-const axisSuffix = (panel: Panel): string => (panel === 1 ? "" : "2");
+/** Which pair of axes a trace or shape belongs to: panel 1 is (x, y), panel n is (xn, yn): 2 is the right of two panels. */
+export type Panel = number;
+const axisSuffix = (panel: Panel): string => (panel === 1 ? "" : String(panel));
 
 export function rgba(hex: string, alpha: number): string {
   const n = parseInt(hex.slice(1), 16);

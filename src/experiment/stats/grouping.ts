@@ -103,16 +103,16 @@ export function summarize(records: readonly EpochRecord[], metric: EpochMetric):
 }
 
 /**
- * Per (condition, epoch): the per-trial difference positive_rate minus vanilla (pairs matched on
- * trial, which share data order and seeds), with its mean and 95% CI on the natural scale. Pairs
- * with a null value are left out; epochs with no complete pair give no row.
+ * Per (condition, epoch): the per-trial difference `arm` (default positive_rate) minus vanilla
+ * (pairs matched on trial, which share data order and seeds), with its mean and 95% CI on the
+ * natural scale. Pairs with a null value are left out; epochs with no complete pair give no row.
  */
-export function pairedDifference(records: readonly EpochRecord[], metric: EpochMetric): PairedRow[] {
+export function pairedDifference(records: readonly EpochRecord[], metric: EpochMetric, arm: Arm = "positive_rate"): PairedRow[] {
   checkUnique(records, "pairedDifference");
   const rows: PairedRow[] = [];
   for (const [, group] of groupBy(records, (r) => [...conditionKey(r), r.epoch])) {
     const byTrial = new Map<number, Partial<Record<Arm, number | null>>>();
-    for (const r of group) {
+    for (const r of group.filter((x) => x.arm === "vanilla" || x.arm === arm)) {
       const arms = byTrial.get(r.trial) ?? {};
       arms[r.arm] = metricValue("pairedDifference", r, metric, metricOf(r, metric));
       byTrial.set(r.trial, arms);
@@ -121,8 +121,9 @@ export function pairedDifference(records: readonly EpochRecord[], metric: EpochM
     let unmatched = 0;
     for (const trial of [...byTrial.keys()].sort((a, b) => a - b)) {
       const arms = byTrial.get(trial) as Partial<Record<Arm, number | null>>;
-      if (arms.vanilla === undefined || arms.positive_rate === undefined) unmatched++;
-      else if (arms.vanilla !== null && arms.positive_rate !== null) differences.push(arms.positive_rate - arms.vanilla);
+      const other = arms[arm];
+      if (arms.vanilla === undefined || other === undefined) unmatched++;
+      else if (arms.vanilla !== null && other !== null) differences.push(other - arms.vanilla);
     }
     if (differences.length > 0) rows.push({ ...conditionOf(group[0]), epoch: group[0].epoch, metric, unmatched, ...meanCiOnScale(differences, "natural") });
   }

@@ -21,6 +21,8 @@ export interface CatchUpOptions {
   span?: number;
   /** Relative tolerance (default ANALYSIS.catchUpTolerance). */
   tolerance?: number;
+  /** The arm vanilla is measured against (default positive_rate). */
+  against?: Arm;
 }
 
 /** One trial's pair of first-epoch curves, measured. */
@@ -66,7 +68,7 @@ export function excessLoss(vanilla: readonly number[], positiveRate: readonly nu
   return vanilla.reduce((sum, v, i) => sum + (v - positiveRate[i]), 0);
 }
 
-/** Per (condition, trial) with both arms' first-epoch steps: steps to catch up and excess loss. */
+/** Per (condition, trial) with both arms' first-epoch steps (vanilla and `options.against`): steps to catch up and excess loss. */
 export function catchUpPerTrial(steps: readonly StepRecord[], options: CatchUpOptions = {}): CatchUpRow[] {
   const span = options.span ?? ANALYSIS.catchUpEmaSpan;
   const tolerance = options.tolerance ?? ANALYSIS.catchUpTolerance;
@@ -74,7 +76,7 @@ export function catchUpPerTrial(steps: readonly StepRecord[], options: CatchUpOp
   for (const [, group] of groupBy(steps.filter((s) => s.epoch === 1), (s) => [...conditionKey(s), s.trial])) {
     const curve = (arm: Arm): number[] => group.filter((s) => s.arm === arm).sort((a, b) => a.step - b.step).map((s) => s.loss);
     const vanilla = curve("vanilla");
-    const positive = curve("positive_rate");
+    const positive = curve(options.against ?? "positive_rate");
     if (vanilla.length === 0 || positive.length === 0) continue;
     const where = `${conditionKey(group[0]).join("/")} trial ${group[0].trial}`;
     if (vanilla.length !== positive.length) throw new Error(`catchUpPerTrial: ${where}: the arms hold ${vanilla.length} and ${positive.length} first-epoch steps (the same data should give the same count)`);

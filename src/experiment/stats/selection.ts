@@ -107,7 +107,9 @@ export function exclusionNote(tallies: readonly UnitTally[], condition: Conditio
   }).join(" ");
 }
 
-/** `selectUnits` over everything a result holds, with its failed units and configured trials. */
+/** `selectUnits` over everything a result holds, with its failed units (in a sweep's store, at its rate) and configured trials. */
 export function selectResult(result: Pick<ExperimentResult, "records" | "steps" | "failed" | "config">): Selection {
-  return selectUnits({ records: result.records, steps: result.steps, failed: result.failed.map((f) => f.unit), trials: result.config.trials });
+  const rate = result.config.data.targetPositiveRate;
+  const failed = result.failed.map((f): UnitId => (rate === null ? f.unit : { ...f.unit, target_positive_rate: rate }));
+  return selectUnits({ records: result.records, steps: result.steps, failed, trials: result.config.trials });
 }

@@ -2,6 +2,7 @@
 // statistics as a DataFrame, and the tables the notebooks show, each with a caption that states how
 // its intervals were computed and which units it left out.
 import * as dfd from "danfojs-node";
+import { conditionOf } from "../records";
 import type { EpochMetric, EpochRecord } from "../records";
 import type { ExperimentResult } from "../grid";
 import { ANALYSIS, BACKBONE_LABEL } from "../../config";
@@ -53,7 +54,7 @@ export interface CaptionedTable {
 
 /** The label of a backbone's tables, the data named when synthetic, and what its selection left out. */
 function heading(result: ExperimentResult, selection: Selection, backbone: Backbone): { label: string; excluded: string } {
-  const excluded = exclusionNote(selection.tallies, { backbone });
+  const excluded = exclusionNote(selection.tallies, conditionOf({ backbone, target_positive_rate: result.config.data.targetPositiveRate ?? undefined }));
   return { label: `${BACKBONE_LABEL[backbone]}${result.dataset === "synthetic" ? " (SYNTHETIC data)" : ""}`, excluded: excluded === "" ? "" : ` ${excluded}` };
 }
 
