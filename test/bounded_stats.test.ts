@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { meanCiOnScale } from "../src/experiment/stats/scales";
 import { meanCi } from "../src/experiment/stats/student_t";
 import { holmReject, pairedTTestP } from "../src/experiment/stats/multiple_comparisons";
-import { summarize } from "../src/experiment/stats/grouping";
+import { pairedDifference, summarize } from "../src/experiment/stats/grouping";
 import { summaryTables } from "../src/experiment/stats/tables";
 import type { ExperimentResult } from "../src/experiment/grid";
 import type { EpochRecord, StepRecord } from "../src/experiment/records";
@@ -90,6 +90,23 @@ test("pairedTTestP and holmReject: hand cases", () => {
   assert.deepEqual(holmReject([0.06, 0.001]), [false, true]);
   assert.deepEqual(holmReject([]), []);
   assert.throws(() => holmReject([0.5, 1.5]), /p-value 1.5 is not in \[0, 1\]/);
+});
+
+test("paired differences of ROC-AUC stay in [-1, 1], the only values a difference of two AUCs can take; BCE differences are not cut", () => {
+  const record = (arm: "vanilla" | "positive_rate", trial: number, auc: number, loss: number): EpochRecord => ({
+    backbone: "scratch", arm, trial, epoch: 1, loss, roc_auc: auc, output_bias_value: 0, train_loss: 0.1, wall_s: 1, images_per_s: null,
+    seed: trial, dataset: "synthetic", backend: "js", ece: 0.1, mean_prob: 0.1, test_positive_rate: 0.1, logit_mean: 0, logit_sd: 1,
+  });
+  // Differences +0.5 and -0.3: the plain Student t interval (t = 12.71 with 1 df) is 0.1 -+ 5.08.
+  const records = [record("vanilla", 0, 0.4, 0.9), record("positive_rate", 0, 0.9, 0.1), record("vanilla", 1, 0.8, 0.1), record("positive_rate", 1, 0.5, 0.9)];
+  const plain = meanCi([0.5, -0.3]);
+  assert.ok((plain.ci_low as number) < -4 && (plain.ci_high as number) > 4, "non-vacuous: uncut, the interval leaves [-1, 1]");
+  const [auc] = pairedDifference(records, "roc_auc");
+  assert.ok(Math.abs(auc.mean - 0.1) < 1e-12);
+  assert.deepEqual([auc.ci_low, auc.ci_high], [-1, 1]);
+  const [bce] = pairedDifference(records, "loss");
+  const plainBce = meanCi([-0.8, 0.8]);
+  assert.deepEqual([bce.ci_low, bce.ci_high], [plainBce.ci_low, plainBce.ci_high]);
 });
 
 /** Trials of both arms over epochs 0..3 with ROC-AUC near 1 and BCE near 0, noisy: the cases that broke natural-scale intervals. */

@@ -208,7 +208,7 @@ test("figure notes state how each band was computed", () => {
   const options = { backbone: "imagenet" as const, dataset: "synthetic" as const, positiveRate: P };
   assert.equal(noteOf(learningCurves(RECORDS, options)), "95% CI: Student t over trials, BCE on the log scale, ROC-AUC on the logit scale, mapped back so it cannot leave the metric's range");
   assert.equal(noteOf(biasCurve(RECORDS, options)), "95% CI: Student t over trials, sigmoid(bias) on the logit scale, mapped back so it cannot leave the metric's range");
-  assert.equal(noteOf(pairedDifferenceFigure(RECORDS, options)), "95% CI: Student t over paired trials, the differences on the natural scale");
+  assert.equal(noteOf(pairedDifferenceFigure(RECORDS, options)), "95% CI: Student t over paired trials, the differences on the natural scale, ROC-AUC's cut to [-1, 1]");
   const steps: StepRecord[] = [0, 1].flatMap((trial) => [1, 2].map((step) => ({ backbone: "imagenet" as const, arm: "vanilla" as const, trial, epoch: 1, step, loss: 0.5 + 0.1 * trial })));
   assert.equal(noteOf(stepLossCurve(steps, options)), "95% CI: Student t over trials, step BCE on the log scale, mapped back so it cannot leave the metric's range");
   const fig = learningCurves(RECORDS, options);

@@ -101,7 +101,7 @@ export function runSummaryText(result: ExperimentResult): string {
     }
   }
   const positiveRate = result.positiveRate;
-  lines.push(`  ${intervalText([["BCE", "log"], ["ROC-AUC", "logit"]])}; differences on the natural scale`);
+  lines.push(`  ${intervalText([["BCE", "log"], ["ROC-AUC", "logit"]])}; differences on the natural scale (ROC-AUC's cut to [-1, 1])`);
   if (positiveRate !== null) lines.push(`  entropy H(p) of the measured positive rate p=${positiveRate.toFixed(4)}: ${entropyNats(positiveRate).toFixed(4)} nats (log 2 = 0.6931)`);
   for (const line of unitsByReason(result)) lines.push(`  ${line}`);
   return lines.join("\n");

@@ -123,7 +123,7 @@ export function pairedDifferenceFigure(records: readonly EpochRecord[], options:
       ...layout,
       legend: { title: { text: "Difference" } },
       ...twoPanelAxes("Epoch", "\u0394 Binary Cross Entropy", "\u0394 ROC-AUC"),
-    }, [intervalText([["the differences", "natural"]], "paired trials"), excluded]),
+    }, [`${intervalText([["the differences", "natural"]], "paired trials")}, ROC-AUC's cut to [-1, 1]`, excluded]),
   };
 }
 

@@ -265,6 +265,6 @@ export function sweepDifferenceFigure(sweep: SweepResult): PlotlyFigure {
         trialsLabel(selection.records)), [horizontalLine(0, "no difference", 1, "dot"), horizontalLine(0, "no difference", 2, "dot")], true),
       legend: { title: { text: "Difference (matched on trial)" } },
       ...twoPanelsAgainstP([...new Set(loss.map((r) => r.p))], "\u0394 test Binary Cross Entropy", "\u0394 test ROC-AUC"),
-    }, wrapNote([intervalText([["the differences", "natural"]], "paired trials"), ...allExclusions(sweep, selection)])),
+    }, wrapNote([`${intervalText([["the differences", "natural"]], "paired trials")}, ROC-AUC's cut to [-1, 1]`, ...allExclusions(sweep, selection)])),
   };
 }

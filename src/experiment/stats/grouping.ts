@@ -7,7 +7,7 @@
 import { ARMS, BACKBONES } from "../../config";
 import type { Arm, Backbone } from "../../config";
 import { Condition, conditionKey, conditionOf, EpochMetric, EpochRecord, metricOf, StepRecord } from "../records";
-import { Interval, meanCiOnScale, METRIC_SCALE, Scale } from "./scales";
+import { differenceBound, Interval, meanCiOnScale, METRIC_SCALE, Scale } from "./scales";
 
 export interface SummaryRow extends Condition, Interval {
   arm: Arm;
@@ -105,7 +105,8 @@ export function summarize(records: readonly EpochRecord[], metric: EpochMetric):
 /**
  * Per (condition, epoch): the per-trial difference `arm` (default positive_rate) minus vanilla
  * (pairs matched on trial, which share data order and seeds), with its mean and 95% CI on the
- * natural scale. Pairs with a null value are left out; epochs with no complete pair give no row.
+ * natural scale, cut to [-1, 1] for [0, 1] metrics (differenceBound). Pairs with a null value are
+ * left out; epochs with no complete pair give no row.
  */
 export function pairedDifference(records: readonly EpochRecord[], metric: EpochMetric, arm: Arm = "positive_rate"): PairedRow[] {
   checkUnique(records, "pairedDifference");
@@ -125,7 +126,14 @@ export function pairedDifference(records: readonly EpochRecord[], metric: EpochM
       if (arms.vanilla === undefined || other === undefined) unmatched++;
       else if (arms.vanilla !== null && other !== null) differences.push(other - arms.vanilla);
     }
-    if (differences.length > 0) rows.push({ ...conditionOf(group[0]), epoch: group[0].epoch, metric, unmatched, ...meanCiOnScale(differences, "natural") });
+    if (differences.length === 0) continue;
+    const ci = meanCiOnScale(differences, "natural");
+    const bound = differenceBound(metric);
+    if (bound !== null && ci.ci_low !== null && ci.ci_high !== null) {
+      ci.ci_low = Math.max(ci.ci_low, -bound);
+      ci.ci_high = Math.min(ci.ci_high, bound);
+    }
+    rows.push({ ...conditionOf(group[0]), epoch: group[0].epoch, metric, unmatched, ...ci });
   }
   return rows;
 }

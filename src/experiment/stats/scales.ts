@@ -1,8 +1,9 @@
 // Intervals that respect a metric's range. A Student-t interval computed on the metric itself can
 // leave the range (two trials of ROC-AUC 0.95 and 0.80 give 0.875 +- 0.95); computed on a scale
 // where the range is the whole real line (logit for [0, 1], log for (0, inf)) and mapped back, it
-// cannot. Paired differences (positive rate - vanilla) stay on the natural scale: a difference has
-// no bound to respect, and its sign is the question.
+// cannot. Paired differences (positive rate - vanilla) stay on the natural scale, where their sign
+// is the question; those of a [0, 1] metric (ROC-AUC, ECE, probabilities) can only lie in [-1, 1],
+// so their intervals are cut there (differenceBound).
 import type { EpochMetric } from "../records";
 import { meanCi, MeanCi } from "./student_t";
 
@@ -39,6 +40,11 @@ const TRANSFORM: Readonly<Record<Scale, { to(x: number): number; from(y: number)
     check: (x) => x >= 0 && x <= 1,
   },
 };
+
+/** The largest size a paired difference of `metric` can have: 1 for [0, 1] metrics, null for unbounded ones (a BCE difference). */
+export function differenceBound(metric: EpochMetric): number | null {
+  return METRIC_SCALE[metric] === "logit" ? 1 : null;
+}
 
 /**
  * Mean (arithmetic, on the natural scale), sample SD, and the two-sided 95% Student-t interval

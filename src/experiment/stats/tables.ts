@@ -9,7 +9,7 @@ import { ANALYSIS, BACKBONE_LABEL } from "../../config";
 import type { Arm, Backbone } from "../../config";
 import { checkUnique, compareKeys, pairedDifference, PairedRow, stepSummary, StepSummaryRow, summarize, summarizeWith, SummaryRow } from "./grouping";
 import { catchUpPerTrial, catchUpSummary } from "./hockey_stick";
-import { intervalText, METRIC_SCALE } from "./scales";
+import { differenceBound, intervalText, METRIC_SCALE } from "./scales";
 import { exclusionNote, selectResult, Selection } from "./selection";
 import { crossEntropyNats, entropyNats, sigmoid } from "../../maths";
 
@@ -71,7 +71,7 @@ export function summaryTables(result: ExperimentResult, metrics: readonly EpochM
     }
     for (const metric of metrics) {
       const rows = pairedDifference(records, metric);
-      if (rows.length > 0) out.push({ table: summaryTable(rows), caption: `${label}: ${metric}, positive rate - vanilla (paired by trial), mean and ${intervalText([["the difference", "natural"]], "paired trials")}.${excluded}` });
+      if (rows.length > 0) out.push({ table: summaryTable(rows), caption: `${label}: ${metric}, positive rate - vanilla (paired by trial), mean and ${intervalText([["the difference", "natural"]], "paired trials")}${differenceBound(metric) === null ? "" : ", cut to [-1, 1]"}.${excluded}` });
     }
   }
   return out;
