@@ -152,8 +152,8 @@ export class Notebook {
   conclusionsText(results: PlanResults): string {
     return writeConclusions(conclusionParts(results), { dataset: this.data.dataset, positiveRate: this.data.positiveRate, positiveClass: this.data.positive.name, preset: this.preset, setting: describeSetting(this.config()) });
   }
-  /** The imbalance sweep (notebook 05): every target rate's store, trained for what it lacks unless `train` is false; its figures and tables (viz/sweep_report.ts). */
-  sweep(train = true): Promise<SweepReport> { return openSweep(this.preset, this.config("sweep"), this.resultsDir, train); }
+  /** The imbalance sweep (notebook 05): every rate's store, trained for what it lacks unless `train` is false (`workers` as for `run`); its figures and tables (viz/sweep_report.ts). */
+  sweep(train = true, workers?: ConfigOnWorkers): Promise<SweepReport> { return openSweep(this.preset, this.config("sweep"), this.resultsDir, train, workers); }
 
   /** Writes each plan's learning curves to reports/learning_curves_<plan>.png and .svg, in one headless Chromium run. */
   async exportLearningCurves(results: PlanResults): Promise<void> {

@@ -26,6 +26,8 @@ import { sweepStartRows } from "../src/experiment/stats/sweep_stats";
 import { sweepConclusions } from "../src/experiment/sweep_conclusions";
 import { runSummaryText } from "../src/experiment/run_summary";
 import { sweepStartFigure } from "../src/viz/sweep_figures";
+import { runConfigsOnWorkers } from "../src/experiment/workers";
+import { storeRows } from "./helpers/grid_runs";
 
 const quiet = { setLine(): void {}, addRow(): void {}, finish(): void {} };
 
@@ -141,7 +143,7 @@ describe("each rate's data, measured and checked before anything is written", ()
   });
 });
 
-test("acceptance: a smoke sweep at p = 0.1 and 0.02 starts at H(measured p), vanilla above, and shows the hockey stick", async (t) => {
+test("acceptance: a smoke sweep at p = 0.1 and 0.02 starts at H(measured p), vanilla above, and shows the hockey stick; on two workers, the same rows", async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "bias-sweep-e2e-"));
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   const base = makeConfig("smoke", mergeOverrides(planOverrides("sweep", "smoke"), { data: { source: "synthetic", dir: path.join(root, "data") }, trials: 1, epochs: 1 }));
@@ -178,6 +180,14 @@ test("acceptance: a smoke sweep at p = 0.1 and 0.02 starts at H(measured p), van
   }
   // The rate travels with every record; the stores are read back the same without training.
   assert.deepEqual(loadSweep(configs, path.join(root, "results")).records, sweep.records);
+  // Notebook 05's `nb.sweep(true, { workers: 2 })`: two worker processes over both rates' stores give the serial run's rows.
+  const onWorkers = path.join(root, "results-workers");
+  const workers = await runConfigsOnWorkers(configs, { workers: 2, resultsDir: onWorkers, view: { setLine: () => undefined, addRow: () => undefined, finish: () => undefined } });
+  assert.equal(workers.trained, true);
+  assert.equal(workers.stopped, false);
+  for (const c of configs) assert.deepEqual(storeRows(c, onWorkers), storeRows(c, path.join(root, "results")), `rate ${c.data.targetPositiveRate}`);
+  const again = await runConfigsOnWorkers(configs, { workers: 2, resultsDir: onWorkers, view: { setLine: () => undefined, addRow: () => undefined, finish: () => undefined } });
+  assert.equal(again.trained, false, "a finished sweep starts no worker");
 });
 
 test("third arm, through the runner: spread 0 at the first step (its loss is that of a constant prediction), paired with the others on trial", async (t) => {

@@ -189,17 +189,26 @@ export interface ConfigOnWorkers {
 }
 
 /**
- * A notebook's `run(plan, { workers: N, detach })`: shows at once what the store holds when nothing
- * is left to train; attaches to running workers of this config's store when there are some; else
- * starts N workers on it (`--worker --config FILE`). Returns what the store holds when the watching ends.
+ * A notebook's `run(plan, { workers: N, detach })` (and its sweep's, one config per rate): shows at
+ * once what the stores hold when nothing is left to train; attaches to running workers of these
+ * configs' stores when there are some; else starts N workers on them (`--worker --config FILE`).
+ * Returns what each store holds when the watching ends, in the order of `configs`.
  */
-export async function runConfigOnWorkers(config: ExperimentConfig, o: ConfigOnWorkers & { resultsDir: string; view: ProgressView }): Promise<{ result: ExperimentResult; trained: boolean; stopped: boolean }> {
-  const { store } = storeFor(config, o.resultsDir);
-  const live = liveWorkers(o.resultsDir, [store.hash]);
-  if (live.length === 0 && !gridUnits(config).some((u) => unitNeedsTraining(store, config, u))) return { result: loadResults(config, o.resultsDir), trained: false, stopped: false };
-  const file = path.join(workersDir(o.resultsDir), `config-${store.hash}-${Date.now()}.json`);
-  if (live.length === 0) writeConfigFile(file, [config]);
+export async function runConfigsOnWorkers(configs: readonly ExperimentConfig[], o: ConfigOnWorkers & { resultsDir: string; view: ProgressView }): Promise<{ results: ExperimentResult[]; trained: boolean; stopped: boolean }> {
+  const stores = configs.map((c) => storeFor(c, o.resultsDir).store);
+  const hashes = stores.map((s) => s.hash);
+  const live = liveWorkers(o.resultsDir, hashes);
+  const results = (): ExperimentResult[] => configs.map((c) => loadResults(c, o.resultsDir));
+  if (live.length === 0 && !configs.some((c, i) => gridUnits(c).some((u) => unitNeedsTraining(stores[i], c, u)))) return { results: results(), trained: false, stopped: false };
+  const file = path.join(workersDir(o.resultsDir), `config-${hashes[0]}-${Date.now()}.json`);
+  if (live.length === 0) writeConfigFile(file, [...configs]);
   const run = await runOnWorkers({ count: o.workers, gpus: gpuList(o.gpus ?? null), args: ["--config", file, "--results", o.resultsDir], resultsDir: o.resultsDir,
-    detach: o.detach === true, view: o.view, attachTo: [store.hash] });
-  return { result: loadResults(config, o.resultsDir), trained: true, stopped: run.interrupted };
+    detach: o.detach === true, view: o.view, attachTo: hashes });
+  return { results: results(), trained: true, stopped: run.interrupted };
+}
+
+/** runConfigsOnWorkers for one config. */
+export async function runConfigOnWorkers(config: ExperimentConfig, o: ConfigOnWorkers & { resultsDir: string; view: ProgressView }): Promise<{ result: ExperimentResult; trained: boolean; stopped: boolean }> {
+  const { results, trained, stopped } = await runConfigsOnWorkers([config], o);
+  return { result: results[0], trained, stopped };
 }

@@ -1,5 +1,6 @@
 // What notebooks/05_imbalance_sweep.ipynb (and 04's pointer to it) shows: `nb.sweep()` trains
-// every rate's store what it lacks (one live progress display per rate) or only reads them, and
+// every rate's store what it lacks (one live progress display per rate; with `{ workers: N,
+// detach }`, N worker processes over all the rates, as `run` has them) or only reads them, and
 // returns this object, whose methods each show one figure or table of src/viz/sweep_figures.ts and
 // src/experiment/stats/sweep_stats.ts. Everything is read from the stores: re-running a cell is safe.
 import { ARMS } from "../config";
@@ -7,7 +8,8 @@ import type { ExperimentConfig, PresetName } from "../config";
 import { epochTableHeader } from "../experiment/progress";
 import { planRates } from "../experiment/plans";
 import { planStatusText } from "../experiment/run_summary";
-import { loadSweep, rateConfigs, runSweep, sweepDataLine, SweepResult } from "../experiment/sweep";
+import { checkSweepData, loadSweep, rateConfigs, runSweep, sweepDataLine, SweepResult } from "../experiment/sweep";
+import { ConfigOnWorkers, runConfigsOnWorkers } from "../experiment/workers";
 import { sweepConclusions } from "../experiment/sweep_conclusions";
 import { sweepCatchUpRows, sweepDataRows } from "../experiment/stats/sweep_stats";
 import { catchUpDefinition } from "../experiment/stats/tables";
@@ -18,9 +20,14 @@ import { showFigure } from "./plotly_inline";
 import { sweepCalibrationFigure, sweepDifferenceFigure, sweepHockeyStickFigure, sweepLearningCurves, sweepStartFigure } from "./sweep_figures";
 
 /** The sweep of `preset` (plan "sweep" applied to `config`): trained first unless `train` is false. */
-export async function openSweep(preset: PresetName, config: ExperimentConfig, resultsDir: string, train: boolean): Promise<SweepReport> {
+export async function openSweep(preset: PresetName, config: ExperimentConfig, resultsDir: string, train: boolean, workers?: ConfigOnWorkers): Promise<SweepReport> {
   const configs = rateConfigs(config, planRates("sweep", preset) ?? []);
-  const planned = !train ? loadSweep(configs, resultsDir) : (await runSweep(configs, {
+  if (train && workers) {
+    // Every rate's data checked here first (too few test positives stops it before any worker starts).
+    showMarkdown(checkSweepData(configs).map((c) => `Target ${sweepDataLine(c.rate, c.counts)}`).join("  \n"));
+    await runConfigsOnWorkers(configs, { ...workers, resultsDir, view: new LiveProgress(epochTableHeader()) });
+  }
+  const planned = !train || workers ? loadSweep(configs, resultsDir) : (await runSweep(configs, {
     resultsDir,
     view: () => new LiveProgress(epochTableHeader()),
     onStart: (e, c) => showMarkdown(`Target ${sweepDataLine(c.data.targetPositiveRate, e.counts)}; training its store's missing units.`),
