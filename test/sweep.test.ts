@@ -138,6 +138,10 @@ describe("each rate's data, measured and checked before anything is written", ()
     assert.throws(() => prepareData(data({ targetPositiveRate: 0.01, testLimit: 1500 }), { seed: 0 }), (e: Error) => e instanceof DataError &&
       e.message === "data.targetPositiveRate: 0.01 leaves 14 positives among 1364 test images (fewer than 20: too few for ROC-AUC and calibration); " +
         "use more test images (--test-limit 2200 or more) or a higher rate");
+    // A test limit the file cannot give (3,000 images here) is never suggested.
+    assert.throws(() => prepareData(data({ targetPositiveRate: 0.005, testLimit: 2500 }), { seed: 0 }), (e: Error) => e instanceof DataError &&
+      e.message === "data.targetPositiveRate: 0.005 leaves 11 positives among 2261 test images (fewer than 20: too few for ROC-AUC and calibration); " +
+        "it would take --test-limit 4400, more than the 3000 images the test file holds: use a higher rate");
     const configs = rateConfigs(makeConfig("smoke", { data: { source: "cifar10", dir: root, testLimit: 2200 } }), [0.1, 0.01]);
     assert.deepEqual(checkSweepData(configs).map((c) => c.counts.test.positives), [220, 20]);
   });

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { DatasetKind, ExperimentConfig } from "../config";
-import { BATCH_DIR_NAME, DataError, howToGetCifar10, LabelledImages, batchDirProblem, loadCifar10 } from "./cifar10";
+import { BATCH_DIR_NAME, DataError, howToGetCifar10, LabelledImages, RECORD_BYTES, TEST_BATCH_FILE, batchDirProblem, loadCifar10 } from "./cifar10";
 import { SyntheticOptions, ensureSynthetic, isSynthetic, syntheticImagesToGenerate } from "./synthetic";
 import { PositiveClass, positiveRate, resolvePositiveClass, toBinaryLabels } from "./task";
 import { selectImages, subsampleToRate } from "./subsample";
@@ -100,12 +100,14 @@ function testLimitFor(rate: number, negativeShare: number): number {
 
 /** Subsamples both splits to `rate` (src/data/subsample.ts); refuses a test set left with too few positives. */
 function subsampleSplits(data: ExperimentConfig["data"], rate: number, seed: number, train: LabelledImages, test: LabelledImages,
-  labels: { train: Float32Array; test: Float32Array }): { train: LabelledImages; test: LabelledImages; trainLabels: Float32Array; testLabels: Float32Array } {
+  labels: { train: Float32Array; test: Float32Array }, testFileImages: number): { train: LabelledImages; test: LabelledImages; trainLabels: Float32Array; testLabels: Float32Array } {
   const trainSubset = subsampleToRate(labels.train, rate, seed, "train");
   const testSubset = subsampleToRate(labels.test, rate, seed, "test");
   if (testSubset.positives < SWEEP.minTestPositives) {
+    const needed = testLimitFor(rate, testSubset.negatives / testSubset.ownImages);
     const more = data.testLimit === null || test.n < data.testLimit ? "the test file holds no more images: use a higher rate"
-      : `use more test images (--test-limit ${testLimitFor(rate, testSubset.negatives / testSubset.ownImages)} or more) or a higher rate`;
+      : needed > testFileImages ? `it would take --test-limit ${needed}, more than the ${testFileImages} images the test file holds: use a higher rate`
+        : `use more test images (--test-limit ${needed} or more) or a higher rate`;
     throw new DataError(`data.targetPositiveRate: ${rate} leaves ${testSubset.positives} positives among ${testSubset.keep.length} test images ` +
       `(fewer than ${SWEEP.minTestPositives}: too few for ROC-AUC and calibration); ${more}`);
   }
@@ -126,7 +128,8 @@ export function prepareData(data: ExperimentConfig["data"], opts: PrepareOptions
   const target = data.targetPositiveRate ?? null;
   if (target !== null) {
     if (opts.seed === undefined) throw new Error("prepareData: a target positive rate needs the config's seed (opts.seed)");
-    ({ train, test, trainLabels, testLabels } = subsampleSplits(data, target, opts.seed, train, test, { train: trainLabels, test: testLabels }));
+    ({ train, test, trainLabels, testLabels } = subsampleSplits(data, target, opts.seed, train, test, { train: trainLabels, test: testLabels },
+      fs.statSync(path.join(dir, TEST_BATCH_FILE)).size / RECORD_BYTES));
   }
   const rate = positiveRate(trainLabels);
   const testRate = positiveRate(testLabels);
