@@ -10,6 +10,8 @@ import * as os from "os";
 import * as path from "path";
 import { loadResults, runExperiment, storeFor } from "../src/experiment/grid";
 import { runSummaryText } from "../src/experiment/run_summary";
+import { parseUnitName, unitName } from "../src/experiment/store";
+import { ARMS, BACKBONES } from "../src/config";
 import { configOf, smallGrid, storeRows } from "./helpers/grid_runs";
 import { ROOT } from "./helpers/worker_logs";
 
@@ -26,6 +28,11 @@ function snapshot(dir: string): Record<string, string> {
   if (fs.existsSync(dir)) walk(dir);
   return out;
 }
+
+test("unit folder names read back for every backbone and arm (the third arm's units merge too); other names are not units", () => {
+  for (const backbone of BACKBONES) for (const arm of ARMS) for (const trial of [0, 12]) assert.deepEqual(parseUnitName(unitName({ backbone, arm, trial })), { backbone, arm, trial });
+  for (const name of ["scratch__zero__trial-0", "other__vanilla__trial-0", "scratch__vanilla__trial-x", "scratch__vanilla__trial-0.tmp-12", "workers"]) assert.equal(parseUnitName(name), null, name);
+});
 
 function merge(...paths: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli.ts"), "results", "merge", ...paths], { cwd: ROOT, encoding: "utf8" });

@@ -16,16 +16,10 @@ import { lockSettings } from "../config";
 import { canonicalJson } from "./result_key";
 import { UserError } from "../errors";
 import type { EpochRecord, StepRecord } from "./records";
-import { ResultsStore, UnitKey, unitLabel, unitName } from "./store";
+import { parseUnitName, ResultsStore, UnitKey, unitLabel, unitName } from "./store";
 
 export class MergeError extends UserError {
   override name = "MergeError";
-}
-
-/** A unit folder's name parsed back (`scratch__vanilla__trial-0`), or null for any other name. */
-function parseUnitName(name: string): UnitKey | null {
-  const m = /^(imagenet|scratch)__(vanilla|positive_rate)__trial-(\d+)$/.exec(name);
-  return m ? { backbone: m[1] as UnitKey["backbone"], arm: m[2] as UnitKey["arm"], trial: Number(m[3]) } : null;
 }
 
 const isStore = (dir: string): boolean => fs.existsSync(path.join(dir, "config.json"));

@@ -18,7 +18,7 @@
 // Each change on disk passes a named write point (write_points.ts), where the crash test kills.
 import * as fs from "fs";
 import * as path from "path";
-import { NUMERICS_VERSION, type Arm, type Backbone } from "../config";
+import { ARMS, BACKBONES, NUMERICS_VERSION, type Arm, type Backbone } from "../config";
 import type { EpochRecord, StepRecord } from "./records";
 import { removeLeftovers } from "../util/leftovers";
 import { AcquireResult, LockOwner, isStale, readLock, tryAcquire } from "./unit_lock";
@@ -59,6 +59,13 @@ export interface Checkpoint {
 /** The unit's folder name in the store. */
 export function unitName(u: UnitKey): string {
   return `${u.backbone}__${u.arm}__trial-${u.trial}`;
+}
+
+/** unitName read back, for every backbone and arm (config's BACKBONES, ARMS); null for any other name. */
+export function parseUnitName(name: string): UnitKey | null {
+  const m = /^([a-z]+)__([a-z_]+)__trial-(\d+)$/.exec(name);
+  if (m === null || !(BACKBONES as readonly string[]).includes(m[1]) || !(ARMS as readonly string[]).includes(m[2])) return null;
+  return { backbone: m[1] as Backbone, arm: m[2] as Arm, trial: Number(m[3]) };
 }
 
 /** The unit as people read it: `scratch/vanilla trial 0`. */
