@@ -111,3 +111,10 @@ test("make doctor on this machine: says plainly whether there is an NVIDIA GPU a
   if (forced === "native") assert.match(active, /native CPU/);
   if (forced === "js") assert.match(active, /pure JS/);
 });
+
+test("make doctor looks for CIFAR-10 where runs do: BIAS_INIT_DATA when set", () => {
+  const dataDir = path.join(tmp, "elsewhere-data");
+  const report = doctor({ ...process.env, BIAS_INIT_DATA: dataDir });
+  assert.equal(report.data.dir, dataDir);
+  assert.ok(report.system.disk.some((d) => d.path === path.resolve(dataDir)), JSON.stringify(report.system.disk));
+});

@@ -4,7 +4,7 @@
 // libraries resolving, TensorFlow seeing the GPU? Else the CPU engine; then data and weights.
 import * as fs from "fs";
 import * as path from "path";
-import { readEnvironment } from "../config";
+import { defaultDataDir, readEnvironment } from "../config";
 import { resolveDataSource } from "../data/prepare";
 import { BATCH_DIR_NAME, batchDirProblem } from "../data/cifar10";
 import { DEFAULT_WEIGHTS_DIR, IMAGENET_WEIGHTS } from "../model/pretrained";
@@ -65,7 +65,7 @@ function dataFacts(dataDir: string): DoctorReport["data"] {
 /** Gathers every fact and the diagnosis. Loads the engine like a run would (never builds one). */
 export async function runDoctor(opts: { indexTimeoutMs?: number } = {}): Promise<DoctorReport> {
   const dir = nativeDir();
-  const dataDir = "data";
+  const dataDir = defaultDataDir();
   const system = await systemFacts(PROJECT_ROOT, [
     { what: "native engines and their wheel cache", path: dir },
     { what: "data (CIFAR-10)", path: path.resolve(dataDir) },
