@@ -9,7 +9,7 @@ import { ExperimentConfig, readEnvironment } from "../config";
 import { UserError } from "../errors";
 import { ExperimentResult, storeFor } from "./grid";
 import { ProgressView, runWithProgress } from "./progress";
-import { ownLogFile, WorkerLogWriter } from "./worker_log";
+import { workerLogFile, WorkerLogWriter } from "./worker_log";
 
 export interface WorkerOptions {
   resultsDir: string;
@@ -32,7 +32,7 @@ export interface WorkerRun {
  */
 export async function runWorker(configs: ExperimentConfig[], opts: WorkerOptions): Promise<WorkerRun> {
   const stores = configs.map((c) => storeFor(c, opts.resultsDir));
-  const log = new WorkerLogWriter(ownLogFile(opts.resultsDir), {
+  const log = new WorkerLogWriter(workerLogFile(opts.resultsDir), {
     gpu: readEnvironment().CUDA_VISIBLE_DEVICES, configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
   });
   let closed = false;

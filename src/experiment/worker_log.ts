@@ -45,9 +45,9 @@ export function workersDir(resultsDir: string): string {
   return path.join(resultsDir, WORKERS.folder);
 }
 
-/** The log of this process: `<results>/workers/<host>-<pid>.jsonl`. */
-export function ownLogFile(resultsDir: string): string {
-  return path.join(workersDir(resultsDir), `${os.hostname()}-${process.pid}.jsonl`);
+/** The log of the worker process `pid` on this host: `<results>/workers/<host>-<pid>.jsonl`. */
+export function workerLogFile(resultsDir: string, pid: number = process.pid): string {
+  return path.join(workersDir(resultsDir), `${os.hostname()}-${pid}.jsonl`);
 }
 
 /** Every worker log under `resultsDir`, oldest first by name order of start (none: empty). */

@@ -19,7 +19,7 @@ import { UsageError } from "../util/args";
 import { writeConfigFile } from "./config_file";
 import { ExperimentResult, gridUnits, loadResults, storeFor, unitNeedsTraining } from "./grid";
 import type { ProgressView } from "./progress";
-import { listWorkerLogs, WorkerLogReader, workersDir } from "./worker_log";
+import { listWorkerLogs, WorkerLogReader, workerLogFile, workersDir } from "./worker_log";
 import { WatchedWorker, WorkerExit, WorkerWatch } from "./worker_progress";
 
 const CLI = path.resolve(__dirname, "..", "cli.ts");
@@ -96,6 +96,8 @@ export interface WorkersRunOptions extends LaunchOptions {
   view: ProgressView;
   /** Attach to live workers of these stores (config hashes; "any": all) instead of starting new ones. */
   attachTo?: string[] | "any";
+  /** The live workers of `attachTo`, when the caller has just looked (so both act on the same answer). */
+  live?: WorkerLogReader[];
   /** False: only attach (`--attach`); with no worker running, say so and return. */
   launch?: boolean;
 }
@@ -113,7 +115,7 @@ export interface WorkersRun {
 /** Starts the workers (or attaches to running ones) and shows their combined progress until they end. */
 export async function runOnWorkers(o: WorkersRunOptions): Promise<WorkersRun> {
   const { view } = o;
-  const live = o.attachTo ? liveWorkers(o.resultsDir, o.attachTo) : [];
+  const live = o.live ?? (o.attachTo ? liveWorkers(o.resultsDir, o.attachTo) : []);
   if (live.length === 0 && o.launch === false) {
     view.finish(`no worker is running on ${o.resultsDir} (their logs: ${workersDir(o.resultsDir)})`);
     return { ended: true, interrupted: false, attached: false, watch: new WorkerWatch(o.resultsDir, [], lockSettings().staleMs) };
@@ -121,7 +123,7 @@ export async function runOnWorkers(o: WorkersRunOptions): Promise<WorkersRun> {
   const launched = live.length > 0 ? [] : launchWorkers(o);
   const watched: WatchedWorker[] = live.length > 0
     ? live.map((reader, i) => ({ label: `w${i + 1}`, pid: reader.hello?.pid ?? 0, reader: new WorkerLogReader(reader.file), exit: null, child: false, outFile: null, current: null, waiting: false }))
-    : launched.map((l, i) => ({ label: `w${i + 1}`, pid: l.pid, reader: new WorkerLogReader(path.join(workersDir(o.resultsDir), `${os.hostname()}-${l.pid}.jsonl`)),
+    : launched.map((l, i) => ({ label: `w${i + 1}`, pid: l.pid, reader: new WorkerLogReader(workerLogFile(o.resultsDir, l.pid)),
       exit: null, child: true, outFile: l.outFile, current: null, waiting: false }));
   launched.forEach((l, i) => void l.exited.then((exit) => (watched[i].exit = exit)));
   const where = workersDir(o.resultsDir);
@@ -203,7 +205,7 @@ export async function runConfigsOnWorkers(configs: readonly ExperimentConfig[], 
   const file = path.join(workersDir(o.resultsDir), `config-${hashes[0]}-${Date.now()}.json`);
   if (live.length === 0) writeConfigFile(file, [...configs]);
   const run = await runOnWorkers({ count: o.workers, gpus: gpuList(o.gpus ?? null), args: ["--config", file, "--results", o.resultsDir], resultsDir: o.resultsDir,
-    detach: o.detach === true, view: o.view, attachTo: hashes });
+    detach: o.detach === true, view: o.view, attachTo: hashes, live });
   return { results: results(), trained: true, stopped: run.interrupted };
 }
 
