@@ -8,7 +8,7 @@ import { ExperimentConfig, SPEED_PROBE } from "../config";
 import { BATCH_DIR_NAME, RECORD_BYTES, TEST_BATCH_FILE, TRAIN_BATCH_FILES, batchDirProblem } from "../data/cifar10";
 import { resolveDataSource } from "../data/prepare";
 import { SYNTHETIC_DIR_NAME } from "../data/synthetic";
-import { loadResults } from "./grid";
+import { gridUnits, storeFor, unitNeedsTraining } from "./grid";
 import { measureSpeed, SpeedSample } from "./speed_probe";
 import { backboneCanRun, project, projectionText, unitCounts, UnitCost } from "./projection";
 
@@ -47,8 +47,8 @@ export function splitSizes(config: ExperimentConfig): SplitSizes {
 
 /** Units the store does not hold finished (the run would train these). */
 function unitsToRun(config: ExperimentConfig, resultsDir: string): number {
-  const stored = loadResults(config, resultsDir);
-  return stored.units.filter((u) => backboneCanRun(config, u.unit.backbone) && u.status?.state !== "failed" && u.epochs < config.epochs + 1).length;
+  const { store } = storeFor(config, resultsDir);
+  return gridUnits(config).filter((u) => backboneCanRun(config, u.backbone) && unitNeedsTraining(store, config, u)).length;
 }
 
 export function dryRunCost(sizes: SplitSizes, s: SpeedSample): UnitCost {

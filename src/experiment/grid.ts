@@ -99,10 +99,7 @@ export function storeFor(config: ExperimentConfig, resultsDir = "results"): { st
 }
 
 function isFinished(store: ResultsStore, unit: UnitKey, epochs: number): boolean {
-  const status = store.status(unit);
-  if (status?.state === "failed") return true;
-  const records = store.epochs(unit);
-  return records.length > 0 && records[records.length - 1].epoch >= epochs;
+  return store.status(unit)?.state === "failed" || store.lastEpoch(unit) >= epochs;
 }
 
 /**
@@ -197,7 +194,7 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   const test = new ImageDataset(data.test, data.testLabels, resolved.input);
   const stepsPerEpoch = Math.ceil(train.size / resolved.trainBatch);
   // Epoch 0 is an evaluation only; a unit owes the training steps of its epochs not yet stored.
-  const stepsOwed = (u: UnitKey): number => stepsPerEpoch * (resolved.epochs - Math.max(lastEpoch(store, u), 0));
+  const stepsOwed = (u: UnitKey): number => stepsPerEpoch * (resolved.epochs - Math.max(store.lastEpoch(u), 0));
   const totalSteps = pending.reduce((sum, u) => sum + stepsOwed(u), 0);
   // The ImageNet weights are fetched and checked before anything is written: a wrong local file
   // (checksum, or a state_dict that does not fit) stops the run here with one clear error, while
@@ -230,7 +227,7 @@ export async function runExperiment(config: ExperimentConfig, opts: RunOptions =
   let started: number | null = null;
   const skippedOnce = new Set<string>();
   const trainUnit = async (unit: UnitKey, lock: Parameters<typeof runUnit>[2]): Promise<void> => {
-    const fromEpoch = lastEpoch(store, unit) + 1;
+    const fromEpoch = store.lastEpoch(unit) + 1;
     emit({ type: "unit-start", unit, fromEpoch });
     const owed = stepsOwed(unit);
     if (skippedOnce.has(unitLabel(unit))) skipped -= owed; // counted as done by another process when skipped
@@ -324,7 +321,3 @@ function recoverUnits(store: ResultsStore, units: UnitKey[], epochs: number, sta
   }
 }
 
-function lastEpoch(store: ResultsStore, unit: UnitKey): number {
-  const records = store.epochs(unit);
-  return records.length === 0 ? -1 : records[records.length - 1].epoch;
-}

@@ -20,7 +20,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ARMS, BACKBONES, NUMERICS_VERSION, type Arm, type Backbone } from "../config";
 import type { EpochRecord, StepRecord } from "./records";
-import { removeLeftovers } from "../util/leftovers";
+import { leftoverPid, removeLeftovers } from "../util/leftovers";
 import { AcquireResult, LockOwner, isStale, readLock, tryAcquire } from "./unit_lock";
 import { passed, WritePoint } from "./write_points";
 
@@ -134,6 +134,12 @@ export class ResultsStore {
     return readJsonl<EpochRecord>(path.join(this.unitDir(u), "epochs.jsonl"));
   }
 
+  /** The last epoch recorded (0 is the evaluation before any step); -1 when none is. */
+  lastEpoch(u: UnitKey): number {
+    const records = this.epochs(u);
+    return records.length === 0 ? -1 : records[records.length - 1].epoch;
+  }
+
   steps(u: UnitKey): StepRecord[] {
     return readJsonl<StepRecord>(path.join(this.unitDir(u), "steps.jsonl"));
   }
@@ -171,10 +177,9 @@ export class ResultsStore {
     if (!fs.existsSync(dir)) return false;
     const lock = readLock(path.join(dir, LOCK_FILE));
     if (lock !== null) return isStale(lock, staleMs);
-    const last = lastRecorded(this.epochs(u));
-    const state = this.status(u)?.state;
-    return fs.readdirSync(dir).some((f) => /\.tmp-\d+$/.test(f) || (/^checkpoint-/.test(f) && (last >= epochs || !f.startsWith(`checkpoint-${last}.`)))) ||
-      (last >= epochs && state !== "done" && state !== "failed");
+    const last = this.lastEpoch(u);
+    const names = fs.readdirSync(dir);
+    return names.some((f) => leftoverPid(f) !== null) || strayCheckpoints(names, last, epochs).length > 0 || needsMarkingDone(last, epochs, this.status(u)?.state);
   }
 
   /**
@@ -186,16 +191,15 @@ export class ResultsStore {
     const done: string[] = [];
     const removed = removeLeftovers(dir, staleMs);
     if (removed.length > 0) done.push(`removed ${removed.join(", ")}`);
-    const last = lastRecorded(this.epochs(u));
-    const complete = last >= epochs;
-    const stray = fs.readdirSync(dir).filter((f) => /^checkpoint-\d+\.(bin|json)$/.test(f) && (complete || !f.startsWith(`checkpoint-${last}.`)));
+    const last = this.lastEpoch(u);
+    const stray = strayCheckpoints(fs.readdirSync(dir), last, epochs);
     for (const f of stray) {
       fs.rmSync(path.join(dir, f), { force: true });
       passed(f.endsWith(".json") ? "checkpoint.json-removed" : "checkpoint.bin-removed");
     }
     if (stray.length > 0) done.push(`removed ${stray.join(", ")}`);
     const state = this.status(u)?.state;
-    if (complete && state !== "done" && state !== "failed") {
+    if (needsMarkingDone(last, epochs, state)) {
       this.setStatus(u, "done", null, this.status(u)?.engine ?? null);
       done.push(`all ${epochs} epochs are recorded: marked done (was ${state ?? "without status"})`);
     }
@@ -250,8 +254,14 @@ function removeCheckpoint(dir: string, epoch: number): void {
   }
 }
 
-function lastRecorded(records: EpochRecord[]): number {
-  return records.length === 0 ? -1 : records[records.length - 1].epoch;
+/** Checkpoints a killed run left: all of them once every epoch is recorded, else those not of the last recorded epoch. */
+function strayCheckpoints(names: string[], last: number, epochs: number): string[] {
+  return names.filter((f) => /^checkpoint-\d+\.(bin|json)$/.test(f) && (last >= epochs || !f.startsWith(`checkpoint-${last}.`)));
+}
+
+/** Every epoch recorded, but the status says neither done nor failed (a kill before the status write). */
+function needsMarkingDone(last: number, epochs: number, state: string | undefined): boolean {
+  return last >= epochs && state !== "done" && state !== "failed";
 }
 
 interface CheckpointIndexEntry {

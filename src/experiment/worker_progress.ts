@@ -142,8 +142,7 @@ export class WorkerWatch {
       for (const unit of gridUnits(config)) {
         const status = store.status(unit);
         if (status?.state === "unavailable") continue;
-        const records = store.epochs(unit);
-        const recorded = records.length === 0 ? 0 : records[records.length - 1].epoch;
+        const recorded = Math.max(store.lastEpoch(unit), 0);
         const finished = status?.state === "failed" || recorded >= config.epochs;
         units++;
         total += config.epochs;
