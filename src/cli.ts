@@ -173,7 +173,7 @@ async function runWorkersCommand(request: CliRequest, argv: string[]): Promise<n
   // A sweep's every rate is checked too (too few test positives stops it before any worker starts).
   if (!request.attach) {
     const configs = requestConfigs(request, false);
-    if (configs.some((c) => c.data.targetPositiveRate !== null)) checkSweepData(configs).forEach((c) => console.log(sweepDataLine(c.rate, c.counts)));
+    checkSweepData(configs, request.resultsDir).forEach((c) => console.log(sweepDataLine(c.rate, c.counts)));
   }
   const watching = { count: 0, gpus: [], args: [], detach: true, attachTo: "any" as const, launch: false };
   const starting = { count: request.workers as number, gpus: gpuList(request.gpus), args: workerArgs(argv), detach: false };

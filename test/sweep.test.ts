@@ -143,7 +143,7 @@ describe("each rate's data, measured and checked before anything is written", ()
       e.message === "data.targetPositiveRate: 0.005 leaves 11 positives among 2261 test images (fewer than 20: too few for ROC-AUC and calibration); " +
         "it would take --test-limit 4400, more than the 3000 images the test file holds: use a higher rate");
     const configs = rateConfigs(makeConfig("smoke", { data: { source: "cifar10", dir: root, testLimit: 2200 } }), [0.1, 0.01]);
-    assert.deepEqual(checkSweepData(configs).map((c) => c.counts.test.positives), [220, 20]);
+    assert.deepEqual(checkSweepData(configs, path.join(root, "no-results")).map((c) => c.counts.test.positives), [220, 20]);
   });
 });
 
@@ -192,6 +192,12 @@ test("acceptance: a smoke sweep at p = 0.1 and 0.02 starts at H(measured p), van
   for (const c of configs) assert.deepEqual(storeRows(c, onWorkers), storeRows(c, path.join(root, "results")), `rate ${c.data.targetPositiveRate}`);
   const again = await runConfigsOnWorkers(configs, { workers: 2, resultsDir: onWorkers, view: { setLine: () => undefined, addRow: () => undefined, finish: () => undefined } });
   assert.equal(again.trained, false, "a finished sweep starts no worker");
+  // A finished sweep's check (notebook 05 run again) takes the counts its stores measured and loads no data: here there is none left.
+  fs.rmSync(path.join(root, "data"), { recursive: true });
+  const checked = checkSweepData(configs, path.join(root, "results"));
+  assert.deepEqual(checked.map((c) => c.rate), [0.1, 0.02]);
+  assert.deepEqual(checked.map((c) => c.counts), sweep.points.map((p) => p.result.counts));
+  assert.ok(checked.every((c) => c.counts.test.positives >= SWEEP.minTestPositives));
 });
 
 test("third arm, through the runner: spread 0 at the first step (its loss is that of a constant prediction), paired with the others on trial", async (t) => {

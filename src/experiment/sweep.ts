@@ -6,7 +6,7 @@
 import { checkBatchSizes, ConfigError, ExperimentConfig, validateConfig } from "../config";
 import type { DatasetKind } from "../config";
 import { prepareData, resolveDataSource, SplitCounts } from "../data/prepare";
-import { ExperimentResult, loadResults, refuseUnintendedSynthetic } from "./grid";
+import { ExperimentResult, gridUnits, loadResults, refuseUnintendedSynthetic, storeFor, unitNeedsTraining } from "./grid";
 import type { EpochRecord, StepRecord } from "./records";
 import type { UnitId } from "./stats/selection";
 import { ProgressView, ReportedRun, runWithProgress } from "./progress";
@@ -50,13 +50,21 @@ export function rateConfigs(config: ExperimentConfig, rates: readonly number[]):
   });
 }
 
-/** What each rate's data holds, after subsampling; throws the first rate's problem (too few test positives, a last batch of one image). */
-export function checkSweepData(configs: readonly ExperimentConfig[]): Array<{ rate: number | null; counts: SplitCounts; note: string }> {
+/**
+ * What each rate's data holds, after subsampling (none when no config sets a rate); throws the
+ * first rate's problem (too few test positives, a last batch of one image). A rate whose store
+ * holds every unit finished gives the counts measured when it was trained, without loading its data.
+ */
+export function checkSweepData(configs: readonly ExperimentConfig[], resultsDir: string): Array<{ rate: number | null; counts: SplitCounts }> {
+  if (configs.every((c) => c.data.targetPositiveRate === null)) return [];
   return configs.map((c) => {
+    const { store } = storeFor(c, resultsDir);
+    const counts = store.meta()?.counts as SplitCounts | undefined;
+    if (counts && !gridUnits(c).some((u) => unitNeedsTraining(store, c, u))) return { rate: c.data.targetPositiveRate, counts };
     refuseUnintendedSynthetic(c, resolveDataSource(c.data));
     const data = prepareData(c.data, { seed: c.seed });
     checkBatchSizes(c, data.train.n, data.test.n);
-    return { rate: c.data.targetPositiveRate, counts: data.counts, note: data.note };
+    return { rate: c.data.targetPositiveRate, counts: data.counts };
   });
 }
 
@@ -95,7 +103,8 @@ export interface SweepRunOptions {
  * what its store lacks. An interrupt stops the sweep after the step in flight.
  */
 export async function runSweep(configs: readonly ExperimentConfig[], opts: SweepRunOptions): Promise<{ sweep: SweepResult | null; runs: ReportedRun[]; stopped: boolean }> {
-  if (configs.some((c) => c.data.targetPositiveRate !== null)) opts.onDataChecked?.(checkSweepData(configs));
+  const checked = checkSweepData(configs, opts.resultsDir);
+  if (checked.length > 0) opts.onDataChecked?.(checked);
   const runs: ReportedRun[] = [];
   for (const config of configs) {
     const run = await runWithProgress(config, {

@@ -24,7 +24,7 @@ export async function openSweep(preset: PresetName, config: ExperimentConfig, re
   const configs = rateConfigs(config, planRates("sweep", preset) ?? []);
   if (train && workers) {
     // Every rate's data checked here first (too few test positives stops it before any worker starts).
-    showMarkdown(checkSweepData(configs).map((c) => `Target ${sweepDataLine(c.rate, c.counts)}`).join("  \n"));
+    showMarkdown(checkSweepData(configs, resultsDir).map((c) => `Target ${sweepDataLine(c.rate, c.counts)}`).join("  \n"));
     await runConfigsOnWorkers(configs, { ...workers, resultsDir, view: new LiveProgress(epochTableHeader()) });
   }
   const planned = !train || workers ? loadSweep(configs, resultsDir) : (await runSweep(configs, {
