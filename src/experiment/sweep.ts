@@ -76,7 +76,12 @@ export function sweepDataLine(rate: number | null, counts: SplitCounts): string 
 
 /** Reads every rate's store; trains nothing. */
 export function loadSweep(configs: readonly ExperimentConfig[], resultsDir: string): SweepResult {
-  const points = configs.map((c) => ({ rate: c.data.targetPositiveRate as number, result: loadResults(c, resultsDir) }));
+  return sweepOf(configs.map((c) => loadResults(c, resultsDir)));
+}
+
+/** The sweep made of each rate's results (read from its store), in the order given. */
+function sweepOf(results: readonly ExperimentResult[]): SweepResult {
+  const points = results.map((result) => ({ rate: result.config.data.targetPositiveRate as number, result }));
   return {
     points,
     records: points.flatMap((p) => p.result.records),
@@ -115,5 +120,7 @@ export async function runSweep(configs: readonly ExperimentConfig[], opts: Sweep
     if (run.stopped) break;
   }
   const rated = configs.every((c) => c.data.targetPositiveRate !== null);
-  return { sweep: rated ? loadSweep(configs, opts.resultsDir) : null, runs, stopped: runs.some((r) => r.stopped) };
+  // Each run's result is what its store holds at its end; rates an interrupt left unstarted are read.
+  const results = configs.map((c, i) => runs[i]?.result ?? loadResults(c, opts.resultsDir));
+  return { sweep: rated ? sweepOf(results) : null, runs, stopped: runs.some((r) => r.stopped) };
 }
