@@ -13,7 +13,8 @@ import {
 } from "./config";
 import { PLANS, PlanName, planOverrides, planRates } from "./experiment/plans";
 import { checkSweepData, parseRates, rateConfigs, runSweep, sweepDataLine } from "./experiment/sweep";
-import { terminalView, formatDuration } from "./experiment/progress";
+import { terminalView } from "./experiment/progress";
+import { formatDuration } from "./util/duration";
 import { runSummaryText } from "./experiment/run_summary";
 import { cudaEnvToLoad, rerunWithCudaEnv } from "./engine/cuda_env";
 import { dryRun } from "./experiment/dry_run";

@@ -45,8 +45,8 @@ export function biasMathsTable(p: number): { columns: string[]; values: Array<[s
       ["positive-rate bias b", "log(p / (1 - p))", b],
       ["sigmoid(b)", "1 / (1 + exp(-b)): equals p", sigmoid(b)],
       ["expected initial BCE, positive-rate bias", "H(p) = -p log p - (1 - p) log(1 - p)", entropyNats(p)],
-      ["expected initial BCE, vanilla bias (logit ~ 0)", "log 2 = H(0.5)", Math.log(2)],
-      ["loss the vanilla arm must shed first", "log 2 - H(p)", Math.log(2) - entropyNats(p)],
+      ["expected initial BCE, vanilla bias (logit ~ 0)", "log 2 = H(0.5)", Math.LN2],
+      ["loss the vanilla arm must shed first", "log 2 - H(p)", Math.LN2 - entropyNats(p)],
     ],
   };
 }

@@ -16,7 +16,6 @@ import { asSentence, missingWeightsReason } from "./run_summary";
 import { entropyNats } from "../maths";
 import type { LogitSpreadRow } from "./stats/tables";
 
-const LN2 = Math.log(2);
 
 /** What a paired difference's interval says. */
 export type Verdict = "lower" | "higher" | "unresolved" | "single-trial";
@@ -29,7 +28,7 @@ export function verdict(d: MeanCi): Verdict {
 }
 
 /** How a paired difference is written: signed, with its interval over paired trials. */
-const PAIRED = { signed: true, what: "paired trials" };
+export const PAIRED = { signed: true, what: "paired trials" };
 
 /** One half of the grid (or the convergence run) to conclude about. */
 export interface ConclusionPart {
@@ -80,7 +79,7 @@ export function partFindings(part: ConclusionPart, positiveRate: number): string
   const p0 = startOf("positive_rate");
   if (v0 && p0) {
     out.push(`**${part.label}, before training (epoch 0):** test BCE ${v0.mean.toFixed(4)} with the vanilla bias ` +
-      `(log 2 = ${LN2.toFixed(4)}) and ${p0.mean.toFixed(4)} with the positive-rate bias (H(p) = ${hp.toFixed(4)} for p = ${positiveRate.toFixed(4)}).`);
+      `(log 2 = ${Math.LN2.toFixed(4)}) and ${p0.mean.toFixed(4)} with the positive-rate bias (H(p) = ${hp.toFixed(4)} for p = ${positiveRate.toFixed(4)}).`);
   }
 
   const bce = pairedDifference(records, "loss");

@@ -12,8 +12,6 @@ import { completeUnits } from "./run_summary";
 import { formatDuration } from "../util/duration";
 import { FirstEpochProjector } from "./projection";
 
-export { formatDuration };
-
 /** One line: where the run is, the last loss, speed and time left. */
 export function formatStep(e: Extract<RunEvent, { type: "step" }>, epochs: number): string {
   const p = e.progress;

@@ -59,8 +59,3 @@ export function conditionOf(x: Condition): Condition {
 export function conditionKey(x: Condition): Array<string | number> {
   return x.target_positive_rate == null ? [x.backbone] : [x.backbone, x.target_positive_rate];
 }
-
-/** The condition as people read it, e.g. "scratch" or "scratch p=0.02". */
-export function conditionLabel(x: Condition): string {
-  return x.target_positive_rate == null ? x.backbone : `${x.backbone} p=${x.target_positive_rate}`;
-}

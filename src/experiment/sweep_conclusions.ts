@@ -7,16 +7,15 @@ import { ARM_LABEL } from "../config";
 import type { Arm } from "../config";
 import { resolvePositiveClass } from "../data/task";
 import { entropyNats } from "../maths";
-import { verdict } from "./conclusions";
+import { PAIRED, verdict } from "./conclusions";
 import type { SweepResult } from "./sweep";
 import { formatInterval, MeanCi } from "./stats/student_t";
 import { holmReject, pairedTTestP } from "./stats/multiple_comparisons";
 import { summarize } from "./stats/grouping";
 import {
-  LN2, measuredRate, rateExclusions, sweepArms, sweepCatchUpRows, SweepCatchUpRow, sweepDataRows, sweepDifferenceRows, SweepDifferenceRow, sweepSelection, sweepStartRows,
+  measuredRate, rateExclusions, sweepArms, sweepCatchUpRows, SweepCatchUpRow, sweepDataRows, sweepDifferenceRows, SweepDifferenceRow, sweepSelection, sweepStartRows,
 } from "./stats/sweep_stats";
 
-const PAIRED = { signed: true, what: "paired trials" };
 const f4 = (x: number): string => x.toFixed(4);
 const lower = (arm: Arm): string => ARM_LABEL[arm].toLowerCase();
 /** "the positive-rate arm": each arm as an adjective. */
@@ -63,7 +62,7 @@ export function sweepConclusions(sweep: SweepResult): string {
     const excluded = rateExclusions(sweep, selection, d.target);
     const parts = [`**p = ${f4(d.p)}** (target ${d.target}; train ${d.train_images} images, ${d.train_positives} positive; test ${d.test_images} images, ` +
       `${d.test_positives} positive)${excluded === "" ? "" : ` (${excluded})`}: before any step, test BCE ` +
-      at.map((r) => `${f4(r.mean)} (${lower(r.arm)})`).join(", ") + `, against H(p) = ${f4(entropyNats(d.p))} and log 2 = ${f4(LN2)}` +
+      at.map((r) => `${f4(r.mean)} (${lower(r.arm)})`).join(", ") + `, against H(p) = ${f4(entropyNats(d.p))} and log 2 = ${f4(Math.LN2)}` +
       (v0 ? `; the vanilla arm starts ${f4(v0.mean - entropyNats(d.p))} nats above H(p)` : "") + "."];
     for (const arm of arms) {
       const c = catchUp.find((r) => r.target === d.target && r.arm === arm);
@@ -87,7 +86,7 @@ function acrossRates(sweep: SweepResult, arms: Arm[], start: ReturnType<typeof s
   const vanillaStart = byP(start.filter((r) => r.arm === "vanilla"));
   if (vanillaStart.length > 1) {
     out.push(`- **Across rates, before any step:** the vanilla arm's test BCE exceeds H(p) by ${vanillaStart.map((r) => `${f4(r.mean - entropyNats(r.p))} at p = ${f4(r.p)}`).join(", ")} ` +
-      `(log 2 - H(p): ${vanillaStart.map((r) => f4(LN2 - entropyNats(r.p))).join(", ")}).`);
+      `(log 2 - H(p): ${vanillaStart.map((r) => f4(Math.LN2 - entropyNats(r.p))).join(", ")}).`);
   }
   for (const arm of arms) {
     const rows = byP(catchUp.filter((r) => r.arm === arm));

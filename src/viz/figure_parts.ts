@@ -1,10 +1,11 @@
 // The building blocks of the figures (figures.ts): options, arm styles, mean lines with 95% CI
 // bands, reference lines, axes and layout, the note under a plot, and the selection of what to draw.
-import { ARMS, ARM_LABEL, BACKBONE_LABEL } from "../config";
+import { ANALYSIS, ARMS, ARM_LABEL, BACKBONE_LABEL } from "../config";
 import type { Arm, Backbone, DatasetKind, EvalMode } from "../config";
 import type { EpochRecord, StepRecord } from "../experiment/records";
 import type { MeanCi } from "../experiment/stats/student_t";
 import { exclusionNote, selectUnits, UnitId } from "../experiment/stats/selection";
+import { intervalText } from "../experiment/stats/scales";
 
 export interface FigureOptions {
   backbone: Backbone;
@@ -33,6 +34,13 @@ export const ARM_STYLE: Readonly<Record<Arm, { name: string; color: string }>> =
 export const REFERENCE_LINE_COLOR = "#6c757d";
 export const OTHER_CLASS_COLOR = "#adb5bd";
 export const DIFFERENCE_NAME = "Positive rate \u2212 Vanilla";
+/** The note of every calibration figure (one rate's or the sweep's): how ECE is computed, and its intervals. */
+export const CALIBRATION_NOTES: readonly string[] = [
+  `ECE: ${ANALYSIS.eceBins} equal-width bins on the predicted probability; per bin |positive rate - mean probability|, weighted by the bin's share of test images.`,
+  intervalText([["ECE", "logit"], ["mean probability", "logit"]]),
+];
+/** How every paired-difference figure's intervals were computed. */
+export const DIFFERENCE_NOTE = `${intervalText([["the differences", "natural"]], "paired trials")}, ROC-AUC's cut to [-1, 1]`;
 const BAND_ALPHA = 0.2;
 
 /** Which pair of axes a trace or shape belongs to: panel 1 is (x, y), panel n is (xn, yn): 2 is the right of two panels. */

@@ -13,7 +13,7 @@ import { intervalText } from "../experiment/stats/scales";
 import { entropyNats, sigmoid } from "../maths";
 import type { PlotlyFigure } from "./plotly_figure";
 import {
-  ARM_STYLE, DIFFERENCE_NAME, FigureOptions, OTHER_CLASS_COLOR, Panel, PositiveRateOptions, armTraces, axis, baseLayout, checkRate, dataLabel,
+  ARM_STYLE, CALIBRATION_NOTES, DIFFERENCE_NAME, DIFFERENCE_NOTE, FigureOptions, OTHER_CLASS_COLOR, Panel, PositiveRateOptions, armTraces, axis, baseLayout, checkRate, dataLabel,
   horizontalLine, meanWithBand, selectFigureData, titleText, trialsLabel, twoPanelAxes, withNote,
 } from "./figure_parts";
 
@@ -123,7 +123,7 @@ export function pairedDifferenceFigure(records: readonly EpochRecord[], options:
       ...layout,
       legend: { title: { text: "Difference" } },
       ...twoPanelAxes("Epoch", "\u0394 Binary Cross Entropy", "\u0394 ROC-AUC"),
-    }, [`${intervalText([["the differences", "natural"]], "paired trials")}, ROC-AUC's cut to [-1, 1]`, excluded]),
+    }, [DIFFERENCE_NOTE, excluded]),
   };
 }
 
@@ -145,8 +145,7 @@ export function calibrationFigure(records: readonly EpochRecord[], options: Posi
     layout: withNote({
       ...baseLayout(titleText("Calibration by bias initialization", options, trialsLabel(selected)), [line], true),
       ...twoPanelAxes("Epoch", `Expected calibration error (${ANALYSIS.eceBins} bins)`, "Mean predicted probability"),
-    }, [`ECE: ${ANALYSIS.eceBins} equal-width bins on the predicted probability; per bin |positive rate - mean probability|, weighted by the bin's share of test images.`,
-      intervalText([["ECE", "logit"], ["mean probability", "logit"]]), excluded]),
+    }, [...CALIBRATION_NOTES, excluded]),
   };
 }
 

@@ -14,13 +14,13 @@ import type { SummaryRow } from "../experiment/stats/grouping";
 import type { MeanCi } from "../experiment/stats/student_t";
 import { intervalText } from "../experiment/stats/scales";
 import {
-  LN2, measuredRate, rateExclusions, sweepArms, sweepCatchUpRows, sweepDifferenceRows, sweepSelection, sweepStartRows,
+  measuredRate, rateExclusions, sweepArms, sweepCatchUpRows, sweepDifferenceRows, sweepSelection, sweepStartRows,
 } from "../experiment/stats/sweep_stats";
 import type { Selection } from "../experiment/stats/selection";
 import { catchUpDefinition } from "../experiment/stats/tables";
 import type { SweepResult } from "../experiment/sweep";
 import type { PlotlyFigure } from "./plotly_figure";
-import { ARM_STYLE, REFERENCE_LINE_COLOR, armTraces, axis, baseLayout, horizontalLine, titleText, trialsLabel, withNote } from "./figure_parts";
+import { ARM_STYLE, CALIBRATION_NOTES, DIFFERENCE_NOTE, REFERENCE_LINE_COLOR, armTraces, axis, baseLayout, horizontalLine, titleText, trialsLabel, withNote } from "./figure_parts";
 
 /** A rate with records, as a column of small multiples: its target, measured p and what was left out. */
 interface RateColumn {
@@ -126,7 +126,7 @@ const BCE_AXIS_TOP = 1.3;
 /** Test BCE (top) and ROC-AUC (bottom) per epoch, a column per rate, with H(measured p) on each BCE panel. */
 export function sweepLearningCurves(sweep: SweepResult): PlotlyFigure {
   return perRateGrid(sweep, "sweepLearningCurves", "Test metrics by bias initialization and positive rate", [
-    { metric: "loss", label: "Binary Cross Entropy", line: (c) => ({ y: entropyNats(c.p), label: `H(p) = ${entropyNats(c.p).toFixed(3)}` }), range: (m) => [0, BCE_AXIS_TOP * Math.max(m, LN2)] },
+    { metric: "loss", label: "Binary Cross Entropy", line: (c) => ({ y: entropyNats(c.p), label: `H(p) = ${entropyNats(c.p).toFixed(3)}` }), range: (m) => [0, BCE_AXIS_TOP * Math.max(m, Math.LN2)] },
     { metric: "roc_auc", label: "ROC-AUC", range: () => [0, 1.02] },
   ], [intervalText([["BCE", "log"], ["ROC-AUC", "logit"]]),
     `The BCE axes end at ${BCE_AXIS_TOP} x the largest mean (at least log 2): with few trials the log-scale bands can reach far higher and are cut there.`]);
@@ -141,8 +141,7 @@ export function sweepCalibrationFigure(sweep: SweepResult): PlotlyFigure {
       const q = testRate(c.target);
       return q === null ? null : { y: q, label: `test p = ${q.toFixed(4)}` };
     } },
-  ], [`ECE: ${ANALYSIS.eceBins} equal-width bins on the predicted probability; per bin |positive rate - mean probability|, weighted by the bin's share of test images.`,
-    intervalText([["ECE", "logit"], ["mean probability", "logit"]])]);
+  ], [...CALIBRATION_NOTES]);
 }
 
 /** Asymmetric error bars from 95% CIs (none where a point has no interval). */
@@ -207,13 +206,13 @@ export function sweepStartFigure(sweep: SweepResult): PlotlyFigure {
   const arms = sweepArms(rows);
   return {
     data: [
-      curve("H(p): predicting p for every image", grid.map(entropyNats), "dash"), curve("log 2: predicting 0.5", grid.map(() => LN2), "dot"),
+      curve("H(p): predicting p for every image", grid.map(entropyNats), "dash"), curve("log 2: predicting 0.5", grid.map(() => Math.LN2), "dot"),
       ...arms.map((arm) => pointsAgainstP(rows.filter((r) => r.arm === arm).map((r) => ({ p: r.p, ci: r })), ARM_STYLE[arm].name, ARM_STYLE[arm].color, arm, 1)),
     ],
     layout: withNote({
       ...baseLayout(titleText("Test BCE before any step against the positive rate", { backbone: sweep.config.backbones[0], dataset: sweep.dataset }, trialsLabel(selection.records)), [], true),
       xaxis: pAxis(ps), yaxis: axis("Test Binary Cross Entropy at epoch 0", { rangemode: "tozero" }),
-    }, wrapNote([`Gap log 2 - H(p): ${ps.sort((a, b) => b - a).map((p) => `${(LN2 - entropyNats(p)).toFixed(3)} nats at p = ${p.toFixed(4)}`).join(", ")}.`,
+    }, wrapNote([`Gap log 2 - H(p): ${ps.sort((a, b) => b - a).map((p) => `${(Math.LN2 - entropyNats(p)).toFixed(3)} nats at p = ${p.toFixed(4)}`).join(", ")}.`,
       intervalText([["BCE", "log"]]), ...allExclusions(sweep, selection)])),
   };
 }
@@ -265,6 +264,6 @@ export function sweepDifferenceFigure(sweep: SweepResult): PlotlyFigure {
         trialsLabel(selection.records)), [horizontalLine(0, "no difference", 1, "dot"), horizontalLine(0, "no difference", 2, "dot")], true),
       legend: { title: { text: "Difference (matched on trial)" } },
       ...twoPanelsAgainstP([...new Set(loss.map((r) => r.p))], "\u0394 test Binary Cross Entropy", "\u0394 test ROC-AUC"),
-    }, wrapNote([`${intervalText([["the differences", "natural"]], "paired trials")}, ROC-AUC's cut to [-1, 1]`, ...allExclusions(sweep, selection)])),
+    }, wrapNote([DIFFERENCE_NOTE, ...allExclusions(sweep, selection)])),
   };
 }

@@ -14,8 +14,6 @@ import { catchUpPerTrial, catchUpSummary } from "./hockey_stick";
 import type { Interval } from "./scales";
 import { exclusionNote, selectUnits, Selection } from "./selection";
 
-export const LN2 = Math.log(2);
-
 /** One rate's data, as measured when its store was created (null counts: nothing run yet). */
 export interface SweepDataRow {
   target: number;
