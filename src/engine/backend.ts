@@ -6,7 +6,7 @@
 // download no longer serves anyone (docs/native.md). A package that merely `require`s is not proof:
 // one without its binding loads too. So each candidate is judged by the backend that TF.js reports
 // afterwards, and every error is caught.
-import { spawnSync } from "child_process";
+import { runTool } from "./machine_facts";
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
@@ -123,8 +123,8 @@ async function selectBackend(forced: Forced): Promise<BackendInfo> {
 
 /** The lines `nvidia-smi -L` prints for each GPU ("GPU 0: NVIDIA ... (UUID: ...)"); none without a driver. */
 export function visibleNvidiaGpus(): string[] {
-  const r = spawnSync("nvidia-smi", ["-L"], { encoding: "utf8", timeout: 10_000 });
-  if (r.error !== undefined || r.status !== 0) return [];
+  const r = runTool("nvidia-smi", ["-L"], 10_000);
+  if (!r.ok) return [];
   return r.stdout.split("\n").map((l) => l.trim()).filter((l) => /^GPU \d+:/.test(l));
 }
 

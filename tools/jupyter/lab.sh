@@ -8,12 +8,9 @@
 #     the news site). Overrides only change defaults: the user's own settings (~/.jupyter) still win
 #     and are not written to.
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)"
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 jupyter="$root/.venv/bin/jupyter"
-if [[ ! -x "$jupyter" ]]; then
-  echo "lab: $jupyter is missing: run 'make setup' (it creates .venv with JupyterLab)" >&2
-  exit 1
-fi
+require -x "$jupyter" "lab: $jupyter is missing: run 'make setup' (it creates .venv with JupyterLab)"
 export JUPYTER_PATH="$root/tools/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 # Serves the repository unless told otherwise (Jupyter refuses a second --ServerApp.root_dir).
 serve=("--ServerApp.root_dir=$root")

@@ -6,17 +6,11 @@
 # again after a finished run only re-renders.
 #   tools/jupyter/report.sh [NOTEBOOK...]     (default: notebooks/*.ipynb)
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)"
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 cd "$root"
 python="$root/.venv/bin/python"
-if [[ ! -x "$python" ]]; then
-  echo "report: $python is missing: run 'make setup' (it creates .venv with JupyterLab and nbconvert)" >&2
-  exit 1
-fi
-if [[ ! -f "$root/node_modules/tslab/bin/tslab" ]]; then
-  echo "report: node_modules/tslab is missing: run 'make setup' (npm ci)" >&2
-  exit 1
-fi
+require -x "$python" "report: $python is missing: run 'make setup' (it creates .venv with JupyterLab and nbconvert)"
+require -f "$root/node_modules/tslab/bin/tslab" "report: node_modules/tslab is missing: run 'make setup' (npm ci)"
 if [[ $# -gt 0 ]]; then
   notebooks=("$@")
 else
