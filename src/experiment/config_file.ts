@@ -4,13 +4,12 @@
 import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, ConfigOverrides, ExperimentConfig, makeConfig, mergeOverrides } from "../config";
+import { writeFileAtomic } from "../util/atomic_write";
 
 /** Writes `configs` to `file` (its folder is created), atomically. */
 export function writeConfigFile(file: string, configs: ExperimentConfig[]): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(configs, null, 2) + "\n");
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify(configs, null, 2) + "\n");
 }
 
 /** The configs in `file`, each with `overrides` on top, validated. */

@@ -13,6 +13,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { lockSettings } from "../config";
+import { writeFileAtomic } from "../util/atomic_write";
 import { canonicalJson } from "./result_key";
 import { UserError } from "../errors";
 import type { EpochRecord, StepRecord } from "./records";
@@ -171,9 +172,7 @@ export function mergeStores(sources: string[], dest: string): string {
   if (plan.copies.length === 0) return `nothing to merge: ${dest} already holds every finished unit of ${sources.join(", ")} (${plan.same} unit(s))`;
   for (const [dir, config] of plan.create) {
     fs.mkdirSync(dir, { recursive: true });
-    const tmp = path.join(dir, `config.json.tmp-${process.pid}`);
-    fs.writeFileSync(tmp, config);
-    fs.renameSync(tmp, path.join(dir, "config.json"));
+    writeFileAtomic(path.join(dir, "config.json"), config);
   }
   for (const c of plan.copies) copyUnit(c);
   const bySource = sources.map((s) => `${s} (${plan.copies.filter((c) => c.source === s).length})`);

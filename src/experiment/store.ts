@@ -21,6 +21,7 @@ import * as path from "path";
 import { ARMS, BACKBONES, NUMERICS_VERSION, type Arm, type Backbone } from "../config";
 import type { EpochRecord, StepRecord } from "./records";
 import { leftoverPid, removeLeftovers } from "../util/leftovers";
+import { writeFileAtomic } from "../util/atomic_write";
 import { AcquireResult, LockOwner, isStale, readLock, tryAcquire } from "./unit_lock";
 import { passed, WritePoint } from "./write_points";
 
@@ -75,13 +76,9 @@ export function unitLabel(u: UnitKey): string {
 
 type AtomicWrite = "config.json" | "status.json" | "checkpoint.bin" | "checkpoint.json" | "steps.jsonl" | "epochs.jsonl";
 
-/** Writes `data` to `file` atomically (temporary file in the same folder, then rename). */
-function writeFileAtomic(file: string, data: string | Uint8Array, point: AtomicWrite): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  passed(`${point}.tmp` as WritePoint);
-  fs.renameSync(tmp, file);
-  passed(point);
+/** writeFileAtomic with the crash test's write points: `<point>.tmp` once the temporary file is written, `<point>` once renamed. */
+function writeAtPoint(file: string, data: string | Uint8Array, point: AtomicWrite): void {
+  writeFileAtomic(file, data, { written: () => passed(`${point}.tmp` as WritePoint), renamed: () => passed(point) });
 }
 
 /** The lock file of a unit folder. */
@@ -112,7 +109,7 @@ export class ResultsStore {
   init(config: object): void {
     fs.mkdirSync(this.dir, { recursive: true });
     const file = path.join(this.dir, "config.json");
-    if (!fs.existsSync(file)) writeFileAtomic(file, JSON.stringify(config, null, 2) + "\n", "config.json");
+    if (!fs.existsSync(file)) writeAtPoint(file, JSON.stringify(config, null, 2) + "\n", "config.json");
   }
 
   /** Removes temporary files that dead writers left in the store's own folder (config.json's). */
@@ -152,7 +149,7 @@ export class ResultsStore {
   setStatus(u: UnitKey, state: UnitState, message: string | null = null, engine: string | null = null): void {
     fs.mkdirSync(this.unitDir(u), { recursive: true });
     const status: UnitStatus = { state, message, updated: new Date().toISOString(), numerics: NUMERICS_VERSION, ...(engine === null ? {} : { engine }) };
-    writeFileAtomic(path.join(this.unitDir(u), "status.json"), JSON.stringify(status) + "\n", "status.json");
+    writeAtPoint(path.join(this.unitDir(u), "status.json"), JSON.stringify(status) + "\n", "status.json");
   }
 
   /** Takes the unit's lock, or names the live process holding it (a stale lock is taken over). */
@@ -217,8 +214,8 @@ export class ResultsStore {
     const expected = previous.length === 0 ? 0 : previous[previous.length - 1].epoch + 1;
     if (record.epoch !== expected) throw new Error(`${dir}: epoch ${record.epoch} recorded after epoch ${expected - 1}`);
     if (checkpoint) writeCheckpoint(dir, checkpoint);
-    if (steps) writeFileAtomic(path.join(dir, "steps.jsonl"), steps.map((s) => JSON.stringify(s)).join("\n") + "\n", "steps.jsonl");
-    writeFileAtomic(path.join(dir, "epochs.jsonl"), [...previous, record].map((r) => JSON.stringify(r)).join("\n") + "\n", "epochs.jsonl");
+    if (steps) writeAtPoint(path.join(dir, "steps.jsonl"), steps.map((s) => JSON.stringify(s)).join("\n") + "\n", "steps.jsonl");
+    writeAtPoint(path.join(dir, "epochs.jsonl"), [...previous, record].map((r) => JSON.stringify(r)).join("\n") + "\n", "epochs.jsonl");
     for (const old of listCheckpoints(dir)) if (old !== record.epoch) removeCheckpoint(dir, old);
   }
 
@@ -286,8 +283,8 @@ function writeCheckpoint(dir: string, c: Checkpoint): void {
       offset += bytes.length;
     }
   }
-  writeFileAtomic(path.join(dir, `checkpoint-${c.epoch}.bin`), Buffer.concat(parts), "checkpoint.bin");
-  writeFileAtomic(path.join(dir, `checkpoint-${c.epoch}.json`), JSON.stringify({ epoch: c.epoch, bytes: offset, arrays: index }), "checkpoint.json");
+  writeAtPoint(path.join(dir, `checkpoint-${c.epoch}.bin`), Buffer.concat(parts), "checkpoint.bin");
+  writeAtPoint(path.join(dir, `checkpoint-${c.epoch}.json`), JSON.stringify({ epoch: c.epoch, bytes: offset, arrays: index }), "checkpoint.json");
 }
 
 function readCheckpoint(dir: string, epoch: number): Checkpoint {
