@@ -53,11 +53,20 @@ export function readLock(file: string): LockOwner | null {
  * evaluation may block its heartbeat for longer than any timeout.
  */
 export function isStale(owner: LockOwner, staleMs: number, now = Date.now()): boolean {
-  if (owner.host === os.hostname()) {
-    const gone = processGone(owner.pid, owner.started);
+  return ownerGone(owner, () => owner.heartbeat, staleMs, now);
+}
+
+/**
+ * The rule of isStale for any process that records its host, pid and start (a lock's owner, a
+ * worker): on this host, by its process; elsewhere (or when that cannot be told), by whether its
+ * last sign of life, read only then, is older than `staleMs`.
+ */
+export function ownerGone(who: { host: string; pid: number; started: string }, lastSignMs: () => number, staleMs: number, now = Date.now()): boolean {
+  if (who.host === os.hostname()) {
+    const gone = processGone(who.pid, who.started);
     if (gone !== null) return gone;
   }
-  return now - owner.heartbeat > staleMs;
+  return now - lastSignMs() > staleMs;
 }
 
 /**

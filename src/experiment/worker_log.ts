@@ -13,7 +13,7 @@ import type { RunEvent } from "./grid";
 import { formatStoreEvent } from "./progress";
 import type { EpochRecord } from "./records";
 import type { UnitKey, UnitState } from "./store";
-import { processGone } from "./unit_lock";
+import { ownerGone } from "./unit_lock";
 
 export interface WorkerHello {
   type: "hello";
@@ -166,14 +166,10 @@ export class WorkerLogReader {
    */
   alive(staleMs: number, now = Date.now()): boolean {
     if (this.exit !== null || this.hello === null) return false;
-    if (this.hello.host === os.hostname()) {
-      const gone = processGone(this.hello.pid, this.hello.started);
-      if (gone !== null) return !gone;
-    }
     try {
-      return now - fs.statSync(this.file).mtimeMs <= staleMs;
+      return !ownerGone(this.hello, () => fs.statSync(this.file).mtimeMs, staleMs, now);
     } catch {
-      return false;
+      return false; // the log is gone
     }
   }
 }
