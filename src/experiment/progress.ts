@@ -12,13 +12,17 @@ import { completeUnits } from "./run_summary";
 import { formatDuration } from "../util/duration";
 import { FirstEpochProjector } from "./projection";
 
+/** `[#####...............]`: 20 characters, `fraction` (0..1) of them filled. */
+export function progressBar(fraction: number): string {
+  const width = 20;
+  const filled = Math.min(width, Math.round(fraction * width));
+  return `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
+}
+
 /** One line: where the run is, the last loss, speed and time left. */
 export function formatStep(e: Extract<RunEvent, { type: "step" }>, epochs: number): string {
   const p = e.progress;
-  const width = 20;
-  const filled = Math.min(width, Math.round((e.stepsDone / Math.max(1, e.totalSteps)) * width));
-  const bar = "#".repeat(filled) + ".".repeat(width - filled);
-  return `[${bar}] ${unitLabel(e.unit)} | epoch ${p.epoch}/${epochs} step ${p.step}/${p.steps} | loss ${p.loss.toFixed(4)} | ` +
+  return `${progressBar(e.stepsDone / Math.max(1, e.totalSteps))} ${unitLabel(e.unit)} | epoch ${p.epoch}/${epochs} step ${p.step}/${p.steps} | loss ${p.loss.toFixed(4)} | ` +
     `${e.stepsPerS.toFixed(2)} steps/s, ${p.imagesPerS.toFixed(1)} img/s | ETA ${formatDuration(e.etaSeconds)}`;
 }
 

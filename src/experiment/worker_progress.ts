@@ -7,7 +7,7 @@ import * as os from "os";
 import type { ExperimentConfig } from "../config";
 import { formatDuration } from "../util/duration";
 import { gridUnits } from "./grid";
-import { formatEpochRow } from "./progress";
+import { formatEpochRow, progressBar } from "./progress";
 import { ResultsStore, UnitKey, unitLabel } from "./store";
 import { WorkerLine, WorkerLogReader } from "./worker_log";
 
@@ -89,14 +89,13 @@ export class WorkerWatch {
     this.first ??= { t: now, done };
     const rate = now > this.first.t ? (done - this.first.done) / ((now - this.first.t) / 1000) : 0;
     const eta = rate > 0 ? (total - done) / rate : null;
-    const width = 20;
-    const filled = total > 0 ? Math.min(width, Math.round((done / total) * width)) : 0;
-    const doing = this.workers.filter((w) => this.running(w)).map((w) => {
+    const running = this.workers.filter((w) => this.running(w));
+    const doing = running.map((w) => {
       if (w.current !== null) return `${w.label} ${unitLabel(w.current.unit)} e${w.current.epoch} ${w.current.step}/${w.current.steps}`;
       return `${w.label} ${w.waiting ? "waiting for units others train" : w.reader.hello === null ? "starting" : "preparing"}`;
     });
-    const speed = this.workers.reduce((s, w) => s + (this.running(w) && w.current !== null ? w.current.stepsPerS : 0), 0);
-    return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${unitsDone}/${units} units | ${doing.length > 0 ? doing.join(" | ") : "no worker running"} | ` +
+    const speed = running.reduce((s, w) => s + (w.current !== null ? w.current.stepsPerS : 0), 0);
+    return `${progressBar(total > 0 ? done / total : 0)} ${unitsDone}/${units} units | ${doing.length > 0 ? doing.join(" | ") : "no worker running"} | ` +
       `${speed.toFixed(2)} steps/s | ETA ${formatDuration(eta)}`;
   }
 
@@ -137,6 +136,7 @@ export class WorkerWatch {
     let total = 0;
     let units = 0;
     let unitsDone = 0;
+    const running = this.workers.filter((w) => this.running(w));
     for (const [hash, config] of this.configs) {
       const store = new ResultsStore(this.resultsDir, hash);
       for (const unit of gridUnits(config)) {
@@ -152,7 +152,7 @@ export class WorkerWatch {
           continue;
         }
         done += recorded;
-        const inFlight = this.workers.find((w) => this.running(w) && w.current?.store === hash && unitLabel(w.current.unit) === unitLabel(unit));
+        const inFlight = running.find((w) => w.current?.store === hash && unitLabel(w.current.unit) === unitLabel(unit));
         if (inFlight?.current && inFlight.current.epoch > recorded && inFlight.current.steps > 0) done += inFlight.current.step / inFlight.current.steps;
       }
     }
