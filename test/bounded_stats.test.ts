@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import * as path from "node:path";
 import { meanCiOnScale } from "../src/experiment/stats/scales";
 import { meanCi } from "../src/experiment/stats/student_t";
-import { holmReject, pairedTTestP } from "../src/experiment/stats/multiple_comparisons";
+import { holmLower, holmReject, pairedTTestP } from "../src/experiment/stats/multiple_comparisons";
 import { pairedDifference, summarize } from "../src/experiment/stats/grouping";
 import { summaryTables } from "../src/experiment/stats/tables";
 import type { ExperimentResult } from "../src/experiment/grid";
@@ -90,6 +90,9 @@ test("pairedTTestP and holmReject: hand cases", () => {
   assert.deepEqual(holmReject([0.06, 0.001]), [false, true]);
   assert.deepEqual(holmReject([]), []);
   assert.throws(() => holmReject([0.5, 1.5]), /p-value 1.5 is not in \[0, 1\]/);
+  // holmLower: rejected and negative; a rejected positive difference and an unrejected one are not lower.
+  const row = (id: string, mean: number, sd: number) => ({ n: 3, mean, sd, ci_low: null, ci_high: null, id });
+  assert.deepEqual(holmLower([row("lower", -0.1, 0), row("higher", 0.1, 0), row("same", 0, 0), row("noisy", -0.1, 1)]).map((r) => r.id), ["lower"]);
 });
 
 test("paired differences of ROC-AUC stay in [-1, 1], the only values a difference of two AUCs can take; BCE differences are not cut", () => {

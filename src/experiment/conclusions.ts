@@ -10,7 +10,7 @@ import type { EpochRecord } from "./records";
 import type { ExperimentResult } from "./grid";
 import { formatInterval, MeanCi } from "./stats/student_t";
 import { pairedDifference, summarize } from "./stats/grouping";
-import { holmReject, pairedTTestP } from "./stats/multiple_comparisons";
+import { holmLower } from "./stats/multiple_comparisons";
 import { exclusionNote, selectUnits, UnitId } from "./stats/selection";
 import { asSentence, missingWeightsReason } from "./run_summary";
 import { entropyNats } from "../maths";
@@ -109,8 +109,7 @@ export function partFindings(part: ConclusionPart, positiveRate: number): string
   if (trained.length > 0 && trained.every((r) => verdict(r) !== "single-trial")) {
     // Holm over the epochs after training began: an epoch counts when its paired t test is rejected
     // after the correction and the difference is negative.
-    const rejected = holmReject(trained.map((r) => pairedTTestP(r) as number));
-    const resolved = trained.filter((r, i) => rejected[i] && r.mean < 0).map((r) => r.epoch);
+    const resolved = holmLower(trained).map((r) => r.epoch);
     const holm = `(paired t tests, Holm-corrected over the ${trained.length} epoch${trained.length === 1 ? "" : "s"} after training began, family-wise 5%)`;
     if (resolved.length === 0) out.push(`**${part.label}:** at no epoch after training began is the positive-rate arm's test BCE resolvably lower ${holm}.`);
     else if (resolved.length === trained.length) out.push(`**${part.label}:** its test BCE is resolvably lower at every epoch (1-${last}) ${holm}.`);

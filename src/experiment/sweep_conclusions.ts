@@ -9,8 +9,8 @@ import { resolvePositiveClass } from "../data/task";
 import { entropyNats } from "../maths";
 import { PAIRED, verdict } from "./conclusions";
 import type { SweepResult } from "./sweep";
-import { formatInterval, MeanCi } from "./stats/student_t";
-import { holmReject, pairedTTestP } from "./stats/multiple_comparisons";
+import { formatInterval } from "./stats/student_t";
+import { holmLower, pairedTTestP } from "./stats/multiple_comparisons";
 import { summarize } from "./stats/grouping";
 import {
   measuredRate, rateExclusions, sweepArms, sweepCatchUpRows, SweepCatchUpRow, sweepDataRows, sweepDifferenceRows, SweepDifferenceRow, sweepSelection, sweepStartRows,
@@ -94,8 +94,7 @@ function acrossRates(sweep: SweepResult, arms: Arm[], start: ReturnType<typeof s
     const last = byP(loss.filter((r) => r.arm === arm));
     const tested = last.filter((r) => pairedTTestP(r) !== null);
     if (tested.length > 1) {
-      const rejected = holmReject(tested.map((r) => pairedTTestP(r as MeanCi) as number));
-      const lowerAt = tested.filter((r, i) => rejected[i] && r.mean < 0).map((r) => f4(r.p));
+      const lowerAt = holmLower(tested).map((r) => f4(r.p));
       const holm = `(paired t tests, Holm-corrected over the ${tested.length} rates, family-wise 5%)`;
       out.push(`- **Across rates, after the last epoch:** ${ARM_NAME[arm]}'s test BCE is resolvably lower than vanilla's at ` +
         `${lowerAt.length === 0 ? "no rate" : `p = ${lowerAt.join(", ")}`} ${holm}.`);

@@ -26,3 +26,13 @@ export function holmReject(pValues: readonly number[], alpha = 0.05): boolean[] 
   }
   return rejected;
 }
+
+/**
+ * Of paired differences (each a mean and CI over paired trials, every one with a p-value), those
+ * resolvably below zero: their paired t test rejected after Holm's correction over all of them, and
+ * their mean negative. In their order.
+ */
+export function holmLower<T extends MeanCi>(rows: readonly T[], alpha = 0.05): T[] {
+  const rejected = holmReject(rows.map((r) => pairedTTestP(r) as number), alpha);
+  return rows.filter((r, i) => rejected[i] && r.mean < 0);
+}
