@@ -1,7 +1,8 @@
 // The native backend's custom ops (src/model/ops/native_*.ts) against TF.js's own formulation of
 // the same math on the same backend, values and gradients: the strided depthwise convolution with
 // explicit padding against pad + 'valid' convolution, the one-pass SiLU against x * sigmoid(x) and
-// float64, training BatchNorm + SiLU against tf.moments / batchNorm / sigmoid. Skipped where no
+// float64, training BatchNorm + SiLU against tf.moments / batchNorm / sigmoid, evaluation BatchNorm
+// (+ SiLU) against tf.batchNorm4d and float64. Skipped where no
 // native backend is built (`make native`); test/backends.test.ts checks the whole model against pure JS.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -9,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/engine/backend";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
-import { nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
+import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { makeRng } from "../src/rng";
 
 let nb: NativeKernelBackend | null = null;
@@ -91,4 +92,35 @@ test("training BatchNorm + SiLU as one op = tf.moments, batchNorm and x * sigmoi
       [randomTensor([3, 4, 6, c], 4, 2), randomTensor([c], 5), randomTensor([c], 6)], 1e-4, 1e-5);
   }
   tf.dispose([runningMean, runningVar]);
+});
+
+test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batchNorm4d with the running statistics, and float64", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const c = 7;
+  const x = randomTensor([3, 5, 4, c], 7, 3) as tf.Tensor4D;
+  const gamma = randomTensor([c], 8);
+  const beta = randomTensor([c], 9);
+  const runningMean = tf.variable(randomTensor([c], 10), false);
+  const runningVar = tf.variable(tf.add(tf.abs(randomTensor([c], 11)), 0.2), false);
+  const bn = { gamma, beta, runningMean, runningVar, eps: 1e-5, momentum: 0.1 };
+  const [xs, g, b, m, v] = [x, gamma, beta, runningMean, runningVar].map((a) => a.dataSync());
+  for (const activation of [true, false]) {
+    const y = nativeInferenceBatchNormAct(nb, x, bn, activation);
+    const z = tf.batchNorm4d(x, runningMean as tf.Tensor1D, runningVar as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, 1e-5);
+    const ref = activation ? tf.mul(z, tf.sigmoid(z)) : z;
+    assert.deepEqual(y.shape, x.shape);
+    assert.ok(relDiff(y, ref) < 2e-6, `silu=${activation}: against tf.batchNorm4d ${relDiff(y, ref)} (relative)`);
+    // float64: (x - mean) / sqrt(var + eps) * gamma + beta, then x * sigmoid(x).
+    const ys = y.dataSync();
+    let worst = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const k = i % c;
+      const zi = ((xs[i] - m[k]) / Math.sqrt(v[k] + 1e-5)) * g[k] + b[k];
+      const exact = activation ? zi / (1 + Math.exp(-zi)) : zi;
+      worst = Math.max(worst, Math.abs(ys[i] - exact));
+    }
+    assert.ok(worst < 1e-5 * Math.max(...Array.from(ys, Math.abs)), `silu=${activation}: against float64 ${worst}`);
+    tf.dispose([y, z, ref]);
+  }
+  tf.dispose([x, gamma, beta, runningMean, runningVar]);
 });

@@ -9,7 +9,7 @@
 //   and fewer tensors kept for the backward pass than TF.js's generic gradients;
 // - on the pure-JS 'cpu' backend, the plain-JS kernels of js_kernels.ts and js_channel_kernels.ts;
 // - on the native backend, libtensorflow ops TF.js does not expose: training BatchNorm (+ SiLU)
-//   and one-pass SiLU (native_batchnorm.ts), strided depthwise convolution with explicit padding
+//   evaluation BatchNorm as PyTorch computes it, one-pass SiLU (native_batchnorm.ts), strided depthwise convolution with explicit padding
 //   (native_conv.ts).
 // The tests check the implementations against each other.
 //
@@ -20,7 +20,7 @@ import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { nativeInferenceBatchNormAct, nativeTrainingBatchNormAct } from "./native_batchnorm";
 import { nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
 
@@ -145,7 +145,9 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
   }
   if (usingJsKernels()) return tf.reshape(jsBatchNormAct(tf.reshape(x, [count, c]), bn, mode, activation), [n, h, w, c]);
   const native = nativeOps();
-  if (native !== null && mode.training) return nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation);
+  if (native !== null) {
+    return mode.training ? nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation) : nativeInferenceBatchNormAct(native, x, bn, activation);
+  }
   let mean: tf.Tensor = bn.runningMean;
   let variance: tf.Tensor = bn.runningVar;
   if (mode.training) {
@@ -157,9 +159,7 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
     }
   }
   const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
-  if (!activation) return y;
-  // Evaluation on native (the running statistics, no gradient): SiLU in one pass.
-  return native !== null && !mode.training ? nativeSilu(native, y) : silu(y);
+  return activation ? silu(y) : y;
 }
 
 /** Mean over H and W of NHWC, as [N, C]. */

@@ -88,6 +88,22 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
 }
 
+/**
+ * Running-statistics BatchNorm (+ SiLU) for evaluation, computed as PyTorch's CPU kernel computes
+ * it: alpha = gamma / sqrt(var + eps), shift = beta - mean * alpha (per channel, tiny), then
+ * y = x * alpha + shift (two passes). libtensorflow's inference FusedBatchNorm (what tf.batchNorm4d
+ * runs; V3 with is_training=false is no better) took 20-50x as long as these two passes on an AMD
+ * EPYC guest (71 ms against 4 ms on a 16x120x120x32 input): 80% of a 240x240 evaluation batch.
+ */
+export function nativeInferenceBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, activation: boolean): tf.Tensor4D {
+  return tf.tidy(() => {
+    const alpha = tf.mul(tf.div(1, tf.sqrt(tf.add(bn.runningVar, bn.eps))), bn.gamma);
+    const shift = tf.sub(bn.beta, tf.mul(bn.runningMean, alpha));
+    const y = tf.add(tf.mul(x, alpha), shift) as tf.Tensor4D;
+    return activation ? nativeSilu(nb, y) : y;
+  });
+}
+
 /** [dx, dgamma, dbeta] from FusedBatchNormGradV3, given dL/dz and the forward's saved tensors. */
 function fusedBatchNormGrad(nb: NativeKernelBackend, attrs: NativeAttr[], dz: tf.Tensor, gamma: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] {
   const [x, savedMean, savedVar, reserve] = saved;
