@@ -54,11 +54,26 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
     fs.writeFileSync(binding, "");
     fs.writeFileSync(path.join(native, "READY"), JSON.stringify({
       variant: "cpu", package: "@tensorflow/tfjs-node", tfjsNodeVersion: "4.22.0", wheel: "tensorflow_cpu-2.21.0", bindingPath: binding,
+      bindingPatches: "string-list-attrs",
     }));
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${path.join(tmp, "no-gpu")}:${process.env.PATH}` });
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /native backend already built \(@tensorflow\/tfjs-node 4\.22\.0 on tensorflow-cpu 2\.21\.0\)/);
     assert.doesNotMatch(r.out, /\[native 1\/5\]/, "no build step ran");
+  });
+
+  test("an engine built without this project's binding patch is rebuilt, not reused", () => {
+    const native = path.join(tmp, "unpatched");
+    const binding = path.join(native, "tfjs-node", "lib", "napi-v8", "tfjs_binding.node");
+    fs.mkdirSync(path.dirname(binding), { recursive: true });
+    fs.writeFileSync(binding, "");
+    fs.writeFileSync(path.join(native, "READY"), JSON.stringify({
+      variant: "cpu", package: "@tensorflow/tfjs-node", tfjsNodeVersion: "4.22.0", wheel: "tensorflow_cpu-2.21.0", bindingPath: binding,
+    }));
+    // Without Node's headers the rebuild stops at its first step: enough to see that it started.
+    const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
+    assert.doesNotMatch(r.out, /native backend already built/);
+    assert.match(r.err, /THE NATIVE ENGINE BUILD FAILED \(cpu variant\) at step 0\/5/);
   });
 
   test("a failed build: one loud message naming the step and what to do; auto continues, native fails; no retry", () => {

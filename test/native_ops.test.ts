@@ -2,7 +2,8 @@
 // the same math on the same backend, values and gradients: the strided depthwise convolution with
 // explicit padding against pad + 'valid' convolution, the one-pass SiLU against x * sigmoid(x) and
 // float64, training BatchNorm + SiLU against tf.moments / batchNorm / sigmoid, evaluation BatchNorm
-// (+ SiLU) against tf.batchNorm4d and float64. Skipped where no
+// (+ SiLU) against tf.batchNorm4d and float64, and folded into each kind of convolution against
+// convolution then BatchNorm. Skipped where no
 // native backend is built (`make native`); test/backends.test.ts checks the whole model against pure JS.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +13,7 @@ import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend"
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { makeRng } from "../src/rng";
+import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
@@ -123,4 +125,33 @@ test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batch
     tf.dispose([y, z, ref]);
   }
   tf.dispose([x, gamma, beta, runningMean, runningVar]);
+});
+
+test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the weights = convolution then BatchNorm, for every kind", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const cases: Array<{ conv: ConvSpec; cin: number; cout: number }> = [
+    { conv: { kind: "pointwise", weight: randomTensor([6, 10], 12, 0.5), stride: 1 }, cin: 6, cout: 10 },
+    { conv: { kind: "depthwise", weight: randomTensor([3, 3, 6, 1], 13, 0.5), stride: 1 }, cin: 6, cout: 6 },
+    { conv: { kind: "depthwise", weight: randomTensor([5, 5, 6, 1], 14, 0.5), stride: 2 }, cin: 6, cout: 6 },
+    { conv: { kind: "full", weight: randomTensor([3, 3, 6, 4], 15, 0.5), stride: 2 }, cin: 6, cout: 4 },
+  ];
+  for (const { conv, cin, cout } of cases) {
+    const x = randomTensor([2, 9, 11, cin], 16) as tf.Tensor4D;
+    const bn = {
+      gamma: randomTensor([cout], 17), beta: randomTensor([cout], 18), eps: 1e-5, momentum: 0.1,
+      runningMean: tf.variable(randomTensor([cout], 19), false), runningVar: tf.variable(tf.add(tf.abs(randomTensor([cout], 20)), 0.2), false),
+    };
+    for (const activation of [true, false]) {
+      const folded = convBnAct(x, conv, bn, { training: false, updateRunningStats: false }, activation);
+      // The unfolded reference: the convolution, then tf.batchNorm4d with the running statistics.
+      const y = conv.kind === "pointwise" ? pointwiseConv(x, conv.weight as tf.Tensor2D)
+        : conv.kind === "depthwise" ? symmetricDepthwiseConv(x, conv.weight as tf.Tensor4D, conv.stride) : symmetricConv(x, conv.weight as tf.Tensor4D, conv.stride);
+      const z = tf.batchNorm4d(y, bn.runningMean as tf.Tensor1D, bn.runningVar as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, 1e-5);
+      const unfolded = activation ? tf.mul(z, tf.sigmoid(z)) : z;
+      assert.deepEqual(folded.shape, unfolded.shape);
+      assert.ok(relDiff(folded, unfolded) < 2e-6, `${conv.kind} stride ${conv.stride} silu=${activation}: ${relDiff(folded, unfolded)} (relative)`);
+      tf.dispose([folded, y, z, unfolded]);
+    }
+    tf.dispose([x, conv.weight, bn.gamma, bn.beta, bn.runningMean, bn.runningVar]);
+  }
 });

@@ -31,16 +31,13 @@ import {
   variablePlan,
 } from "./architecture";
 import {
-  batchNormAct,
   BatchNormMode,
   BatchNormState,
+  convBnAct as convBnActOp,
   dense,
   dropMask,
-  pointwiseConv,
   residualAdd,
   spatialMean,
-  symmetricConv,
-  symmetricDepthwiseConv,
 } from "./ops/layers";
 import { squeezeExcitation } from "./ops/squeeze_excitation";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
@@ -179,14 +176,10 @@ export class EfficientNet {
 
   /** `get` maps a parameter key to its tensor: the variable itself, or its stand-in during a recompute. */
   private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k)): tf.Tensor4D {
-    const w = get(`${u.prefix}.0.weight`);
-    let y: tf.Tensor4D;
-    if (u.kind === "pointwise") y = pointwiseConv(x, w as tf.Tensor2D);
-    else if (u.kind === "depthwise") y = symmetricDepthwiseConv(x, w as tf.Tensor4D, u.stride);
-    else y = symmetricConv(x, w as tf.Tensor4D, u.stride);
+    const conv = { kind: u.kind, weight: get(`${u.prefix}.0.weight`), stride: u.stride };
     const bn = `${u.prefix}.1`;
     const state = { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) };
-    return batchNormAct(y, state, mode, u.activation);
+    return convBnActOp(x, conv, state, mode, u.activation);
   }
 
   private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec, get: ParamLookup): tf.Tensor4D {

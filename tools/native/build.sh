@@ -15,6 +15,8 @@ set -euo pipefail
 
 TF_VERSION=2.21.0
 TFJS_VERSION=4.22.0
+# The patches patch_binding.py applies; an engine built with other patches (or none) is rebuilt.
+BINDING_PATCHES=string-list-attrs
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"
@@ -104,11 +106,11 @@ fi
 ready_matches() {
   [[ -f $READY ]] || return 1
   node -e '
-    const [ready, variant, pkg, tfjs, wheel] = process.argv.slice(1);
+    const [ready, variant, pkg, tfjs, wheel, patches] = process.argv.slice(1);
     const r = JSON.parse(require("fs").readFileSync(ready, "utf8"));
     const ok = r.variant === variant && r.package === pkg && r.tfjsNodeVersion === tfjs &&
-      r.wheel === wheel && require("fs").existsSync(r.bindingPath);
-    process.exit(ok ? 0 : 1);' "$READY" "$VARIANT" "$NPM_PKG" "$TFJS_VERSION" "$WHEEL_STEM" 2>/dev/null
+      r.wheel === wheel && r.bindingPatches === patches && require("fs").existsSync(r.bindingPath);
+    process.exit(ok ? 0 : 1);' "$READY" "$VARIANT" "$NPM_PKG" "$TFJS_VERSION" "$WHEEL_STEM" "$BINDING_PATCHES" 2>/dev/null
 }
 if [[ $FORCE == 0 ]] && ready_matches; then
   say "native backend already built ($NPM_PKG $TFJS_VERSION on $WHEEL_PKG $TF_VERSION): $PKG_DIR; --force rebuilds"
@@ -198,6 +200,8 @@ fi
 # ---------------------------------------------------------------- 4. compile
 step 4/5 "compiling tfjs_binding.node (node-pre-gyp rebuild --build-from-source; about a minute on 2 cores)" \
   "read the compiler output above; it needs g++, make, python3 and Node's headers under $NODE_PREFIX/include/node"
+# String-list op attributes (the fused ops' fused_ops), which the stock binding cannot set.
+"$PY" "$HERE/patch_binding.py" "$PKG_DIR"
 (
   cd "$PKG_DIR"
   export npm_config_nodedir="$NODE_PREFIX" JOBS=max
@@ -244,7 +248,7 @@ if [[ $VARIANT == gpu ]] && ! gpu_seen "$FACTS"; then
 fi
 
 node -e '
-  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs, cuda, runpathOk, cudaEnvNeeded] = process.argv.slice(1);
+  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs, cuda, runpathOk, cudaEnvNeeded, patches] = process.argv.slice(1);
   const gpu = variant === "gpu" ? {
     cudaWheels: cuda.split(" "),
     runpathCoversCuda: runpathOk === "true",
@@ -252,12 +256,12 @@ node -e '
     cudaEnvNeeded: cudaEnvNeeded === "true",
   } : {};
   const r = Object.assign({ variant, package: pkg, wheel }, JSON.parse(facts), gpu, {
-    packageDir: pkgDir, bindingPath: binding,
+    packageDir: pkgDir, bindingPath: binding, bindingPatches: patches,
     runtimeEnv: { TF_CPP_MIN_LOG_LEVEL: "2 (optional, silences the absl banner)" },
     buildSeconds: Number(secs), builtAt: new Date().toISOString() });
   require("fs").writeFileSync(out, JSON.stringify(r, null, 2) + "\n");' \
   "$READY" "$FACTS" "$VARIANT" "$NPM_PKG" "$WHEEL_STEM" "$BINDING" "$PKG_DIR" "$((SECONDS - START))" \
-  "${CUDA_REQS[*]:-}" "${RUNPATH_OK:-}" "$CUDA_ENV_NEEDED"
+  "${CUDA_REQS[*]:-}" "${RUNPATH_OK:-}" "$CUDA_ENV_NEEDED" "$BINDING_PATCHES"
 rm -f "$FAILED"
 
 step_done

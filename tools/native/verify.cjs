@@ -94,6 +94,29 @@ momentumResult.forEach((x, i) => {
   if (Math.abs(x - expected[i]) > 1e-5) fail(`momentum step gave ${momentumResult}, expected ${expected}`);
 });
 
+// The patched binding (patch_binding.py) sets list-of-strings attributes: _FusedMatMul with
+// fused_ops ["BiasAdd"], as evaluation runs it (src/model/ops/native_eval.ts), equals MatMul + bias.
+// On a GPU this also shows whether TF has the fused kernel there (UNTESTED: never run on one).
+const fused = tf.tidy(() => {
+  const [a, w, bias] = [ramp([5, 4], 1.0), ramp([4, 3], 0.5), ramp([3], 0.3)];
+  const b = tf.backend().binding;
+  let out;
+  try {
+    out = tf.backend().executeMultipleOutputs('_FusedMatMul', [
+      { name: 'T', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+      { name: 'transpose_a', type: b.TF_ATTR_BOOL, value: false },
+      { name: 'transpose_b', type: b.TF_ATTR_BOOL, value: false },
+      { name: 'num_args', type: b.TF_ATTR_INT, value: 1 },
+      { name: 'fused_ops', type: b.TF_ATTR_STRING, value: ['BiasAdd'] },
+      { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: 1e-4 },
+    ], [a, w, bias], 1)[0];
+  } catch (e) {
+    fail(`_FusedMatMul with a string-list attribute failed (was patch_binding.py applied?): ${String(e && e.message).split('\n')[0]}`);
+  }
+  return maxRelDiff(out.dataSync(), tf.add(tf.matMul(a, w), bias).dataSync());
+});
+if (!(fused < 1e-6)) fail(`_FusedMatMul(BiasAdd) differs from MatMul + bias by ${fused}`);
+
 // Which libtensorflow the process really mapped: proves the rpath works without LD_LIBRARY_PATH.
 const maps = fs.readFileSync('/proc/self/maps', 'utf8');
 const libMatch = maps.match(/\S*libtensorflow_cc\.so\.2\S*/) || maps.match(/\S*libtensorflow\.so\.2\S*/);
@@ -109,6 +132,7 @@ console.log(JSON.stringify({
   libraryPath: libMatch ? libMatch[0] : null,
   tfjsCore: coreFromRepo,
   maxRelDiffVsCpu: Math.max(...diffs),
+  fusedMatMulBias: true,
   // The binding lists TF's devices when its context is created; true when one is a GPU.
   gpuDevice: tf.backend().isUsingGpuDevice === true,
 }));

@@ -9,7 +9,8 @@
 //   and fewer tensors kept for the backward pass than TF.js's generic gradients;
 // - on the pure-JS 'cpu' backend, the plain-JS kernels of js_kernels.ts and js_channel_kernels.ts;
 // - on the native backend, libtensorflow ops TF.js does not expose: training BatchNorm (+ SiLU)
-//   evaluation BatchNorm as PyTorch computes it, one-pass SiLU (native_batchnorm.ts), strided depthwise convolution with explicit padding
+//   evaluation BatchNorm as PyTorch computes it, one-pass SiLU (native_batchnorm.ts), BatchNorm
+//   folded into the convolution for evaluation on the CPU (native_eval.ts), strided depthwise convolution with explicit padding
 //   (native_conv.ts).
 // The tests check the implementations against each other.
 //
@@ -20,7 +21,8 @@ import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { nativeInferenceBatchNormAct, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { inferenceScaleShift, nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { foldScale, nativeOnGpu, nativePointwiseBias } from "./native_eval";
 import { nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
 
@@ -160,6 +162,34 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
   }
   const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
   return activation ? silu(y) : y;
+}
+
+/** One convolution of the backbone: its kind, weight (pointwise [in, out], depthwise [k, k, C, 1], full HWIO) and stride. */
+export interface ConvSpec {
+  kind: "full" | "depthwise" | "pointwise";
+  weight: tf.Tensor;
+  stride: number;
+}
+
+function convolve(x: tf.Tensor4D, conv: ConvSpec): tf.Tensor4D {
+  if (conv.kind === "pointwise") return pointwiseConv(x, conv.weight as tf.Tensor2D);
+  if (conv.kind === "depthwise") return symmetricDepthwiseConv(x, conv.weight as tf.Tensor4D, conv.stride);
+  return symmetricConv(x, conv.weight as tf.Tensor4D, conv.stride);
+}
+
+/**
+ * Convolution + BatchNorm (+ SiLU). Evaluation on the native CPU engine folds BatchNorm into the
+ * convolution (native_eval.ts): a 1x1 convolution becomes one _FusedMatMul with the shift as bias.
+ */
+export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mode: BatchNormMode, activation: boolean): tf.Tensor4D {
+  const native = nativeOps();
+  if (native === null || mode.training || usingJsKernels() || nativeOnGpu(native)) return batchNormAct(convolve(x, conv), bn, mode, activation);
+  return tf.tidy(() => {
+    const { alpha, shift } = inferenceScaleShift(bn);
+    const weight = foldScale(conv.kind, conv.weight, alpha);
+    const z = conv.kind === "pointwise" ? nativePointwiseBias(native, x, weight as tf.Tensor2D, shift) : tf.add(convolve(x, { ...conv, weight }), shift) as tf.Tensor4D;
+    return activation ? nativeSilu(native, z) : z;
+  });
 }
 
 /** Mean over H and W of NHWC, as [N, C]. */

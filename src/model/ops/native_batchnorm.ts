@@ -97,10 +97,17 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
  */
 export function nativeInferenceBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, activation: boolean): tf.Tensor4D {
   return tf.tidy(() => {
-    const alpha = tf.mul(tf.div(1, tf.sqrt(tf.add(bn.runningVar, bn.eps))), bn.gamma);
-    const shift = tf.sub(bn.beta, tf.mul(bn.runningMean, alpha));
+    const { alpha, shift } = inferenceScaleShift(bn);
     const y = tf.add(tf.mul(x, alpha), shift) as tf.Tensor4D;
     return activation ? nativeSilu(nb, y) : y;
+  });
+}
+
+/** Running-statistics BatchNorm as y = x * alpha + shift: PyTorch's alpha = gamma / sqrt(var + eps), shift = beta - mean * alpha. */
+export function inferenceScaleShift(bn: BatchNormState): { alpha: tf.Tensor1D; shift: tf.Tensor1D } {
+  return tf.tidy(() => {
+    const alpha = tf.mul(tf.div(1, tf.sqrt(tf.add(bn.runningVar, bn.eps))), bn.gamma) as tf.Tensor1D;
+    return { alpha, shift: tf.sub(bn.beta, tf.mul(bn.runningMean, alpha)) as tf.Tensor1D };
   });
 }
 

@@ -1,0 +1,61 @@
+// Evaluation on the native CPU engine: convolution + BatchNorm (+ SiLU) with the BatchNorm folded
+// into the convolution. With the running statistics, BatchNorm is y = conv(x, w) * alpha + shift
+// per output channel (native_batchnorm.ts inferenceScaleShift), which equals conv(x, w * alpha) +
+// shift: the scaling moves from the activations (a pass over them) to the weights (a few thousand
+// values). A 1x1 convolution then runs as one _FusedMatMul with the shift as its fused BiasAdd
+// (libtensorflow's Eigen kernel adds it in the product's output stage: 1.1-2.2x faster than MatMul
+// + Add on B1's shapes); the other convolutions add the shift in one pass. The folding moves numbers
+// at float round-off (the products' order), like any change of summation order.
+//
+// _FusedMatMul's fused_ops attribute is a list of strings, which the stock tfjs-node binding cannot
+// set; tools/native/patch_binding.py adds that when `make native` compiles it. An engine built
+// before that patch is refused with the command that rebuilds it. Not used on a GPU (UNTESTED there:
+// whether TF has a GPU _FusedMatMul kernel for BiasAdd was never checked), nor in training, where
+// BatchNorm uses the batch's statistics.
+//
+// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts.
+import * as tf from "@tensorflow/tfjs";
+import { UserError } from "../../errors";
+import { floatType, NativeKernelBackend } from "./native_backend";
+
+export class StaleEngineError extends UserError {
+  override name = "StaleEngineError";
+}
+
+/** True when the native engine runs on a GPU (tfjs-node-gpu with a visible device). */
+export function nativeOnGpu(nb: NativeKernelBackend): boolean {
+  return (nb as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
+}
+
+/** The convolution's weight with each output channel scaled by alpha ([C_out]). */
+export function foldScale(kind: "full" | "depthwise" | "pointwise", weight: tf.Tensor, alpha: tf.Tensor1D): tf.Tensor {
+  // pointwise [in, out] and full HWIO [k, k, in, out]: out is the last axis; depthwise [k, k, C, 1]: C is the third.
+  return kind === "depthwise" ? tf.mul(weight, tf.reshape(alpha, [1, 1, -1, 1])) : tf.mul(weight, alpha);
+}
+
+/** 1x1 convolution (weight [in, out]) + per-channel bias as one _FusedMatMul over the [N*H*W, in] view of x. */
+export function nativePointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  const B = nb.binding;
+  const attrs = [
+    floatType(nb),
+    { name: "transpose_a", type: B.TF_ATTR_BOOL, value: false },
+    { name: "transpose_b", type: B.TF_ATTR_BOOL, value: false },
+    { name: "num_args", type: B.TF_ATTR_INT, value: 1 },
+    // A string list: only the patched binding accepts an array here (the type says string).
+    { name: "fused_ops", type: B.TF_ATTR_STRING, value: ["BiasAdd"] as unknown as string },
+    { name: "epsilon", type: B.TF_ATTR_FLOAT, value: 1e-4 },
+  ];
+  return tf.tidy(() => {
+    const x2d = tf.reshape(x, [n * h * w, c]);
+    let out: tf.Tensor;
+    try {
+      out = nb.executeMultipleOutputs("_FusedMatMul", attrs, [x2d, weight, bias], 1)[0];
+    } catch (e) {
+      const first = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      throw new StaleEngineError(`the native engine could not run _FusedMatMul (${first}): engines built before this project ` +
+        "patched the binding for list attributes cannot; rebuild it with `make native ARGS=--force` (about a minute)");
+    }
+    return tf.reshape(out, [n, h, w, weight.shape[1]]);
+  });
+}
