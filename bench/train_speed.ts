@@ -1,9 +1,10 @@
 // make bench: training and evaluation throughput of EfficientNet + head on the active backend,
 // with the peak resident memory, printed beside the PyTorch figures measured on this machine kind
 // (../shared/FACTS.md). A benchmark, not a test: numbers vary with machine load.
-//   node --import tsx bench/train_speed.ts [--model b1] [--size 32] [--batch 64] [--eval-batch 256] [--seconds 30] [--profile]
+//   node --import tsx bench/train_speed.ts [--model b1] [--size 32] [--batch 64] [--eval-batch 256] [--seconds 30] [--profile [--eval]]
 // --profile: instead, one training step profiled: TF.js kernels per type (tf.profile) and, on the
 // native engine, libtensorflow ops per type with the step split into time inside ops and the rest.
+// --profile --eval: the same for one evaluation batch (--eval-batch images).
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { model: { type: "string", default: "b1" }, size: { type: "string", default: "32" }, batch: { type: "string", default: "64" },
       "eval-batch": { type: "string", default: "256" }, seconds: { type: "string", default: "30" },
-      json: { type: "boolean", default: false }, profile: { type: "boolean", default: false } },
+      json: { type: "boolean", default: false }, profile: { type: "boolean", default: false }, eval: { type: "boolean", default: false } },
   });
   const model = values.model as ModelName;
   const size = Number(values.size);
@@ -134,8 +135,13 @@ async function main(): Promise<void> {
   };
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
+  const evalStep = () => {
+    const out = tf.tidy(() => net.forward(xe, { training: false }));
+    out.dataSync();
+    out.dispose();
+  };
   if (values.profile) {
-    const profile = await profileStep(trainStep, !values.json);
+    const profile = await profileStep(values.eval ? evalStep : trainStep, !values.json);
     if (values.json) console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, size, batch, ...profile }));
     return;
   }
@@ -144,11 +150,7 @@ async function main(): Promise<void> {
   const trainRate = (train.steps * batch) / train.seconds;
   const trainPeak = peakRssGb();
 
-  const evaluation = timeSteps(() => {
-    const out = tf.tidy(() => net.forward(xe, { training: false }));
-    out.dataSync();
-    out.dispose();
-  }, seconds / 2, 1);
+  const evaluation = timeSteps(evalStep, seconds / 2, 1);
   const evalRate = (evaluation.steps * evalBatch) / evaluation.seconds;
 
   const leaked = tf.memory().numTensors - tensorsBefore;
