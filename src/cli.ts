@@ -7,7 +7,7 @@
 // Every flag is one row of FLAGS below: its help text, its parsing and the override it sets.
 import { parseFlags, FlagSpec, UsageError } from "./util/args";
 import { runMain } from "./errors";
-import { initBackend, backendLine, unusedGpuLines } from "./engine/backend";
+import { initBackend, backendLine, unusedGpuLines, visibleNvidiaGpus } from "./engine/backend";
 import {
   ConfigError, ConfigOverrides, ENVIRONMENT, PresetName, defaultDataDir, defaultPreset, defaultResultsDir, describeSetting, makeConfig, mergeOverrides, readEnvironment,
 } from "./config";
@@ -168,16 +168,27 @@ function workerArgs(argv: string[]): string[] {
   return out;
 }
 
+/** The preset a `--workers` run checks and hands to its workers: --preset, else full where a GPU is listed, else quick; null with --config. */
+export function workersPreset(request: Pick<CliRequest, "configFile" | "preset">, gpuListed: boolean): PresetName | null {
+  if (request.configFile !== null) return null;
+  return (request.preset ?? defaultPreset(gpuListed)) as PresetName;
+}
+
 /** `--workers N`: starts the workers, shows their combined progress, then the closing summary of each config. */
 async function runWorkersCommand(request: CliRequest, argv: string[]): Promise<number> {
-  // Checked here, once, before any worker starts (each worker picks its default preset by its engine).
-  // A sweep's every rate is checked too (too few test positives stops it before any worker starts).
+  // Checked here, once, before any worker starts; a sweep's every rate too (too few test positives
+  // stops it before any worker starts). Without --preset the workers are told the preset checked
+  // here: full when nvidia-smi lists a GPU (a worker whose CUDA engine then fails to load refuses
+  // full loudly), else quick; a worker left to choose by its own engine could run another one.
+  let presetArgs: string[] = [];
   if (!request.attach) {
-    const configs = requestConfigs(request, false);
+    const preset = workersPreset(request, visibleNvidiaGpus().length > 0);
+    if (preset !== null && request.preset === null) presetArgs = ["--preset", preset];
+    const configs = requestConfigs({ ...request, preset }, false);
     checkSweepData(configs, request.resultsDir).forEach((c) => console.log(sweepDataLine(c.rate, c.counts)));
   }
   const watching = { count: 0, gpus: [], args: [], detach: true, attachTo: "any" as const, launch: false };
-  const starting = { count: request.workers as number, gpus: gpuList(request.gpus), args: workerArgs(argv), detach: false };
+  const starting = { count: request.workers as number, gpus: gpuList(request.gpus), args: [...workerArgs(argv), ...presetArgs], detach: false };
   const run = await runOnWorkers({ ...(request.attach ? watching : starting), resultsDir: request.resultsDir, view: terminalView() });
   const results = run.watch.configList().map((c) => loadResults(c, request.resultsDir));
   for (const result of results) console.log(runSummaryText(result));

@@ -11,7 +11,7 @@ import { runExperiment } from "../src/experiment/grid";
 import { writeConfigFile } from "../src/experiment/config_file";
 import { gpuList, runConfigOnWorkers } from "../src/experiment/workers";
 import { pidAlive } from "../src/util/leftovers";
-import { parseCli } from "../src/cli";
+import { parseCli, workersPreset } from "../src/cli";
 import { unitLabel } from "../src/experiment/store";
 import { configOf, leftovers, smallGrid, storeRows } from "./helpers/grid_runs";
 import { epochRows, killWorkers, ROOT, spawnCli, unitStarts, waitUntil, workerLogs } from "./helpers/worker_logs";
@@ -179,6 +179,11 @@ test("--gpus and --workers: GPU lists, the flags each worker gets, and the combi
   assert.equal(parseCli(["--gpus", "0,1,2"]).workers, 3);
   assert.equal(parseCli(["--workers", "2"]).workers, 2);
   assert.equal(parseCli([]).workers, null);
+  // Without --preset the workers get the preset the parent checked, not one each picks by its own engine.
+  assert.equal(workersPreset(parseCli(["--workers", "2"]), true), "full");
+  assert.equal(workersPreset(parseCli(["--workers", "2"]), false), "quick");
+  assert.equal(workersPreset(parseCli(["--workers", "2", "--preset", "smoke"]), true), "smoke");
+  assert.equal(workersPreset(parseCli(["--workers", "2", "--config", "x.json"]), true), null);
   assert.throws(() => parseCli(["--workers", "0"]), /--workers: "0" is not a whole number >= 1/);
   assert.throws(() => parseCli(["--workers", "2", "--worker"]), /--worker: not with --workers or --gpus/);
   assert.throws(() => parseCli(["--workers", "2", "--dry-run"]), /--workers: not with --dry-run/);
