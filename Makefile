@@ -81,7 +81,7 @@ engine: node-deps
 	@bash tools/native/ensure.sh
 
 run: node-deps engine
-	$(ENGINE_ENV) $(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
+	$(ENGINE_ENV) source tools/native/quiet-tf-log.sh && $(TSX) src/cli.ts $(if $(PRESET),--preset $(PRESET)) $(if $(PLAN),--plan $(PLAN)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
 
 # Every task of the array runs `src/cli.ts --worker` with these flags on one store; ARGS should name
 # a --results folder on a file system every node sees.

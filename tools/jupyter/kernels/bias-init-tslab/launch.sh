@@ -16,21 +16,9 @@ if [[ ! -f "$tslab" ]]; then
   exit 1
 fi
 cd "$root"
-# TF's C++ logs (native backends): TF_CPP_MIN_LOG_LEVEL=2 keeps INFO and WARNING lines out...
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# TF's C++ logs (native backends): TF_CPP_MIN_LOG_LEVEL=2 keeps INFO and WARNING lines out, and
+# the absl lines logged before absl::InitializeLog() are filtered (quiet-tf-log.sh says why).
 # The GPU build's CUDA library paths (its cuda-env.sh), when that build exists (docs/native.md).
 source "$root/tools/native/engine-env.sh"
-# ...except those TensorFlow 2.21 logs through absl before absl::InitializeLog() is called, which
-# go straight to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL, GLOG_minloglevel or
-# ABSL_MIN_LOG_LEVEL say (measured): "WARNING: All log messages before absl::InitializeLog() ..."
-# and "I0000 ... port.cc:153] oneDNN custom operations are on ...", at every kernel start. The
-# kernel's stderr (the Jupyter server's log) goes through a filter that drops absl INFO lines, and
-# WARNING lines too at level 2 or more, as TF_CPP_MIN_LOG_LEVEL means; errors and everything else
-# pass. The filter ignores SIGINT, which Jupyter sends to the kernel's process group to interrupt.
-absl_levels="I"
-[[ "$TF_CPP_MIN_LOG_LEVEL" =~ ^[2-9]$ ]] && absl_levels="IW"
-if [[ "$TF_CPP_MIN_LOG_LEVEL" =~ ^[1-9]$ ]]; then
-  exec 2> >(trap '' INT; exec grep --line-buffered -v -E \
-    "^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\$|^[$absl_levels][0-9]{4} [0-9:.]+ +[0-9]+ [^ ]+:[0-9]+\] " >&2)
-fi
+source "$root/tools/native/quiet-tf-log.sh"
 exec node "$here/start_tslab.js" "$connection_file"
