@@ -10,7 +10,7 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 cd "$root"
 python="$root/.venv/bin/python"
 require -x "$python" "report: $python is missing: run 'make setup' (it creates .venv with JupyterLab and nbconvert)"
-require -f "$root/node_modules/tslab/bin/tslab" "report: node_modules/tslab is missing: run 'make setup' (npm ci)"
+require -f "$root/node_modules/tslab/dist/main.js" "report: node_modules/tslab is missing: run 'make setup' (npm ci)"
 if [[ $# -gt 0 ]]; then
   notebooks=("$@")
 else
