@@ -31,7 +31,7 @@ function snapshot(dir: string): Record<string, string> {
 
 test("unit folder names read back for every backbone and arm (the third arm's units merge too); other names are not units", () => {
   for (const backbone of BACKBONES) for (const arm of ARMS) for (const trial of [0, 12]) assert.deepEqual(parseUnitName(unitName({ backbone, arm, trial })), { backbone, arm, trial });
-  for (const name of ["scratch__zero__trial-0", "other__vanilla__trial-0", "scratch__vanilla__trial-x", "scratch__vanilla__trial-0.tmp-12", "workers"]) assert.equal(parseUnitName(name), null, name);
+  for (const name of ["scratch__zero__trial-0", "other__vanilla__trial-0", "scratch__vanilla__trial-x", "scratch__vanilla__trial-0.tmp-12", "scratch__vanilla__trial-0.tmp-12.h0123abcd", "workers"]) assert.equal(parseUnitName(name), null, name);
 });
 
 function merge(...paths: string[]): { status: number | null; stdout: string; stderr: string } {

@@ -1,7 +1,7 @@
 // Unit locks (src/experiment/unit_lock.ts) and start-up cleanup of leftovers (src/util/leftovers.ts):
 // exclusive creation, staleness by heartbeat age and by a dead owner, takeover by exactly one of
 // many processes racing for a stale lock, a holder that notices it lost its lock, and leftovers
-// removed only when their writer is gone.
+// removed only when their writer is gone (judged by pid on this host, by age for another host's).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, ChildProcess } from "child_process";
@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { describeOwner, isStale, readLock, tryAcquire } from "../src/experiment/unit_lock";
-import { leftoverPid, pidAlive, removeLeftovers } from "../src/util/leftovers";
+import { HOST_TAG, leftoverPid, leftoverTag, leftoverWriter, pidAlive, removeLeftovers } from "../src/util/leftovers";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -134,9 +134,13 @@ test("leftovers of dead writers are removed, a live writer's are kept", (t) => {
   const live = spawn("sleep", ["30"]);
   t.after(() => live.kill());
   const names = {
-    dead: [`epochs.jsonl.tmp-${dead}`, `cifar-10-binary.tar.gz.part-${dead}`, `.extract-${dead}-AbC123`, `.synthetic-${dead}-xYz789`, `lock.stale.tmp-${dead}`],
-    live: [`epochs.jsonl.tmp-${live.pid}`, `weights.pth.part-${live.pid}`, `.extract-${live.pid}-QwE456`],
-    own: [`status.json.tmp-${process.pid}`],
+    // This host's, tagged and untagged (older code).
+    dead: [
+      `epochs.jsonl.tmp-${dead}`, `cifar-10-binary.tar.gz.part-${dead}`, `.extract-${dead}-AbC123`, `.synthetic-${dead}-xYz789`, `lock.stale.tmp-${dead}`,
+      `steps.jsonl.tmp-${dead}.h${HOST_TAG}`, `weights.pth.part-${dead}.h${HOST_TAG}`, `.extract-${dead}.h${HOST_TAG}-AbC124`, `.synthetic-${dead}.h${HOST_TAG}-xYz780`,
+    ],
+    live: [`epochs.jsonl.tmp-${live.pid}`, `weights.pth.part-${live.pid}`, `.extract-${live.pid}-QwE456`, `config.json.tmp-${live.pid}.h${HOST_TAG}`],
+    own: [`status.json.tmp-${process.pid}`, `checkpoint.bin.tmp-${leftoverTag()}`, `.synthetic-${leftoverTag()}-Own123`],
     other: ["epochs.jsonl", "checkpoint-2.bin", ".extract-NoPid1"],
   };
   for (const name of [...names.dead, ...names.live, ...names.own, ...names.other]) {
@@ -145,10 +149,43 @@ test("leftovers of dead writers are removed, a live writer's are kept", (t) => {
   }
   assert.equal(leftoverPid(`checkpoint-2.bin.tmp-${dead}`), dead);
   assert.equal(leftoverPid("checkpoint-2.bin"), null);
+  assert.equal(leftoverPid(`checkpoint-2.bin.tmp-${dead}.h${HOST_TAG}`), dead);
   assert.deepEqual(removeLeftovers(dir, 60_000).sort(), [...names.dead].sort());
   assert.deepEqual(fs.readdirSync(dir).sort(), [...names.live, ...names.own, ...names.other].sort());
   // A live writer's file older than the timeout is taken for abandoned (its pid may have been reused).
   const old = new Date(Date.now() - 120_000);
   fs.utimesSync(path.join(dir, names.live[0]), old, old);
   assert.deepEqual(removeLeftovers(dir, 60_000), [names.live[0]]);
+});
+
+test("leftover names carry the writer's pid and host; another host's leftover is removed only when older than staleMs", (t) => {
+  const dir = tempDir(t);
+  const dead = deadPid();
+  const other = HOST_TAG === "0123abcd" ? "89abcdef" : "0123abcd"; // a host that is not this one
+  assert.match(HOST_TAG, /^[0-9a-f]{8}$/);
+  assert.equal(leftoverTag(), `${process.pid}.h${HOST_TAG}`);
+  assert.deepEqual(leftoverWriter(`x.tmp-${dead}.h${other}`), { pid: dead, host: other });
+  assert.deepEqual(leftoverWriter(`.extract-${dead}.h${other}-AbC123`), { pid: dead, host: other });
+  assert.deepEqual(leftoverWriter(`x.tmp-${dead}`), { pid: dead, host: null });
+  assert.equal(leftoverWriter(`x.tmp-${dead}.hNOTHEX12`), null);
+
+  const names = {
+    otherHost: `x.tmp-${dead}.h${other}`, // its pid means nothing here: a live writer on the other host
+    otherHostFolder: `.extract-${dead}.h${other}-AbC123`,
+    thisHost: `y.tmp-${dead}.h${HOST_TAG}`,
+    untagged: `z.tmp-${dead}`,
+    own: `w.tmp-${leftoverTag()}`,
+  };
+  for (const name of Object.values(names)) {
+    if (name.startsWith(".extract")) fs.mkdirSync(path.join(dir, name, "inside"), { recursive: true });
+    else fs.writeFileSync(path.join(dir, name), "x");
+  }
+  assert.deepEqual(removeLeftovers(dir, 60_000).sort(), [names.thisHost, names.untagged].sort(), "fresh: only this host's dead writers' leftovers go");
+  assert.deepEqual(fs.readdirSync(dir).sort(), [names.otherHost, names.otherHostFolder, names.own].sort());
+
+  // Older than staleMs: another host's writer gave no sign of life for that long; this process's own stays.
+  const old = new Date(Date.now() - 120_000);
+  for (const name of [names.otherHost, names.otherHostFolder, names.own]) fs.utimesSync(path.join(dir, name), old, old);
+  assert.deepEqual(removeLeftovers(dir, 60_000).sort(), [names.otherHost, names.otherHostFolder].sort());
+  assert.deepEqual(fs.readdirSync(dir), [names.own]);
 });

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tar from "tar";
 import { downloadFile, ProgressCallback } from "../util/download";
+import { leftoverTag } from "../util/leftovers";
 import { UserError } from "../errors";
 import { EnvironmentName, readEnvironment } from "../config";
 
@@ -185,8 +186,8 @@ export async function ensureCifar10(opts: EnsureCifar10Options): Promise<string>
     localCopyHint: `npx tsx src/data/main.ts --local PATH, or ${TARBALL_ENV}=PATH make data`,
   });
 
-  // The pid in the name lets a later start-up remove it if this process is killed (util/leftovers.ts).
-  const work = fs.mkdtempSync(path.join(opts.dataDir, `.extract-${process.pid}-`));
+  // The pid and host in the name let a later start-up remove it if this process is killed (util/leftovers.ts).
+  const work = fs.mkdtempSync(path.join(opts.dataDir, `.extract-${leftoverTag()}-`));
   try {
     await tar.x({ file: tarball, cwd: work });
     const extracted = path.join(work, BATCH_DIR_NAME);

@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { makeRng, Rng } from "../rng";
+import { leftoverTag } from "../util/leftovers";
 import {
   BATCH_DIR_NAME, CLASS_NAMES, DataError, IMAGE_BYTES, IMAGE_SIDE, META_FILE, TEST_BATCH_FILE,
   TRAIN_BATCH_FILES, batchDirProblem, encodeBatch,
@@ -226,7 +227,7 @@ export function ensureSynthetic(dataDir: string, opts: SyntheticOptions = {}): s
   const dir = path.join(dataDir, SYNTHETIC_DIR_NAME);
   if (isCurrent(dir, params)) return path.join(dir, BATCH_DIR_NAME);
   fs.mkdirSync(dataDir, { recursive: true });
-  const work = fs.mkdtempSync(path.join(dataDir, `.synthetic-${process.pid}-`)); // pid: see util/leftovers.ts
+  const work = fs.mkdtempSync(path.join(dataDir, `.synthetic-${leftoverTag()}-`)); // pid and host: see util/leftovers.ts
   try {
     const fresh = path.join(work, "new");
     writeSyntheticCifar10(fresh, params);

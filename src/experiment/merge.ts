@@ -14,6 +14,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { lockSettings } from "../config";
 import { writeFileAtomic } from "../util/atomic_write";
+import { leftoverTag } from "../util/leftovers";
 import { canonicalJson } from "./result_key";
 import { UserError } from "../errors";
 import type { EpochRecord, StepRecord } from "./records";
@@ -127,7 +128,7 @@ function firstDifference(a: { epochs: Array<Record<string, unknown>>; steps: Ste
 /** Copies one unit's records into place through a temporary folder beside it. */
 function copyUnit(c: Copy): void {
   const target = c.into.unitDir(c.unit);
-  const tmp = `${target}.tmp-${process.pid}`;
+  const tmp = `${target}.tmp-${leftoverTag()}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   for (const f of ["epochs.jsonl", "steps.jsonl", "status.json"]) {
@@ -135,7 +136,7 @@ function copyUnit(c: Copy): void {
     if (fs.existsSync(from)) fs.copyFileSync(from, path.join(tmp, f));
   }
   if (c.replaces) {
-    const old = `${target}.old.tmp-${process.pid}`;
+    const old = `${target}.old.tmp-${leftoverTag()}`;
     fs.renameSync(target, old);
     fs.renameSync(tmp, target);
     fs.rmSync(old, { recursive: true, force: true });

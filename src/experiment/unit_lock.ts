@@ -2,19 +2,20 @@
 // workers of one job) never train the same unit at once.
 //
 // The lock is a small JSON file (pid, host, start time, a random token) created exclusively: its
-// content is written to `<lock>.tmp-<pid>` and hard-linked into place, which fails when a lock
-// exists, so a lock file is never seen half-written. The heartbeat is the file's modification
-// time, refreshed by its holder while it trains. A lock of this host is stale when its process is
-// gone (a killed run); a lock of another host when its heartbeat is older than `staleMs`. A stale
-// lock is taken over by renaming it aside and checking that what moved is the stale one. A holder
-// that finds its lock taken over (it stalled longer than `staleMs`) stops writing to the unit.
+// content is written to `<lock>.tmp-<pid>.h<host>` (util/leftovers.ts leftoverTag) and hard-linked
+// into place, which fails when a lock exists, so a lock file is never seen half-written. The
+// heartbeat is the file's modification time, refreshed by its holder while it trains. A lock of
+// this host is stale when its process is gone (a killed run); a lock of another host when its
+// heartbeat is older than `staleMs`. A stale lock is taken over by renaming it aside (to
+// `<lock>.stale.tmp-<pid>.h<host>`) and checking that what moved is the stale one. A holder that
+// finds its lock taken over (it stalled longer than `staleMs`) stops writing to the unit.
 //
 // Clocks: hosts sharing a store over a network file system need synchronized clocks (NTP), since
 // heartbeats written on one host are judged on another.
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
-import { pidAlive } from "../util/leftovers";
+import { leftoverTag, pidAlive } from "../util/leftovers";
 import { passed } from "./write_points";
 
 export interface LockOwner {
@@ -154,7 +155,7 @@ export function tryAcquire(file: string, staleMs: number): AcquireResult {
     }
     const now = Date.now();
     const owner: LockOwner = { pid: process.pid, host: os.hostname(), started: new Date(now).toISOString(), token: randomBytes(8).toString("hex"), heartbeat: now };
-    const tmp = `${file}.tmp-${process.pid}`;
+    const tmp = `${file}.tmp-${leftoverTag()}`;
     fs.writeFileSync(tmp, JSON.stringify({ pid: owner.pid, host: owner.host, started: owner.started, token: owner.token }) + "\n");
     passed("lock.tmp");
     try {
@@ -177,7 +178,7 @@ export function tryAcquire(file: string, staleMs: number): AcquireResult {
 
 /** Moves a stale lock out of the way; a fresh lock moved by mistake (a race) is put back. */
 function setAside(file: string, stale: LockOwner): void {
-  const aside = `${file}.stale.tmp-${process.pid}`;
+  const aside = `${file}.stale.tmp-${leftoverTag()}`;
   try {
     fs.renameSync(file, aside);
   } catch (e) {

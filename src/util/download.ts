@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { UserError } from "../errors";
 import { lockSettings } from "../config";
-import { removeLeftovers } from "./leftovers";
+import { leftoverTag, removeLeftovers } from "./leftovers";
 
 export type HashAlgorithm = "md5" | "sha256";
 
@@ -95,13 +95,13 @@ function removeQuietly(file: string): void {
 }
 
 function tempPathFor(dest: string): string {
-  return `${dest}.part-${process.pid}`;
+  return `${dest}.part-${leftoverTag()}`;
 }
 
 /**
  * Makes `dest` hold the file whose digest is `hash`: a no-op when it already verifies, a verified
  * copy of `localCopy` when one is given (no network), else a streamed download. The bytes go to
- * `dest.part-<pid>` in the same folder and are renamed into place only after they verified.
+ * `dest.part-<pid>.h<host>` (util/leftovers.ts leftoverTag) in the same folder and are renamed into place only after they verified.
  */
 export async function downloadFile(opts: DownloadOptions): Promise<DownloadResult> {
   const { dest, hash } = opts;
@@ -110,7 +110,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
     return { path: dest, downloaded: false };
   }
   fs.mkdirSync(path.dirname(dest), { recursive: true });
-  // `.part-<pid>` files (and extraction folders) of killed runs; never a live process's.
+  // `.part-*` files (and extraction folders) of killed runs; never a live process's (util/leftovers.ts).
   removeLeftovers(path.dirname(dest), lockSettings().staleMs);
   const temp = tempPathFor(dest);
   try {

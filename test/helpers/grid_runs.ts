@@ -71,14 +71,14 @@ export function storeRows(config: ExperimentConfig, resultsDir: string): Array<R
   });
 }
 
-/** Files under `dir` that a finished store must not hold: temporaries, locks, checkpoints. */
+/** Files under `dir` that a finished store must not hold: temporaries (`.tmp-<pid>`, `.tmp-<pid>.h<host>`), locks, checkpoints. */
 export function leftovers(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (/\.tmp-\d+$|^lock$|^checkpoint-/.test(e.name)) out.push(path.relative(dir, p));
+      else if (/\.tmp-\d+(?:\.h[0-9a-f]{8})?$|^lock$|^checkpoint-/.test(e.name)) out.push(path.relative(dir, p));
     }
   };
   if (fs.existsSync(dir)) walk(dir);
