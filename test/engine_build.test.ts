@@ -47,15 +47,20 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
     assert.match(r.err, /BIAS_INIT_BACKEND: "tpu" is not an engine/);
   });
 
-  test("a built engine is a fast no-op: build.sh finds its READY and exits at once", () => {
-    const native = path.join(tmp, "built");
+  /** A .native folder whose READY describes a CPU build (an empty binding file), with `extra` facts. */
+  function fakeBuilt(name: string, extra: Record<string, string>): string {
+    const native = path.join(tmp, name);
     const binding = path.join(native, "tfjs-node", "lib", "napi-v8", "tfjs_binding.node");
     fs.mkdirSync(path.dirname(binding), { recursive: true });
     fs.writeFileSync(binding, "");
     fs.writeFileSync(path.join(native, "READY"), JSON.stringify({
-      variant: "cpu", package: "@tensorflow/tfjs-node", tfjsNodeVersion: "4.22.0", wheel: "tensorflow_cpu-2.21.0", bindingPath: binding,
-      bindingPatches: "string-list-attrs",
+      variant: "cpu", package: "@tensorflow/tfjs-node", tfjsNodeVersion: "4.22.0", wheel: "tensorflow_cpu-2.21.0", bindingPath: binding, ...extra,
     }));
+    return native;
+  }
+
+  test("a built engine is a fast no-op: build.sh finds its READY and exits at once", () => {
+    const native = fakeBuilt("built", { bindingPatches: "string-list-attrs" });
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${path.join(tmp, "no-gpu")}:${process.env.PATH}` });
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /native backend already built \(@tensorflow\/tfjs-node 4\.22\.0 on tensorflow-cpu 2\.21\.0\)/);
@@ -63,13 +68,7 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
   });
 
   test("an engine built without this project's binding patch is rebuilt, not reused", () => {
-    const native = path.join(tmp, "unpatched");
-    const binding = path.join(native, "tfjs-node", "lib", "napi-v8", "tfjs_binding.node");
-    fs.mkdirSync(path.dirname(binding), { recursive: true });
-    fs.writeFileSync(binding, "");
-    fs.writeFileSync(path.join(native, "READY"), JSON.stringify({
-      variant: "cpu", package: "@tensorflow/tfjs-node", tfjsNodeVersion: "4.22.0", wheel: "tensorflow_cpu-2.21.0", bindingPath: binding,
-    }));
+    const native = fakeBuilt("unpatched", {});
     // Without Node's headers the rebuild stops at its first step: enough to see that it started.
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
     assert.doesNotMatch(r.out, /native backend already built/);
