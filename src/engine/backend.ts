@@ -12,6 +12,8 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../errors";
 import { readEnvironment } from "../config";
+import { nativeOps } from "../model/ops/native_backend";
+import { fusedMatMulProblem } from "../model/ops/native_eval";
 
 export type BackendKind = "cuda" | "native-cpu" | "js";
 
@@ -167,6 +169,14 @@ async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skippe
   }
   const backend = tf.backend() as unknown as NodeBackendLike;
   const gpu = c.gpuPackage && backend.isUsingGpuDevice === true;
+  // Evaluation on the CPU engine runs an op the stock binding cannot set up (model/ops/native_eval.ts):
+  // an engine built before tools/native/patch_binding.py stops here, before anything is written.
+  const nb = nativeOps();
+  const stale = gpu || nb === null ? null : fusedMatMulProblem(nb);
+  if (stale !== null) {
+    throw new BackendError(`${c.label} cannot run _FusedMatMul, which evaluation uses (${stale}): it was built before this project ` +
+      "patched the binding; rebuild it with `make native ARGS=--force` (about a minute)");
+  }
   let tensorflowVersion: string | null = null;
   try {
     tensorflowVersion = backend.getTFVersion?.() ?? backend.binding?.TF_Version ?? null;

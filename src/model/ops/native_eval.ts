@@ -9,7 +9,8 @@
 //
 // _FusedMatMul's fused_ops attribute is a list of strings, which the stock tfjs-node binding cannot
 // set; tools/native/patch_binding.py adds that when `make native` compiles it. An engine built
-// before that patch is refused with the command that rebuilds it. Not used on a GPU (UNTESTED there:
+// before that patch is refused when the backend starts (engine/backend.ts asks fusedMatMulProblem),
+// with the command that rebuilds it. Not used on a GPU (UNTESTED there:
 // whether TF has a GPU _FusedMatMul kernel for BiasAdd was never checked), nor in training, where
 // BatchNorm uses the batch's statistics.
 //
@@ -20,6 +21,10 @@ import { floatType, NativeKernelBackend } from "./native_backend";
 
 export class StaleEngineError extends UserError {
   override name = "StaleEngineError";
+  constructor(readonly reason: string) {
+    super(`the native engine could not run _FusedMatMul (${reason}): engines built before this project patched the binding ` +
+      "for list attributes cannot; rebuild it with `make native ARGS=--force` (about a minute)");
+  }
 }
 
 /** True when the native engine runs on a GPU (tfjs-node-gpu with a visible device). */
@@ -31,6 +36,16 @@ export function nativeOnGpu(nb: NativeKernelBackend): boolean {
 export function foldScale(kind: "full" | "depthwise" | "pointwise", weight: tf.Tensor, alpha: tf.Tensor1D): tf.Tensor {
   // pointwise [in, out] and full HWIO [k, k, in, out]: out is the last axis; depthwise [k, k, C, 1]: C is the third.
   return kind === "depthwise" ? tf.mul(weight, tf.reshape(alpha, [1, 1, -1, 1])) : tf.mul(weight, alpha);
+}
+
+/** The first line of why _FusedMatMul does not run on this engine (an engine built before the binding patch), or null when it runs. */
+export function fusedMatMulProblem(nb: NativeKernelBackend): string | null {
+  try {
+    tf.tidy(() => nativePointwiseBias(nb, tf.ones([1, 1, 1, 2]), tf.ones([2, 1]), tf.zeros([1])).dataSync());
+    return null;
+  } catch (e) {
+    return e instanceof StaleEngineError ? e.reason : (e instanceof Error ? e.message : String(e)).split("\n")[0];
+  }
 }
 
 /** 1x1 convolution (weight [in, out]) + per-channel bias as one _FusedMatMul over the [N*H*W, in] view of x. */
@@ -52,9 +67,7 @@ export function nativePointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4D, wei
     try {
       out = nb.executeMultipleOutputs("_FusedMatMul", attrs, [x2d, weight, bias], 1)[0];
     } catch (e) {
-      const first = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-      throw new StaleEngineError(`the native engine could not run _FusedMatMul (${first}): engines built before this project ` +
-        "patched the binding for list attributes cannot; rebuild it with `make native ARGS=--force` (about a minute)");
+      throw new StaleEngineError((e instanceof Error ? e.message : String(e)).split("\n")[0]);
     }
     return tf.reshape(out, [n, h, w, weight.shape[1]]);
   });
