@@ -123,8 +123,8 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
     const onPurpose = f.engine.forced !== "auto" ? ` (BIAS_INIT_BACKEND=${f.engine.forced})` : "";
     add(active.kind === "js" && f.engine.forced !== "js" ? "warn" : "ok", `active ${f.engine.line}${onPurpose}`);
     for (const s of [...active.skipped, ...f.engine.notTried]) add("ok", `  ${s}`);
-    const threads = readEnvironment().TF_NUM_INTRAOP_THREADS;
     if (active.kind === "native-cpu") {
+      const threads = readEnvironment().TF_NUM_INTRAOP_THREADS;
       add("ok", `TensorFlow's intra-op threads: ${threads === null ? "its default (one per core)" : `TF_NUM_INTRAOP_THREADS=${threads}`}; ` +
         "on 2 cores, 1 trained 32x32 batches 1.5x faster on one machine kind (make bench-compare ARGS=\"--threads 0,1\" measures it here)");
     }

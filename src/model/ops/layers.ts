@@ -8,10 +8,10 @@
 //   the 1x1 convolution and the residual add as one differentiable op each, with fewer kernels
 //   and fewer tensors kept for the backward pass than TF.js's generic gradients;
 // - on the pure-JS 'cpu' backend, the plain-JS kernels of js_kernels.ts and js_channel_kernels.ts;
-// - on the native backend, libtensorflow ops TF.js does not expose: training BatchNorm (+ SiLU)
-//   evaluation BatchNorm as PyTorch computes it, one-pass SiLU (native_batchnorm.ts), BatchNorm
-//   folded into the convolution for evaluation on the CPU (native_eval.ts), strided depthwise convolution with explicit padding
-//   (native_conv.ts).
+// - on the native backend, libtensorflow ops TF.js does not expose: training BatchNorm (+ SiLU),
+//   evaluation BatchNorm on the CPU as PyTorch computes it, one-pass SiLU (native_batchnorm.ts),
+//   BatchNorm folded into the convolution for evaluation on the CPU (native_eval.ts), strided
+//   depthwise convolution with explicit padding (native_conv.ts).
 // The tests check the implementations against each other.
 //
 // May touch: @tensorflow/tfjs, the kernel files of this folder, and the BatchNorm running
@@ -22,8 +22,8 @@ import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { inferenceScaleShift, nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { foldScale, nativeOnGpu, nativePointwiseBias } from "./native_eval";
-import { nativeOps } from "./native_backend";
+import { foldScale, nativePointwiseBias } from "./native_eval";
+import { nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
 
 const WHERE = "src/model/ops/layers.ts";
@@ -147,9 +147,9 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
   }
   if (usingJsKernels()) return tf.reshape(jsBatchNormAct(tf.reshape(x, [count, c]), bn, mode, activation), [n, h, w, c]);
   const native = nativeOps();
-  if (native !== null) {
-    return mode.training ? nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation) : nativeInferenceBatchNormAct(native, x, bn, activation);
-  }
+  if (native !== null && mode.training) return nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation);
+  // Evaluation: libtensorflow's inference FusedBatchNorm is slow on the CPU (native_batchnorm.ts); a GPU keeps it (one launch).
+  if (native !== null && !nativeOnGpu(native)) return nativeInferenceBatchNormAct(native, x, bn, activation);
   let mean: tf.Tensor = bn.runningMean;
   let variance: tf.Tensor = bn.runningVar;
   if (mode.training) {
@@ -161,7 +161,9 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
     }
   }
   const y = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, bn.eps);
-  return activation ? silu(y) : y;
+  if (!activation) return y;
+  // Evaluation on a GPU (the running statistics, no gradient): SiLU in one pass.
+  return native !== null ? nativeSilu(native, y) : silu(y);
 }
 
 /** One convolution of the backbone: its kind, weight (pointwise [in, out], depthwise [k, k, C, 1], full HWIO) and stride. */

@@ -24,6 +24,11 @@ export function nativeOps(): NativeKernelBackend | null {
   return typeof b.executeMultipleOutputs === "function" && b.binding !== undefined ? (b as NativeKernelBackend) : null;
 }
 
+/** True when the native engine runs on a GPU (tfjs-node-gpu with a visible device). */
+export function nativeOnGpu(nb: NativeKernelBackend): boolean {
+  return (nb as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
+}
+
 /** Runs one TensorFlow op with one output. */
 export function runNativeOp(nb: NativeKernelBackend, name: string, attrs: NativeAttr[], inputs: tf.Tensor[]): tf.Tensor {
   return nb.executeMultipleOutputs(name, attrs, inputs, 1)[0];

@@ -16,21 +16,7 @@
 //
 // May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../../errors";
 import { floatType, NativeKernelBackend } from "./native_backend";
-
-export class StaleEngineError extends UserError {
-  override name = "StaleEngineError";
-  constructor(readonly reason: string) {
-    super(`the native engine could not run _FusedMatMul (${reason}): engines built before this project patched the binding ` +
-      "for list attributes cannot; rebuild it with `make native ARGS=--force` (about a minute)");
-  }
-}
-
-/** True when the native engine runs on a GPU (tfjs-node-gpu with a visible device). */
-export function nativeOnGpu(nb: NativeKernelBackend): boolean {
-  return (nb as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
-}
 
 /** The convolution's weight with each output channel scaled by alpha ([C_out]). */
 export function foldScale(kind: "full" | "depthwise" | "pointwise", weight: tf.Tensor, alpha: tf.Tensor1D): tf.Tensor {
@@ -44,7 +30,7 @@ export function fusedMatMulProblem(nb: NativeKernelBackend): string | null {
     tf.tidy(() => nativePointwiseBias(nb, tf.ones([1, 1, 1, 2]), tf.ones([2, 1]), tf.zeros([1])).dataSync());
     return null;
   } catch (e) {
-    return e instanceof StaleEngineError ? e.reason : (e instanceof Error ? e.message : String(e)).split("\n")[0];
+    return (e instanceof Error ? e.message : String(e)).split("\n")[0];
   }
 }
 
@@ -62,13 +48,7 @@ export function nativePointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4D, wei
     { name: "epsilon", type: B.TF_ATTR_FLOAT, value: 1e-4 },
   ];
   return tf.tidy(() => {
-    const x2d = tf.reshape(x, [n * h * w, c]);
-    let out: tf.Tensor;
-    try {
-      out = nb.executeMultipleOutputs("_FusedMatMul", attrs, [x2d, weight, bias], 1)[0];
-    } catch (e) {
-      throw new StaleEngineError((e instanceof Error ? e.message : String(e)).split("\n")[0]);
-    }
+    const out = nb.executeMultipleOutputs("_FusedMatMul", attrs, [tf.reshape(x, [n * h * w, c]), weight, bias], 1)[0];
     return tf.reshape(out, [n, h, w, weight.shape[1]]);
   });
 }
