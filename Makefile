@@ -22,7 +22,7 @@ ENGINE_ENV := source tools/native/engine-env.sh &&
 # JupyterLab refuses to run as root unless told to.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report strip bench bench-compare native native-gpu doctor slurm-submit slurm-test clean
+.PHONY: help setup node-deps python-deps jupyter-kernel test typecheck data weights engine run lab report strip bench bench-compare bench-workers native native-gpu doctor slurm-submit slurm-test clean
 
 help:
 	@echo "make setup      install Node and Python dependencies (npm ci, .venv with JupyterLab, nbconvert, scikit-learn, torch)"
@@ -38,6 +38,7 @@ help:
 	@echo "make strip      return notebooks/*.ipynb to their committed form (no outputs, no execution counts) before committing"
 	@echo "make bench      training/eval images/s and peak memory of B1 at 32x32 on the active backend (ARGS=--profile: kernels and ops per step)"
 	@echo "make bench-compare  the same beside PyTorch (CPU), alternating runs, at 32x32 and 240x240: every ratio of issue 14 (ARGS=\"--rounds 1 --quick\" to check it runs)"
+	@echo "make bench-workers  N training processes at once on the CPU (ARGS=\"--procs 2 --size 32\"), as --workers splits the cores, beside PyTorch"
 	@echo "make native     build the native TF.js CPU engine from the package index (run/lab/report/bench do it on first use)"
 	@echo "make native-gpu the same for NVIDIA GPUs (TensorFlow 2.21 + CUDA 12.5 wheels; UNTESTED here, see docs/native.md)"
 	@echo "make doctor     what this machine has and lacks for each engine, and the next command (ARGS=--json for machines)"
@@ -107,6 +108,9 @@ bench: node-deps engine
 
 bench-compare: setup engine
 	$(ENGINE_ENV) $(TSX) bench/compare.ts $(ARGS)
+
+bench-workers: setup engine
+	$(ENGINE_ENV) $(TSX) bench/cpu_workers.ts $(ARGS)
 
 native: node-deps
 	bash tools/native/build.sh $(ARGS)

@@ -287,7 +287,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_LOCK_WAIT_S: "seconds a run waits at its end for units other processes are training (default: 86400)",
   BIAS_INIT_CRASH_AFTER: "test hook: WRITE:N kills the process right after the N-th store write named WRITE (* = any)",
   BIAS_INIT_FUZZ_CASES: "cases of test/pth_fuzz.test.ts's seeded .pth fuzz (default 5000; e.g. 100000 for a long run)",
-  TF_NUM_INTRAOP_THREADS: "TensorFlow's thread count per op (its default: one per core); `make doctor` names it; 1 trained 32x32 1.5x faster on a 2-core AMD guest and 240x240 30% slower (docs/performance.md)",
+  TF_NUM_INTRAOP_THREADS: "TensorFlow's thread count per op (its default: one per core); `make doctor` names it; `--workers N` on a CPU gives each worker cores / N unless set; 1 trained 32x32 1.5x faster on a 2-core AMD guest and 240x240 30% slower (docs/performance.md)",
   CUDA_VISIBLE_DEVICES: "the GPU(s) a process may use; `--workers` sets one per worker (from --gpus or `nvidia-smi -L`), Slurm sets it per task with --gres=gpu:1; a worker names it in its log",
 } as const;
 

@@ -38,5 +38,8 @@ test("deploy/k8s/grid-job.yaml: an Indexed Job of CLI workers on one ReadWriteMa
   assert.ok(request.resultsDir.startsWith(mount + "/"), "the store is on the shared volume");
   assert.ok(request.overrides.data?.dir?.startsWith(mount + "/"), "so is the data");
   assert.equal(container.resources.limits["nvidia.com/gpu"], 1);
+  const threads = container.env.find((e: Doc) => e.name === "TF_NUM_INTRAOP_THREADS");
+  assert.deepEqual(threads?.valueFrom?.resourceFieldRef, { containerName: container.name, resource: "requests.cpu", divisor: "1" }, "TensorFlow's threads: the pod's CPU request");
+  assert.ok(Number(container.resources.requests.cpu) >= 1);
   assert.ok(pod.terminationGracePeriodSeconds >= 60, "time to finish the step in flight after SIGTERM");
 });

@@ -14,10 +14,9 @@ import * as os from "os";
 import * as path from "path";
 import { makeConfig, PresetName } from "../src/config";
 import { parseCli } from "../src/cli";
-import { runExperiment } from "../src/experiment/grid";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 import { leftovers, storeRows } from "./helpers/grid_runs";
-import { killWorkers, ROOT, unitStarts, workerLogs } from "./helpers/worker_logs";
+import { killWorkers, ROOT, spawnCli, unitStarts, workerLogs } from "./helpers/worker_logs";
 
 const TOOLS = ["sbatch", "squeue", "scancel", "sinfo", "slurmctld", "slurmd", "munged"];
 const missing = TOOLS.filter((t) => spawnSync("bash", ["-c", `command -v ${t} || test -x /usr/sbin/${t}`]).status !== 0);
@@ -52,7 +51,11 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
     "--train-limit", "64", "--test-limit", "32", "--train-batch", "32", "--results", path.join(tmp, results)];
   const request = parseCli(flags("serial"));
   const config = makeConfig(request.preset as PresetName, request.overrides);
-  await runExperiment(config, { resultsDir: request.resultsDir });
+  // The serial run with the tasks' TensorFlow threads (grid.sbatch sets them to --cpus-per-task=1
+  // below): the thread count moves results at float round-off.
+  const threads = process.env.TF_NUM_INTRAOP_THREADS ?? "1";
+  const serial = await spawnCli(flags("serial"), { TF_NUM_INTRAOP_THREADS: threads }).done;
+  assert.equal(serial.code, 0, serial.stdout + serial.stderr);
   const expected = storeRows(config, request.resultsDir);
   assert.equal(expected.length, 4 * 3, "the 4 scratch units of the smoke grid, epochs 0-2 (its ImageNet units cannot run: no weights for the tiny model)");
 
@@ -68,6 +71,8 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
   assert.deepEqual(tasks.map((o) => /^grid\.sbatch: task (\d) of job \d+ on /m.exec(o)?.[1]).sort(), ["0", "1", "2"], tasks.join("\n----\n"));
   const logs = workerLogs(path.join(tmp, "results"));
   assert.equal(new Set(logs.map((l) => l.hello?.pid)).size, 3, "three workers, one per task");
+  // Each task's TensorFlow threads are its --cpus-per-task (unless the submitter set them).
+  assert.deepEqual(logs.map((l) => l.hello?.threads), [threads, threads, threads]);
   assert.deepEqual([...unitStarts(logs).values()].filter((n) => n !== 1), [], "no unit trained twice");
   assert.deepEqual(storeRows(config, path.join(tmp, "results")), expected);
   assert.deepEqual(leftovers(path.join(tmp, "results")), []);

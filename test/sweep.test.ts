@@ -185,7 +185,12 @@ test("acceptance: a smoke sweep at p = 0.1 and 0.02 starts at H(measured p), van
   // The rate travels with every record; the stores are read back the same without training.
   assert.deepEqual(loadSweep(configs, path.join(root, "results")).records, sweep.records);
   // Notebook 05's `nb.sweep(true, { workers: 2 })`: two worker processes over both rates' stores give the serial run's rows.
+  // Workers on the CPU split its cores (workers.ts cpuWorkerEnv), which moves results at float
+  // round-off; here they get this process's thread count, so that their rows are bit for bit these.
   const onWorkers = path.join(root, "results-workers");
+  const userThreads = process.env.TF_NUM_INTRAOP_THREADS;
+  process.env.TF_NUM_INTRAOP_THREADS = userThreads ?? String(os.availableParallelism());
+  t.after(() => (userThreads === undefined ? delete process.env.TF_NUM_INTRAOP_THREADS : (process.env.TF_NUM_INTRAOP_THREADS = userThreads)));
   const workers = await runConfigsOnWorkers(configs, { workers: 2, resultsDir: onWorkers, view: { setLine: () => undefined, addRow: () => undefined, finish: () => undefined } });
   assert.equal(workers.trained, true);
   assert.equal(workers.stopped, false);

@@ -9,7 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import { runExperiment } from "../src/experiment/grid";
 import { writeConfigFile } from "../src/experiment/config_file";
-import { gpuList, runConfigOnWorkers } from "../src/experiment/workers";
+import { cpuWorkerEnv, gpuList, runConfigOnWorkers } from "../src/experiment/workers";
 import { pidAlive } from "../src/util/leftovers";
 import { parseCli, workersPreset } from "../src/cli";
 import { unitLabel } from "../src/experiment/store";
@@ -26,8 +26,8 @@ function tempDir(t: { after(fn: () => void): void }): string {
   return dir;
 }
 
-// 4 units of 2 epochs of 8 steps (256 training images in batches of 32); the serial rows once.
-const shared = { dir: fs.mkdtempSync(path.join(os.tmpdir(), "bias-workers-")), expected: null as Array<Record<string, unknown>> | null };
+// 4 units of 2 epochs of 8 steps (256 training images in batches of 32); the serial rows once per thread count.
+const shared = { dir: fs.mkdtempSync(path.join(os.tmpdir(), "bias-workers-")), expected: new Map<string, Array<Record<string, unknown>>>() };
 after(() => fs.rmSync(shared.dir, { recursive: true, force: true }));
 const config = configOf(smallGrid(path.join(shared.dir, "data"), { trials: 2, epochs: 2 }, { train: 256, test: 32 }));
 const configFile = path.join(shared.dir, "config.json");
@@ -35,12 +35,23 @@ writeConfigFile(configFile, [config]);
 const ALL_UNITS = ["scratch/positive_rate trial 0", "scratch/positive_rate trial 1", "scratch/vanilla trial 0", "scratch/vanilla trial 1"];
 const ALL_EPOCH_ROWS = ALL_UNITS.flatMap((u) => [0, 1, 2].map((e) => `${u} epoch ${e}`)).sort();
 
-async function expectedRows(): Promise<Array<Record<string, unknown>>> {
-  if (shared.expected === null) {
-    await runExperiment(config, { resultsDir: path.join(shared.dir, "serial") });
-    shared.expected = storeRows(config, path.join(shared.dir, "serial"));
+/**
+ * The rows of a serial run: in this process (TensorFlow's default threads, as GPU-pinned workers
+ * have), or, for `workers` workers sharing the CPU (which split its cores, workers.ts cpuWorkerEnv),
+ * in a process with their thread count: the thread count moves results at float round-off.
+ */
+async function expectedRows(cpuWorkers: number | null = null): Promise<Array<Record<string, unknown>>> {
+  const threads = cpuWorkers === null ? "default" : cpuWorkerEnv(cpuWorkers, os.availableParallelism()).TF_NUM_INTRAOP_THREADS ?? "default";
+  if (!shared.expected.has(threads)) {
+    const results = path.join(shared.dir, `serial-${threads}`);
+    if (threads === "default") await runExperiment(config, { resultsDir: results });
+    else {
+      const serial = await spawnCli(["--config", configFile, "--results", results], { TF_NUM_INTRAOP_THREADS: threads }).done;
+      assert.equal(serial.code, 0, serial.stdout + serial.stderr);
+    }
+    shared.expected.set(threads, storeRows(config, results));
   }
-  return shared.expected;
+  return shared.expected.get(threads) as Array<Record<string, unknown>>;
 }
 
 /** A folder with an `nvidia-smi` whose -L lists `count` GPUs (and that answers nothing else). */
@@ -72,7 +83,7 @@ test("three workers (pinned to the three GPUs nvidia-smi lists) train every unit
 });
 
 test("a worker killed mid-unit: another worker takes its unit over from the checkpoint and finishes it with the serial rows", async (t) => {
-  const expected = await expectedRows();
+  const expected = await expectedRows(3);
   const dir = tempDir(t);
   const results = path.join(dir, "results");
   const cli = spawnCli(["--workers", "3", "--config", configFile, "--results", results]);
@@ -87,6 +98,13 @@ test("a worker killed mid-unit: another worker takes its unit over from the chec
   const resumed = others.flatMap((l) => l.lines).find((l) => l.type === "unit-start" && unitLabel(l.unit) === killedUnit);
   assert.ok(resumed && resumed.type === "unit-start" && resumed.fromEpoch === 2, `another worker resumed ${killedUnit} at epoch 2: ${JSON.stringify(resumed)}`);
   assert.match(run.stdout, new RegExp(`w\\d: resumes ${killedUnit} from its checkpoint after epoch 1`));
+  // Three workers on the CPU split its cores: each saw its share of TensorFlow's threads (at least 1).
+  // (A TF_NUM_INTRAOP_THREADS set where the suite runs is passed on as it is.)
+  const userSet = process.env.TF_NUM_INTRAOP_THREADS;
+  const share = userSet ?? String(Math.max(1, Math.floor(os.availableParallelism() / 3)));
+  assert.deepEqual(workerLogs(results).map((l) => l.hello?.threads), [share, share, share]);
+  if (userSet === undefined) assert.match(run.stdout, new RegExp(`sharing the CPU's \\d+ cores \\(TF_NUM_INTRAOP_THREADS=${share} each\\)`));
+  assert.match(run.stdout, new RegExp(`w1: pid \\d+ on [^,]+, TF_NUM_INTRAOP_THREADS=${share}`));
   assert.deepEqual(storeRows(config, results), expected);
   assert.deepEqual(leftovers(results), []);
 });
@@ -114,7 +132,7 @@ test("Ctrl-C stops every worker (pinned by --gpus) after its step in flight; the
 });
 
 test("a notebook's detached workers outlive its kernel; running the cell again attaches to them (no second training), then shows the results at once", async (t) => {
-  const expected = await expectedRows();
+  const expected = await expectedRows(2);
   const dir = tempDir(t);
   const results = path.join(dir, "results");
   // The first cell run, in a process killed as a restarted kernel would be once it shows an epoch row.
@@ -182,6 +200,10 @@ test("--gpus and --workers: GPU lists, the flags each worker gets, and the combi
   assert.equal(parseCli(["--gpus", "0,1,2"]).workers, 3);
   assert.equal(parseCli(["--workers", "2"]).workers, 2);
   assert.equal(parseCli([]).workers, null);
+  // CPU workers split the cores (at least one thread each); a setting the user made is kept.
+  assert.deepEqual(cpuWorkerEnv(2, 16, {}), { TF_NUM_INTRAOP_THREADS: "8" });
+  assert.deepEqual(cpuWorkerEnv(3, 2, {}), { TF_NUM_INTRAOP_THREADS: "1" });
+  assert.deepEqual(cpuWorkerEnv(2, 16, { TF_NUM_INTRAOP_THREADS: "4" }), {});
   // Without --preset the workers get the preset the parent checked, not one each picks by its own engine.
   assert.equal(workersPreset(parseCli(["--workers", "2"]), true), "full");
   assert.equal(workersPreset(parseCli(["--workers", "2"]), false), "quick");

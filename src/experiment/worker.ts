@@ -33,7 +33,7 @@ export interface WorkerRun {
 export async function runWorker(configs: ExperimentConfig[], opts: WorkerOptions): Promise<WorkerRun> {
   const stores = configs.map((c) => storeFor(c, opts.resultsDir));
   const log = new WorkerLogWriter(workerLogFile(opts.resultsDir), {
-    gpu: readEnvironment().CUDA_VISIBLE_DEVICES, configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
+    gpu: readEnvironment().CUDA_VISIBLE_DEVICES, threads: readEnvironment().TF_NUM_INTRAOP_THREADS, configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
   });
   let closed = false;
   const close = (code: number, error: string | null): void => {

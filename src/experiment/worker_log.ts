@@ -24,6 +24,8 @@ export interface WorkerHello {
   started: string;
   /** CUDA_VISIBLE_DEVICES as the worker saw it (null: unset). */
   gpu: string | null;
+  /** TF_NUM_INTRAOP_THREADS as the worker saw it (null: unset, TensorFlow's default). */
+  threads?: string | null;
   /** The configs it runs (data source resolved) and their store folders (config hashes), in order. */
   configs: ExperimentConfig[];
   stores: string[];

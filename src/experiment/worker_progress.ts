@@ -103,7 +103,8 @@ export class WorkerWatch {
     switch (line.type) {
       case "hello":
         line.configs.forEach((c, i) => this.configs.set(line.stores[i], c));
-        return [`${w.label}: pid ${line.pid} on ${line.host}${line.gpu === null ? "" : `, CUDA_VISIBLE_DEVICES=${line.gpu}`}`];
+        return [`${w.label}: pid ${line.pid} on ${line.host}${line.gpu === null ? "" : `, CUDA_VISIBLE_DEVICES=${line.gpu}`}` +
+          `${(line.threads ?? null) === null ? "" : `, TF_NUM_INTRAOP_THREADS=${line.threads}`}`];
       case "unit-start":
         w.current = { store: line.store, unit: line.unit, epoch: line.fromEpoch, step: 0, steps: 0, stepsPerS: 0 };
         w.waiting = false;
