@@ -5,6 +5,7 @@
 //   npx tsx src/cli.ts results merge SRC... DEST        (finished units of several stores into one)
 // Ctrl-C stops after the step in flight; running the same command again resumes.
 // Every flag is one row of FLAGS below: its help text, its parsing and the override it sets.
+import * as os from "os";
 import { parseFlags, FlagSpec, UsageError } from "./util/args";
 import { runMain } from "./errors";
 import { initBackend, backendLine, unusedGpuLines, visibleNvidiaGpus } from "./engine/backend";
@@ -21,7 +22,7 @@ import { dryRun } from "./experiment/dry_run";
 import { ExperimentConfig } from "./config";
 import { loadResults } from "./experiment/grid";
 import { runWorker } from "./experiment/worker";
-import { gpuList, runOnWorkers } from "./experiment/workers";
+import { cpuWorkersHint, gpuList, runOnWorkers } from "./experiment/workers";
 import { mergeStores } from "./experiment/merge";
 import { readConfigFile } from "./experiment/config_file";
 
@@ -247,6 +248,7 @@ async function main(): Promise<number> {
     return worker.code;
   }
   const view = terminalView();
+  let hinted = false;
   const sweep = await runSweep(configs, {
     onDataChecked: (checked) => checked.forEach((c) => console.log(sweepDataLine(c.rate, c.counts))),
     resultsDir: request.resultsDir,
@@ -262,6 +264,11 @@ async function main(): Promise<number> {
         console.log("note: the pure-JS engine trains B1 roughly 10x slower than the native one; `make native` builds that from the package registries (docs/native.md)");
       }
       console.log(`results: ${e.dir} | ${e.pending.length} unit(s) to run, ${e.totalSteps} training steps`);
+      const hint = cpuWorkersHint(e.backend.kind, c.model, e.pending.length, os.availableParallelism());
+      if (hint !== null && !hinted) {
+        hinted = true;
+        console.log(hint);
+      }
     },
   });
   if (sweep.stopped) return 130;

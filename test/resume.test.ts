@@ -41,6 +41,7 @@ test("a CLI run killed mid-epoch resumes and ends with the rows of an uninterrup
 
   const straight = spawnSync(process.execPath, cliArgs(dataDir, path.join(tmp, "straight")), { cwd: ROOT, env, encoding: "utf8" });
   assert.equal(straight.status, 0, straight.stderr);
+  assert.doesNotMatch(straight.stdout, /--workers/, "one unit: no workers to suggest");
   const expected = rows(epochsFile(path.join(tmp, "straight")) as string);
   assert.deepEqual(expected.map((r) => r.epoch), [0, 1, 2, 3]);
 

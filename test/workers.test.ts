@@ -9,7 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import { runExperiment } from "../src/experiment/grid";
 import { writeConfigFile } from "../src/experiment/config_file";
-import { cpuWorkerEnv, gpuList, runConfigOnWorkers } from "../src/experiment/workers";
+import { cpuWorkerEnv, cpuWorkersHint, gpuList, runConfigOnWorkers } from "../src/experiment/workers";
 import { pidAlive } from "../src/util/leftovers";
 import { parseCli, workersPreset } from "../src/cli";
 import { unitLabel } from "../src/experiment/store";
@@ -48,6 +48,7 @@ async function expectedRows(cpuWorkers: number | null = null): Promise<Array<Rec
     else {
       const serial = await spawnCli(["--config", configFile, "--results", results], { TF_NUM_INTRAOP_THREADS: threads }).done;
       assert.equal(serial.code, 0, serial.stdout + serial.stderr);
+      assert.doesNotMatch(serial.stdout, /--workers/, "the tiny model's units: no workers to suggest");
     }
     shared.expected.set(threads, storeRows(config, results));
   }
@@ -204,6 +205,11 @@ test("--gpus and --workers: GPU lists, the flags each worker gets, and the combi
   assert.deepEqual(cpuWorkerEnv(2, 16, {}), { TF_NUM_INTRAOP_THREADS: "8" });
   assert.deepEqual(cpuWorkerEnv(3, 2, {}), { TF_NUM_INTRAOP_THREADS: "1" });
   assert.deepEqual(cpuWorkerEnv(2, 16, { TF_NUM_INTRAOP_THREADS: "4" }), {});
+  // A one-process CPU run with several units names --workers; a GPU run, one unit or one core does not.
+  assert.match(cpuWorkersHint("native-cpu", "b1", 40, 16) ?? "", /^note: 40 units on 16 CPU cores: `--workers 16` \(make run WORKERS=16\)/);
+  assert.match(cpuWorkersHint("js", "b0", 3, 8) ?? "", /`--workers 3`/);
+  assert.deepEqual([cpuWorkersHint("cuda", "b1", 40, 16), cpuWorkersHint("native-cpu", "b1", 1, 16), cpuWorkersHint("native-cpu", "b1", 40, 1),
+    cpuWorkersHint("native-cpu", "tiny", 40, 16)], [null, null, null, null]);
   // Without --preset the workers get the preset the parent checked, not one each picks by its own engine.
   assert.equal(workersPreset(parseCli(["--workers", "2"]), true), "full");
   assert.equal(workersPreset(parseCli(["--workers", "2"]), false), "quick");
@@ -214,8 +220,14 @@ test("--gpus and --workers: GPU lists, the flags each worker gets, and the combi
   assert.throws(() => parseCli(["--workers", "2", "--dry-run"]), /--workers: not with --dry-run/);
   assert.throws(() => parseCli(["--config", "x.json", "--preset", "smoke"]), /--config: not with --preset, --plan or --rates/);
   assert.throws(() => parseCli(["--attach", "--workers", "2"]), /--attach: not with --worker, --workers or --gpus/);
+  // A one-process CPU run of B1 with two units names the workers that would use the cores.
+  const dir = tempDir(t);
+  const results = path.join(dir, "results");
+  const b1 = await spawnCli(["--preset", "quick", "--data", "synthetic", "--data-dir", path.join(dir, "data"), "--train-limit", "64", "--test-limit", "32",
+    "--backbones", "scratch", "--trials", "1", "--epochs", "0", "--results", path.join(dir, "b1")]).done;
+  assert.equal(b1.code, 0, b1.stdout + b1.stderr);
+  if (os.availableParallelism() >= 2) assert.match(b1.stdout, /^results: .* 2 unit\(s\) to run.*\nnote: 2 units on \d+ CPU cores: `--workers 2` \(make run WORKERS=2\)/m);
   // A bad config is one error line before any worker starts.
-  const results = path.join(tempDir(t), "results");
   const bad = await spawnCli(["--workers", "2", "--preset", "smoke", "--lr=-1", "--results", results]).done;
   assert.equal(bad.code, 2);
   assert.equal(bad.stderr.trim(), "error: config.lr: -1 must be in (0, 10]");

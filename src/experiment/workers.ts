@@ -49,6 +49,17 @@ export function cpuWorkerEnv(count: number, cores: number, env: NodeJS.ProcessEn
   return { TF_NUM_INTRAOP_THREADS: String(Math.max(1, Math.floor(cores / count))) };
 }
 
+/**
+ * The line a one-process CPU run with several units of a real model prints: how `--workers` would
+ * use the cores (null: nothing to say; the tiny model's units are over before a worker has loaded).
+ */
+export function cpuWorkersHint(engine: "cuda" | "native-cpu" | "js", model: string, pendingUnits: number, cores: number): string | null {
+  if (engine === "cuda" || model === "tiny" || pendingUnits < 2 || cores < 2) return null;
+  const n = Math.min(cores, pendingUnits);
+  return `note: ${pendingUnits} units on ${cores} CPU cores: \`--workers ${n}\` (make run WORKERS=${n}) trains ${n} at a time, the cores split between them ` +
+    "(4 quick units: 1.7x faster with 2 workers on 2 cores, README \"On CPU\")";
+}
+
 export interface LaunchOptions {
   count: number;
   /** One GPU per worker, round robin (empty: no pinning). */
