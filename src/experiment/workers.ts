@@ -56,7 +56,7 @@ export function cpuWorkerEnv(count: number, cores: number, env: NodeJS.ProcessEn
 export function cpuWorkersHint(engine: "cuda" | "native-cpu" | "js", model: string, pendingUnits: number, cores: number): string | null {
   if (engine === "cuda" || model === "tiny" || pendingUnits < 2 || cores < 2) return null;
   const n = Math.min(cores, pendingUnits);
-  return `note: ${pendingUnits} units on ${cores} CPU cores: \`--workers ${n}\` (make run WORKERS=${n}) trains ${n} at a time, the cores split between them ` +
+  return `note: ${pendingUnits} units on ${cores} CPU cores: \`--workers ${n}\` (make run WORKERS=${n}) trains ${n} at a time, the cores split between them, memory permitting ` +
     "(4 quick units: 1.7x faster with 2 workers on 2 cores, README \"On CPU\")";
 }
 
