@@ -14,6 +14,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { cpuPeak, forwardMacsPerImage, TRAIN_TO_FORWARD } from "./flops";
+import { lastJsonLine, mean, rangeText } from "./child_runs";
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv/bin/python");
@@ -39,20 +40,18 @@ const KERNEL_TARGET = 2500;
 
 function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): T | string {
   const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 16 << 20 });
-  const line = r.stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+  const line = lastJsonLine(r.stdout);
   if (r.status !== 0 || !line) return `exit ${r.status}: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`;
   return JSON.parse(line) as T;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const range = (xs: number[], digits: number) => (xs.length < 2 ? xs[0].toFixed(digits) : `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`);
 const loadLine = () => `load average ${os.loadavg().map((l) => l.toFixed(2)).join(", ")} (${new Date().toISOString()})`;
 
 /** project/PyTorch: the ratio of the means, and its range over the rounds (round i against round i). */
 function ratio(project: number[], torch: number[]): { mean: number; text: string } {
   const m = mean(project) / mean(torch);
   const paired = project.slice(0, torch.length).map((p, i) => p / torch[i]);
-  return { mean: m, text: `${m.toFixed(2)}x (rounds ${range(paired, 2)})` };
+  return { mean: m, text: `${m.toFixed(2)}x (rounds ${rangeText(paired, 2)})` };
 }
 
 function verdict(value: number, target: number, atLeast: boolean): string {
@@ -112,10 +111,10 @@ function main(): void {
     for (const [name, rs] of results) {
       const train = rs.map((r) => r.train_img_s);
       const evals = rs.map((r) => r.eval_img_s);
-      console.log(`  ${name.padEnd(18)} train ${range(train, 2)} img/s (${((100 * mean(train) * trainGflopPerImage) / peak.gflops).toFixed(1)}% of fp32 peak, ` +
-        `${((100 * mean(train) * trainGflopPerImage) / peak.avx2Gflops).toFixed(1)}% of AVX2 peak) | eval ${range(evals, 2)} img/s ` +
+      console.log(`  ${name.padEnd(18)} train ${rangeText(train, 2)} img/s (${((100 * mean(train) * trainGflopPerImage) / peak.gflops).toFixed(1)}% of fp32 peak, ` +
+        `${((100 * mean(train) * trainGflopPerImage) / peak.avx2Gflops).toFixed(1)}% of AVX2 peak) | eval ${rangeText(evals, 2)} img/s ` +
         `(${((100 * mean(evals) * evalGflopPerImage) / peak.gflops).toFixed(1)}% / ${((100 * mean(evals) * evalGflopPerImage) / peak.avx2Gflops).toFixed(1)}%) | ` +
-        `peak RSS ${range(rs.map((r) => r.peak_rss_gb), 2)} GB`);
+        `peak RSS ${rangeText(rs.map((r) => r.peak_rss_gb), 2)} GB`);
     }
     console.log(`  FLOP per image counted from the model (bench/flops.ts): training ${(trainGflopPerImage * 1e3).toFixed(0)} M (3x the forward), evaluation ${(evalGflopPerImage * 1e3).toFixed(0)} M`);
     const torchRuns = [...results].filter(([name]) => name.startsWith("pytorch"));

@@ -9,6 +9,7 @@ import { spawn } from "child_process";
 import * as os from "os";
 import * as path from "path";
 import { cpuWorkerEnv } from "../src/experiment/workers";
+import { lastJsonLine, mean, rangeText } from "./child_runs";
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv/bin/python");
@@ -23,14 +24,12 @@ function runOne(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Li
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     child.on("close", (code) => {
-      const line = out.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+      const line = lastJsonLine(out);
       resolve(code === 0 && line !== undefined ? (JSON.parse(line) as Line) : `exit ${code}: ${err.trim().split("\n").slice(-2).join(" | ")}`);
     });
   });
 }
 
-const range = (xs: number[], digits: number) => (xs.length < 2 ? xs[0].toFixed(digits) : `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
@@ -67,7 +66,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(`summed over the ${procs} processes, range over rounds | load ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
-  for (const [name, ts] of totals) if (ts.length > 0) console.log(`  ${name.padEnd(38)} train ${range(ts.map((t) => t.train), 1)} img/s | eval ${range(ts.map((t) => t.eval), 1)} img/s`);
+  for (const [name, ts] of totals) if (ts.length > 0) console.log(`  ${name.padEnd(38)} train ${rangeText(ts.map((t) => t.train), 1)} img/s | eval ${rangeText(ts.map((t) => t.eval), 1)} img/s`);
   const meanOf = (name: string, key: "train" | "eval") => mean((totals.get(name) ?? []).map((t) => t[key]));
   const torchBest = (key: "train" | "eval") => Math.max(meanOf(settings[2].name, key), meanOf(settings[3].name, key));
   for (const key of ["train", "eval"] as const) {

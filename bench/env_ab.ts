@@ -9,6 +9,7 @@
 import { parseArgs } from "util";
 import { spawnSync } from "child_process";
 import * as path from "path";
+import { lastJsonLine, rangeText } from "./child_runs";
 
 const ROOT = path.resolve(__dirname, "..");
 export const JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
@@ -34,7 +35,6 @@ function parseVariants(spec: string): Array<{ name: string; dir: string; env: Re
   });
 }
 
-const spread = (xs: number[], digits: number) => (xs.length === 1 ? xs[0].toFixed(digits) : `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`);
 
 function main(): void {
   const { values } = parseArgs({ options: {
@@ -50,7 +50,7 @@ function main(): void {
     for (const v of variants) {
       const r = spawnSync(process.execPath, ["--import", "tsx", "bench/train_speed.ts", "--json", "--size", String(size), "--batch", String(batch),
         "--eval-batch", String(evalBatch), "--seconds", values.seconds as string], { cwd: v.dir, env: { ...process.env, ...v.env }, encoding: "utf8" });
-      const line = r.stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+      const line = lastJsonLine(r.stdout);
       if (r.status !== 0 || line === undefined) {
         console.log(`round ${round} ${v.name}: failed (exit ${r.status}): ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
         continue;
@@ -64,8 +64,8 @@ function main(): void {
   console.log(`\n${size}x${size}, train batch ${batch}, eval batch ${evalBatch}: range over rounds`);
   for (const [name, rs] of results) {
     if (rs.length === 0) continue;
-    console.log(`${name.padEnd(10)} train ${spread(rs.map((r) => r.train_img_s), 2)} img/s | ${spread(rs.map((r) => r.train_cpu_s_per_step), 2)} CPU s/step | ` +
-      `${spread(rs.map((r) => r.train_faults_per_step), 0)} faults/step | eval ${spread(rs.map((r) => r.eval_img_s), 2)} img/s | peak RSS ${spread(rs.map((r) => r.peak_rss_gb), 2)} GB`);
+    console.log(`${name.padEnd(10)} train ${rangeText(rs.map((r) => r.train_img_s), 2)} img/s | ${rangeText(rs.map((r) => r.train_cpu_s_per_step), 2)} CPU s/step | ` +
+      `${rangeText(rs.map((r) => r.train_faults_per_step), 0)} faults/step | eval ${rangeText(rs.map((r) => r.eval_img_s), 2)} img/s | peak RSS ${rangeText(rs.map((r) => r.peak_rss_gb), 2)} GB`);
   }
 }
 

@@ -12,6 +12,7 @@ import { setBlockRecompute } from "../src/model/efficientnet";
 import { makeRng } from "../src/rng";
 import { GroupedMomentumSgd } from "../src/train/optimizer";
 import { namedParameters } from "../src/train/loop";
+import { lastJsonLine } from "./child_runs";
 
 interface Result { setting: string; peak_rss_gb: number; cpu_s_per_step: number; wall_s_per_step: number }
 
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   for (const setting of (values.settings as string).split(",")) {
     const r = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "recompute_memory.ts"), "--child", setting,
       "--size", values.size as string, "--batch", values.batch as string, "--steps", values.steps as string], { encoding: "utf8" });
-    const line = r.stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+    const line = lastJsonLine(r.stdout);
     if (r.status !== 0 || line === undefined) {
       console.log(`${setting.padEnd(9)} failed (exit ${r.status}): ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
       continue;
