@@ -32,8 +32,9 @@ export interface WorkerRun {
  */
 export async function runWorker(configs: ExperimentConfig[], opts: WorkerOptions): Promise<WorkerRun> {
   const stores = configs.map((c) => storeFor(c, opts.resultsDir));
+  const env = readEnvironment();
   const log = new WorkerLogWriter(workerLogFile(opts.resultsDir), {
-    gpu: readEnvironment().CUDA_VISIBLE_DEVICES, threads: readEnvironment().TF_NUM_INTRAOP_THREADS, configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
+    gpu: env.CUDA_VISIBLE_DEVICES, threads: env.TF_NUM_INTRAOP_THREADS, configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
   });
   let closed = false;
   const close = (code: number, error: string | null): void => {

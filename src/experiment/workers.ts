@@ -14,7 +14,7 @@ import * as os from "os";
 import * as path from "path";
 import { pathToFileURL } from "url";
 import { ExperimentConfig, lockSettings, readEnvironment, WORKERS } from "../config";
-import { visibleNvidiaGpus } from "../engine/backend";
+import { BackendKind, visibleNvidiaGpus } from "../engine/backend";
 import { UsageError } from "../util/args";
 import { writeConfigFile } from "./config_file";
 import { ExperimentResult, gridUnits, loadResults, storeFor, unitNeedsTraining } from "./grid";
@@ -53,7 +53,7 @@ export function cpuWorkerEnv(count: number, cores: number, env: NodeJS.ProcessEn
  * The line a one-process CPU run with several units of a real model prints: how `--workers` would
  * use the cores (null: nothing to say; the tiny model's units are over before a worker has loaded).
  */
-export function cpuWorkersHint(engine: "cuda" | "native-cpu" | "js", model: string, pendingUnits: number, cores: number): string | null {
+export function cpuWorkersHint(engine: BackendKind, model: string, pendingUnits: number, cores: number): string | null {
   if (engine === "cuda" || model === "tiny" || pendingUnits < 2 || cores < 2) return null;
   const n = Math.min(cores, pendingUnits);
   return `note: ${pendingUnits} units on ${cores} CPU cores: \`--workers ${n}\` (make run WORKERS=${n}) trains ${n} at a time, the cores split between them, memory permitting ` +
@@ -74,6 +74,8 @@ export interface LaunchOptions {
 export interface LaunchedWorker {
   pid: number;
   gpu: string | null;
+  /** TF_NUM_INTRAOP_THREADS this process gave it (null: none, it keeps the environment's). */
+  threads: string | null;
   /** Where its stdout and stderr go: `<results>/workers/<host>-<pid>.log`. */
   outFile: string;
   child: ChildProcess;
@@ -86,6 +88,7 @@ export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
   fs.mkdirSync(dir, { recursive: true });
   const loader = pathToFileURL(require.resolve("tsx")).href;
   const launched: LaunchedWorker[] = [];
+  const cpuEnv = cpuWorkerEnv(o.count, os.availableParallelism());
   for (let i = 0; i < o.count; i++) {
     const gpu = o.gpus.length > 0 ? o.gpus[i % o.gpus.length] : null;
     const starting = path.join(dir, `.starting-${process.pid}-${i}.log`);
@@ -93,7 +96,7 @@ export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
     // A session of its own either way: a terminal's Ctrl-C reaches this process only, which passes it on once.
     const child = spawn(process.execPath, ["--import", loader, CLI, "--worker", ...o.args], {
       cwd: process.cwd(), detached: true, stdio: ["ignore", fd, fd],
-      env: { ...process.env, ...(gpu === null ? cpuWorkerEnv(o.count, os.availableParallelism()) : { CUDA_VISIBLE_DEVICES: gpu }) },
+      env: { ...process.env, ...(gpu === null ? cpuEnv : { CUDA_VISIBLE_DEVICES: gpu }) },
     });
     fs.closeSync(fd);
     if (child.pid === undefined) throw new Error(`could not start worker ${i + 1} (${process.execPath} ${CLI})`);
@@ -101,7 +104,7 @@ export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
     fs.renameSync(starting, outFile);
     const exited = new Promise<WorkerExit>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
     if (o.detach) child.unref();
-    launched.push({ pid: child.pid, gpu, outFile, child, exited });
+    launched.push({ pid: child.pid, gpu, threads: gpu === null ? cpuEnv.TF_NUM_INTRAOP_THREADS ?? null : null, outFile, child, exited });
   }
   return launched;
 }
@@ -152,10 +155,9 @@ export async function runOnWorkers(o: WorkersRunOptions): Promise<WorkersRun> {
   const where = workersDir(o.resultsDir);
   if (live.length > 0) view.addRow(`attached to ${live.length} running worker(s) (pid ${live.map((r) => r.hello?.pid).join(", ")}); their logs are in ${where}`);
   else {
-    const cores = os.availableParallelism();
-    const threads = cpuWorkerEnv(o.count, cores).TF_NUM_INTRAOP_THREADS;
+    const threads = launched[0]?.threads ?? null;
     const pinning = o.gpus.length > 0 ? `one GPU each (CUDA_VISIBLE_DEVICES ${launched.map((l) => l.gpu).join(", ")})`
-      : `sharing the CPU's ${cores} cores${threads === undefined ? "" : ` (TF_NUM_INTRAOP_THREADS=${threads} each)`}`;
+      : `sharing the CPU's ${os.availableParallelism()} cores${threads === null ? "" : ` (TF_NUM_INTRAOP_THREADS=${threads} each)`}`;
     view.addRow(`started ${launched.length} worker(s)${o.detach ? " (detached: they keep running if this stops)" : ""}, ${pinning}; logs in ${where}`);
   }
   const watch = new WorkerWatch(o.resultsDir, watched, lockSettings().staleMs);
