@@ -13,6 +13,7 @@ import { makeRng } from "../src/rng";
 import { measureNativeOps } from "./native_ops";
 import { GroupedMomentumSgd } from "../src/train/optimizer";
 import { namedParameters } from "../src/train/loop";
+import { EvalFolds } from "../src/model/ops/native_eval";
 import type { ModelName } from "../src/config";
 
 /** PyTorch 2.13 CPU, torchvision efficientnet_b1 + Linear(1000,1), 32x32, batch 64, 2 cores (FACTS.md). */
@@ -135,8 +136,10 @@ async function main(): Promise<void> {
   };
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
+  // As train/loop.ts' evaluate: BatchNorm folded once per evaluation pass (the first batch folds).
+  const folds = new EvalFolds();
   const evalStep = () => {
-    const out = tf.tidy(() => net.forward(xe, { training: false }));
+    const out = tf.tidy(() => net.forward(xe, { training: false, folds }));
     out.dataSync();
     out.dispose();
   };
@@ -153,6 +156,7 @@ async function main(): Promise<void> {
   const evaluation = timeSteps(evalStep, seconds / 2, 1);
   const evalRate = (evaluation.steps * evalBatch) / evaluation.seconds;
 
+  folds.dispose();
   const leaked = tf.memory().numTensors - tensorsBefore;
   if (values.json) {
     // One machine-readable line for bench/compare.ts (which runs each engine in its own process).

@@ -3,7 +3,7 @@
 // explicit padding against pad + 'valid' convolution, the one-pass SiLU against x * sigmoid(x) and
 // float64, training BatchNorm + SiLU against tf.moments / batchNorm / sigmoid, evaluation BatchNorm
 // (+ SiLU) against tf.batchNorm4d and float64, and folded into each kind of convolution against
-// convolution then BatchNorm. Skipped where no
+// convolution then BatchNorm, once per call or once per evaluation pass (EvalFolds). Skipped where no
 // native backend is built (`make native`); test/backends.test.ts checks the whole model against pure JS.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +12,8 @@ import { initBackend } from "../src/engine/backend";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
+import { EvalFolds } from "../src/model/ops/native_eval";
+import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
 
@@ -154,4 +156,57 @@ test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the
     }
     tf.dispose([x, conv.weight, bn.gamma, bn.beta, bn.runningMean, bn.runningVar]);
   }
+});
+
+test("EvalFolds: BatchNorm folded once per evaluation pass gives the per-call values bit for bit, refolds after an assign(), and dispose() frees it all", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const convs: ConvSpec[] = [
+    { kind: "pointwise", weight: tf.variable(randomTensor([6, 6], 21, 0.5)), stride: 1 },
+    { kind: "depthwise", weight: tf.variable(randomTensor([5, 5, 6, 1], 22, 0.5)), stride: 2 },
+    { kind: "full", weight: tf.variable(randomTensor([3, 3, 6, 6], 23, 0.5)), stride: 1 },
+  ];
+  const bn = {
+    gamma: tf.variable(randomTensor([6], 24)), beta: tf.variable(randomTensor([6], 25)), eps: 1e-5, momentum: 0.1,
+    runningMean: tf.variable(randomTensor([6], 26), false), runningVar: tf.variable(tf.add(tf.abs(randomTensor([6], 27)), 0.2), false),
+  };
+  const batches = [randomTensor([2, 9, 11, 6], 28), randomTensor([3, 9, 11, 6], 29)] as tf.Tensor4D[];
+  const perCall = { training: false, updateRunningStats: false };
+  const live = tf.memory().numTensors;
+  const folds = new EvalFolds();
+  const pass = (): Float32Array[] => batches.flatMap((x) => convs.map((conv) => {
+    const [a, b] = [convBnAct(x, conv, bn, { ...perCall, folds }, true), convBnAct(x, conv, bn, perCall, true)];
+    assert.deepEqual(a.dataSync(), b.dataSync(), `${conv.kind}: folded once = folded per call`);
+    const values = a.dataSync() as Float32Array;
+    tf.dispose([a, b]);
+    return values;
+  }));
+  const first = pass();
+  assert.equal(folds.size, 3);
+  assert.equal(tf.memory().numTensors, live + 6, "one folded weight and one shift per convolution, held across batches");
+  // A training step or a checkpoint load assigns the variables: the next pass must not reuse the old folds.
+  tf.tidy(() => bn.runningVar.assign(tf.add(bn.runningVar, 0.5)));
+  const second = pass();
+  second.forEach((v, i) => assert.notDeepEqual(v, first[i], "the assign changed the output"));
+  assert.equal(tf.memory().numTensors, live + 6, "the stale folds were freed");
+  folds.dispose();
+  assert.equal(tf.memory().numTensors, live);
+  tf.dispose([...batches, ...convs.map((c) => c.weight), bn.gamma, bn.beta, bn.runningMean, bn.runningVar]);
+});
+
+test("a model's evaluation with EvalFolds = without, bit for bit, over several batches", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const model = new BinaryClassifier("tiny", makeRng("eval-folds"));
+  const batches = [randomTensor([4, 32, 32, 3], 30), randomTensor([2, 32, 32, 3], 31)] as tf.Tensor4D[];
+  const live = tf.memory().numTensors;
+  const folds = new EvalFolds();
+  for (const x of batches) {
+    const [a, b] = [model.forward(x, { training: false, folds }), model.forward(x, { training: false })];
+    assert.deepEqual(a.dataSync(), b.dataSync());
+    tf.dispose([a, b]);
+  }
+  assert.ok(folds.size > 0, "the model's convolutions were folded through the cache");
+  folds.dispose();
+  assert.equal(tf.memory().numTensors, live);
+  tf.dispose(batches);
+  model.dispose();
 });

@@ -40,6 +40,7 @@ import {
   spatialMean,
 } from "./ops/layers";
 import { squeezeExcitation } from "./ops/squeeze_excitation";
+import type { EvalFolds } from "./ops/native_eval";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
 export interface ForwardOptions {
@@ -49,6 +50,8 @@ export interface ForwardOptions {
   updateBatchNorm?: boolean;
   /** Source of the dropout and stochastic-depth masks; the same stream replays the same masks. */
   rng?: Rng;
+  /** Evaluation only: BatchNorm folded into the convolutions once per evaluation pass, not per call (ops/native_eval.ts). */
+  folds?: EvalFolds;
 }
 
 const WHERE = "src/model/efficientnet.ts";
@@ -147,7 +150,7 @@ export class EfficientNet {
     if (opts.training && rng === undefined) {
       throw new Error(`${WHERE}: training mode needs opts.rng for the dropout and stochastic-depth masks`);
     }
-    const mode: BatchNormMode = { training: opts.training, updateRunningStats: update };
+    const mode: BatchNormMode = { training: opts.training, updateRunningStats: update, ...(opts.training || opts.folds === undefined ? {} : { folds: opts.folds }) };
     const arch = this.architecture;
     return tf.tidy(() => {
       // One tidy per block frees its wide intermediates as soon as it is done (the tape, when

@@ -9,10 +9,12 @@ import { sigmoid } from "../maths";
 import { ANALYSIS } from "../config";
 import type { EvalMode, ExperimentConfig } from "../config";
 import { GroupedMomentumSgd, NamedParameter, OptimizerState } from "./optimizer";
+import { EvalFolds } from "../model/ops/native_eval";
 
 /** What the loop needs from a model (src/model/head.ts's BinaryClassifier provides it). */
 export interface TrainableModel {
-  forward(x: tf.Tensor4D, opts: { training: boolean; updateBatchNorm?: boolean; rng?: Rng }): tf.Tensor1D;
+  /** `folds`: evaluation only, the BatchNorm folds of one evaluation pass (model/ops/native_eval.ts). */
+  forward(x: tf.Tensor4D, opts: { training: boolean; updateBatchNorm?: boolean; rng?: Rng; folds?: EvalFolds }): tf.Tensor1D;
   trainableVariables(): tf.Variable[];
   /** Every variable by its state_dict key: optimizer state is saved and restored by these keys (else by tf.Variable.name). */
   namedVariables?(): Map<string, tf.Variable>;
@@ -117,11 +119,17 @@ export type Evaluation = Pick<EpochMetrics, "loss" | "roc_auc" | "ece" | "mean_p
 function testLogits(model: TrainableModel, test: BatchSource, testBatch: number, training: boolean, rng: Rng): Float32Array {
   const logits = new Float32Array(test.size);
   const order = Int32Array.from({ length: test.size }, (_, i) => i);
-  for (const [start, end] of batchRanges(test.size, testBatch)) {
-    const { x, y } = test.batch(order.subarray(start, end));
-    const out = tf.tidy(() => model.forward(x, { training, updateBatchNorm: false, rng }));
-    logits.set(out.dataSync(), start);
-    tf.dispose([x, y, out]);
+  // The variables do not change during the pass: BatchNorm is folded into each convolution once.
+  const folds = training ? undefined : new EvalFolds();
+  try {
+    for (const [start, end] of batchRanges(test.size, testBatch)) {
+      const { x, y } = test.batch(order.subarray(start, end));
+      const out = tf.tidy(() => model.forward(x, { training, updateBatchNorm: false, rng, folds }));
+      logits.set(out.dataSync(), start);
+      tf.dispose([x, y, out]);
+    }
+  } finally {
+    folds?.dispose();
   }
   return logits;
 }

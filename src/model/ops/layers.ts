@@ -21,8 +21,8 @@ import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { inferenceScaleShift, nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { foldScale, nativePointwiseBias } from "./native_eval";
+import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { type ConvKind, EvalFolds, foldBatchNorm, nativePointwiseBias } from "./native_eval";
 import { nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
 
@@ -129,6 +129,8 @@ export interface BatchNormMode {
   training: boolean;
   /** In training mode, also write the updated running statistics into the buffers. */
   updateRunningStats: boolean;
+  /** Evaluation on the native CPU engine: each convolution's BatchNorm folded once per evaluation pass (native_eval.ts); absent, once per call. */
+  folds?: EvalFolds;
 }
 
 /**
@@ -168,7 +170,7 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
 
 /** One convolution of the backbone: its kind, weight (pointwise [in, out], depthwise [k, k, C, 1], full HWIO) and stride. */
 export interface ConvSpec {
-  kind: "full" | "depthwise" | "pointwise";
+  kind: ConvKind;
   weight: tf.Tensor;
   stride: number;
 }
@@ -187,8 +189,7 @@ export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mo
   const native = nativeOps();
   if (native === null || mode.training || usingJsKernels() || nativeOnGpu(native)) return batchNormAct(convolve(x, conv), bn, mode, activation);
   return tf.tidy(() => {
-    const { alpha, shift } = inferenceScaleShift(bn);
-    const weight = foldScale(conv.kind, conv.weight, alpha);
+    const { weight, shift } = mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
     const z = conv.kind === "pointwise" ? nativePointwiseBias(native, x, weight as tf.Tensor2D, shift) : tf.add(convolve(x, { ...conv, weight }), shift) as tf.Tensor4D;
     return activation ? nativeSilu(native, z) : z;
   });

@@ -14,12 +14,69 @@
 // whether TF has a GPU _FusedMatMul kernel for BiasAdd was never checked), nor in training, where
 // BatchNorm uses the batch's statistics.
 //
+// The folding itself is ~6 small ops per convolution (69 in B1: ~400 ops, ~10% of a 240x240
+// evaluation batch of 16 on the AMD guest). An evaluation pass does not change the variables, so
+// train/loop.ts' evaluate hands the forward an EvalFolds, which folds each convolution once per pass
+// and frees the folded weights when the pass ends; the same ops on the same values, so the logits
+// are bit-identical to folding per batch (test/native_ops.test.ts).
+//
 // May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeKernelBackend } from "./native_backend";
+import { inferenceScaleShift } from "./native_batchnorm";
+import type { BatchNormState } from "./layers";
+
+export type ConvKind = "full" | "depthwise" | "pointwise";
+
+/** A convolution's weight with its BatchNorm folded in, and the per-channel shift left to add. */
+export interface FoldedConv {
+  weight: tf.Tensor;
+  shift: tf.Tensor1D;
+}
+
+/** conv(x, w) -> BatchNorm (running statistics) as conv(x, w * alpha) + shift. */
+export function foldBatchNorm(kind: ConvKind, weight: tf.Tensor, bn: BatchNormState): FoldedConv {
+  return tf.tidy(() => {
+    const { alpha, shift } = inferenceScaleShift(bn);
+    return { weight: foldScale(kind, weight, alpha), shift };
+  });
+}
+
+/**
+ * The folded weights of one evaluation pass, keyed by the convolution's weight. Each entry also
+ * records the data of the five tensors it was folded from: a variable's assign() replaces its data,
+ * so an entry used after a training step or a checkpoint load is folded again, never served stale.
+ * dispose() frees every folded tensor; the owner calls it when the pass ends.
+ */
+export class EvalFolds {
+  private readonly entries = new Map<tf.Tensor, { from: object[]; folded: FoldedConv }>();
+
+  get(kind: ConvKind, weight: tf.Tensor, bn: BatchNormState): FoldedConv {
+    const from = [weight, bn.gamma, bn.beta, bn.runningMean, bn.runningVar].map((t) => t.dataId);
+    const hit = this.entries.get(weight);
+    if (hit !== undefined && hit.from.every((d, i) => d === from[i])) return hit.folded;
+    if (hit !== undefined) tf.dispose([hit.folded.weight, hit.folded.shift]);
+    // Kept: the forward's tidy scopes would free them after the first batch.
+    const folded = foldBatchNorm(kind, weight, bn);
+    tf.keep(folded.weight);
+    tf.keep(folded.shift);
+    this.entries.set(weight, { from, folded });
+    return folded;
+  }
+
+  /** Folded convolutions held (for tests). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  dispose(): void {
+    for (const { folded } of this.entries.values()) tf.dispose([folded.weight, folded.shift]);
+    this.entries.clear();
+  }
+}
 
 /** The convolution's weight with each output channel scaled by alpha ([C_out]). */
-export function foldScale(kind: "full" | "depthwise" | "pointwise", weight: tf.Tensor, alpha: tf.Tensor1D): tf.Tensor {
+export function foldScale(kind: ConvKind, weight: tf.Tensor, alpha: tf.Tensor1D): tf.Tensor {
   // pointwise [in, out] and full HWIO [k, k, in, out]: out is the last axis; depthwise [k, k, C, 1]: C is the third.
   return kind === "depthwise" ? tf.mul(weight, tf.reshape(alpha, [1, 1, -1, 1])) : tf.mul(weight, alpha);
 }
