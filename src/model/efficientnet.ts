@@ -150,7 +150,7 @@ export class EfficientNet {
     if (opts.training && rng === undefined) {
       throw new Error(`${WHERE}: training mode needs opts.rng for the dropout and stochastic-depth masks`);
     }
-    const mode: BatchNormMode = { training: opts.training, updateRunningStats: update, ...(opts.training || opts.folds === undefined ? {} : { folds: opts.folds }) };
+    const mode: BatchNormMode = { training: opts.training, updateRunningStats: update, folds: opts.training ? undefined : opts.folds };
     const arch = this.architecture;
     return tf.tidy(() => {
       // One tidy per block frees its wide intermediates as soon as it is done (the tape, when

@@ -20,7 +20,8 @@
 // and frees the folded weights when the pass ends; the same ops on the same values, so the logits
 // are bit-identical to folding per batch (test/native_ops.test.ts).
 //
-// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts.
+// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts;
+// train/loop.ts (and bench/train_speed.ts) create and free the EvalFolds of an evaluation pass.
 import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeKernelBackend } from "./native_backend";
 import { inferenceScaleShift } from "./native_batchnorm";
