@@ -400,16 +400,23 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     assert.equal(r.status, 0, `run_notebooks.py failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
   }
 
+  type KernelReply = { language_info: unknown; history: unknown; outputs: Array<{ type: string; content: { name?: string; text?: string } }>; starts: number; busy_port?: number };
+  /** test/helpers/kernel_protocol.py: the kernel started as Jupyter starts it; its stderr (the server log) is in LOG. */
+  function kernelProtocol(log: string, code: string, flags: string[] = []): KernelReply {
+    const r = spawnSync(PYTHON, [path.join(ROOT, "test/helpers/kernel_protocol.py"), ...flags, log, code],
+      { cwd: ROOT, env: { ...env, JUPYTER_PATH: path.join(ROOT, "tools", "jupyter") }, encoding: "utf8", timeout: 240_000 });
+    const kernelLog = fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "(no log written)";
+    assert.equal(r.status, 0, `kernel_protocol.py failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}\nthe kernel's stderr:\n${kernelLog}`);
+    return JSON.parse(r.stdout.trim().split("\n").pop() as string) as KernelReply;
+  }
+
   test("the kernel: committed language_info, an answer to history requests, no TensorFlow start-up lines in the server log", () => {
     const log = path.join(work, "kernel-stderr.log");
     // Loading the native engine makes TensorFlow 2.21 log through absl before absl::InitializeLog(),
     // straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; launch.sh filters those lines.
     const native = fs.existsSync(path.join(ROOT, ".native", "tfjs-node", "package.json"));
     const code = native ? 'import { initBackend } from "./src/engine/backend";\nconsole.log((await initBackend("native")).kind);' : "";
-    const r = spawnSync(PYTHON, [path.join(ROOT, "test/helpers/kernel_protocol.py"), log, code],
-      { cwd: ROOT, env: { ...env, JUPYTER_PATH: path.join(ROOT, "tools", "jupyter") }, encoding: "utf8", timeout: 240_000 });
-    assert.equal(r.status, 0, `kernel_protocol.py failed (status ${r.status}):\n${r.stdout}\n${r.stderr}`);
-    const reply = JSON.parse(r.stdout.trim().split("\n").pop() as string) as { language_info: unknown; history: unknown; outputs: Array<{ type: string; content: { name?: string; text?: string } }> };
+    const reply = kernelProtocol(log, code);
     // tslab alone says version "3.7.2" with a codemirror_mode; JupyterLab saves whatever this says.
     assert.deepEqual(reply.language_info, { name: "typescript", file_extension: ".ts", mimetype: "text/typescript", version: tslabVersions.typescript });
     assert.deepEqual(reply.history, { status: "ok", history: [] });
@@ -424,6 +431,18 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
       assert.match(plain.stderr, /absl::InitializeLog\(\)[\s\S]*oneDNN custom operations are on/, "TensorFlow no longer prints its start-up lines: the filter in launch.sh can go");
       assert.doesNotMatch(stderr, /absl::InitializeLog|oneDNN custom operations/, `the server log got TensorFlow's start-up lines:\n${stderr}`);
     }
+  });
+
+  test("a kernel that finds one of its ports taken exits at once naming it, and the headless client starts a new one on new ports", () => {
+    // Jupyter picks free ports, then starts the kernel; another process can take one in between.
+    // tslab alone logs the failed bind and stays alive without answering, until the client's timeout.
+    const log = path.join(work, "kernel-busy-port.log");
+    const reply = kernelProtocol(log, "", ["--busy-port"]);
+    assert.equal(reply.starts, 2, "the first start (its shell port held by a listening socket) died; the second, on new ports, answered");
+    assert.deepEqual(reply.history, { status: "ok", history: [] });
+    const kernelLog = fs.readFileSync(log, "utf8");
+    assert.match(kernelLog, new RegExp(`^bias-init kernel: cannot bind tcp://127\\.0\\.0\\.1:${reply.busy_port} \\(Address already in use\\); exiting`, "m"), kernelLog);
+    assert.doesNotMatch(kernelLog, /UnhandledPromiseRejection/, kernelLog);
   });
 
   test("00_walkthrough runs top to bottom: sample images, figures, the demo's progress and step losses", () => {

@@ -31,6 +31,9 @@ import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError  # noqa: E402
 
+sys.path.insert(0, str(JUPYTER_DIR))
+from kernel_start import until_alive  # noqa: E402
+
 KERNEL_NAME = "bias-init-tslab"
 HEADER_KEY = "bias_init"
 
@@ -106,12 +109,16 @@ def run_one(path: Path, out_dir: Path, html_out: bool, timeout: int | None, exec
     if kernel != KERNEL_NAME:
         print(f"{path}: kernelspec is '{kernel}', expected '{KERNEL_NAME}' (the project's tslab kernel)", file=sys.stderr)
         return False, 0.0, {}
-    client = NotebookClient(nb, kernel_name=kernel, timeout=timeout, startup_timeout=120,
-                            resources={"metadata": {"path": str(ROOT)}}, record_timing=True)
+    def execute_in_new_kernel() -> None:
+        client = NotebookClient(nb, kernel_name=kernel, timeout=timeout, startup_timeout=120,
+                                resources={"metadata": {"path": str(ROOT)}}, record_timing=True)
+        client.execute()
+
     started = time.monotonic()
     ok = True
     try:
-        client.execute()
+        # A kernel that dies before it is ready has run no cell: starting it again is safe.
+        until_alive(execute_in_new_kernel, str(path))
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
         ok = False
         print(describe_failure(path, nb, error), file=sys.stderr)

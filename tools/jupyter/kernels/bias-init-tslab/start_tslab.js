@@ -1,5 +1,6 @@
 // The project's tslab kernel: the repository's tslab (node_modules/tslab, 1.0.22), started by
-// launch.sh from the repository root, with two corrections to what it tells Jupyter:
+// launch.sh from the repository root, with two corrections to what it tells Jupyter and one to how
+// it fails:
 //
 // 1. kernel_info_reply: tslab hard-codes language_info.version "3.7.2" and adds a codemirror_mode
 //    (jupyter/jupyter.js, handleKernel). JupyterLab copies language_info into the notebook on
@@ -10,6 +11,14 @@
 // 2. history_request: tslab answers it with nothing but `console.warn("unknown msg_type: ...")`
 //    (in the server log, or in the last executed cell's stderr). It now gets an empty
 //    history_reply, which the protocol allows ("kernels may not keep a history").
+// 3. A port it cannot bind: Jupyter picks five free ports, writes them into the connection file and
+//    starts the kernel; another process can take one in between ("Address already in use"). tslab
+//    catches every unhandled rejection, logs it and stays alive, so the kernel never answers and
+//    the client waits out its timeout (measured: alive and deaf after 15 s, and for good). The
+//    kernel now says which port it could not bind and exits with status 1, so that it can be
+//    started again: by JupyterLab's restarter (same ports, as jupyter_client 8.10 does; it works
+//    once the other process lets the port go), by tools/jupyter/kernel_start.py for the headless
+//    runs (a new kernel manager: new ports).
 //
 // If a tslab upgrade moves these internals, the kernel still starts, unpatched, and says so.
 // (Not named kernel.js: in a kernelspec folder, that name is a browser extension classic Notebook loads.)
@@ -55,12 +64,27 @@ function patchHistory(Server) {
   };
 }
 
+/** A socket that cannot bind ends the process (exit status 1) instead of leaving a deaf kernel. */
+function patchBind(Server) {
+  const bind = Server.prototype.bindSocket;
+  Server.prototype.bindSocket = async function (sock, port) {
+    try {
+      return await bind.call(this, sock, port);
+    } catch (err) {
+      const addr = `${this.connInfo.transport}://${this.connInfo.ip}:${port}`;
+      console.error(`bias-init kernel: cannot bind ${addr} (${err && err.message ? err.message : err}); exiting so that it can be started again`);
+      process.exit(1);
+    }
+  };
+}
+
 const { JupyterHandlerImpl, ZmqServer } = jupyter;
 const expected = JupyterHandlerImpl && ZmqServer && ["handleKernel"].every((m) => typeof JupyterHandlerImpl.prototype[m] === "function") &&
-  ["handleKernelInfo", "handleShellMessage", "publishStatus"].every((m) => typeof ZmqServer.prototype[m] === "function");
+  ["handleKernelInfo", "handleShellMessage", "publishStatus", "bindSocket"].every((m) => typeof ZmqServer.prototype[m] === "function");
 if (expected) {
   patchKernelInfo(JupyterHandlerImpl);
   patchHistory(ZmqServer);
+  patchBind(ZmqServer);
 } else {
   console.error(`bias-init kernel: tslab ${versions.tslab} does not have the internals start_tslab.js patches; running it unpatched (see tools/jupyter/kernels/bias-init-tslab/start_tslab.js)`);
 }
