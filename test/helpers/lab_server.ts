@@ -70,8 +70,22 @@ export class LabServer {
     return `http://127.0.0.1:${this.port}${pathAndQuery}${pathAndQuery.includes("?") ? "&" : "?"}token=${this.token}`;
   }
 
-  /** Starts tools/jupyter/lab.sh (what `make lab` runs) serving dirs.serve, and waits until the API answers. */
+  /**
+   * Starts tools/jupyter/lab.sh (what `make lab` runs) serving dirs.serve, and waits until the API answers.
+   * The free port is picked here and the server is told not to move off it, so another process can
+   * take it in between: a server that exits saying so is started again on a new port (3 tries).
+   */
   async start(timeoutMs = 120_000): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce(timeoutMs);
+      } catch (e) {
+        if (attempt === 3 || !/already in use/i.test(String(e))) throw e;
+      }
+    }
+  }
+
+  private async startOnce(timeoutMs: number): Promise<void> {
     this.port = await freePort();
     const out = fs.openSync(this.log, "a");
     const args = [path.join(ROOT, "tools", "jupyter", "lab.sh"), "--no-browser", "--ServerApp.ip=127.0.0.1", `--ServerApp.port=${this.port}`,
