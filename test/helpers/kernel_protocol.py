@@ -8,7 +8,7 @@ lands in the Jupyter server's log) going to STDERR_FILE. Asks for kernel_info an
 CODE if given, shuts the kernel down, and prints one JSON line: the kernel_info reply's
 language_info, the history reply's content (null when none came within 10 s), CODE's outputs and
 how many starts the kernel took (tools/jupyter/kernel_start.py: a kernel that dies before it is
-ready, having lost a port to another process, is started again on new ports, as Jupyter does).
+ready, having lost a port to another process, is started again on new ports).
 --busy-port makes the first start lose that race for real: its connection file names a shell port
 that a listening socket here holds.
 """
@@ -41,15 +41,16 @@ def main() -> int:
     def start() -> tuple[KernelManager, object]:
         nonlocal starts
         starts += 1
+        lose_race = busy is not None and starts == 1
         km = KernelManager(kernel_name="bias-init-tslab")
-        if busy is not None and starts == 1:
+        if lose_race:
             km.cache_ports = False  # keep the port set here; the other four are picked free
             km.shell_port = busy.getsockname()[1]
         km.start_kernel(stderr=err)
         kc = km.client()
         kc.start_channels()
         try:
-            kc.wait_for_ready(timeout=30 if busy is not None and starts == 1 else 120)
+            kc.wait_for_ready(timeout=30 if lose_race else 120)
         except BaseException:
             kc.stop_channels()
             km.shutdown_kernel(now=True)

@@ -1,4 +1,4 @@
-"""Starting the project's kernel headless the way Jupyter's own restarter does.
+"""Starting the project's kernel headless again, on new ports, when it dies before it is ready.
 
     from kernel_start import until_alive
     result = until_alive(lambda: start_and_use_a_kernel(), "00_walkthrough.ipynb")
