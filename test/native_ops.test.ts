@@ -12,7 +12,7 @@ import { initBackend } from "../src/engine/backend";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { EvalFolds } from "../src/model/ops/native_eval";
+import { EvalFolds, FUSED_CONV_MIN_POSITIONS, fusesOnCpu, nativeFusedConv, nativePointwiseBias, oneDnnFusedConv } from "../src/model/ops/native_eval";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
@@ -131,14 +131,17 @@ test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batch
 
 test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the weights = convolution then BatchNorm, for every kind", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
-  const cases: Array<{ conv: ConvSpec; cin: number; cout: number }> = [
+  const cases: Array<{ conv: ConvSpec; cin: number; cout: number; spatial?: [number, number] }> = [
     { conv: { kind: "pointwise", weight: randomTensor([6, 10], 12, 0.5), stride: 1 }, cin: 6, cout: 10 },
     { conv: { kind: "depthwise", weight: randomTensor([3, 3, 6, 1], 13, 0.5), stride: 1 }, cin: 6, cout: 6 },
     { conv: { kind: "depthwise", weight: randomTensor([5, 5, 6, 1], 14, 0.5), stride: 2 }, cin: 6, cout: 6 },
     { conv: { kind: "full", weight: randomTensor([3, 3, 6, 4], 15, 0.5), stride: 2 }, cin: 6, cout: 4 },
   ];
-  for (const { conv, cin, cout } of cases) {
-    const x = randomTensor([2, 9, 11, cin], 16) as tf.Tensor4D;
+  // 9x11 positions: every convolution + SiLU runs as oneDNN's fused op; 3x3 (fewer than
+  // FUSED_CONV_MIN_POSITIONS): a 1x1 one as _FusedMatMul + SoftplusGrad.
+  cases.push({ ...cases[0], spatial: [3, 3] });
+  for (const { conv, cin, cout, spatial = [9, 11] } of cases) {
+    const x = randomTensor([2, spatial[0], spatial[1], cin], 16) as tf.Tensor4D;
     const bn = {
       gamma: randomTensor([cout], 17), beta: randomTensor([cout], 18), eps: 1e-5, momentum: 0.1,
       runningMean: tf.variable(randomTensor([cout], 19), false), runningVar: tf.variable(tf.add(tf.abs(randomTensor([cout], 20)), 0.2), false),
@@ -154,8 +157,50 @@ test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the
       assert.ok(relDiff(folded, unfolded) < 2e-6, `${conv.kind} stride ${conv.stride} silu=${activation}: ${relDiff(folded, unfolded)} (relative)`);
       tf.dispose([folded, y, z, unfolded]);
     }
-    tf.dispose([x, conv.weight, bn.gamma, bn.beta, bn.runningMean, bn.runningVar]);
+    tf.dispose([x, bn.gamma, bn.beta, bn.runningMean, bn.runningVar]);
   }
+  tf.dispose(cases.map((c) => c.conv.weight));
+});
+
+test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every kind and stride; it is what evaluation runs on this engine, and not with TF_ENABLE_ONEDNN_OPTS=0", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  // TF's x86 builds carry the kernel (tools/native/verify.cjs records it in .native/READY); CI runs on x86.
+  if (process.arch === "x64") assert.equal(oneDnnFusedConv(nb), true, "this x86 engine runs _MklNativeFusedConv2D");
+  if (!oneDnnFusedConv(nb)) return t.skip("this libtensorflow has no oneDNN fused convolution");
+  const saved = process.env.TF_ENABLE_ONEDNN_OPTS;
+  process.env.TF_ENABLE_ONEDNN_OPTS = "0";
+  assert.equal(oneDnnFusedConv(nb), false, "oneDNN off: the Eigen path (the fused op would run 5-25x slower)");
+  if (saved === undefined) delete process.env.TF_ENABLE_ONEDNN_OPTS;
+  else process.env.TF_ENABLE_ONEDNN_OPTS = saved;
+  assert.equal(fusesOnCpu("pointwise", true, FUSED_CONV_MIN_POSITIONS), true);
+  assert.equal(fusesOnCpu("pointwise", true, FUSED_CONV_MIN_POSITIONS - 1), false);
+  assert.equal(fusesOnCpu("pointwise", false, 10_000), false, "a 1x1 convolution without SiLU stays _FusedMatMul");
+  assert.ok(fusesOnCpu("depthwise", true, 1) && fusesOnCpu("full", false, 1));
+  const cases: Array<{ kind: "pointwise" | "depthwise" | "full"; weight: tf.Tensor; stride: number; cin: number; cout: number }> = [
+    { kind: "pointwise", weight: randomTensor([6, 10], 40, 0.5), stride: 1, cin: 6, cout: 10 },
+    { kind: "depthwise", weight: randomTensor([3, 3, 6, 1], 41, 0.5), stride: 1, cin: 6, cout: 6 },
+    { kind: "depthwise", weight: randomTensor([5, 5, 6, 1], 42, 0.5), stride: 2, cin: 6, cout: 6 },
+    { kind: "full", weight: randomTensor([3, 3, 6, 4], 43, 0.5), stride: 2, cin: 6, cout: 4 },
+  ];
+  for (const { kind, weight, stride, cin, cout } of cases) {
+    for (const [h, w] of [[9, 11], [8, 8], [1, 1]]) {
+      tf.tidy(() => {
+        const x = randomTensor([3, h, w, cin], 44) as tf.Tensor4D;
+        const shift = randomTensor([cout], 45) as tf.Tensor1D;
+        for (const activation of [true, false]) {
+          const fused = nativeFusedConv(nb!, kind, x, weight, shift, stride, activation);
+          // The Eigen path: the convolution with PyTorch's padding, + shift, then x * sigmoid(x).
+          const conv = kind === "pointwise" ? nativePointwiseBias(nb!, x, weight as tf.Tensor2D, tf.zeros([cout]))
+            : kind === "depthwise" ? nativeDepthwiseConvPadded(nb!, x, weight as tf.Tensor4D, stride, (weight.shape[0] - 1) / 2) : symmetricConv(x, weight as tf.Tensor4D, stride);
+          const z = tf.add(conv, shift);
+          const ref = activation ? tf.mul(z, tf.sigmoid(z)) : z;
+          assert.deepEqual(fused.shape, ref.shape, `${kind} stride ${stride} ${h}x${w}: shape`);
+          assert.ok(relDiff(fused, ref) < 2e-6, `${kind} stride ${stride} ${h}x${w} silu=${activation}: ${relDiff(fused, ref)} (relative)`);
+        }
+      });
+    }
+  }
+  tf.dispose(cases.map((c) => c.weight));
 });
 
 test("EvalFolds: BatchNorm folded once per evaluation pass gives the per-call values bit for bit, refolds after an assign(), and dispose() frees it all", (t) => {

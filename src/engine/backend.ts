@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../errors";
 import { readEnvironment } from "../config";
 import { nativeOps } from "../model/ops/native_backend";
-import { fusedMatMulProblem } from "../model/ops/native_eval";
+import { fusedEvalProblem } from "../model/ops/native_eval";
 
 export type BackendKind = "cuda" | "native-cpu" | "js";
 
@@ -169,12 +169,12 @@ async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skippe
   }
   const backend = tf.backend() as unknown as NodeBackendLike;
   const gpu = c.gpuPackage && backend.isUsingGpuDevice === true;
-  // Evaluation on the CPU engine runs an op the stock binding cannot set up (model/ops/native_eval.ts):
+  // Evaluation on the CPU engine runs ops the stock binding cannot set up (model/ops/native_eval.ts):
   // an engine built before tools/native/patch_binding.py stops here, before anything is written.
   const nb = nativeOps();
-  const stale = gpu || nb === null ? null : fusedMatMulProblem(nb);
+  const stale = gpu || nb === null ? null : fusedEvalProblem(nb);
   if (stale !== null) {
-    throw new BackendError(`${c.label} cannot run _FusedMatMul, which evaluation uses (${stale}): it was built before this project ` +
+    throw new BackendError(`${c.label} cannot set the list attributes evaluation uses (${stale}): it was built before this project ` +
       "patched the binding; rebuild it with `make native ARGS=--force` (about a minute)");
   }
   let tensorflowVersion: string | null = null;

@@ -9,6 +9,8 @@ import { resolveDataSource } from "../data/prepare";
 import { BATCH_DIR_NAME, batchDirProblem } from "../data/cifar10";
 import { DEFAULT_WEIGHTS_DIR, IMAGENET_WEIGHTS } from "../model/pretrained";
 import { BackendInfo, backendCandidates, backendLine, initBackend, nativeDir, PROJECT_ROOT } from "./backend";
+import { nativeOps } from "../model/ops/native_backend";
+import { oneDnnFusedConv } from "../model/ops/native_eval";
 import { NvidiaSmiFacts, queryNvidiaSmi, SystemFacts, systemFacts, versionAtLeast } from "./machine_facts";
 import { BuildState, buildState, checkGpuBuild, GpuBuildCheck } from "./native_builds";
 
@@ -127,6 +129,10 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
       const threads = readEnvironment().TF_NUM_INTRAOP_THREADS;
       add("ok", `TensorFlow's intra-op threads: ${threads === null ? "its default (one per core)" : `TF_NUM_INTRAOP_THREADS=${threads}`}; ` +
         "on 2 cores, 1 trained 32x32 batches 1.5x faster on one machine kind (make bench-compare ARGS=\"--threads 0,1\" measures it here)");
+      const nb = nativeOps();
+      if (nb !== null && oneDnnFusedConv(nb)) add("ok", "evaluation: each convolution + BatchNorm + SiLU as one oneDNN op (src/model/ops/native_eval.ts)");
+      else add("warn", "evaluation runs TensorFlow's Eigen ops, not oneDNN's fused convolutions (TF_ENABLE_ONEDNN_OPTS=0, or a build without them): " +
+        "about 1.2x slower at 240x240 on one machine kind, and its numbers differ from oneDNN's at float round-off");
     }
     if (active.kind === "js" && f.engine.forced !== "js") {
       add("warn", `pure JS trains EfficientNet-B1 about 6x slower than the native CPU engine${f.builds.cpu.failed ? `; ${failedText(f.builds.cpu)}` : ""}`);

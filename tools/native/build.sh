@@ -16,7 +16,7 @@ set -euo pipefail
 TF_VERSION=2.21.0
 TFJS_VERSION=4.22.0
 # The patches patch_binding.py applies; an engine built with other patches (or none) is rebuilt.
-BINDING_PATCHES=string-list-attrs
+BINDING_PATCHES=string-list-attrs,type-list-attrs
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"

@@ -117,6 +117,39 @@ const fused = tf.tidy(() => {
 });
 if (!(fused < 1e-6)) fail(`_FusedMatMul(BiasAdd) differs from MatMul + bias by ${fused}`);
 
+// And lists of types (IdentityN's T), which oneDNN's fused convolution takes (its TArgs).
+try {
+  const b = tf.backend().binding;
+  tf.tidy(() => tf.backend().executeMultipleOutputs('IdentityN', [{ name: 'T', type: b.TF_ATTR_TYPE, value: [b.TF_FLOAT] }], [tf.ones([1])], 1)[0].dataSync());
+} catch (e) {
+  fail(`IdentityN with a type-list attribute failed (was patch_binding.py applied?): ${String(e && e.message).split('\n')[0]}`);
+}
+
+// Whether this libtensorflow has oneDNN's fused convolution + SiLU, which evaluation uses on x86
+// (src/model/ops/native_eval.ts; without it evaluation runs the Eigen ops): a fact, not a failure.
+const oneDnnFusedConv = tf.tidy(() => {
+  const b = tf.backend().binding;
+  const [x, w, bias] = [ramp([1, 2, 2, 4], 0.5), ramp([1, 1, 4, 3], 0.25), ramp([3], 0.1)];
+  try {
+    const out = tf.backend().executeMultipleOutputs('_MklNativeFusedConv2D', [
+      { name: 'T', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+      { name: 'strides', type: b.TF_ATTR_INT, value: [1, 1, 1, 1] },
+      { name: 'padding', type: b.TF_ATTR_STRING, value: 'VALID' },
+      { name: 'data_format', type: b.TF_ATTR_STRING, value: 'NHWC' },
+      { name: 'dilations', type: b.TF_ATTR_INT, value: [1, 1, 1, 1] },
+      { name: 'num_args', type: b.TF_ATTR_INT, value: 1 },
+      { name: 'fused_ops', type: b.TF_ATTR_STRING, value: ['BiasAdd', '_MklSwish'] },
+      { name: 'TArgs', type: b.TF_ATTR_TYPE, value: [b.TF_FLOAT] },
+      { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: 1e-4 },
+      { name: '_kernel', type: b.TF_ATTR_STRING, value: 'MklNameChangeOp' },
+    ], [x, w, bias], 1)[0];
+    const z = tf.add(tf.conv2d(x, w, 1, 'valid'), bias);
+    return maxRelDiff(out.dataSync(), tf.mul(z, tf.sigmoid(z)).dataSync()) < 1e-5;
+  } catch (e) {
+    return false;
+  }
+});
+
 // Which libtensorflow the process really mapped: proves the rpath works without LD_LIBRARY_PATH.
 const maps = fs.readFileSync('/proc/self/maps', 'utf8');
 const libMatch = maps.match(/\S*libtensorflow_cc\.so\.2\S*/) || maps.match(/\S*libtensorflow\.so\.2\S*/);
@@ -133,6 +166,7 @@ console.log(JSON.stringify({
   tfjsCore: coreFromRepo,
   maxRelDiffVsCpu: Math.max(...diffs),
   fusedMatMulBias: true,
+  oneDnnFusedConv,
   // The binding lists TF's devices when its context is created; true when one is a GPU.
   gpuDevice: tf.backend().isUsingGpuDevice === true,
 }));

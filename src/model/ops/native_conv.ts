@@ -5,11 +5,13 @@
 // convolution keeps for its backward pass. Same forward values (bit-identical, measured); the
 // gradients differ from the padded formulation's by float round-off (summation order).
 //
-// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts.
+// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called by ops/layers.ts;
+// native_eval.ts shares its convolution attributes.
 import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeAttr, NativeKernelBackend, runNativeOp } from "./native_backend";
 
-function convAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
+/** The attributes of a TF convolution with `pad` zeros on every side of H and W (also native_eval.ts' fused one). */
+export function convAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
   const B = nb.binding;
   return [
     floatType(nb),

@@ -2,17 +2,21 @@
 // into the convolution. With the running statistics, BatchNorm is y = conv(x, w) * alpha + shift
 // per output channel (native_batchnorm.ts inferenceScaleShift), which equals conv(x, w * alpha) +
 // shift: the scaling moves from the activations (a pass over them) to the weights (a few thousand
-// values). A 1x1 convolution then runs as one _FusedMatMul with the shift as its fused BiasAdd
-// (libtensorflow's Eigen kernel adds it in the product's output stage: 1.1-2.2x faster than MatMul
-// + Add on B1's shapes); the other convolutions add the shift in one pass. The folding moves numbers
-// at float round-off (the products' order), like any change of summation order.
+// values). The folded convolution then runs with its shift and SiLU as one op of oneDNN, the
+// library TF's x86 build carries for its graph rewrites (nativeFusedConv: one pass over the output
+// where the Eigen ops take up to three, and SiLU's Eigen kernel is compiled for AVX only in TF's
+// wheel); a 1x1 convolution without SiLU, or over fewer than 4x4 positions, runs faster as one
+// _FusedMatMul with the shift as its fused BiasAdd (fusesOnCpu). Without oneDNN (turned off, or a
+// build without the kernel) every convolution takes the Eigen path: _FusedMatMul, or the
+// convolution + Add, then SoftplusGrad for SiLU. The folding and the fusing move numbers at float
+// round-off (the products' order), like any change of summation order.
 //
-// _FusedMatMul's fused_ops attribute is a list of strings, which the stock tfjs-node binding cannot
-// set; tools/native/patch_binding.py adds that when `make native` compiles it. An engine built
-// before that patch is refused when the backend starts (engine/backend.ts asks fusedMatMulProblem),
-// with the command that rebuilds it. Not used on a GPU (UNTESTED there:
-// whether TF has a GPU _FusedMatMul kernel for BiasAdd was never checked), nor in training, where
-// BatchNorm uses the batch's statistics.
+// The fused ops' fused_ops attribute is a list of strings and _MklNativeFusedConv2D's TArgs a list of
+// types, which the stock tfjs-node binding cannot set; tools/native/patch_binding.py adds both when
+// `make native` compiles it. An engine built before that patch is refused when the backend starts
+// (engine/backend.ts asks fusedEvalProblem), with the command that rebuilds it. Not used on a GPU
+// (UNTESTED there: whether TF has a GPU _FusedMatMul kernel for BiasAdd was never checked), nor in
+// training, where BatchNorm uses the batch's statistics.
 //
 // The folding itself is ~6 small ops per convolution (69 in B1: ~400 ops, ~10% of a 240x240
 // evaluation batch of 16 on the AMD guest). An evaluation pass does not change the variables, so
@@ -23,8 +27,10 @@
 // May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts;
 // train/loop.ts (and bench/train_speed.ts) create and free the EvalFolds of an evaluation pass.
 import * as tf from "@tensorflow/tfjs";
-import { floatType, NativeKernelBackend } from "./native_backend";
+import { floatType, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift } from "./native_batchnorm";
+import { symmetricPad } from "./padding";
+import { convAttrs } from "./native_conv";
 import type { BatchNormState } from "./layers";
 
 export type ConvKind = "full" | "depthwise" | "pointwise";
@@ -82,14 +88,45 @@ export function foldScale(kind: ConvKind, weight: tf.Tensor, alpha: tf.Tensor1D)
   return kind === "depthwise" ? tf.mul(weight, tf.reshape(alpha, [1, 1, -1, 1])) : tf.mul(weight, alpha);
 }
 
-/** The first line of why _FusedMatMul does not run on this engine (an engine built before the binding patch), or null when it runs. */
-export function fusedMatMulProblem(nb: NativeKernelBackend): string | null {
+/**
+ * The first line of why this engine's binding cannot set the list attributes evaluation uses, or
+ * null when it can: an engine built before tools/native/patch_binding.py (string and type lists)
+ * fails here. _FusedMatMul (string list) and IdentityN (type list) exist in every CPU build.
+ */
+export function fusedEvalProblem(nb: NativeKernelBackend): string | null {
   try {
-    tf.tidy(() => nativePointwiseBias(nb, tf.ones([1, 1, 1, 2]), tf.ones([2, 1]), tf.zeros([1])).dataSync());
+    tf.tidy(() => {
+      nativePointwiseBias(nb, tf.ones([1, 1, 1, 2]), tf.ones([2, 1]), tf.zeros([1])).dataSync();
+      const typeList = [{ name: "T", type: nb.binding.TF_ATTR_TYPE, value: [nb.binding.TF_FLOAT] as unknown as number }];
+      runNativeOp(nb, "IdentityN", typeList, [tf.ones([1])]).dataSync();
+    });
     return null;
   } catch (e) {
     return (e instanceof Error ? e.message : String(e)).split("\n")[0];
   }
+}
+
+let fusedConvRuns: boolean | undefined;
+
+/**
+ * Whether evaluation uses oneDNN's fused convolution (nativeFusedConv): TF's oneDNN is on (its
+ * TF_ENABLE_ONEDNN_OPTS is not 0 or false: with it off the op still runs, 5-25x slower) and this
+ * libtensorflow has the kernel (x86 builds; checked once per process). Otherwise evaluation runs
+ * the Eigen path (_FusedMatMul, the convolutions, an Add and SoftplusGrad): the same math, with
+ * other float round-off.
+ */
+export function oneDnnFusedConv(nb: NativeKernelBackend): boolean {
+  const onednn = (process.env.TF_ENABLE_ONEDNN_OPTS ?? "").trim().toLowerCase();
+  if (onednn === "0" || onednn === "false") return false;
+  if (fusedConvRuns === undefined) {
+    try {
+      tf.tidy(() => nativeFusedConv(nb, "pointwise", tf.ones([1, 1, 1, 2]), tf.ones([2, 1]), tf.zeros([1]), 1, true).dataSync());
+      fusedConvRuns = true;
+    } catch {
+      fusedConvRuns = false;
+    }
+  }
+  return fusedConvRuns;
 }
 
 /** 1x1 convolution (weight [in, out]) + per-channel bias as one _FusedMatMul over the [N*H*W, in] view of x. */
@@ -108,5 +145,54 @@ export function nativePointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4D, wei
   return tf.tidy(() => {
     const out = nb.executeMultipleOutputs("_FusedMatMul", attrs, [tf.reshape(x, [n * h * w, c]), weight, bias], 1)[0];
     return tf.reshape(out, [n, h, w, weight.shape[1]]);
+  });
+}
+
+/**
+ * The fewest output positions (H x W) at which a 1x1 convolution + SiLU runs faster as oneDNN's
+ * fused convolution than as _FusedMatMul + SoftplusGrad. Measured on B1's shapes (AMD EPYC guest,
+ * 2 threads, 2026-12-03): 1.1-2.1x faster from 4x4 up (except 0.86x at 8x8 192->1152), 0.16-0.98x
+ * at 2x2 and 1x1, where oneDNN's convolution costs up to 6x the matrix product.
+ */
+export const FUSED_CONV_MIN_POSITIONS = 16;
+
+/**
+ * Whether nativeFusedConv runs this convolution: every depthwise and full one (1.2-2.9x faster
+ * with SiLU on B1's depthwise shapes at both input sizes, 0.88-0.94x on two of the 28), and a 1x1
+ * one followed by SiLU over at least FUSED_CONV_MIN_POSITIONS positions; a 1x1 convolution
+ * without SiLU runs faster as _FusedMatMul (oneDNN's convolution: 0.5-1.06x).
+ */
+export function fusesOnCpu(kind: ConvKind, activation: boolean, positions: number): boolean {
+  return kind !== "pointwise" || (activation && positions >= FUSED_CONV_MIN_POSITIONS);
+}
+
+/**
+ * A folded convolution + its shift (+ SiLU) as one oneDNN op: _MklNativeFusedConv2D with fused_ops
+ * [BiasAdd] or [BiasAdd, _MklSwish], the kernel TF's CPU build carries for its graph rewrites, run
+ * by name. The product, the shift and SiLU take one pass over the output, where the Eigen path
+ * takes up to three (and SiLU's pass is an Eigen kernel compiled for AVX only in TF's wheel, while
+ * oneDNN picks AVX-512 at run time). A depthwise convolution runs as a grouped one (filter
+ * [k, k, 1, C]: one group per channel); padding is PyTorch's, (k-1)/2 on each side, explicit.
+ * The op's TArgs attribute is a list of types and fused_ops a list of strings, which only the
+ * patched binding sets.
+ */
+export function nativeFusedConv(nb: NativeKernelBackend, kind: ConvKind, x: tf.Tensor4D, weight: tf.Tensor, shift: tf.Tensor1D, stride: number, activation: boolean): tf.Tensor4D {
+  const B = nb.binding;
+  const k = kind === "pointwise" ? 1 : weight.shape[0];
+  const attrs = [
+    ...convAttrs(nb, stride, symmetricPad(k)),
+    { name: "num_args", type: B.TF_ATTR_INT, value: 1 },
+    // Lists: only the patched binding accepts arrays here (the types say string and type).
+    { name: "fused_ops", type: B.TF_ATTR_STRING, value: (activation ? ["BiasAdd", "_MklSwish"] : ["BiasAdd"]) as unknown as string },
+    { name: "TArgs", type: B.TF_ATTR_TYPE, value: [B.TF_FLOAT] as unknown as number },
+    { name: "epsilon", type: B.TF_ATTR_FLOAT, value: 1e-4 },
+    // The label that selects oneDNN's kernel registered under the op's name.
+    { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" },
+  ];
+  return tf.tidy(() => {
+    // Pointwise [in, out] and depthwise [k, k, C, 1] as HWIO filters; a full one is HWIO already.
+    const [a, b, c] = weight.shape as number[];
+    const filter = kind === "pointwise" ? tf.reshape(weight, [1, 1, a, b]) : kind === "depthwise" ? tf.reshape(weight, [k, k, 1, c]) : weight;
+    return runNativeOp(nb, "_MklNativeFusedConv2D", attrs, [x, filter, shift]) as tf.Tensor4D;
   });
 }
