@@ -158,7 +158,7 @@ export const FUSED_CONV_MIN_POSITIONS = 16;
 
 /**
  * Whether nativeFusedConv runs this convolution: every depthwise and full one (1.2-2.9x faster
- * with SiLU on B1's depthwise shapes at both input sizes, 0.88-0.94x on two of the 28), and a 1x1
+ * with SiLU on B1's depthwise shapes at both input sizes, 0.88-0.94x on three of the 28), and a 1x1
  * one followed by SiLU over at least FUSED_CONV_MIN_POSITIONS positions; a 1x1 convolution
  * without SiLU runs faster as _FusedMatMul (oneDNN's convolution: 0.5-1.06x).
  */
