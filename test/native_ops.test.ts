@@ -12,7 +12,7 @@ import { initBackend } from "../src/engine/backend";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { EvalFolds, FUSED_CONV_MIN_POSITIONS, fusesOnCpu, nativeFusedConv, nativePointwiseBias, oneDnnFusedConv } from "../src/model/ops/native_eval";
+import { EvalFolds, FUSED_CONV_MIN_POSITIONS, fusesOnCpu, nativeFusedConv, oneDnnFusedConv } from "../src/model/ops/native_eval";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
@@ -37,6 +37,28 @@ function randomTensor(shape: number[], seed: number, scale = 1): tf.Tensor {
 /** Max |a - b| relative to max |b|. */
 function relDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] / Math.max(1e-30, tf.max(tf.abs(b)).dataSync()[0]));
+}
+
+interface ConvCase {
+  conv: ConvSpec;
+  cin: number;
+  cout: number;
+}
+
+/** One convolution of each kind and stride evaluation folds: 1x1, depthwise at strides 1 and 2, full at stride 2. */
+function convCases(seed: number): ConvCase[] {
+  return [
+    { conv: { kind: "pointwise", weight: randomTensor([6, 10], seed, 0.5), stride: 1 }, cin: 6, cout: 10 },
+    { conv: { kind: "depthwise", weight: randomTensor([3, 3, 6, 1], seed + 1, 0.5), stride: 1 }, cin: 6, cout: 6 },
+    { conv: { kind: "depthwise", weight: randomTensor([5, 5, 6, 1], seed + 2, 0.5), stride: 2 }, cin: 6, cout: 6 },
+    { conv: { kind: "full", weight: randomTensor([3, 3, 6, 4], seed + 3, 0.5), stride: 2 }, cin: 6, cout: 4 },
+  ];
+}
+
+/** The convolution alone, through the layer API's unfolded ops (PyTorch's padding). */
+function plainConv(x: tf.Tensor4D, conv: ConvSpec): tf.Tensor4D {
+  return conv.kind === "pointwise" ? pointwiseConv(x, conv.weight as tf.Tensor2D)
+    : conv.kind === "depthwise" ? symmetricDepthwiseConv(x, conv.weight as tf.Tensor4D, conv.stride) : symmetricConv(x, conv.weight as tf.Tensor4D, conv.stride);
 }
 
 /** Values and gradients of sum(f(inputs) * dy) for two formulations, compared. */
@@ -131,12 +153,7 @@ test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batch
 
 test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the weights = convolution then BatchNorm, for every kind", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
-  const cases: Array<{ conv: ConvSpec; cin: number; cout: number; spatial?: [number, number] }> = [
-    { conv: { kind: "pointwise", weight: randomTensor([6, 10], 12, 0.5), stride: 1 }, cin: 6, cout: 10 },
-    { conv: { kind: "depthwise", weight: randomTensor([3, 3, 6, 1], 13, 0.5), stride: 1 }, cin: 6, cout: 6 },
-    { conv: { kind: "depthwise", weight: randomTensor([5, 5, 6, 1], 14, 0.5), stride: 2 }, cin: 6, cout: 6 },
-    { conv: { kind: "full", weight: randomTensor([3, 3, 6, 4], 15, 0.5), stride: 2 }, cin: 6, cout: 4 },
-  ];
+  const cases: Array<ConvCase & { spatial?: [number, number] }> = convCases(12);
   // 9x11 positions: every convolution + SiLU runs as oneDNN's fused op; 3x3 (fewer than
   // FUSED_CONV_MIN_POSITIONS): a 1x1 one as _FusedMatMul + SoftplusGrad.
   cases.push({ ...cases[0], spatial: [3, 3] });
@@ -149,8 +166,7 @@ test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the
     for (const activation of [true, false]) {
       const folded = convBnAct(x, conv, bn, { training: false, updateRunningStats: false }, activation);
       // The unfolded reference: the convolution, then tf.batchNorm4d with the running statistics.
-      const y = conv.kind === "pointwise" ? pointwiseConv(x, conv.weight as tf.Tensor2D)
-        : conv.kind === "depthwise" ? symmetricDepthwiseConv(x, conv.weight as tf.Tensor4D, conv.stride) : symmetricConv(x, conv.weight as tf.Tensor4D, conv.stride);
+      const y = plainConv(x, conv);
       const z = tf.batchNorm4d(y, bn.runningMean as tf.Tensor1D, bn.runningVar as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, 1e-5);
       const unfolded = activation ? tf.mul(z, tf.sigmoid(z)) : z;
       assert.deepEqual(folded.shape, unfolded.shape);
@@ -176,23 +192,17 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
   assert.equal(fusesOnCpu("pointwise", true, FUSED_CONV_MIN_POSITIONS - 1), false);
   assert.equal(fusesOnCpu("pointwise", false, 10_000), false, "a 1x1 convolution without SiLU stays _FusedMatMul");
   assert.ok(fusesOnCpu("depthwise", true, 1) && fusesOnCpu("full", false, 1));
-  const cases: Array<{ kind: "pointwise" | "depthwise" | "full"; weight: tf.Tensor; stride: number; cin: number; cout: number }> = [
-    { kind: "pointwise", weight: randomTensor([6, 10], 40, 0.5), stride: 1, cin: 6, cout: 10 },
-    { kind: "depthwise", weight: randomTensor([3, 3, 6, 1], 41, 0.5), stride: 1, cin: 6, cout: 6 },
-    { kind: "depthwise", weight: randomTensor([5, 5, 6, 1], 42, 0.5), stride: 2, cin: 6, cout: 6 },
-    { kind: "full", weight: randomTensor([3, 3, 6, 4], 43, 0.5), stride: 2, cin: 6, cout: 4 },
-  ];
-  for (const { kind, weight, stride, cin, cout } of cases) {
+  const cases = convCases(40);
+  for (const { conv, cin, cout } of cases) {
+    const { kind, weight, stride } = conv;
     for (const [h, w] of [[9, 11], [8, 8], [1, 1]]) {
       tf.tidy(() => {
         const x = randomTensor([3, h, w, cin], 44) as tf.Tensor4D;
         const shift = randomTensor([cout], 45) as tf.Tensor1D;
         for (const activation of [true, false]) {
           const fused = nativeFusedConv(nb!, kind, x, weight, shift, stride, activation);
-          // The Eigen path: the convolution with PyTorch's padding, + shift, then x * sigmoid(x).
-          const conv = kind === "pointwise" ? nativePointwiseBias(nb!, x, weight as tf.Tensor2D, tf.zeros([cout]))
-            : kind === "depthwise" ? nativeDepthwiseConvPadded(nb!, x, weight as tf.Tensor4D, stride, (weight.shape[0] - 1) / 2) : symmetricConv(x, weight as tf.Tensor4D, stride);
-          const z = tf.add(conv, shift);
+          // The unfused path: the convolution with PyTorch's padding, + shift, then x * sigmoid(x).
+          const z = tf.add(plainConv(x, conv), shift);
           const ref = activation ? tf.mul(z, tf.sigmoid(z)) : z;
           assert.deepEqual(fused.shape, ref.shape, `${kind} stride ${stride} ${h}x${w}: shape`);
           assert.ok(relDiff(fused, ref) < 2e-6, `${kind} stride ${stride} ${h}x${w} silu=${activation}: ${relDiff(fused, ref)} (relative)`);
@@ -200,7 +210,7 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
       });
     }
   }
-  tf.dispose(cases.map((c) => c.weight));
+  tf.dispose(cases.map((c) => c.conv.weight));
 });
 
 test("EvalFolds: BatchNorm folded once per evaluation pass gives the per-call values bit for bit, refolds after an assign(), and dispose() frees it all", (t) => {

@@ -130,7 +130,7 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
       add("ok", `TensorFlow's intra-op threads: ${threads === null ? "its default (one per core)" : `TF_NUM_INTRAOP_THREADS=${threads}`}; ` +
         "on 2 cores, 1 trained 32x32 batches 1.5x faster on one machine kind (make bench-compare ARGS=\"--threads 0,1\" measures it here)");
       const nb = nativeOps();
-      if (nb !== null && oneDnnFusedConv(nb)) add("ok", "evaluation: each convolution + BatchNorm + SiLU as one oneDNN op (src/model/ops/native_eval.ts)");
+      if (nb !== null && oneDnnFusedConv(nb)) add("ok", "evaluation: convolution + BatchNorm + SiLU as one oneDNN op (1x1 ones without SiLU or under 4x4: _FusedMatMul; src/model/ops/native_eval.ts)");
       else add("warn", "evaluation runs TensorFlow's Eigen ops, not oneDNN's fused convolutions (TF_ENABLE_ONEDNN_OPTS=0, or a build without them): " +
         "about 1.2x slower at 240x240 on one machine kind, and its numbers differ from oneDNN's at float round-off");
     }
