@@ -39,7 +39,7 @@ import {
   residualAdd,
   spatialMean,
 } from "./ops/layers";
-import { squeezeExcitation } from "./ops/squeeze_excitation";
+import { type SqueezeExcitationParams, squeezeExcitation, squeezeExcitationGate } from "./ops/squeeze_excitation";
 import type { EvalFolds } from "./ops/native_eval";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
@@ -178,18 +178,18 @@ export class EfficientNet {
   }
 
   /** `get` maps a parameter key to its tensor: the variable itself, or its stand-in during a recompute. */
-  private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k)): tf.Tensor4D {
+  private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k), inputScale: tf.Tensor2D | null = null): tf.Tensor4D {
     const conv = { kind: u.kind, weight: get(`${u.prefix}.0.weight`), stride: u.stride };
     const bn = `${u.prefix}.1`;
     const state = { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) };
-    return convBnActOp(x, conv, state, mode, u.activation);
+    return convBnActOp(x, conv, state, mode, u.activation, inputScale);
   }
 
-  private squeezeExcitation(x: tf.Tensor4D, se: SqueezeExcitationSpec, get: ParamLookup): tf.Tensor4D {
-    return squeezeExcitation(x, {
+  private seParams(se: SqueezeExcitationSpec, get: ParamLookup): SqueezeExcitationParams {
+    return {
       w1: get(`${se.prefix}.fc1.weight`) as tf.Tensor2D, b1: get(`${se.prefix}.fc1.bias`) as tf.Tensor1D,
       w2: get(`${se.prefix}.fc2.weight`) as tf.Tensor2D, b2: get(`${se.prefix}.fc2.bias`) as tf.Tensor1D,
-    });
+    };
   }
 
   /** expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the residual. */
@@ -197,8 +197,10 @@ export class EfficientNet {
     let y = x;
     if (b.expand) y = this.convBnAct(y, b.expand, mode, get);
     y = this.convBnAct(y, b.depthwise, mode, get);
-    y = this.squeezeExcitation(y, b.se, get);
-    return this.convBnAct(y, b.project, mode, get);
+    const se = this.seParams(b.se, get);
+    if (mode.training) return this.convBnAct(squeezeExcitation(y, se), b.project, mode, get);
+    // Evaluation: the projection scales its input by the gate, or folds the gate into its weights.
+    return this.convBnAct(y, b.project, mode, get, squeezeExcitationGate(y, se));
   }
 
   /**

@@ -22,7 +22,7 @@ import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { type ConvKind, EvalFolds, foldBatchNorm, fusesOnCpu, nativeFusedConv, nativePointwiseBias, oneDnnFusedConv } from "./native_eval";
+import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnFusedConv } from "./native_eval";
 import { nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
 
@@ -182,18 +182,29 @@ function convolve(x: tf.Tensor4D, conv: ConvSpec): tf.Tensor4D {
 }
 
 /**
- * Convolution + BatchNorm (+ SiLU). Evaluation on the native CPU engine folds BatchNorm into the
- * convolution (native_eval.ts) and runs it with its shift and SiLU as one oneDNN op, except a 1x1
- * convolution without SiLU or over fewer than 4x4 positions: one _FusedMatMul with the shift as bias.
+ * Convolution + BatchNorm (+ SiLU) of x, or of x scaled per sample and channel by inputScale [N, C]
+ * (squeeze-excitation's gate, in evaluation). Evaluation on the native CPU engine folds BatchNorm
+ * into the convolution (native_eval.ts) and runs it with its shift and SiLU as one oneDNN op, except
+ * a 1x1 convolution without SiLU or over fewer than 4x4 positions: one _FusedMatMul with the shift
+ * as bias; a 1x1 convolution over more positions than it has outputs takes inputScale into
+ * per-sample weights instead of scaling x.
  */
-export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mode: BatchNormMode, activation: boolean): tf.Tensor4D {
+export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mode: BatchNormMode, activation: boolean, inputScale: tf.Tensor2D | null = null): tf.Tensor4D {
   const native = nativeOps();
-  if (native === null || mode.training || usingJsKernels() || nativeOnGpu(native)) return batchNormAct(convolve(x, conv), bn, mode, activation);
+  if (native === null || mode.training || usingJsKernels() || nativeOnGpu(native)) {
+    return batchNormAct(convolve(inputScale === null ? x : scaleChannels(x, inputScale), conv), bn, mode, activation);
+  }
   return tf.tidy(() => {
     const { weight, shift } = mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
     const positions = x.shape[1] * x.shape[2];
-    if (oneDnnFusedConv(native) && fusesOnCpu(conv.kind, activation, positions)) return nativeFusedConv(native, conv.kind, x, weight, shift, conv.stride, activation);
-    const z = conv.kind === "pointwise" ? nativePointwiseBias(native, x, weight as tf.Tensor2D, shift) : tf.add(convolve(x, { ...conv, weight }), shift) as tf.Tensor4D;
+    let z: tf.Tensor4D;
+    if (inputScale !== null && conv.kind === "pointwise" && foldsInputScale(positions, weight.shape[1] as number)) {
+      z = nativeScaledPointwiseBias(native, x, inputScale, weight as tf.Tensor2D, shift);
+    } else {
+      const input = inputScale === null ? x : scaleChannels(x, inputScale);
+      if (oneDnnFusedConv(native) && fusesOnCpu(conv.kind, activation, positions)) return nativeFusedConv(native, conv.kind, input, weight, shift, conv.stride, activation);
+      z = conv.kind === "pointwise" ? nativePointwiseBias(native, input, weight as tf.Tensor2D, shift) : tf.add(convolve(input, { ...conv, weight }), shift) as tf.Tensor4D;
+    }
     return activation ? nativeSilu(native, z) : z;
   });
 }

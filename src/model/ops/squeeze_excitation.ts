@@ -8,11 +8,15 @@
 // block at 240x240 batch 16); this one runs 21 and keeps 7 tensors for the backward pass. Each
 // gradient is computed by the same ops in the same order as TF.js's own, so the values are
 // bit-identical (test/model.test.ts). On the pure-JS 'cpu' backend the plain-JS kernels of
-// layers.ts run under the tape as before.
+// layers.ts run under the tape as before. Evaluation computes the gate alone (squeezeExcitationGate)
+// and hands it to the projection, which scales its input by it or, on the native CPU engine, may
+// fold it into per-sample weights (native_eval.ts).
 //
-// May touch: @tensorflow/tfjs and the layer API. Called by efficientnet.ts.
+// May touch: @tensorflow/tfjs, the layer API and native_eval.ts' gate. Called by efficientnet.ts.
 import * as tf from "@tensorflow/tfjs";
 import { dense, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
+import { nativeOnGpu, nativeOps } from "./native_backend";
+import { nativeSqueezeGate } from "./native_eval";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
 export interface SqueezeExcitationParams {
@@ -22,14 +26,22 @@ export interface SqueezeExcitationParams {
   b2: tf.Tensor1D;
 }
 
-/** x [N, H, W, C] scaled per sample and channel by sigmoid(fc2(silu(fc1(mean_HW(x))))). */
+/**
+ * The gate sigmoid(fc2(silu(fc1(mean_HW(x))))) [N, C] alone, for evaluation: there the caller hands
+ * it to the projection (layers.ts convBnAct's inputScale), which on the native CPU engine may fold
+ * it into the projection's weights instead of scaling x (native_eval.ts). On the native CPU engine
+ * 5 ops (native_eval.ts nativeSqueezeGate); elsewhere TF.js's ops, or the plain-JS kernels.
+ */
+export function squeezeExcitationGate(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor2D {
+  const native = nativeOps();
+  if (native !== null && !nativeOnGpu(native) && !usingJsKernels()) return nativeSqueezeGate(native, x, p);
+  const fc1 = tf.add(dense(spatialMean(x), p.w1), p.b1) as tf.Tensor2D;
+  return tf.sigmoid(tf.add(dense(silu(fc1), p.w2), p.b2)) as tf.Tensor2D;
+}
+
+/** x [N, H, W, C] scaled per sample and channel by its gate (training; see squeezeExcitationGate). */
 export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor4D {
-  if (usingJsKernels()) {
-    const pooled = spatialMean(x);
-    const fc1 = tf.add(dense(pooled, p.w1), p.b1) as tf.Tensor2D;
-    const fc2 = tf.add(dense(silu(fc1), p.w2), p.b2) as tf.Tensor2D;
-    return scaleChannels(x, tf.sigmoid(fc2) as tf.Tensor2D);
-  }
+  if (usingJsKernels()) return scaleChannels(x, squeezeExcitationGate(x, p));
   const [n, h, w, c] = x.shape;
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, w1, b1, w2, b2] = args as tf.Tensor[];
