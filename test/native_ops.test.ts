@@ -12,7 +12,7 @@ import { initBackend } from "../src/engine/backend";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { EvalFolds, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusesOnCpu, nativeFusedConv, oneDnnFusedConv } from "../src/model/ops/native_eval";
+import { EvalFolds, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnFusedConv } from "../src/model/ops/native_eval";
 import { squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
@@ -201,7 +201,7 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
         const x = randomTensor([3, h, w, cin], 44) as tf.Tensor4D;
         const shift = randomTensor([cout], 45) as tf.Tensor1D;
         for (const activation of [true, false]) {
-          const fused = nativeFusedConv(nb!, kind, x, weight, shift, stride, activation);
+          const fused = nativeFusedConv(nb!, x, fusedFilter(kind, weight), shift, stride, activation);
           // The unfused path: the convolution with PyTorch's padding, + shift, then x * sigmoid(x).
           const z = tf.add(plainConv(x, conv), shift);
           const ref = activation ? tf.mul(z, tf.sigmoid(z)) : z;
@@ -267,12 +267,13 @@ test("EvalFolds: BatchNorm folded once per evaluation pass gives the per-call va
   }));
   const first = pass();
   assert.equal(folds.size, 3);
-  assert.equal(tf.memory().numTensors, live + 6, "one folded weight and one shift per convolution, held across batches");
+  // Per convolution a folded weight, a shift and the filter view of the weight (a full one's filter is the weight itself).
+  assert.equal(tf.memory().numTensors, live + 8, "the folds of each convolution, held across batches");
   // A training step or a checkpoint load assigns the variables: the next pass must not reuse the old folds.
   tf.tidy(() => bn.runningVar.assign(tf.add(bn.runningVar, 0.5)));
   const second = pass();
   second.forEach((v, i) => assert.notDeepEqual(v, first[i], "the assign changed the output"));
-  assert.equal(tf.memory().numTensors, live + 6, "the stale folds were freed");
+  assert.equal(tf.memory().numTensors, live + 8, "the stale folds were freed");
   folds.dispose();
   assert.equal(tf.memory().numTensors, live);
   tf.dispose([...batches, ...convs.map((c) => c.weight), bn.gamma, bn.beta, bn.runningMean, bn.runningVar]);

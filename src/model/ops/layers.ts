@@ -195,14 +195,14 @@ export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mo
     return batchNormAct(convolve(inputScale === null ? x : scaleChannels(x, inputScale), conv), bn, mode, activation);
   }
   return tf.tidy(() => {
-    const { weight, shift } = mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
+    const { weight, filter, shift } = mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
     const positions = x.shape[1] * x.shape[2];
     let z: tf.Tensor4D;
     if (inputScale !== null && conv.kind === "pointwise" && foldsInputScale(positions, weight.shape[1] as number)) {
       z = nativeScaledPointwiseBias(native, x, inputScale, weight as tf.Tensor2D, shift);
     } else {
       const input = inputScale === null ? x : scaleChannels(x, inputScale);
-      if (oneDnnFusedConv(native) && fusesOnCpu(conv.kind, activation, positions)) return nativeFusedConv(native, conv.kind, input, weight, shift, conv.stride, activation);
+      if (oneDnnFusedConv(native) && fusesOnCpu(conv.kind, activation, positions)) return nativeFusedConv(native, input, filter, shift, conv.stride, activation);
       z = conv.kind === "pointwise" ? nativePointwiseBias(native, input, weight as tf.Tensor2D, shift) : tf.add(convolve(input, { ...conv, weight }), shift) as tf.Tensor4D;
     }
     return activation ? nativeSilu(native, z) : z;

@@ -40,9 +40,13 @@ import type { SqueezeExcitationParams } from "./squeeze_excitation";
 
 export type ConvKind = "full" | "depthwise" | "pointwise";
 
-/** A convolution's weight with its BatchNorm folded in, and the per-channel shift left to add. */
+/**
+ * A convolution's weight with its BatchNorm folded in, the same weight as the HWIO filter oneDNN's
+ * fused convolution takes (fusedFilter: a view, no copy), and the per-channel shift left to add.
+ */
 export interface FoldedConv {
   weight: tf.Tensor;
+  filter: tf.Tensor4D;
   shift: tf.Tensor1D;
 }
 
@@ -50,8 +54,19 @@ export interface FoldedConv {
 export function foldBatchNorm(kind: ConvKind, weight: tf.Tensor, bn: BatchNormState): FoldedConv {
   return tf.tidy(() => {
     const { alpha, shift } = inferenceScaleShift(bn);
-    return { weight: foldScale(kind, weight, alpha), shift };
+    const folded = foldScale(kind, weight, alpha);
+    return { weight: folded, filter: fusedFilter(kind, folded), shift };
   });
+}
+
+/** A pointwise [in, out] or depthwise [k, k, C, 1] weight as the HWIO filter of nativeFusedConv ([1, 1, in, out], [k, k, 1, C]); a full one is HWIO already. */
+export function fusedFilter(kind: ConvKind, weight: tf.Tensor): tf.Tensor4D {
+  const [a, b, c] = weight.shape as number[];
+  return (kind === "pointwise" ? tf.reshape(weight, [1, 1, a, b]) : kind === "depthwise" ? tf.reshape(weight, [a, b, 1, c]) : weight) as tf.Tensor4D;
+}
+
+function disposeFolded(folded: FoldedConv): void {
+  tf.dispose([folded.weight, folded.filter, folded.shift]);
 }
 
 /**
@@ -67,11 +82,10 @@ export class EvalFolds {
     const from = [weight, bn.gamma, bn.beta, bn.runningMean, bn.runningVar].map((t) => t.dataId);
     const hit = this.entries.get(weight);
     if (hit !== undefined && hit.from.every((d, i) => d === from[i])) return hit.folded;
-    if (hit !== undefined) tf.dispose([hit.folded.weight, hit.folded.shift]);
+    if (hit !== undefined) disposeFolded(hit.folded);
     // Kept: the forward's tidy scopes would free them after the first batch.
     const folded = foldBatchNorm(kind, weight, bn);
-    tf.keep(folded.weight);
-    tf.keep(folded.shift);
+    for (const t of [folded.weight, folded.filter, folded.shift]) tf.keep(t);
     this.entries.set(weight, { from, folded });
     return folded;
   }
@@ -82,7 +96,7 @@ export class EvalFolds {
   }
 
   dispose(): void {
-    for (const { folded } of this.entries.values()) tf.dispose([folded.weight, folded.shift]);
+    for (const { folded } of this.entries.values()) disposeFolded(folded);
     this.entries.clear();
   }
 }
@@ -125,7 +139,7 @@ export function oneDnnFusedConv(nb: NativeKernelBackend): boolean {
   if (onednn === "0" || onednn === "false") return false;
   if (fusedConvRuns === undefined) {
     try {
-      tf.tidy(() => nativeFusedConv(nb, "pointwise", tf.ones([1, 1, 1, 2]), tf.ones([2, 1]), tf.zeros([1]), 1, true).dataSync());
+      tf.tidy(() => nativeFusedConv(nb, tf.ones([1, 1, 1, 2]), tf.ones([1, 1, 2, 1]), tf.zeros([1]), 1, true).dataSync());
       fusedConvRuns = true;
     } catch {
       fusedConvRuns = false;
@@ -227,11 +241,12 @@ export function fusesOnCpu(kind: ConvKind, activation: boolean, positions: numbe
  * oneDNN picks AVX-512 at run time). A depthwise convolution runs as a grouped one (filter
  * [k, k, 1, C]: one group per channel); padding is PyTorch's, (k-1)/2 on each side, explicit.
  * The op's TArgs attribute is a list of types and fused_ops a list of strings, which only the
- * patched binding sets.
+ * patched binding sets. `filter` is HWIO (fusedFilter; FoldedConv holds it, so an evaluation pass
+ * does not reshape the weight again for every batch).
  */
-export function nativeFusedConv(nb: NativeKernelBackend, kind: ConvKind, x: tf.Tensor4D, weight: tf.Tensor, shift: tf.Tensor1D, stride: number, activation: boolean): tf.Tensor4D {
+export function nativeFusedConv(nb: NativeKernelBackend, x: tf.Tensor4D, filter: tf.Tensor4D, shift: tf.Tensor1D, stride: number, activation: boolean): tf.Tensor4D {
   const B = nb.binding;
-  const k = kind === "pointwise" ? 1 : weight.shape[0];
+  const k = filter.shape[0];
   const attrs = [
     ...convAttrs(nb, stride, symmetricPad(k)),
     { name: "num_args", type: B.TF_ATTR_INT, value: 1 },
@@ -242,10 +257,5 @@ export function nativeFusedConv(nb: NativeKernelBackend, kind: ConvKind, x: tf.T
     // The label that selects oneDNN's kernel registered under the op's name.
     { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" },
   ];
-  return tf.tidy(() => {
-    // Pointwise [in, out] and depthwise [k, k, C, 1] as HWIO filters; a full one is HWIO already.
-    const [a, b, c] = weight.shape as number[];
-    const filter = kind === "pointwise" ? tf.reshape(weight, [1, 1, a, b]) : kind === "depthwise" ? tf.reshape(weight, [k, k, 1, c]) : weight;
-    return runNativeOp(nb, "_MklNativeFusedConv2D", attrs, [x, filter, shift]) as tf.Tensor4D;
-  });
+  return runNativeOp(nb, "_MklNativeFusedConv2D", attrs, [x, filter, shift]) as tf.Tensor4D;
 }
