@@ -192,8 +192,9 @@ export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: Sq
  * Whether a 1x1 convolution of x [N, H, W, C] scaled per sample and channel (squeeze-excitation's
  * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): when those weights
  * [N, C, C_out] are smaller than x, i.e. H * W > C_out. On B1's projections at 240x240 batch 16
- * (AMD EPYC guest, 2 threads, 2026-12-03) that is every one from 15x15 up, 1.1-2.0x faster than
- * scaling x and one _FusedMatMul; at 8x8 (C_out 192 and 320) folding was 0.75-0.98x.
+ * (AMD EPYC guest, 2 threads, 2026-12-03) that is every one from 15x15 up, 1.0-2.0x faster than
+ * scaling x and one _FusedMatMul; at 8x8 (C_out 192 and 320) folding was 0.68-1.10x, and at 2x2
+ * and 1x1 (32x32 input, batch 256) 0.03-0.2x.
  */
 export function foldsInputScale(positions: number, outChannels: number): boolean {
   return positions > outChannels;
