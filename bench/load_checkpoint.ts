@@ -37,6 +37,8 @@ async function main(): Promise<void> {
   const { values, positionals } = parseArgs({ options: { repeat: { type: "string", default: "3" } }, allowPositionals: true });
   const official = path.join(PROJECT_ROOT, DEFAULT_WEIGHTS_DIR, IMAGENET_WEIGHTS.b1?.file ?? "");
   const file = positionals[0] ?? (fs.existsSync(official) ? official : randomB1Checkpoint());
+  // The random checkpoint's temporary folder goes when the benchmark ends, however it ends.
+  if (file.startsWith(path.join(os.tmpdir(), "bench-ckpt-"))) process.on("exit", () => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
   console.log(backendLine(await initBackend()));
   const sizeMb = fs.statSync(file).size / 1024 / 1024;
 
