@@ -23,7 +23,7 @@ import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
 import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnFusedConv } from "./native_eval";
-import { nativeOnGpu, nativeOps } from "./native_backend";
+import { nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
 
 const WHERE = "src/model/ops/layers.ts";
@@ -190,8 +190,8 @@ function convolve(x: tf.Tensor4D, conv: ConvSpec): tf.Tensor4D {
  * per-sample weights instead of scaling x.
  */
 export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mode: BatchNormMode, activation: boolean, inputScale: tf.Tensor2D | null = null): tf.Tensor4D {
-  const native = nativeOps();
-  if (native === null || mode.training || usingJsKernels() || nativeOnGpu(native)) {
+  const native = nativeCpuOps();
+  if (native === null || mode.training) {
     return batchNormAct(convolve(inputScale === null ? x : scaleChannels(x, inputScale), conv), bn, mode, activation);
   }
   return tf.tidy(() => {

@@ -29,6 +29,12 @@ export function nativeOnGpu(nb: NativeKernelBackend): boolean {
   return (nb as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
 }
 
+/** tfjs-node's backend when it is the active one and runs on the CPU (where evaluation's native_eval.ts ops apply), else null. */
+export function nativeCpuOps(): NativeKernelBackend | null {
+  const nb = nativeOps();
+  return nb !== null && !nativeOnGpu(nb) ? nb : null;
+}
+
 /** Runs one TensorFlow op with one output. */
 export function runNativeOp(nb: NativeKernelBackend, name: string, attrs: NativeAttr[], inputs: tf.Tensor[]): tf.Tensor {
   return nb.executeMultipleOutputs(name, attrs, inputs, 1)[0];

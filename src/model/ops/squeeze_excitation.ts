@@ -15,7 +15,7 @@
 // May touch: @tensorflow/tfjs, the layer API and native_eval.ts' gate. Called by efficientnet.ts.
 import * as tf from "@tensorflow/tfjs";
 import { dense, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
-import { nativeOnGpu, nativeOps } from "./native_backend";
+import { nativeCpuOps } from "./native_backend";
 import { nativeSqueezeGate } from "./native_eval";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
@@ -33,8 +33,8 @@ export interface SqueezeExcitationParams {
  * 5 ops (native_eval.ts nativeSqueezeGate); elsewhere TF.js's ops, or the plain-JS kernels.
  */
 export function squeezeExcitationGate(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor2D {
-  const native = nativeOps();
-  if (native !== null && !nativeOnGpu(native) && !usingJsKernels()) return nativeSqueezeGate(native, x, p);
+  const native = nativeCpuOps();
+  if (native !== null) return nativeSqueezeGate(native, x, p);
   const fc1 = tf.add(dense(spatialMean(x), p.w1), p.b1) as tf.Tensor2D;
   return tf.sigmoid(tf.add(dense(silu(fc1), p.w2), p.b2)) as tf.Tensor2D;
 }
