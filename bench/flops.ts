@@ -3,10 +3,10 @@
 // and pooling are left out, as torchvision's "GFLOPS" figure leaves them out: B1 at 240x240
 // counts 0.687 G there and 0.69 G here), and the machine's fp32 peak from its cores, clock and
 // vector width, for bench/compare.ts's "fraction of peak" line.
-import * as fs from "fs";
 import * as os from "os";
 import { efficientNetArchitecture, type ConvBnAct } from "../src/model/architecture";
 import { convOutputSize } from "../src/model/ops/padding";
+import { cpuInfo } from "../src/util/cpu_info";
 import type { ModelName } from "../src/config";
 
 /** Forward MACs of one image of side `size`. */
@@ -54,10 +54,7 @@ const FMA_PIPES = 2;
 
 /** Peak fp32 GFLOP/s of the CPUs this process may use: cores x clock x FLOP per cycle. */
 export function cpuPeak(): CpuPeak {
-  const info = fs.existsSync("/proc/cpuinfo") ? fs.readFileSync("/proc/cpuinfo", "utf8") : "";
-  const field = (name: string): string | undefined => new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(info)?.[1];
-  const flags = new Set((field("flags") ?? "").split(/\s+/));
-  const mhz = Number(field("cpu MHz") ?? NaN);
+  const { model, mhz, flags } = cpuInfo();
   const cores = os.cpus().length;
   const ghz = Number.isFinite(mhz) ? mhz / 1000 : os.cpus()[0].speed / 1000;
   const fma = flags.has("fma");
@@ -65,7 +62,7 @@ export function cpuPeak(): CpuPeak {
   const flopPerCycle = lanes * (fma ? 2 * FMA_PIPES : 2);
   const avx2FlopPerCycle = 8 * (fma ? 2 * FMA_PIPES : 2);
   return {
-    model: field("model name") ?? os.cpus()[0].model,
+    model: model ?? os.cpus()[0].model,
     cores,
     ghz,
     flopPerCycle,

@@ -176,8 +176,11 @@ export class ConfigError extends UserError {
  *      has outputs multiplies the gate into per-sample weights instead of into its input:
  *      evaluation numbers move at float32 round-off (240x240 logits against torchvision: max diff
  *      8.7e-6 -> 7.8e-6); training is unchanged.
+ *   6: that fold of the gate into per-sample weights only on a CPU with AVX-512 (on AVX2 it was
+ *      slower: native_eval.ts foldsInputScale); elsewhere evaluation scales the input as in version
+ *      4: evaluation numbers on such CPUs move at float32 round-off; training is unchanged.
  */
-export const NUMERICS_VERSION = 5;
+export const NUMERICS_VERSION = 6;
 
 /** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
 export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {

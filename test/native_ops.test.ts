@@ -12,7 +12,7 @@ import { initBackend } from "../src/engine/backend";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { EvalFolds, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnFusedConv } from "../src/model/ops/native_eval";
+import { EvalFolds, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnFusedConv, setFoldInputScale } from "../src/model/ops/native_eval";
 import { squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
@@ -216,16 +216,20 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
 
 test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the projection of the gated input = scaling, then convolution and BatchNorm, whether or not the gate is folded into per-sample weights", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
-  assert.equal(foldsInputScale(99, 10), true, "weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
-  assert.equal(foldsInputScale(9, 10), false);
+  assert.equal(foldsInputScale(99, 10, true), true, "AVX-512, weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
+  assert.equal(foldsInputScale(9, 10, true), false);
+  assert.equal(foldsInputScale(99, 10, false), false, "AVX2: never folded");
   const { conv, cin, cout } = convCases(60)[0];
   const p = { w1: randomTensor([cin, 3], 61) as tf.Tensor2D, b1: randomTensor([3], 62) as tf.Tensor1D, w2: randomTensor([3, cin], 63) as tf.Tensor2D, b2: randomTensor([cin], 64) as tf.Tensor1D };
   const bn = {
     gamma: randomTensor([cout], 65), beta: randomTensor([cout], 66), eps: 1e-5, momentum: 0.1,
     runningMean: tf.variable(randomTensor([cout], 67), false), runningVar: tf.variable(tf.add(tf.abs(randomTensor([cout], 68)), 0.2), false),
   };
-  // 9x11 = 99 positions: the gate folded into the weights; 3x3 = 9 < 10 outputs: x scaled first.
-  for (const [h, w] of [[9, 11], [3, 3]]) {
+  // 9x11 = 99 positions, where an AVX-512 CPU folds the gate into the weights, and 3x3 = 9 < 10
+  // outputs, where x is scaled first; each both ways, whatever this CPU.
+  for (const [[h, w], fold] of [[9, 11], [3, 3]].flatMap((hw) => (["always", "never"] as const).map((f) => [hw, f] as const))) {
+    setFoldInputScale(fold);
+    t.after(() => setFoldInputScale("auto"));
     tf.tidy(() => {
       const x = randomTensor([3, h, w, cin], 69) as tf.Tensor4D;
       const gate = squeezeExcitationGate(x, p);
@@ -236,7 +240,7 @@ test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the pr
         const y = convBnAct(x, conv, bn, { training: false, updateRunningStats: false }, activation, gateRef as tf.Tensor2D);
         const z = tf.batchNorm4d(plainConv(tf.mul(x, tf.reshape(gateRef, [3, 1, 1, cin])), conv), bn.runningMean as tf.Tensor1D, bn.runningVar as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, 1e-5);
         const ref = activation ? tf.mul(z, tf.sigmoid(z)) : z;
-        assert.ok(relDiff(y, ref) < 2e-6, `projection ${h}x${w} silu=${activation}: ${relDiff(y, ref)} (relative)`);
+        assert.ok(relDiff(y, ref) < 2e-6, `projection ${h}x${w} silu=${activation} fold=${fold}: ${relDiff(y, ref)} (relative)`);
       }
     });
   }

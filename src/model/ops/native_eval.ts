@@ -13,7 +13,8 @@
 //
 // Squeeze-excitation's gate runs as 5 ops (nativeSqueezeGate), and the projection after it takes
 // the gate into per-sample weights where those are smaller than its input (nativeScaledPointwiseBias,
-// foldsInputScale): the pass that scales the activations becomes one over a few weights per sample.
+// foldsInputScale, on CPUs with AVX-512): the pass that scales the activations becomes one over a few
+// weights per sample.
 //
 // The fused ops' fused_ops attribute is a list of strings and _MklNativeFusedConv2D's TArgs a list of
 // types, which the stock tfjs-node binding cannot set; tools/native/patch_binding.py adds both when
@@ -28,13 +29,15 @@
 // and frees the folded weights when the pass ends; the same ops on the same values, so the logits
 // are bit-identical to folding per batch (test/native_ops.test.ts).
 //
-// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called only by ops/layers.ts;
-// train/loop.ts (and bench/train_speed.ts) create and free the EvalFolds of an evaluation pass.
+// May touch: @tensorflow/tfjs, the native backend (native_backend.ts) and, read only, /proc/cpuinfo
+// (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and bench/train_speed.ts) create
+// and free the EvalFolds of an evaluation pass.
 import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
 import { convAttrs } from "./native_conv";
+import { hasAvx512 } from "../../util/cpu_info";
 import type { BatchNormState } from "./layers";
 import type { SqueezeExcitationParams } from "./squeeze_excitation";
 
@@ -188,16 +191,30 @@ export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: Sq
   });
 }
 
+export type FoldInputScale = "auto" | "always" | "never";
+let foldInputScale: FoldInputScale = "auto";
+
+/** foldsInputScale's mode: "auto" (the measured rule below), or "always"/"never" (tests, experiments). */
+export function setFoldInputScale(mode: FoldInputScale): void {
+  foldInputScale = mode;
+}
+
 /**
  * Whether a 1x1 convolution of x [N, H, W, C] scaled per sample and channel (squeeze-excitation's
- * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): when those weights
- * [N, C, C_out] are smaller than x, i.e. H * W > C_out. On B1's projections at 240x240 batch 16
- * (AMD EPYC guest, 2 threads, 2026-12-03) that is every one from 15x15 up, 1.0-2.0x faster than
- * scaling x and one _FusedMatMul; at 8x8 (C_out 192 and 320) folding was 0.68-1.10x, and at 2x2
- * and 1x1 (32x32 input, batch 256) 0.03-0.2x.
+ * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): on a CPU with AVX-512
+ * when those weights [N, C, C_out] are smaller than x, i.e. H * W > C_out. The fold runs Eigen's
+ * BatchMatMulV2, which TF's wheel compiles for AVX; scaling x and one _FusedMatMul is the other way.
+ * Measured on B1's projections at 240x240 batch 16 (2 threads, 2026-12-03):
+ * - AMD EPYC with AVX-512: every one from 15x15 up 1.0-2.0x faster folded; at 8x8 (C_out 192 and
+ *   320) 0.68-1.10x, and at 2x2 and 1x1 (32x32 input, batch 256) 0.03-0.2x;
+ * - AMD EPYC with AVX2 only (the machines of ../shared/FACTS.md; bench/projection_fold.ts): folding
+ *   0.38-1.32x per shape, 295 against 213 ms summed over B1's projections, so on such a CPU nothing
+ *   folds. End to end that is within this guest's noise (evaluation at 240x240 in two alternating
+ *   3-round runs: 34.1-39.0 against 31.1-33.2 img/s without the fold, then 31.5-38.3 against 32.2-36.0).
  */
-export function foldsInputScale(positions: number, outChannels: number): boolean {
-  return positions > outChannels;
+export function foldsInputScale(positions: number, outChannels: number, avx512: boolean = hasAvx512()): boolean {
+  if (foldInputScale !== "auto") return foldInputScale === "always";
+  return avx512 && positions > outChannels;
 }
 
 /**
