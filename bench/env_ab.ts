@@ -3,7 +3,7 @@
 // round, so that machine load drifts over all of them alike. Prints per setting: train and eval
 // img/s, CPU seconds and page faults per step (less load-dependent than wall time), peak RSS.
 //   node --import tsx bench/env_ab.ts [--rounds 2] [--size 240] [--seconds 20] \
-//     [--variants "glibc=;jemalloc=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"]
+//     [--variants "bfc=;glibc=TF_CPU_ALLOCATOR_USE_BFC=false"]
 // A variant is name=VAR=value,VAR=value (empty: the environment as is); name@DIR runs DIR's
 // bench/train_speed.ts instead (another checkout: before/after comparisons of the code itself).
 import { parseArgs } from "util";
@@ -14,7 +14,9 @@ import { lastJsonLine, rangeText } from "./child_runs";
 const ROOT = path.resolve(__dirname, "..");
 export const JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
 export const TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
-const DEFAULT_VARIANTS = `glibc=;jemalloc=LD_PRELOAD=${JEMALLOC};tcmalloc=LD_PRELOAD=${TCMALLOC}`;
+// TensorFlow's BFC allocator is the engine's default (engine/backend.ts); the malloc variants turn it off.
+const MALLOC = "TF_CPU_ALLOCATOR_USE_BFC=false";
+const DEFAULT_VARIANTS = `bfc=;glibc=${MALLOC};jemalloc=${MALLOC},LD_PRELOAD=${JEMALLOC};tcmalloc=${MALLOC},LD_PRELOAD=${TCMALLOC}`;
 
 interface Line {
   train_img_s: number;
