@@ -402,9 +402,9 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
 
   type KernelReply = { language_info: unknown; history: unknown; outputs: Array<{ type: string; content: { name?: string; text?: string } }>; starts: number; busy_port?: number };
   /** test/helpers/kernel_protocol.py: the kernel started as Jupyter starts it; its stderr (the server log) is in LOG. */
-  function kernelProtocol(log: string, code: string, flags: string[] = []): KernelReply {
+  function kernelProtocol(log: string, code: string, flags: string[] = [], extraEnv: Record<string, string> = {}): KernelReply {
     const r = spawnSync(PYTHON, [path.join(ROOT, "test/helpers/kernel_protocol.py"), ...flags, log, code],
-      { cwd: ROOT, env: { ...env, JUPYTER_PATH: path.join(ROOT, "tools", "jupyter") }, encoding: "utf8", timeout: 240_000 });
+      { cwd: ROOT, env: { ...env, ...extraEnv, JUPYTER_PATH: path.join(ROOT, "tools", "jupyter") }, encoding: "utf8", timeout: 240_000 });
     const kernelLog = fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "(no log written)";
     assert.equal(r.status, 0, `kernel_protocol.py failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}\nthe kernel's stderr:\n${kernelLog}`);
     return JSON.parse(r.stdout.trim().split("\n").pop() as string) as KernelReply;
@@ -416,7 +416,9 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
     // straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; launch.sh filters those lines.
     const native = fs.existsSync(path.join(ROOT, ".native", "tfjs-node", "package.json"));
     const code = native ? 'import { initBackend } from "./src/engine/backend";\nconsole.log((await initBackend("native")).kind);' : "";
-    const reply = kernelProtocol(log, code);
+    // TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 (and logs it then); forced on
+    // here, so that the start-up lines come on any CPU, in the kernel and in the reference alike.
+    const reply = kernelProtocol(log, code, [], { TF_ENABLE_ONEDNN_OPTS: "1" });
     // tslab alone says version "3.7.2" with a codemirror_mode; JupyterLab saves whatever this says.
     assert.deepEqual(reply.language_info, { name: "typescript", file_extension: ".ts", mimetype: "text/typescript", version: tslabVersions.typescript });
     assert.deepEqual(reply.history, { status: "ok", history: [] });
@@ -427,7 +429,7 @@ describe("notebooks through the tslab kernel (BIAS_INIT_PRESET=smoke)", { skip: 
       assert.deepEqual(streams.map((o) => [o.content.name, o.content.text]), [["stdout", "native-cpu\n"]]);
       // The reference: the same engine loaded by a plain Node process does print them.
       const plain = spawnSync(process.execPath, ["--import", "tsx", "-e", 'require("./src/engine/backend").initBackend("native").then((i) => console.log(i.kind))'],
-        { cwd: ROOT, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" }, encoding: "utf8", timeout: 120_000 });
+        { cwd: ROOT, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", TF_ENABLE_ONEDNN_OPTS: "1" }, encoding: "utf8", timeout: 120_000 });
       assert.match(plain.stderr, /absl::InitializeLog\(\)[\s\S]*oneDNN custom operations are on/, "TensorFlow no longer prints its start-up lines: the filter in launch.sh can go");
       assert.doesNotMatch(stderr, /absl::InitializeLog|oneDNN custom operations/, `the server log got TensorFlow's start-up lines:\n${stderr}`);
     }
