@@ -176,9 +176,10 @@ export class ConfigError extends UserError {
  *      has outputs multiplies the gate into per-sample weights instead of into its input:
  *      evaluation numbers move at float32 round-off (240x240 logits against torchvision: max diff
  *      8.7e-6 -> 7.8e-6); training is unchanged.
- *   6: that fold of the gate into per-sample weights only on a CPU with AVX-512 (on AVX2 it was
- *      slower: native_eval.ts foldsInputScale); elsewhere evaluation scales the input as in version
- *      4: evaluation numbers on such CPUs move at float32 round-off; training is unchanged.
+ *   6: that fold of the gate into per-sample weights only when TensorFlow's oneDNN is on (its
+ *      default on CPUs with AVX-512 VNNI/BF16 or AMX; without it the fold was slower:
+ *      native_eval.ts foldsInputScale); otherwise evaluation scales the input as in version 4:
+ *      evaluation numbers on such CPUs move at float32 round-off; training is unchanged.
  */
 export const NUMERICS_VERSION = 6;
 

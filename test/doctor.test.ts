@@ -113,7 +113,7 @@ test("make doctor on this machine: says plainly whether there is an NVIDIA GPU a
   if (/native CPU/.test(active)) {
     // The CPU's vector width as /proc/cpuinfo lists it, and the allocator the engine set by default.
     const avx512 = /^flags\s*:.*\bavx512f\b/m.test(fs.existsSync("/proc/cpuinfo") ? fs.readFileSync("/proc/cpuinfo", "utf8") : "");
-    assert.match(r.stdout, new RegExp(`\n {2}CPU: .*, ${avx512 ? "with" : "without"} AVX-512: `));
+    assert.match(r.stdout, new RegExp(`\n {2}CPU: .*, ${avx512 ? "with" : "without"} AVX-512; TensorFlow's oneDNN (on|off)`));
     if (process.env.TF_CPU_ALLOCATOR_USE_BFC === undefined) assert.match(r.stdout, /\n {2}TensorFlow's CPU memory: its BFC allocator /);
   }
 });

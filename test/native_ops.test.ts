@@ -216,17 +216,17 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
 
 test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the projection of the gated input = scaling, then convolution and BatchNorm, whether or not the gate is folded into per-sample weights", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
-  assert.equal(foldsInputScale(99, 10, true), true, "AVX-512, weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
+  assert.equal(foldsInputScale(99, 10, true), true, "oneDNN on, weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
   assert.equal(foldsInputScale(9, 10, true), false);
-  assert.equal(foldsInputScale(99, 10, false), false, "AVX2: never folded");
+  assert.equal(foldsInputScale(99, 10, false), false, "oneDNN off: never folded");
   const { conv, cin, cout } = convCases(60)[0];
   const p = { w1: randomTensor([cin, 3], 61) as tf.Tensor2D, b1: randomTensor([3], 62) as tf.Tensor1D, w2: randomTensor([3, cin], 63) as tf.Tensor2D, b2: randomTensor([cin], 64) as tf.Tensor1D };
   const bn = {
     gamma: randomTensor([cout], 65), beta: randomTensor([cout], 66), eps: 1e-5, momentum: 0.1,
     runningMean: tf.variable(randomTensor([cout], 67), false), runningVar: tf.variable(tf.add(tf.abs(randomTensor([cout], 68)), 0.2), false),
   };
-  // 9x11 = 99 positions, where an AVX-512 CPU folds the gate into the weights, and 3x3 = 9 < 10
-  // outputs, where x is scaled first; each both ways, whatever this CPU.
+  // 9x11 = 99 positions, where the gate is folded into the weights when oneDNN is on, and 3x3 = 9 <
+  // 10 outputs, where x is scaled first; each both ways, whatever this CPU.
   for (const [[h, w], fold] of [[9, 11], [3, 3]].flatMap((hw) => (["always", "never"] as const).map((f) => [hw, f] as const))) {
     setFoldInputScale(fold);
     t.after(() => setFoldInputScale("auto"));

@@ -186,8 +186,8 @@ function convolve(x: tf.Tensor4D, conv: ConvSpec): tf.Tensor4D {
  * (squeeze-excitation's gate, in evaluation). Evaluation on the native CPU engine folds BatchNorm
  * into the convolution (native_eval.ts) and runs it with its shift and SiLU as one oneDNN op, except
  * a 1x1 convolution without SiLU or over fewer than 4x4 positions: one _FusedMatMul with the shift
- * as bias; on a CPU with AVX-512, a 1x1 convolution over more positions than it has outputs takes
- * inputScale into per-sample weights instead of scaling x (foldsInputScale).
+ * as bias; with TensorFlow's oneDNN on, a 1x1 convolution over more positions than it has outputs
+ * takes inputScale into per-sample weights instead of scaling x (foldsInputScale).
  */
 export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mode: BatchNormMode, activation: boolean, inputScale: tf.Tensor2D | null = null): tf.Tensor4D {
   const native = nativeCpuOps();

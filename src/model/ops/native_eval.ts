@@ -13,8 +13,8 @@
 //
 // Squeeze-excitation's gate runs as 5 ops (nativeSqueezeGate), and the projection after it takes
 // the gate into per-sample weights where those are smaller than its input (nativeScaledPointwiseBias,
-// foldsInputScale, on CPUs with AVX-512): the pass that scales the activations becomes one over a few
-// weights per sample.
+// foldsInputScale, when TensorFlow's oneDNN is on): the pass that scales the activations becomes one
+// over a few weights per sample.
 //
 // The fused ops' fused_ops attribute is a list of strings and _MklNativeFusedConv2D's TArgs a list of
 // types, which the stock tfjs-node binding cannot set; tools/native/patch_binding.py adds both when
@@ -30,14 +30,14 @@
 // are bit-identical to folding per batch (test/native_ops.test.ts).
 //
 // May touch: @tensorflow/tfjs, the native backend (native_backend.ts) and, read only, /proc/cpuinfo
-// (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and bench/train_speed.ts) create
+// and the environment (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and bench/train_speed.ts) create
 // and free the EvalFolds of an evaluation pass.
 import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
 import { convAttrs } from "./native_conv";
-import { hasAvx512 } from "../../util/cpu_info";
+import { tensorflowOneDnnOn } from "../../util/cpu_info";
 import type { BatchNormState } from "./layers";
 import type { SqueezeExcitationParams } from "./squeeze_excitation";
 
@@ -201,20 +201,24 @@ export function setFoldInputScale(mode: FoldInputScale): void {
 
 /**
  * Whether a 1x1 convolution of x [N, H, W, C] scaled per sample and channel (squeeze-excitation's
- * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): on a CPU with AVX-512
- * when those weights [N, C, C_out] are smaller than x, i.e. H * W > C_out. The fold runs Eigen's
- * BatchMatMulV2, which TF's wheel compiles for AVX; scaling x and one _FusedMatMul is the other way.
- * Measured on B1's projections at 240x240 batch 16 (2 threads, 2026-12-03):
- * - AMD EPYC with AVX-512: every one from 15x15 up 1.0-2.0x faster folded; at 8x8 (C_out 192 and
- *   320) 0.68-1.10x, and at 2x2 and 1x1 (32x32 input, batch 256) 0.03-0.2x;
- * - AMD EPYC with AVX2 only (the machines of ../shared/FACTS.md; bench/projection_fold.ts): folding
- *   0.38-1.32x per shape, 295 against 213 ms summed over B1's projections, so on such a CPU nothing
- *   folds. End to end that is within this guest's noise (evaluation at 240x240 in two alternating
- *   3-round runs: 34.1-39.0 against 31.1-33.2 img/s without the fold, then 31.5-38.3 against 32.2-36.0).
+ * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): when TensorFlow runs
+ * its oneDNN optimizations (tensorflowOneDnnOn: its eager op rewrite, mkl_eager_op_rewrite.cc, then
+ * runs BatchMatMulV2 on oneDNN's kernel) and those
+ * weights [N, C, C_out] are smaller than x, i.e. H * W > C_out. Without oneDNN the batched product
+ * is Eigen's, built without AVX2, and scaling x and one _FusedMatMul is faster. Measured on B1's
+ * projections at 240x240 batch 16 (2 threads, 2026-12-03; bench/projection_fold.ts on the AVX2 guest):
+ * - AMD EPYC with AVX-512 (TensorFlow turns oneDNN on there): every one from 15x15 up 1.0-2.0x faster
+ *   folded; at 8x8 (C_out 192 and 320) 0.68-1.10x, and at 2x2 and 1x1 (32x32 input) 0.03-0.2x;
+ * - AMD EPYC with AVX2 only (FACTS.md's machines), oneDNN off (TensorFlow's default there): folding
+ *   0.38-1.32x per shape, 295 against 213 ms summed, so nothing folds (end to end within that guest's
+ *   noise: evaluation at 240x240 34.1-39.0 against 31.1-33.2 img/s without the fold, then 31.5-38.3
+ *   against 32.2-36.0, two alternating 3-round runs);
+ * - the same guest with TF_ENABLE_ONEDNN_OPTS=1: 0.91-1.76x from 15x15 up (1.01-1.76x below 120x120),
+ *   0.76-0.85x at 8x8, 201 against 211 ms summed.
  */
-export function foldsInputScale(positions: number, outChannels: number, avx512: boolean = hasAvx512()): boolean {
+export function foldsInputScale(positions: number, outChannels: number, oneDnn: boolean = tensorflowOneDnnOn()): boolean {
   if (foldInputScale !== "auto") return foldInputScale === "always";
-  return avx512 && positions > outChannels;
+  return oneDnn && positions > outChannels;
 }
 
 /**
