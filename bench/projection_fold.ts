@@ -1,7 +1,7 @@
 // Squeeze-excitation's gated projection in evaluation, per B1 projection shape, three ways on the
 // native CPU engine: the gate folded into per-sample weights (BatchMatMulV2 + Add, what
-// native_eval.ts foldsInputScale picks on CPUs with AVX-512), x scaled then one _FusedMatMul (what
-// it picks elsewhere), and x scaled then oneDNN's fused 1x1 convolution. Re-check the rule on a new
+// native_eval.ts foldsInputScale picks when TensorFlow's oneDNN is on), x scaled then one
+// _FusedMatMul (what it picks otherwise), and x scaled then oneDNN's fused 1x1 convolution. Re-check the rule on a new
 // CPU with it; shapes from the architecture, ms per call (median of --reps), summed over B1's blocks.
 //   node --import tsx bench/projection_fold.ts [--size 240] [--batch 16] [--reps 9]
 import { parseArgs } from "util";
@@ -12,7 +12,7 @@ import { foldsInputScale, nativeFusedConv, nativePointwiseBias, nativeScaledPoin
 import { scaleChannels } from "../src/model/ops/layers";
 import { convOutputSize } from "../src/model/ops/padding";
 import { efficientNetArchitecture } from "../src/model/architecture";
-import { cpuInfo, hasAvx512 } from "../src/util/cpu_info";
+import { cpuInfo, hasAvx512, tensorflowOneDnnOn } from "../src/util/cpu_info";
 
 function medianMs(f: () => tf.Tensor, reps: number): number {
   tf.tidy(() => { f().dataSync(); });
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     const key = `${side} ${b.project.inChannels} ${b.project.outChannels}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
-  console.log(`${cpuInfo().model ?? "CPU"} (${hasAvx512() ? "AVX-512" : "no AVX-512"}), B1 at ${size}x${size}, batch ${n}, median of ${reps}`);
+  console.log(`${cpuInfo().model ?? "CPU"} (${hasAvx512() ? "AVX-512" : "no AVX-512"}, TensorFlow's oneDNN ${tensorflowOneDnnOn() ? "on" : "off"}), B1 at ${size}x${size}, batch ${n}, median of ${reps}`);
   const sums = [0, 0, 0];
   for (const [key, count] of counts) {
     const [h, cin, cout] = key.split(" ").map(Number);

@@ -39,8 +39,11 @@ const ONEDNN_DEFAULT_FLAGS = ["avx512_vnni", "avx512_bf16", "avx_vnni", "amx_til
  * AMX. Mirrors TensorFlow's rule; the engine cannot ask the library.
  */
 export function tensorflowOneDnnOn(env: NodeJS.ProcessEnv = process.env): boolean {
-  const set = (env.TF_ENABLE_ONEDNN_OPTS ?? "").trim().toLowerCase();
-  if (set === "1" || set === "true") return true;
-  if (set === "0" || set === "false") return false;
-  return ONEDNN_DEFAULT_FLAGS.some((f) => cpuInfo().flags.has(f));
+  return tensorflowBool(env.TF_ENABLE_ONEDNN_OPTS) ?? ONEDNN_DEFAULT_FLAGS.some((f) => cpuInfo().flags.has(f));
+}
+
+/** A boolean environment variable as TensorFlow reads it (1/true, 0/false, any case); null when unset or anything else (TF keeps its default). */
+export function tensorflowBool(value: string | undefined): boolean | null {
+  const v = (value ?? "").trim().toLowerCase();
+  return v === "1" || v === "true" ? true : v === "0" || v === "false" ? false : null;
 }

@@ -30,14 +30,14 @@
 // are bit-identical to folding per batch (test/native_ops.test.ts).
 //
 // May touch: @tensorflow/tfjs, the native backend (native_backend.ts) and, read only, /proc/cpuinfo
-// and the environment (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and bench/train_speed.ts) create
-// and free the EvalFolds of an evaluation pass.
+// and the environment (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and
+// bench/train_speed.ts) create and free the EvalFolds of an evaluation pass.
 import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
 import { convAttrs } from "./native_conv";
-import { tensorflowOneDnnOn } from "../../util/cpu_info";
+import { tensorflowBool, tensorflowOneDnnOn } from "../../util/cpu_info";
 import type { BatchNormState } from "./layers";
 import type { SqueezeExcitationParams } from "./squeeze_excitation";
 
@@ -138,8 +138,7 @@ let fusedConvRuns: boolean | undefined;
  * other float round-off.
  */
 export function oneDnnFusedConv(nb: NativeKernelBackend): boolean {
-  const onednn = (process.env.TF_ENABLE_ONEDNN_OPTS ?? "").trim().toLowerCase();
-  if (onednn === "0" || onednn === "false") return false;
+  if (tensorflowBool(process.env.TF_ENABLE_ONEDNN_OPTS) === false) return false;
   if (fusedConvRuns === undefined) {
     try {
       tf.tidy(() => nativeFusedConv(nb, tf.ones([1, 1, 1, 2]), tf.ones([1, 1, 2, 1]), tf.zeros([1]), 1, true).dataSync());
@@ -203,8 +202,8 @@ export function setFoldInputScale(mode: FoldInputScale): void {
  * Whether a 1x1 convolution of x [N, H, W, C] scaled per sample and channel (squeeze-excitation's
  * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): when TensorFlow runs
  * its oneDNN optimizations (tensorflowOneDnnOn: its eager op rewrite, mkl_eager_op_rewrite.cc, then
- * runs BatchMatMulV2 on oneDNN's kernel) and those
- * weights [N, C, C_out] are smaller than x, i.e. H * W > C_out. Without oneDNN the batched product
+ * runs BatchMatMulV2 on oneDNN's kernel) and those weights [N, C, C_out] are smaller than x, i.e.
+ * H * W > C_out. Without oneDNN the batched product
  * is Eigen's, built without AVX2, and scaling x and one _FusedMatMul is faster. Measured on B1's
  * projections at 240x240 batch 16 (2 threads, 2026-12-03; bench/projection_fold.ts on the AVX2 guest):
  * - AMD EPYC with AVX-512 (TensorFlow turns oneDNN on there): every one from 15x15 up 1.0-2.0x faster
