@@ -60,7 +60,7 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
   }
 
   test("a built engine is a fast no-op: build.sh finds its READY and exits at once", () => {
-    const native = fakeBuilt("built", { bindingPatches: "string-list-attrs,type-list-attrs" });
+    const native = fakeBuilt("built", { bindingPatches: "string-list-attrs,type-list-attrs", customOps: process.arch === "x64" ? "batchnorm-act-1" : "none" });
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${path.join(tmp, "no-gpu")}:${process.env.PATH}` });
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /native backend already built \(@tensorflow\/tfjs-node 4\.22\.0 on tensorflow-cpu 2\.21\.0\)/);
@@ -70,6 +70,14 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
   test("an engine built without this project's binding patch is rebuilt, not reused", () => {
     const native = fakeBuilt("unpatched", {});
     // Without Node's headers the rebuild stops at its first step: enough to see that it started.
+    const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
+    assert.doesNotMatch(r.out, /native backend already built/);
+    assert.match(r.err, /THE NATIVE ENGINE BUILD FAILED \(cpu variant\) at step 0\/5/);
+  });
+
+  test("an engine built before this project's own kernels (tools/native/ops) is rebuilt on x86-64", (t) => {
+    if (process.arch !== "x64") return t.skip("the kernels are built on x86-64 only");
+    const native = fakeBuilt("without-ops", { bindingPatches: "string-list-attrs,type-list-attrs" });
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
     assert.doesNotMatch(r.out, /native backend already built/);
     assert.match(r.err, /THE NATIVE ENGINE BUILD FAILED \(cpu variant\) at step 0\/5/);

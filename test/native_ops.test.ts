@@ -8,7 +8,10 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../src/engine/backend";
+import * as fs from "fs";
+import * as path from "path";
+import { initBackend, nativeDir } from "../src/engine/backend";
+import { customOpsActive, customOpsState, overrideCustomOps } from "../src/engine/custom_ops";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
@@ -119,6 +122,40 @@ test("training BatchNorm + SiLU as one op = tf.moments, batchNorm and x * sigmoi
       [randomTensor([3, 4, 6, c], 4, 2), randomTensor([c], 5), randomTensor([c], 6)], 1e-4, 1e-5);
   }
   tf.dispose([runningMean, runningVar]);
+});
+
+test("this project's AVX2 BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const native = nb;
+  // Not a skip where they should run: where build.sh recorded them (READY) and the CPU has AVX2 and
+  // FMA, a file that went missing or a load that failed fails here.
+  const ready = JSON.parse(fs.readFileSync(path.join(nativeDir(), "READY"), "utf8")) as { customOps?: string };
+  const flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1].split(/\s+/) ?? [];
+  const expected = (ready.customOps ?? "none") !== "none" && flags.includes("avx2") && flags.includes("fma") && process.env.BIAS_INIT_CUSTOM_OPS === undefined;
+  assert.equal(customOpsActive(), expected, `kernels active: ${customOpsActive()}; ${customOpsState().reason}`);
+  if (!expected) return t.skip(`not expected here: ${customOpsState().reason}`);
+  // 13 channels: one 8-wide vector and 5 by the scalar tail; 24: three vectors; rows 105 and 162: partial blocks of 64.
+  for (const [shape, seed] of [[[3, 5, 7, 13], 20], [[2, 9, 9, 24], 30]] as Array<[number[], number]>) {
+    const c = shape[3];
+    for (const activation of [true, false]) {
+      const run = (custom: boolean, x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, bn: { runningMean: tf.Variable; runningVar: tf.Variable }, update = false): tf.Tensor => {
+        overrideCustomOps(custom);
+        try {
+          return nativeTrainingBatchNormAct(native, x as tf.Tensor4D, { gamma: g, beta: b, ...bn, eps: 1e-3, momentum: 0.1 }, update, activation);
+        } finally {
+          overrideCustomOps(null);
+        }
+      };
+      const stats = () => ({ runningMean: tf.variable(randomTensor([c], seed + 3), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], seed + 4))), false) });
+      const [ours, theirs] = [stats(), stats()];
+      const inputs = [tf.add(randomTensor(shape, seed, 3), 2), randomTensor([c], seed + 1), randomTensor([c], seed + 2)];
+      assertSameOp(`custom kernels ${JSON.stringify(shape)} silu=${activation}`, (x, g, b) => run(true, x, g, b, ours), (x, g, b) => run(false, x, g, b, theirs), inputs, 1e-5, 2e-6);
+      tf.dispose([run(true, inputs[0], inputs[1], inputs[2], ours, true), run(false, inputs[0], inputs[1], inputs[2], theirs, true)]);
+      assert.ok(relDiff(ours.runningMean, theirs.runningMean) < 1e-6, `running mean: ${relDiff(ours.runningMean, theirs.runningMean)}`);
+      assert.ok(relDiff(ours.runningVar, theirs.runningVar) < 1e-6, `running var: ${relDiff(ours.runningVar, theirs.runningVar)}`);
+      tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+    }
+  }
 });
 
 test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batchNorm4d with the running statistics, and float64", (t) => {

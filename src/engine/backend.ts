@@ -14,6 +14,7 @@ import { UserError } from "../errors";
 import { readEnvironment } from "../config";
 import { nativeOps } from "../model/ops/native_backend";
 import { fusedEvalProblem } from "../model/ops/native_eval";
+import { loadCustomOps } from "./custom_ops";
 
 export type BackendKind = "cuda" | "native-cpu" | "js";
 
@@ -192,11 +193,14 @@ async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skippe
   } catch {
     tensorflowVersion = null;
   }
+  // The CPU engine's own kernels (engine/custom_ops.ts); the GPU package has none.
+  const ops = c.gpuPackage ? null : loadCustomOps(c.id);
   return {
     kind: gpu ? "cuda" : "native-cpu",
     tfBackend: "tensorflow",
     source: c.label,
-    device: gpu ? "GPU (CUDA)" : `CPU (native libtensorflow${c.gpuPackage ? " from the GPU package, no GPU visible" : ""})`,
+    device: gpu ? "GPU (CUDA)" : `CPU (native libtensorflow${c.gpuPackage ? " from the GPU package, no GPU visible" : ""}` +
+      `${ops?.active ? ", AVX2 BatchNorm kernels" : ""})`,
     tfjsVersion: tf.version.tfjs,
     tensorflowVersion,
   };

@@ -17,6 +17,9 @@ TF_VERSION=2.21.0
 TFJS_VERSION=4.22.0
 # The patches patch_binding.py applies; an engine built with other patches (or none) is rebuilt.
 BINDING_PATCHES=string-list-attrs,type-list-attrs
+# This project's own kernels (tools/native/ops/, loaded by src/engine/custom_ops.ts), by version; an
+# engine built with another version (or none) is rebuilt. CPU variant on x86-64 only, else "none".
+CUSTOM_OPS=batchnorm-act-1
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"
@@ -34,6 +37,7 @@ for arg in "$@"; do
   esac
 done
 
+[[ $VARIANT == cpu && $(uname -m) == x86_64 ]] || CUSTOM_OPS=none
 if [[ $VARIANT == cpu ]]; then
   WHEEL_PKG=tensorflow-cpu
   NPM_PKG=@tensorflow/tfjs-node
@@ -106,11 +110,12 @@ fi
 ready_matches() {
   [[ -f $READY ]] || return 1
   node -e '
-    const [ready, variant, pkg, tfjs, wheel, patches] = process.argv.slice(1);
+    const [ready, variant, pkg, tfjs, wheel, patches, ops] = process.argv.slice(1);
     const r = JSON.parse(require("fs").readFileSync(ready, "utf8"));
     const ok = r.variant === variant && r.package === pkg && r.tfjsNodeVersion === tfjs &&
-      r.wheel === wheel && r.bindingPatches === patches && require("fs").existsSync(r.bindingPath);
-    process.exit(ok ? 0 : 1);' "$READY" "$VARIANT" "$NPM_PKG" "$TFJS_VERSION" "$WHEEL_STEM" "$BINDING_PATCHES" 2>/dev/null
+      r.wheel === wheel && r.bindingPatches === patches && (r.customOps ?? "none") === ops &&
+      require("fs").existsSync(r.bindingPath);
+    process.exit(ok ? 0 : 1);' "$READY" "$VARIANT" "$NPM_PKG" "$TFJS_VERSION" "$WHEEL_STEM" "$BINDING_PATCHES" "$CUSTOM_OPS" 2>/dev/null
 }
 if [[ $FORCE == 0 ]] && ready_matches; then
   say "native backend already built ($NPM_PKG $TFJS_VERSION on $WHEEL_PKG $TF_VERSION): $PKG_DIR; --force rebuilds"
@@ -212,6 +217,19 @@ step 4/5 "compiling tfjs_binding.node (node-pre-gyp rebuild --build-from-source;
 )
 BINDING=$(cd "$PKG_DIR" && node -p "require('@mapbox/node-pre-gyp').find(require('path').resolve('package.json'))")
 if [[ ! -f $BINDING ]]; then HINT="no $BINDING after compiling: read the compiler output above"; false; fi
+if [[ $CUSTOM_OPS != none ]]; then
+  # This project's kernels as a Node addon that registers its ops in the libtensorflow_framework
+  # the binding loads (run path $ORIGIN/../deps/lib). TensorFlow's custom-op flags (its
+  # tf.sysconfig.get_compile_flags() for this wheel: C++17, the C++11 ABI, 64-byte Eigen alignment);
+  # -mavx2 -mfma, so the engine loads it only on CPUs with both (src/engine/custom_ops.ts).
+  HINT="read the compiler output above (tools/native/ops/batchnorm_act.cc against the wheel's headers)"
+  say "  compiling this project's kernels (tools/native/ops/batchnorm_act.cc)"
+  mkdir -p "$PKG_DIR/bias-ops"
+  g++ -std=c++17 -O3 -mavx2 -mfma -fPIC -shared -w -D_GLIBCXX_USE_CXX11_ABI=1 -DEIGEN_MAX_ALIGN_BYTES=64 \
+    -I"$PKG_DIR/deps/include" -I"$NODE_PREFIX/include/node" "$HERE/ops/batchnorm_act.cc" \
+    -o "$PKG_DIR/bias-ops/bias_init_ops.node" -L"$PKG_DIR/deps/lib" -l:libtensorflow_framework.so.2 \
+    -Wl,-rpath,'$ORIGIN/../deps/lib'
+fi
 # Headers (~290 MB) are only needed to compile; a rebuild (--force) unpacks them again.
 rm -rf "$PKG_DIR/deps/include" "$PKG_DIR/build"
 
@@ -248,7 +266,7 @@ if [[ $VARIANT == gpu ]] && ! gpu_seen "$FACTS"; then
 fi
 
 node -e '
-  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs, cuda, runpathOk, cudaEnvNeeded, patches] = process.argv.slice(1);
+  const [out, facts, variant, pkg, wheel, binding, pkgDir, secs, cuda, runpathOk, cudaEnvNeeded, patches, ops] = process.argv.slice(1);
   const gpu = variant === "gpu" ? {
     cudaWheels: cuda.split(" "),
     runpathCoversCuda: runpathOk === "true",
@@ -256,12 +274,12 @@ node -e '
     cudaEnvNeeded: cudaEnvNeeded === "true",
   } : {};
   const r = Object.assign({ variant, package: pkg, wheel }, JSON.parse(facts), gpu, {
-    packageDir: pkgDir, bindingPath: binding, bindingPatches: patches,
+    packageDir: pkgDir, bindingPath: binding, bindingPatches: patches, customOps: ops,
     runtimeEnv: { TF_CPP_MIN_LOG_LEVEL: "2 (optional, silences the absl banner)" },
     buildSeconds: Number(secs), builtAt: new Date().toISOString() });
   require("fs").writeFileSync(out, JSON.stringify(r, null, 2) + "\n");' \
   "$READY" "$FACTS" "$VARIANT" "$NPM_PKG" "$WHEEL_STEM" "$BINDING" "$PKG_DIR" "$((SECONDS - START))" \
-  "${CUDA_REQS[*]:-}" "${RUNPATH_OK:-}" "$CUDA_ENV_NEEDED" "$BINDING_PATCHES"
+  "${CUDA_REQS[*]:-}" "${RUNPATH_OK:-}" "$CUDA_ENV_NEEDED" "$BINDING_PATCHES" "$CUSTOM_OPS"
 rm -f "$FAILED"
 
 step_done

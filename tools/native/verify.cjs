@@ -150,6 +150,48 @@ const oneDnnFusedConv = tf.tidy(() => {
   }
 });
 
+// This project's kernels (tools/native/ops/, build.sh step 4), where built: loading the addon must
+// register its ops, and on a CPU with AVX2 and FMA (which they are compiled for) the forward must
+// give BatchNorm with the batch's statistics, then SiLU, as computed here in float64.
+const opsPath = path.join(pkgDir, 'bias-ops', 'bias_init_ops.node');
+let customOps = 'not built';
+if (fs.existsSync(opsPath)) {
+  let addon;
+  try {
+    addon = require(opsPath);
+  } catch (e) {
+    fail(`require('${opsPath}') threw: ${String(e && e.message).split('\n')[0]}`);
+  }
+  const flags = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m) || ['', ''])[1].split(/\s+/);
+  if (!flags.includes('avx2') || !flags.includes('fma')) {
+    customOps = `built (${addon.ops.join(', ')}), not run: this CPU lacks AVX2 or FMA`;
+  } else {
+    const b = tf.backend().binding;
+    const [n, c] = [70, 11];
+    const x = ramp([n, 1, 1, c], 1.5);
+    const gamma = ramp([c], 0.8), beta = ramp([c], 0.3);
+    const y = tf.backend().executeMultipleOutputs('BiasInitBatchNormAct', [
+      { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: 1e-5 },
+      { name: 'momentum', type: b.TF_ATTR_FLOAT, value: 0.1 },
+      { name: 'activation', type: b.TF_ATTR_BOOL, value: true },
+    ], [x, gamma, beta, tf.zeros([c]), tf.ones([c])], 5)[0].dataSync();
+    const [xv, gv, bv] = [x.dataSync(), gamma.dataSync(), beta.dataSync()];
+    const want = new Float64Array(n * c);
+    for (let j = 0; j < c; j++) {
+      let mean = 0, v = 0;
+      for (let i = 0; i < n; i++) mean += xv[i * c + j] / n;
+      for (let i = 0; i < n; i++) v += (xv[i * c + j] - mean) ** 2 / n;
+      for (let i = 0; i < n; i++) {
+        const z = (xv[i * c + j] - mean) / Math.sqrt(v + 1e-5) * gv[j] + bv[j];
+        want[i * c + j] = z / (1 + Math.exp(-z));
+      }
+    }
+    const diff = maxRelDiff(y, want);
+    if (!(diff < 1e-5)) fail(`this project's BatchNorm + SiLU kernel differs from float64 by ${diff} (relative)`);
+    customOps = `${addon.ops.join(', ')} (checked against float64: ${diff.toExponential(1)})`;
+  }
+}
+
 // Which libtensorflow the process really mapped: proves the rpath works without LD_LIBRARY_PATH.
 const maps = fs.readFileSync('/proc/self/maps', 'utf8');
 const libMatch = maps.match(/\S*libtensorflow_cc\.so\.2\S*/) || maps.match(/\S*libtensorflow\.so\.2\S*/);
@@ -167,6 +209,7 @@ console.log(JSON.stringify({
   maxRelDiffVsCpu: Math.max(...diffs),
   fusedMatMulBias: true,
   oneDnnFusedConv,
+  customOpsCheck: customOps,
   // The binding lists TF's devices when its context is created; true when one is a GPU.
   gpuDevice: tf.backend().isUsingGpuDevice === true,
 }));

@@ -8,11 +8,15 @@
 // the running statistics with PyTorch's rule (exponential_avg_factor = momentum, unbiased
 // variance) in one call; FusedBatchNormGradV3 returns dx, dgamma, dbeta in one. tfjs-node
 // registers them for inference only, but its backend runs any TensorFlow op by name
-// (executeMultipleOutputs).
+// (executeMultipleOutputs). Where `make native` built this project's AVX2/FMA kernels and the
+// CPU has them (engine/custom_ops.ts), training BatchNorm + SiLU runs on those instead: two passes
+// forward and two backward, keeping only x and two per-channel vectors for the backward pass
+// (tools/native/ops/batchnorm_act.cc; docs/performance.md, item 18).
 //
 // May touch: @tensorflow/tfjs, the native backend (native_backend.ts), and (types only) the
 // BatchNorm state of layers.ts, whose running statistics it assigns. Called only by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";
+import { customOpsActive } from "../../engine/custom_ops";
 import type { BatchNormState } from "./layers";
 import { floatType, NativeAttr, NativeKernelBackend, runNativeOp } from "./native_backend";
 
@@ -49,6 +53,7 @@ function softplusGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor): tf.
  * dy * silu'(z) = dy * (s + y (1 - s)) = t + y (dy - t): four passes, no sigmoid kept.
  */
 export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): tf.Tensor4D {
+  if (customOpsActive()) return customTrainingBatchNormAct(nb, x, bn, updateRunningStats, activation);
   const attrs = fusedBatchNormAttrs(nb, bn.eps);
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, gamma, beta] = args as tf.Tensor[];
@@ -83,6 +88,34 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
         const t = softplusGrad(nb, dy, zv);
         return fusedBatchNormGrad(nb, attrs, tf.add(t, tf.mul(yv, tf.sub(dy, t))), gamma, saved);
       }),
+    };
+  });
+  return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
+}
+
+/**
+ * The same op on this project's kernels (BiasInitBatchNormAct and its Grad): the forward returns
+ * y, the folded running statistics (PyTorch's rule), and the batch's mean and 1/sqrt(var + eps),
+ * which with x are all the backward keeps; it recomputes z from them.
+ */
+function customTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): tf.Tensor4D {
+  const B = nb.binding;
+  const act = { name: "activation", type: B.TF_ATTR_BOOL, value: activation };
+  const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }, act];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xIn, gamma, beta] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs("BiasInitBatchNormAct", attrs, [xIn, gamma, beta, bn.runningMean, bn.runningVar], 5);
+    if (updateRunningStats) {
+      bn.runningMean.assign(newMean);
+      bn.runningVar.assign(newVar);
+    }
+    // gamma and beta are variables (or, in a recomputed block, stand-ins alive until its backward pass ends): not saved.
+    save([xIn, mean, invstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() =>
+        nb.executeMultipleOutputs("BiasInitBatchNormActGrad", [act], [dy, saved[0], gamma, beta, saved[1], saved[2]], 3)),
     };
   });
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;

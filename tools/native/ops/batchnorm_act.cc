@@ -1,0 +1,374 @@
+// Training-mode BatchNorm (+ SiLU) as two TensorFlow ops with AVX2/FMA kernels, for CPUs where
+// TensorFlow's wheel runs Eigen kernels built for AVX only (docs/performance.md, item 18).
+//
+//   BiasInitBatchNormAct(x, gamma, beta, running_mean, running_var)
+//       -> y, new_running_mean, new_running_var, mean, invstd
+//   BiasInitBatchNormActGrad(dy, x, gamma, beta, mean, invstd) -> dx, dgamma, dbeta
+//
+// x is NHWC float32 seen as [rows, channels]. The forward reads x twice (per-channel sum and sum of
+// squares in double, then y = act((x - mean) * a + beta) with a = gamma * invstd; centring first
+// keeps channels whose mean is large against their spread accurate) and folds the running statistics with PyTorch's
+// rule (momentum, unbiased variance). The backward recomputes z instead of keeping it,
+// so the training step saves x, mean and invstd per layer (TensorFlow's FusedBatchNormV3 path kept
+// z and y as well). Its first pass writes g = dy * act'(z) into dx and sums g and g * xhat per
+// channel (double); the second turns g into dx = a * (g - mean(g) - xhat * mean(g * xhat)) in place.
+// SiLU is z / (1 + exp(-z)) and its derivative s * (1 + z * (1 - s)), PyTorch's formulas.
+// Sums are taken over fixed blocks of rows, then added in block order: results do not depend on the
+// thread count.
+//
+// Built by tools/native/build.sh into a Node addon (it registers the ops when it is loaded, in the
+// libtensorflow_framework the binding loaded) with -mavx2 -mfma; the engine loads it only on CPUs
+// that have both (src/engine/custom_ops.ts). Tested against PyTorch's BatchNorm + SiLU and autograd
+// in test/custom_ops.test.ts.
+#include <immintrin.h>
+#include <node_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::shape_inference::InferenceContext;
+
+REGISTER_OP("BiasInitBatchNormAct")
+    .Input("x: float")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Input("running_mean: float")
+    .Input("running_var: float")
+    .Output("y: float")
+    .Output("new_running_mean: float")
+    .Output("new_running_var: float")
+    .Output("mean: float")
+    .Output("invstd: float")
+    .Attr("epsilon: float")
+    .Attr("momentum: float")
+    .Attr("activation: bool")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("BiasInitBatchNormActGrad")
+    .Input("dy: float")
+    .Input("x: float")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Input("mean: float")
+    .Input("invstd: float")
+    .Output("dx: float")
+    .Output("dgamma: float")
+    .Output("dbeta: float")
+    .Attr("activation: bool")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      c->set_output(1, c->input(2));
+      c->set_output(2, c->input(2));
+      return absl::OkStatus();
+    });
+
+namespace {
+
+constexpr int64_t kBlockRows = 64;  // rows per summing block (fixed: results do not depend on threads)
+
+// exp for 8 floats, Cephes' expf as Eigen's pexp computes it (range reduction by ln 2 in two
+// parts, degree-5 polynomial): ~1 ulp on [-88, 88]; below -88.38 it returns ~0, above, +inf.
+inline __m256 Exp8(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+  x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+  fx = _mm256_floor_ps(fx);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, z, x);
+  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+  __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+  n = _mm256_slli_epi32(n, 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+}
+
+// Scalar twins for a channel count that is not a multiple of 8 (B1's are all multiples of 8).
+inline float Exp1(float x) {
+  alignas(32) float v[8] = {x};
+  _mm256_store_ps(v, Exp8(_mm256_load_ps(v)));
+  return v[0];
+}
+
+// Runs fn(block_begin, block_end) over blocks of kBlockRows rows on TensorFlow's intra-op pool.
+template <typename Fn>
+void ForBlocks(OpKernelContext* ctx, int64_t rows, int64_t channels, int64_t flops_per_value, Fn fn) {
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  pool->ParallelFor(blocks, kBlockRows * channels * flops_per_value, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
+}
+
+// Adds 8 floats into two 4-double accumulators.
+inline void AddDouble8(double* acc, __m256 v) {
+  _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+  _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+}
+
+// Sums of column blocks [blocks][2][channels] into two per-channel double arrays, in block order.
+void ReduceBlocks(const std::vector<double>& partial, int64_t blocks, int64_t channels, double* s0, double* s1) {
+  std::fill(s0, s0 + channels, 0.0);
+  std::fill(s1, s1 + channels, 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const double* p = partial.data() + b * 2 * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      s0[c] += p[c];
+      s1[c] += p[channels + c];
+    }
+  }
+}
+
+absl::Status CheckInputs(const Tensor& x, const std::vector<const Tensor*>& per_channel) {
+  if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
+  const int64_t channels = x.dim_size(x.dims() - 1);
+  for (const Tensor* t : per_channel) {
+    if (t->dims() != 1 || t->dim_size(0) != channels) {
+      return tensorflow::errors::InvalidArgument("per-channel input must be [", channels, "], got ", t->shape().DebugString());
+    }
+  }
+  return absl::OkStatus();
+}
+
+class BatchNormActOp : public OpKernel {
+ public:
+  explicit BatchNormActOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("momentum", &momentum_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    OP_REQUIRES_OK(ctx, CheckInputs(x, {&ctx->input(1), &ctx->input(2), &ctx->input(3), &ctx->input(4)}));
+    const int64_t channels = x.dim_size(x.dims() - 1);
+    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    OP_REQUIRES(ctx, rows >= 2, tensorflow::errors::InvalidArgument("BatchNorm needs at least 2 values per channel, got ", rows));
+    Tensor *y, *new_mean, *new_var, *mean_out, *invstd_out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    const TensorShape cs({channels});
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, cs, &new_mean));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, cs, &new_var));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, cs, &mean_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, cs, &invstd_out));
+    const float* xp = x.flat<float>().data();
+    float* yp = y->flat<float>().data();
+    const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+    const int64_t vec = channels / 8 * 8;
+
+    // Pass 1: per-block sums of x and x^2 in double.
+    std::vector<double> partial(blocks * 2 * channels, 0.0);
+    ForBlocks(ctx, rows, channels, 2, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        double* s = partial.data() + b * 2 * channels;
+        double* q = s + channels;
+        for (int64_t r = b * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
+          const float* row = xp + r * channels;
+          int64_t c = 0;
+          for (; c < vec; c += 8) {
+            const __m256 v = _mm256_loadu_ps(row + c);
+            AddDouble8(s + c, v);
+            AddDouble8(q + c, _mm256_mul_ps(v, v));
+          }
+          for (; c < channels; ++c) {
+            s[c] += row[c];
+            q[c] += static_cast<double>(row[c]) * row[c];
+          }
+        }
+      }
+    });
+    std::vector<double> sum(channels), sq(channels);
+    ReduceBlocks(partial, blocks, channels, sum.data(), sq.data());
+
+    const float* gamma = ctx->input(1).flat<float>().data();
+    const float* beta = ctx->input(2).flat<float>().data();
+    const float* rm = ctx->input(3).flat<float>().data();
+    const float* rv = ctx->input(4).flat<float>().data();
+    std::vector<float> a(channels), m(channels);
+    float* mo = mean_out->flat<float>().data();
+    float* io = invstd_out->flat<float>().data();
+    float* nm = new_mean->flat<float>().data();
+    float* nv = new_var->flat<float>().data();
+    for (int64_t c = 0; c < channels; ++c) {
+      const double mean = sum[c] / rows;
+      const double var = std::max(0.0, sq[c] / rows - mean * mean);
+      const float invstd = static_cast<float>(1.0 / std::sqrt(var + epsilon_));
+      mo[c] = static_cast<float>(mean);
+      io[c] = invstd;
+      a[c] = gamma[c] * invstd;
+      m[c] = static_cast<float>(mean);
+      nm[c] = (1 - momentum_) * rm[c] + momentum_ * static_cast<float>(mean);
+      nv[c] = (1 - momentum_) * rv[c] + momentum_ * static_cast<float>(var * rows / (rows - 1));
+    }
+
+    // Pass 2: y = act((x - mean) * a + beta).
+    const bool act = activation_;
+    ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
+      const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+      for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
+        const float* row = xp + r * channels;
+        float* out = yp + r * channels;
+        int64_t c = 0;
+        for (; c < vec; c += 8) {
+          const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(&m[c]));
+          __m256 z = _mm256_fmadd_ps(xc, _mm256_loadu_ps(&a[c]), _mm256_loadu_ps(beta + c));
+          if (act) z = _mm256_div_ps(z, _mm256_add_ps(one, Exp8(_mm256_xor_ps(z, sign))));
+          _mm256_storeu_ps(out + c, z);
+        }
+        for (; c < channels; ++c) {
+          const float z = std::fma(row[c] - m[c], a[c], beta[c]);
+          out[c] = act ? z / (1.0f + Exp1(-z)) : z;
+        }
+      }
+    });
+  }
+
+ private:
+  float epsilon_, momentum_;
+  bool activation_;
+};
+
+class BatchNormActGradOp : public OpKernel {
+ public:
+  explicit BatchNormActGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    OP_REQUIRES(ctx, dy.shape() == x.shape(), tensorflow::errors::InvalidArgument("dy ", dy.shape().DebugString(), " and x ", x.shape().DebugString(), " differ"));
+    OP_REQUIRES_OK(ctx, CheckInputs(x, {&ctx->input(2), &ctx->input(3), &ctx->input(4), &ctx->input(5)}));
+    const int64_t channels = x.dim_size(x.dims() - 1);
+    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    Tensor *dx, *dgamma, *dbeta;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({channels}), &dgamma));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({channels}), &dbeta));
+    const float* dyp = dy.flat<float>().data();
+    const float* xp = x.flat<float>().data();
+    float* dxp = dx->flat<float>().data();
+    const float* gamma = ctx->input(2).flat<float>().data();
+    const float* beta = ctx->input(3).flat<float>().data();
+    const float* mean = ctx->input(4).flat<float>().data();
+    const float* invstd = ctx->input(5).flat<float>().data();
+    const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+    const int64_t vec = channels / 8 * 8;
+    std::vector<float> a(channels);
+    for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
+
+    // Pass 1: g = dy * act'(z) into dx; per-block sums of g and g * xhat in double.
+    const bool act = activation_;
+    std::vector<double> partial(blocks * 2 * channels, 0.0);
+    ForBlocks(ctx, rows, channels, act ? 28 : 4, [&](int64_t b0, int64_t b1) {
+      const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        double* sg = partial.data() + blk * 2 * channels;
+        double* sgx = sg + channels;
+        for (int64_t r = blk * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
+          const float* xr = xp + r * channels;
+          const float* dyr = dyp + r * channels;
+          float* gr = dxp + r * channels;
+          int64_t c = 0;
+          for (; c < vec; c += 8) {
+            const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(mean + c));
+            __m256 g = _mm256_loadu_ps(dyr + c);
+            if (act) {
+              const __m256 z = _mm256_fmadd_ps(xc, _mm256_loadu_ps(&a[c]), _mm256_loadu_ps(beta + c));
+              const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, Exp8(_mm256_xor_ps(z, sign))));
+              // dy * s * (1 + z * (1 - s))
+              g = _mm256_mul_ps(_mm256_mul_ps(g, s), _mm256_fmadd_ps(z, _mm256_sub_ps(one, s), one));
+            }
+            _mm256_storeu_ps(gr + c, g);
+            const __m256 xhat = _mm256_mul_ps(xc, _mm256_loadu_ps(invstd + c));
+            AddDouble8(sg + c, g);
+            AddDouble8(sgx + c, _mm256_mul_ps(g, xhat));
+          }
+          for (; c < channels; ++c) {
+            const float xc = xr[c] - mean[c];
+            float g = dyr[c];
+            if (act) {
+              const float z = std::fma(xc, a[c], beta[c]);
+              const float s = 1.0f / (1.0f + Exp1(-z));
+              g = g * s * std::fma(z, 1.0f - s, 1.0f);
+            }
+            gr[c] = g;
+            sg[c] += g;
+            sgx[c] += static_cast<double>(g) * (xc * invstd[c]);
+          }
+        }
+      }
+    });
+    std::vector<double> sum_g(channels), sum_gx(channels);
+    ReduceBlocks(partial, blocks, channels, sum_g.data(), sum_gx.data());
+    float* dg = dgamma->flat<float>().data();
+    float* db = dbeta->flat<float>().data();
+    // dx = a * (g - mean(g) - xhat * mean(g * xhat)) = a * g + (x - mean) * k1 + k0
+    std::vector<float> k1(channels), k0(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      dg[c] = static_cast<float>(sum_gx[c]);
+      db[c] = static_cast<float>(sum_g[c]);
+      const double mg = sum_g[c] / rows, mgx = sum_gx[c] / rows;
+      const double ad = static_cast<double>(gamma[c]) * invstd[c];
+      k1[c] = static_cast<float>(-ad * invstd[c] * mgx);
+      k0[c] = static_cast<float>(-ad * mg);
+    }
+
+    // Pass 2: dx in place.
+    ForBlocks(ctx, rows, channels, 4, [&](int64_t b0, int64_t b1) {
+      for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
+        const float* xr = xp + r * channels;
+        float* gr = dxp + r * channels;
+        int64_t c = 0;
+        for (; c < vec; c += 8) {
+          const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(mean + c));
+          const __m256 t = _mm256_fmadd_ps(xc, _mm256_loadu_ps(&k1[c]), _mm256_loadu_ps(&k0[c]));
+          _mm256_storeu_ps(gr + c, _mm256_fmadd_ps(_mm256_loadu_ps(gr + c), _mm256_loadu_ps(&a[c]), t));
+        }
+        for (; c < channels; ++c) gr[c] = std::fma(gr[c], a[c], std::fma(xr[c] - mean[c], k1[c], k0[c]));
+      }
+    });
+  }
+
+ private:
+  bool activation_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormAct").Device(tensorflow::DEVICE_CPU), BatchNormActOp);
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGrad").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp);
+
+}  // namespace
+
+// The Node addon: loading it registered the ops above (static initializers); it exports their
+// names and the kernels' version, which src/engine/custom_ops.ts checks.
+NAPI_MODULE_INIT() {
+  napi_value ops, name, version;
+  napi_create_array_with_length(env, 2, &ops);
+  const char* names[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad"};
+  for (uint32_t i = 0; i < 2; ++i) {
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, ops, i, name);
+  }
+  napi_set_named_property(env, exports, "ops", ops);
+  napi_create_uint32(env, 1, &version);
+  napi_set_named_property(env, exports, "version", version);
+  return exports;
+}
