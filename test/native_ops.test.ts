@@ -79,14 +79,28 @@ function assertSameOp(name: string, f: (...xs: tf.Tensor[]) => tf.Tensor, ref: (
   });
 }
 
+/** f with this project's kernels on (true) or TensorFlow's own ops (false). */
+function withCustomOps<T>(custom: boolean, f: () => T): T {
+  overrideCustomOps(custom);
+  try {
+    return f();
+  } finally {
+    overrideCustomOps(null);
+  }
+}
+
+/** Padded input, then TF.js's 'valid' depthwise convolution. */
+function paddedDepthwise(x: tf.Tensor, w: tf.Tensor, stride: number, p: number): tf.Tensor {
+  return tf.depthwiseConv2d(tf.pad(x as tf.Tensor4D, [[0, 0], [p, p], [p, p], [0, 0]]), w as tf.Tensor4D, stride as 1 | 2, "valid");
+}
+
 test("strided depthwise convolution with explicit padding = pad + 'valid' convolution (values bit-identical)", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const native = nb;
   for (const k of [3, 5]) {
     const p = (k - 1) / 2;
-    assertSameOp(`depthwise k${k} s2`, (x, w) => nativeDepthwiseConvPadded(native, x as tf.Tensor4D, w as tf.Tensor4D, 2, p),
-      (x, w) => tf.depthwiseConv2d(tf.pad(x as tf.Tensor4D, [[0, 0], [p, p], [p, p], [0, 0]]), w as tf.Tensor4D, 2, "valid"),
-      [randomTensor([2, 9, 11, 6], 1), randomTensor([k, k, 6, 1], 2)], 1e-5);
+    assertSameOp(`depthwise k${k} s2`, (x, w) => withCustomOps(false, () => nativeDepthwiseConvPadded(native, x as tf.Tensor4D, w as tf.Tensor4D, 2, p)),
+      (x, w) => paddedDepthwise(x, w, 2, p), [randomTensor([2, 9, 11, 6], 1), randomTensor([k, k, 6, 1], 2)], 1e-5);
   }
 });
 
@@ -124,28 +138,49 @@ test("training BatchNorm + SiLU as one op = tf.moments, batchNorm and x * sigmoi
   tf.dispose([runningMean, runningVar]);
 });
 
-test("this project's AVX2 BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
-  const native = nb;
-  // Not a skip where they should run: where build.sh recorded them (READY) and the CPU has AVX2 and
-  // FMA, a file that went missing or a load that failed fails here.
+/**
+ * Whether this project's kernels must be active here, asserted: where build.sh recorded them (READY)
+ * and the CPU has AVX2 and FMA, a file that went missing or a load that failed fails the test
+ * instead of skipping it. Returns why they are not expected, or null.
+ */
+function assertCustomOpsWhereExpected(): string | null {
   const ready = JSON.parse(fs.readFileSync(path.join(nativeDir(), "READY"), "utf8")) as { customOps?: string };
   const flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1].split(/\s+/) ?? [];
   const expected = (ready.customOps ?? "none") !== "none" && flags.includes("avx2") && flags.includes("fma") && process.env.BIAS_INIT_CUSTOM_OPS === undefined;
   assert.equal(customOpsActive(), expected, `kernels active: ${customOpsActive()}; ${customOpsState().reason}`);
-  if (!expected) return t.skip(`not expected here: ${customOpsState().reason}`);
+  return expected ? null : `not expected here: ${customOpsState().reason}`;
+}
+
+test("this project's AVX2 depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 3 and 5, strides 1 and 2", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const native = nb;
+  const notExpected = assertCustomOpsWhereExpected();
+  if (notExpected !== null) return t.skip(notExpected);
+  // 13 channels: one 8-wide vector and a scalar tail; 24: three vectors; 2x3 inputs: windows wider than the input.
+  const inputs: Array<[number[], number]> = [[[2, 9, 11, 13], 40], [[3, 8, 7, 24], 50], [[2, 2, 3, 16], 60]];
+  for (const [shape, seed] of inputs) {
+    for (const k of [3, 5]) {
+      for (const stride of [1, 2]) {
+        const p = (k - 1) / 2;
+        assertSameOp(`custom depthwise ${JSON.stringify(shape)} k${k} s${stride}`,
+          (x, w) => withCustomOps(true, () => nativeDepthwiseConvPadded(native, x as tf.Tensor4D, w as tf.Tensor4D, stride, p)),
+          (x, w) => paddedDepthwise(x, w, stride, p), [randomTensor(shape, seed), randomTensor([k, k, shape[3], 1], seed + 1)], 1e-5, 1e-6);
+      }
+    }
+  }
+});
+
+test("this project's AVX2 BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const native = nb;
+  const notExpected = assertCustomOpsWhereExpected();
+  if (notExpected !== null) return t.skip(notExpected);
   // 13 channels: one 8-wide vector and 5 by the scalar tail; 24: three vectors; rows 105 and 162: partial blocks of 64.
   for (const [shape, seed] of [[[3, 5, 7, 13], 20], [[2, 9, 9, 24], 30]] as Array<[number[], number]>) {
     const c = shape[3];
     for (const activation of [true, false]) {
-      const run = (custom: boolean, x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, bn: { runningMean: tf.Variable; runningVar: tf.Variable }, update = false): tf.Tensor => {
-        overrideCustomOps(custom);
-        try {
-          return nativeTrainingBatchNormAct(native, x as tf.Tensor4D, { gamma: g, beta: b, ...bn, eps: 1e-3, momentum: 0.1 }, update, activation);
-        } finally {
-          overrideCustomOps(null);
-        }
-      };
+      const run = (custom: boolean, x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, bn: { runningMean: tf.Variable; runningVar: tf.Variable }, update = false): tf.Tensor =>
+        withCustomOps(custom, () => nativeTrainingBatchNormAct(native, x as tf.Tensor4D, { gamma: g, beta: b, ...bn, eps: 1e-3, momentum: 0.1 }, update, activation));
       const stats = () => ({ runningMean: tf.variable(randomTensor([c], seed + 3), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], seed + 4))), false) });
       const [ours, theirs] = [stats(), stats()];
       const inputs = [tf.add(randomTensor(shape, seed, 3), 2), randomTensor([c], seed + 1), randomTensor([c], seed + 2)];

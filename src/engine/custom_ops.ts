@@ -1,9 +1,9 @@
-// This project's own TensorFlow kernels (tools/native/ops/batchnorm_act.cc: training BatchNorm +
-// SiLU forward and backward with AVX2/FMA), which `make native` builds into a Node addon next to
-// the CPU engine. Loading the addon registers the ops in the libtensorflow the engine loaded; the
-// engine then runs them by name (model/ops/native_batchnorm.ts). They are used when the CPU engine
+// This project's own TensorFlow kernels with AVX2/FMA code (tools/native/ops/: training BatchNorm +
+// SiLU, and the depthwise convolution, forward and backward), which `make native` builds into a
+// Node addon next to the CPU engine. Loading the addon registers the ops in the libtensorflow the engine loaded; the
+// engine then runs them by name (model/ops/native_batchnorm.ts, native_conv.ts). They are used when the CPU engine
 // is active, the addon is built and current, the CPU has AVX2 and FMA, and BIAS_INIT_CUSTOM_OPS is
-// not 0; otherwise TensorFlow's own FusedBatchNormV3 path runs, and `make doctor` and the backend
+// not 0; otherwise TensorFlow's own ops run, and `make doctor` and the backend
 // line say which.
 //
 // May touch: the native engine's package folder (reads, and requires the addon), /proc/cpuinfo
@@ -14,7 +14,7 @@ import { ConfigError, readEnvironment } from "../config";
 import { cpuInfo } from "../util/cpu_info";
 
 /** The kernels' version the addon must export (tools/native/ops/batchnorm_act.cc, NAPI_MODULE_INIT); build.sh rebuilds on a change. */
-export const CUSTOM_OPS_VERSION = 1;
+export const CUSTOM_OPS_VERSION = 2;
 
 /** The addon's place inside a CPU engine's package folder (tools/native/build.sh step 4). */
 export function customOpsPath(packageDir: string): string {
@@ -31,7 +31,7 @@ export interface CustomOpsState {
 
 let state: CustomOpsState = { active: false, fixable: false, reason: "not loaded (the engine is not the CPU package of `make native`)" };
 
-/** Whether training BatchNorm runs on this project's kernels (model/ops/native_batchnorm.ts). */
+/** Whether training BatchNorm and the depthwise convolutions run on this project's kernels. */
 export function customOpsActive(): boolean {
   return override ?? state.active;
 }
@@ -54,9 +54,9 @@ const NOT_BUILT = "not built (an engine from before them, or not x86-64): `make 
 export function customOpsProblem(packageDir: string, env: NodeJS.ProcessEnv = process.env): string | null {
   const setting = readEnvironment(env).BIAS_INIT_CUSTOM_OPS;
   if (setting !== null && setting !== "0" && setting !== "1") throw new ConfigError(`BIAS_INIT_CUSTOM_OPS: "${setting}" is not 0 or 1; set one of them or unset it`);
-  if (setting === "0") return "off (BIAS_INIT_CUSTOM_OPS=0): TensorFlow's own FusedBatchNormV3 runs";
+  if (setting === "0") return "off (BIAS_INIT_CUSTOM_OPS=0): TensorFlow's own ops run";
   const flags = cpuInfo().flags;
-  if (!flags.has("avx2") || !flags.has("fma")) return "not used: this CPU lacks AVX2 or FMA; TensorFlow's own FusedBatchNormV3 runs";
+  if (!flags.has("avx2") || !flags.has("fma")) return "not used: this CPU lacks AVX2 or FMA; TensorFlow's own ops run";
   if (!fs.existsSync(customOpsPath(packageDir))) return NOT_BUILT;
   return null;
 }
@@ -78,7 +78,7 @@ export function loadCustomOps(packageDir: string, env: NodeJS.ProcessEnv = proce
     if (addon.version !== CUSTOM_OPS_VERSION) {
       state = { active: false, fixable: true, reason: `stale build (kernels version ${addon.version}, this code wants ${CUSTOM_OPS_VERSION}): \`make native ARGS=--force\`` };
     } else {
-      state = { active: true, fixable: false, reason: `AVX2/FMA BatchNorm + SiLU kernels (${(addon.ops ?? []).join(", ")})` };
+      state = { active: true, fixable: false, reason: `AVX2/FMA kernels (${(addon.ops ?? []).join(", ")})` };
     }
   } catch (e) {
     state = { active: false, fixable: true, reason: `failed to load (${(e as Error).message.split("\n")[0].slice(0, 160)}); TensorFlow's own ops run` };

@@ -142,7 +142,7 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
         "TensorFlow's Eigen kernels use neither AVX2 nor FMA; this engine trained 240x240 2.6-3x faster on an AVX-512 guest (oneDNN on) than on an AVX2 one, PyTorch alike on both" +
         `${oneDnn ? "" : "; TF_ENABLE_ONEDNN_OPTS=1 trained 240x240 25% faster on the AVX2 one, 32x32 half as fast"} (docs/performance.md)`);
       const ops = customOpsState();
-      add(ops.fixable ? "warn" : "ok", `training BatchNorm + SiLU: ${ops.active ? `this project's ${ops.reason}` : ops.reason}` +
+      add(ops.fixable ? "warn" : "ok", `training BatchNorm + SiLU and depthwise convolutions: ${ops.active ? `this project's ${ops.reason}` : ops.reason}` +
         `${!ops.fixable ? "" : "; on an AVX2 guest they trained 240x240 at 7.3-8.8 img/s against 5.0-5.4 without (docs/performance.md, item 18)"}`);
       if (tensorflowBool(process.env.TF_CPU_ALLOCATOR_USE_BFC) === true) add("ok", `TensorFlow's CPU memory: its BFC allocator (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}; the engine sets true unless set)`);
       else add("warn", `TensorFlow's CPU memory: malloc (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}): on one machine kind ~260,000 page faults per ` +

@@ -19,7 +19,7 @@ TFJS_VERSION=4.22.0
 BINDING_PATCHES=string-list-attrs,type-list-attrs
 # This project's own kernels (tools/native/ops/, loaded by src/engine/custom_ops.ts), by version; an
 # engine built with another version (or none) is rebuilt. CPU variant on x86-64 only, else "none".
-CUSTOM_OPS=batchnorm-act-1
+CUSTOM_OPS=kernels-2
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"
@@ -222,11 +222,11 @@ if [[ $CUSTOM_OPS != none ]]; then
   # the binding loads (run path $ORIGIN/../deps/lib). TensorFlow's custom-op flags (its
   # tf.sysconfig.get_compile_flags() for this wheel: C++17, the C++11 ABI, 64-byte Eigen alignment);
   # -mavx2 -mfma, so the engine loads it only on CPUs with both (src/engine/custom_ops.ts).
-  HINT="read the compiler output above (tools/native/ops/batchnorm_act.cc against the wheel's headers)"
-  say "  compiling this project's kernels (tools/native/ops/batchnorm_act.cc)"
+  HINT="read the compiler output above (tools/native/ops/*.cc against the wheel's headers)"
+  say "  compiling this project's kernels (tools/native/ops/*.cc)"
   mkdir -p "$PKG_DIR/bias-ops"
   g++ -std=c++17 -O3 -mavx2 -mfma -fPIC -shared -w -D_GLIBCXX_USE_CXX11_ABI=1 -DEIGEN_MAX_ALIGN_BYTES=64 \
-    -I"$PKG_DIR/deps/include" -I"$NODE_PREFIX/include/node" "$HERE/ops/batchnorm_act.cc" \
+    -I"$PKG_DIR/deps/include" -I"$NODE_PREFIX/include/node" "$HERE"/ops/*.cc \
     -o "$PKG_DIR/bias-ops/bias_init_ops.node" -L"$PKG_DIR/deps/lib" -l:libtensorflow_framework.so.2 \
     -Wl,-rpath,'$ORIGIN/../deps/lib'
 fi

@@ -25,6 +25,7 @@ import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } f
 import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnFusedConv } from "./native_eval";
 import { nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeDepthwiseConvPadded } from "./native_conv";
+import { customOpsActive } from "../../engine/custom_ops";
 
 const WHERE = "src/model/ops/layers.ts";
 
@@ -90,7 +91,8 @@ export function symmetricConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: numbe
 export function symmetricDepthwiseConv(x: tf.Tensor4D, weight: tf.Tensor4D, stride: number): tf.Tensor4D {
   if (usingJsKernels()) return jsDepthwiseConv(x, weight, stride);
   const native = nativeOps();
-  if (native !== null && stride !== 1) return nativeDepthwiseConvPadded(native, x, weight, stride, symmetricPad(weight.shape[0]));
+  // Stride 2 always (TF's 'same' pads differently from PyTorch); stride 1 where this project's kernels run.
+  if (native !== null && (stride !== 1 || customOpsActive())) return nativeDepthwiseConvPadded(native, x, weight, stride, symmetricPad(weight.shape[0]));
   const { input, padding } = withSymmetricPadding(x, weight.shape[0], stride);
   return tf.depthwiseConv2d(input, weight, stride, padding);
 }

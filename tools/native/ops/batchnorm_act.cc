@@ -16,12 +16,11 @@
 // Sums are taken over fixed blocks of rows, then added in block order: results do not depend on the
 // thread count.
 //
-// Built by tools/native/build.sh into a Node addon (it registers the ops when it is loaded, in the
-// libtensorflow_framework the binding loaded) with -mavx2 -mfma; the engine loads it only on CPUs
-// that have both (src/engine/custom_ops.ts). Tested against PyTorch's BatchNorm + SiLU and autograd
-// in test/custom_ops.test.ts.
+// Built by tools/native/build.sh into the kernels' Node addon (addon.cc) with -mavx2 -mfma; the
+// engine loads it only on CPUs that have both (src/engine/custom_ops.ts). Tested against
+// TensorFlow's FusedBatchNormV3 path (test/native_ops.test.ts) and, in the model, against torch
+// autograd (test/training_parity.test.ts).
 #include <immintrin.h>
-#include <node_api.h>
 
 #include <algorithm>
 #include <cmath>
@@ -356,19 +355,3 @@ REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormAct").Device(tensorflow::DEVICE_C
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGrad").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp);
 
 }  // namespace
-
-// The Node addon: loading it registered the ops above (static initializers); it exports their
-// names and the kernels' version, which src/engine/custom_ops.ts checks.
-NAPI_MODULE_INIT() {
-  napi_value ops, name, version;
-  napi_create_array_with_length(env, 2, &ops);
-  const char* names[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad"};
-  for (uint32_t i = 0; i < 2; ++i) {
-    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &name);
-    napi_set_element(env, ops, i, name);
-  }
-  napi_set_named_property(env, exports, "ops", ops);
-  napi_create_uint32(env, 1, &version);
-  napi_set_named_property(env, exports, "version", version);
-  return exports;
-}

@@ -1,0 +1,26 @@
+// This project's TensorFlow kernels as one Node addon (tools/native/build.sh compiles every .cc of
+// this folder into bias-ops/bias_init_ops.node). Loading it runs the REGISTER_OP and
+// REGISTER_KERNEL_BUILDER static initializers of the other files, in the libtensorflow_framework
+// the tfjs-node binding loaded, after which the binding runs the ops by name. It exports their names
+// and the kernels' version, which src/engine/custom_ops.ts checks against its CUSTOM_OPS_VERSION.
+#include <node_api.h>
+
+namespace {
+// Bump with every change to the ops' interface or numbers, with CUSTOM_OPS_VERSION and build.sh's CUSTOM_OPS.
+constexpr uint32_t kVersion = 2;
+const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad"};
+}  // namespace
+
+NAPI_MODULE_INIT() {
+  napi_value ops, name, version;
+  const uint32_t count = sizeof(kOps) / sizeof(kOps[0]);
+  napi_create_array_with_length(env, count, &ops);
+  for (uint32_t i = 0; i < count; ++i) {
+    napi_create_string_utf8(env, kOps[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, ops, i, name);
+  }
+  napi_set_named_property(env, exports, "ops", ops);
+  napi_create_uint32(env, kVersion, &version);
+  napi_set_named_property(env, exports, "version", version);
+  return exports;
+}
