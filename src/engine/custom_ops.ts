@@ -51,7 +51,7 @@ export function overrideCustomOps(active: boolean | null): void {
 const NOT_BUILT = "not built (an engine from before them, or not x86-64): `make native ARGS=--force` builds them";
 
 /** Why the addon would not be used here, before loading it; null when it would be. */
-export function customOpsProblem(packageDir: string, env: NodeJS.ProcessEnv = process.env): string | null {
+function customOpsProblem(packageDir: string, env: NodeJS.ProcessEnv = process.env): string | null {
   const setting = readEnvironment(env).BIAS_INIT_CUSTOM_OPS;
   if (setting !== null && setting !== "0" && setting !== "1") throw new ConfigError(`BIAS_INIT_CUSTOM_OPS: "${setting}" is not 0 or 1; set one of them or unset it`);
   if (setting === "0") return "off (BIAS_INIT_CUSTOM_OPS=0): TensorFlow's own ops run";
