@@ -1,10 +1,10 @@
 // This project's own TensorFlow kernels with AVX2/FMA code (tools/native/ops/: training BatchNorm +
 // SiLU, and the depthwise convolution, forward and backward), which `make native` builds into a
-// Node addon next to the CPU engine. Loading the addon registers the ops in the libtensorflow the engine loaded; the
-// engine then runs them by name (model/ops/native_batchnorm.ts, native_conv.ts). They are used when the CPU engine
-// is active, the addon is built and current, the CPU has AVX2 and FMA, and BIAS_INIT_CUSTOM_OPS is
-// not 0; otherwise TensorFlow's own ops run, and `make doctor` and the backend
-// line say which.
+// Node addon next to the CPU engine. Loading the addon registers the ops in the libtensorflow the
+// engine loaded; the engine then runs them by name (model/ops/native_batchnorm.ts, native_conv.ts).
+// They are used when the CPU engine is active, the addon is built and current, the CPU has AVX2
+// and FMA, and BIAS_INIT_CUSTOM_OPS is not 0; otherwise TensorFlow's own ops run, and `make doctor`
+// and the backend line say which.
 //
 // May touch: the native engine's package folder (reads, and requires the addon), /proc/cpuinfo
 // (through util/cpu_info.ts) and the environment (read only).
@@ -13,7 +13,7 @@ import * as path from "path";
 import { ConfigError, readEnvironment } from "../config";
 import { cpuInfo } from "../util/cpu_info";
 
-/** The kernels' version the addon must export (tools/native/ops/batchnorm_act.cc, NAPI_MODULE_INIT); build.sh rebuilds on a change. */
+/** The kernels' version the addon must export (tools/native/ops/addon.cc kVersion); build.sh's CUSTOM_OPS names it too. */
 export const CUSTOM_OPS_VERSION = 2;
 
 /** The addon's place inside a CPU engine's package folder (tools/native/build.sh step 4). */
@@ -30,6 +30,7 @@ export interface CustomOpsState {
 }
 
 let state: CustomOpsState = { active: false, fixable: false, reason: "not loaded (the engine is not the CPU package of `make native`)" };
+let override: boolean | null = null;
 
 /** Whether training BatchNorm and the depthwise convolutions run on this project's kernels. */
 export function customOpsActive(): boolean {
@@ -39,8 +40,6 @@ export function customOpsActive(): boolean {
 export function customOpsState(): CustomOpsState {
   return state;
 }
-
-let override: boolean | null = null;
 
 /** Tests: run TensorFlow's own path (false) or the loaded kernels (true; only if loaded); null restores. */
 export function overrideCustomOps(active: boolean | null): void {
