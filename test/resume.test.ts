@@ -47,18 +47,23 @@ test("a CLI run killed mid-epoch resumes and ends with the rows of an uninterrup
 
   const resumedDir = path.join(tmp, "resumed");
   const child = spawn(process.execPath, cliArgs(dataDir, resumedDir), { cwd: ROOT, env, stdio: "ignore" });
-  // Wait for epoch 1 to be stored, then let epoch 2 get under way and kill without warning.
+  // Wait for epoch 1 to be stored, then let epoch 2 get under way and kill without warning: 40% of
+  // an epoch later, an epoch timed as the gap between the stores of epochs 0 and 1 (a fixed delay
+  // outlived the whole run once the engine got faster).
   await new Promise<void>((resolve, reject) => {
+    let epoch0At: number | null = null;
     const timer = setInterval(() => {
       const f = epochsFile(resumedDir);
-      if (f && rows(f).some((r) => r.epoch === 1)) {
+      const seen = f ? rows(f).map((r) => r.epoch) : [];
+      if (epoch0At === null && seen.includes(0)) epoch0At = Date.now();
+      if (epoch0At !== null && seen.includes(1)) {
         clearInterval(timer);
         setTimeout(() => {
           child.kill("SIGKILL");
           resolve();
-        }, 1500);
+        }, 0.4 * (Date.now() - epoch0At));
       }
-    }, 50);
+    }, 20);
     child.on("exit", () => {
       clearInterval(timer);
       reject(new Error("the run finished before it could be killed"));
