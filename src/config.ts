@@ -180,10 +180,10 @@ export class ConfigError extends UserError {
  *      default on CPUs with AVX-512 VNNI/BF16 or AMX; without it the fold was slower:
  *      native_eval.ts foldsInputScale); otherwise evaluation scales the input as in version 4:
  *      evaluation numbers on such CPUs move at float32 round-off; training is unchanged.
- *   7: the native CPU engine trains BatchNorm + SiLU and the depthwise convolutions on this
- *      project's AVX2/FMA kernels where built (engine/custom_ops.ts; sums in double, SiLU's exp by
- *      Cephes' polynomial): training numbers move at float32 round-off (training parity with torch
- *      float64 after 3 steps: worst 5.1e-5 -> 4.4e-5 of a tensor's scale, gradients 1.7e-4 ->
+ *   7: the native CPU engine trains BatchNorm + SiLU, the depthwise convolutions and
+ *      squeeze-excitation's passes on this project's AVX2/FMA kernels where built (custom_ops.ts;
+ *      sums in double, SiLU's exp by Cephes' polynomial): training moves at float32 round-off (torch
+ *      float64 parity after 3 steps: worst 5.1e-5 -> 4.6e-5 of a tensor's scale, gradients 1.7e-4 ->
  *      1.3e-4; limits 1e-4 and 1e-3); evaluation is unchanged.
  */
 export const NUMERICS_VERSION = 7;
@@ -295,7 +295,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_DATA: "data folder for the CLI, the notebooks and `make data` (default: data)",
   BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error; js also skips the automatic native build)",
   BIAS_INIT_NATIVE_DIR: "where `make native` / `make native-gpu` build the native engines and where runs look for them (default: .native in the repository)",
-  BIAS_INIT_CUSTOM_OPS: "1 (default): training BatchNorm + SiLU and the depthwise convolutions on this project's AVX2/FMA kernels where `make native` built them and the CPU has both; 0: TensorFlow's own ops (for A/B runs; `make doctor` says which run)",
+  BIAS_INIT_CUSTOM_OPS: "1 (default): training BatchNorm + SiLU, the depthwise convolutions and squeeze-excitation's passes on this project's AVX2/FMA kernels where `make native` built them and the CPU has both; 0: TensorFlow's own ops (for A/B runs; `make doctor` says which run)",
   BIAS_INIT_CUDA_ENV: "set by the GPU build's cuda-env.sh once it is sourced; the CLI re-executes itself through that file otherwise",
   LD_LIBRARY_PATH: "read by `make doctor` (where the GPU engine's CUDA libraries are looked up besides the build's run paths; cuda-env.sh sets it)",
   CIFAR10_TARBALL: "a local copy of cifar-10-binary.tar.gz for `make data` (md5-checked)",

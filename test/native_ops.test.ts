@@ -10,13 +10,14 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as fs from "fs";
 import * as path from "path";
+import { spawnSync } from "child_process";
 import { initBackend, nativeDir } from "../src/engine/backend";
 import { customOpsActive, customOpsState, overrideCustomOps } from "../src/engine/custom_ops";
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { EvalFolds, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnFusedConv, setFoldInputScale } from "../src/model/ops/native_eval";
-import { squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
+import { squeezeExcitation, squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
@@ -168,6 +169,33 @@ test("this project's AVX2 depthwise convolution kernels = TF.js's depthwise conv
       }
     }
   }
+});
+
+test("squeeze-excitation with this project's AVX2 kernels = with TensorFlow's ops: values bit-identical, gradients", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const notExpected = assertCustomOpsWhereExpected();
+  if (notExpected !== null) return t.skip(notExpected);
+  for (const [shape, seed] of [[[2, 9, 11, 13], 70], [[3, 8, 7, 24], 80]] as Array<[number[], number]>) {
+    const c = shape[3];
+    const se = (custom: boolean) => (x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): tf.Tensor => withCustomOps(custom,
+      () => squeezeExcitation(x as tf.Tensor4D, { w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D }));
+    assertSameOp(`squeeze-excitation ${JSON.stringify(shape)}`, se(true), se(false),
+      [randomTensor(shape, seed, 2), randomTensor([c, 4], seed + 1), randomTensor([4], seed + 2), randomTensor([4, c], seed + 3), randomTensor([c], seed + 4)], 1e-5);
+  }
+});
+
+test("this project's AVX2 kernels give the same bits with one TensorFlow thread and with two", (t) => {
+  if (nb === null) return t.skip(`no native backend (${why})`);
+  const notExpected = assertCustomOpsWhereExpected();
+  if (notExpected !== null) return t.skip(notExpected);
+  const runs = ["1", "2"].map((threads) => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "helpers", "kernel_threads.ts")],
+      { env: { ...process.env, BIAS_INIT_BACKEND: "native", TF_NUM_INTRAOP_THREADS: threads }, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split("\n").pop() as string) as { active: boolean; hash: string };
+  });
+  assert.ok(runs.every((r) => r.active), JSON.stringify(runs));
+  assert.equal(runs[0].hash, runs[1].hash);
 });
 
 test("this project's AVX2 BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {

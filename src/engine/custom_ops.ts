@@ -1,7 +1,8 @@
 // This project's own TensorFlow kernels with AVX2/FMA code (tools/native/ops/: training BatchNorm +
-// SiLU, and the depthwise convolution, forward and backward), which `make native` builds into a
-// Node addon next to the CPU engine. Loading the addon registers the ops in the libtensorflow the
-// engine loaded; the engine then runs them by name (model/ops/native_batchnorm.ts, native_conv.ts).
+// SiLU, the depthwise convolution and squeeze-excitation's passes, forward and backward), which
+// `make native` builds into a Node addon next to the CPU engine. Loading the addon registers the
+// ops in the libtensorflow the engine loaded; the engine then runs them by name
+// (model/ops/native_batchnorm.ts, native_conv.ts, squeeze_excitation.ts).
 // They are used when the CPU engine is active, the addon is built and current, the CPU has AVX2
 // and FMA, and BIAS_INIT_CUSTOM_OPS is not 0; otherwise TensorFlow's own ops run, and `make doctor`
 // and the backend line say which.
@@ -14,7 +15,7 @@ import { ConfigError, readEnvironment } from "../config";
 import { cpuInfo } from "../util/cpu_info";
 
 /** The kernels' version the addon must export (tools/native/ops/addon.cc kVersion); build.sh's CUSTOM_OPS names it too. */
-export const CUSTOM_OPS_VERSION = 2;
+export const CUSTOM_OPS_VERSION = 3;
 
 /** The addon's place inside a CPU engine's package folder (tools/native/build.sh step 4). */
 export function customOpsPath(packageDir: string): string {
@@ -32,7 +33,7 @@ export interface CustomOpsState {
 let state: CustomOpsState = { active: false, fixable: false, reason: "not loaded (the engine is not the CPU package of `make native`)" };
 let override: boolean | null = null;
 
-/** Whether training BatchNorm and the depthwise convolutions run on this project's kernels. */
+/** Whether training BatchNorm, the depthwise convolutions and squeeze-excitation run on this project's kernels. */
 export function customOpsActive(): boolean {
   return override ?? state.active;
 }

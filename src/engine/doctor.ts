@@ -139,9 +139,9 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
       const oneDnn = tensorflowOneDnnOn();
       add("ok", `CPU: ${cpu.model ?? "unknown model"}, ${hasAvx512() ? "with" : "without"} AVX-512; TensorFlow's oneDNN ${oneDnn ? "on" : "off"}` +
         `${process.env.TF_ENABLE_ONEDNN_OPTS !== undefined ? ` (TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS})` : " (its default for this CPU: on only with AVX-512 VNNI/BF16, AVX-VNNI or AMX)"}. ` +
-        "TensorFlow's own kernels use neither AVX2 nor FMA, so this project's cover training's BatchNorm + SiLU and depthwise convolutions (next line; docs/performance.md)");
+        "TensorFlow's own kernels use neither AVX2 nor FMA, so this project's cover training's BatchNorm + SiLU, depthwise convolutions and squeeze-excitation (next line; docs/performance.md)");
       const ops = customOpsState();
-      add(ops.fixable ? "warn" : "ok", `training BatchNorm + SiLU and depthwise convolutions: ${ops.active ? `this project's ${ops.reason}` : ops.reason}` +
+      add(ops.fixable ? "warn" : "ok", `training BatchNorm + SiLU, depthwise convolutions, squeeze-excitation: ${ops.active ? `this project's ${ops.reason}` : ops.reason}` +
         `${!ops.fixable ? "" : "; on an AVX2 guest their BatchNorm kernels alone took 240x240 training from 5.0-5.4 to 7.3-8.8 img/s (docs/performance.md, items 18-19)"}`);
       if (tensorflowBool(process.env.TF_CPU_ALLOCATOR_USE_BFC) === true) add("ok", `TensorFlow's CPU memory: its BFC allocator (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}; the engine sets true unless set)`);
       else add("warn", `TensorFlow's CPU memory: malloc (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}): on one machine kind ~260,000 page faults per ` +

@@ -19,7 +19,7 @@ TFJS_VERSION=4.22.0
 BINDING_PATCHES=string-list-attrs,type-list-attrs
 # This project's own kernels (tools/native/ops/, loaded by src/engine/custom_ops.ts), by version; an
 # engine built with another version (or none) is rebuilt. CPU variant on x86-64 only, else "none".
-CUSTOM_OPS=kernels-2
+CUSTOM_OPS=kernels-3
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"

@@ -7,7 +7,9 @@
 // multiply and add, and a full-size tensor of ones uploaded for the mean's gradient: 88 MB per
 // block at 240x240 batch 16); this one runs 21 and keeps 7 tensors for the backward pass. Each
 // gradient is computed by the same ops in the same order as TF.js's own, so the values are
-// bit-identical (test/model.test.ts). On the pure-JS 'cpu' backend the plain-JS kernels of
+// bit-identical (test/model.test.ts). Where this project's AVX2 kernels run (engine/custom_ops.ts),
+// the scaling (forward: x * gate; backward: dy * gate + the mean's gradient) and the gate's gradient
+// (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20). On the pure-JS 'cpu' backend the plain-JS kernels of
 // layers.ts run under the tape as before. Evaluation computes the gate alone (squeezeExcitationGate)
 // and hands it to the projection, which scales its input by it or, on the native CPU engine, may
 // fold it into per-sample weights (native_eval.ts).
@@ -15,7 +17,8 @@
 // May touch: @tensorflow/tfjs, the layer API and native_eval.ts' gate. Called by efficientnet.ts.
 import * as tf from "@tensorflow/tfjs";
 import { dense, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
-import { nativeCpuOps } from "./native_backend";
+import { customOpsActive } from "../../engine/custom_ops";
+import { nativeCpuOps, runNativeOp } from "./native_backend";
 import { nativeSqueezeGate } from "./native_eval";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
@@ -43,6 +46,12 @@ export function squeezeExcitationGate(x: tf.Tensor4D, p: SqueezeExcitationParams
 export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor4D {
   if (usingJsKernels()) return scaleChannels(x, squeezeExcitationGate(x, p));
   const [n, h, w, c] = x.shape;
+  // Where this project's kernels run (engine/custom_ops.ts): the passes over x as one op each.
+  const nb = customOpsActive() ? nativeCpuOps() : null;
+  const scale = (t: tf.Tensor, gate: tf.Tensor, gate4: tf.Tensor, shift: tf.Tensor | null): tf.Tensor => nb !== null
+    ? runNativeOp(nb, "BiasInitChannelAffine", [], [t, gate, shift ?? tf.zerosLike(gate)])
+    : shift === null ? tf.mul(t, gate4) : tf.add(tf.mul(t, gate4), tf.reshape(shift, [n, 1, 1, c]));
+  const channelDot = (a: tf.Tensor, b: tf.Tensor): tf.Tensor => nb !== null ? runNativeOp(nb, "BiasInitChannelDot", [], [a, b]) : tf.sum(tf.mul(a, b), [1, 2]);
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, w1, b1, w2, b2] = args as tf.Tensor[];
     const save = args[5] as tf.GradSaveFunc;
@@ -55,20 +64,19 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
     // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
     save([xIn, pooled, a, sa, u, gate, gate4]);
     return {
-      value: tf.mul(xIn, gate4) as tf.Tensor4D,
+      value: scale(xIn, gate, gate4, null) as tf.Tensor4D,
       // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass.
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [xs, ps, as, sas, us, gs, g4s] = saved;
-        // Through x * gate4: x's direct part, and the gate's gradient summed over H and W.
-        const dxScale = tf.mul(dy, g4s);
-        const dGate = tf.sum(tf.mul(dy, xs), [1, 2]);
+        // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
+        const dGate = channelDot(dy, xs);
         // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
         const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
         const du = tf.matMul(dv, w2 as tf.Tensor2D, false, true);
         const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
         const dPooled = tf.matMul(da, w1 as tf.Tensor2D, false, true);
-        // The mean's gradient spreads dPooled / (H * W) over every position.
-        const dx = tf.add(dxScale, tf.reshape(tf.div(dPooled, h * w), [n, 1, 1, c]));
+        // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
+        const dx = scale(dy, gs, g4s, tf.div(dPooled, h * w));
         return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
       }),
     };

@@ -7,8 +7,9 @@
 
 namespace {
 // Bump with every change to the ops' interface or numbers, with CUSTOM_OPS_VERSION and build.sh's CUSTOM_OPS.
-constexpr uint32_t kVersion = 2;
-const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad"};
+constexpr uint32_t kVersion = 3;
+const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad",
+                            "BiasInitChannelAffine", "BiasInitChannelDot"};
 }  // namespace
 
 NAPI_MODULE_INIT() {
