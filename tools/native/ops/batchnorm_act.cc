@@ -7,7 +7,8 @@
 //
 // x is NHWC float32 seen as [rows, channels]. The forward reads x twice (per-channel sum and sum of
 // squares in double, then y = act((x - mean) * a + beta) with a = gamma * invstd; centring first
-// keeps channels whose mean is large against their spread accurate) and folds the running statistics with PyTorch's
+// loses less than x * a + b where a channel's mean is large against its spread, though the mean is
+// still rounded to float: docs/performance.md, item 18) and folds the running statistics with PyTorch's
 // rule (momentum, unbiased variance). The backward recomputes z instead of keeping it,
 // so the training step saves x, mean and invstd per layer (TensorFlow's FusedBatchNormV3 path kept
 // z and y as well). Its first pass writes g = dy * act'(z) into dx and sums g and g * xhat per
