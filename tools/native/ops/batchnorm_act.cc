@@ -5,13 +5,13 @@
 //       -> y, new_running_mean, new_running_var, mean, invstd
 //   BiasInitBatchNormActGrad(dy, x, gamma, beta, mean, invstd) -> dx, dgamma, dbeta
 //
-// x is NHWC float32 seen as [rows, channels]. The forward reads x twice (per-channel sum and sum of
-// squares in double, then y = act((x - mean) * a + beta) with a = gamma * invstd; centring first
+// x is NHWC float32 seen as [rows, channels]. The forward reads x twice: per-channel sum and sum of
+// squares in double, then y = act((x - mean) * a + beta) with a = gamma * invstd (centring first
 // loses less than x * a + b where a channel's mean is large against its spread, though the mean is
-// still rounded to float: docs/performance.md, item 18) and folds the running statistics with PyTorch's
-// rule (momentum, unbiased variance). The backward recomputes z instead of keeping it,
-// so the training step saves x, mean and invstd per layer (TensorFlow's FusedBatchNormV3 path kept
-// z and y as well). Its first pass writes g = dy * act'(z) into dx and sums g and g * xhat per
+// still rounded to float: docs/performance.md, item 18). It folds the running statistics with
+// PyTorch's rule (momentum, unbiased variance). The backward recomputes z instead of keeping it, so
+// the training step saves x, mean and invstd per layer (TensorFlow's FusedBatchNormV3 path kept z
+// and y as well). Its first pass writes g = dy * act'(z) into dx and sums g and g * xhat per
 // channel (double); the second turns g into dx = a * (g - mean(g) - xhat * mean(g * xhat)) in place.
 // SiLU is z / (1 + exp(-z)) and its derivative s * (1 + z * (1 - s)), PyTorch's formulas.
 // Sums are taken over fixed blocks of rows, then added in block order: results do not depend on the
