@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { zipSync, strToU8 } from "fflate";
+import { CUSTOM_OPS_VERSION } from "../src/engine/custom_ops";
 import { compileLib, fakeNvidiaSmi, hasGcc, ROOT, run } from "./helpers/fake_gpu";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-engine-build-"));
@@ -60,7 +61,7 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
   }
 
   test("a built engine is a fast no-op: build.sh finds its READY and exits at once", () => {
-    const native = fakeBuilt("built", { bindingPatches: "string-list-attrs,type-list-attrs", customOps: process.arch === "x64" ? "kernels-3" : "none" });
+    const native = fakeBuilt("built", { bindingPatches: "string-list-attrs,type-list-attrs", customOps: process.arch === "x64" ? `kernels-${CUSTOM_OPS_VERSION}` : "none" });
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${path.join(tmp, "no-gpu")}:${process.env.PATH}` });
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /native backend already built \(@tensorflow\/tfjs-node 4\.22\.0 on tensorflow-cpu 2\.21\.0\)/);

@@ -17,9 +17,11 @@ TF_VERSION=2.21.0
 TFJS_VERSION=4.22.0
 # The patches patch_binding.py applies; an engine built with other patches (or none) is rebuilt.
 BINDING_PATCHES=string-list-attrs,type-list-attrs
-# This project's own kernels (tools/native/ops/, loaded by src/engine/custom_ops.ts), by version; an
-# engine built with another version (or none) is rebuilt. CPU variant on x86-64 only, else "none".
-CUSTOM_OPS=kernels-3
+# This project's own kernels (tools/native/ops/, loaded by src/engine/custom_ops.ts), by the version
+# addon.cc exports (kVersion); an engine built with another version (or none) is rebuilt. CPU
+# variant on x86-64 only, else "none".
+CUSTOM_OPS=kernels-$(sed -n 's/^constexpr uint32_t kVersion = \([0-9][0-9]*\);.*/\1/p' "$(dirname "${BASH_SOURCE[0]}")/ops/addon.cc")
+[[ $CUSTOM_OPS != kernels- ]] || { echo "build.sh: no 'constexpr uint32_t kVersion = N;' line in tools/native/ops/addon.cc" >&2; exit 1; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/tools/native"

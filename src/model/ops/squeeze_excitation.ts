@@ -9,8 +9,8 @@
 // gradient is computed by the same ops in the same order as TF.js's own, so the values are
 // bit-identical (test/model.test.ts). Where this project's AVX2 kernels run (engine/custom_ops.ts),
 // the scaling (forward: x * gate; backward: dy * gate + the mean's gradient) and the gate's gradient
-// (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20). On the pure-JS 'cpu' backend the plain-JS kernels of
-// layers.ts run under the tape as before. Evaluation computes the gate alone (squeezeExcitationGate)
+// (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20).
+// On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before. Evaluation computes the gate alone (squeezeExcitationGate)
 // and hands it to the projection, which scales its input by it or, on the native CPU engine, may
 // fold it into per-sample weights (native_eval.ts).
 //

@@ -6,7 +6,8 @@
 #include <node_api.h>
 
 namespace {
-// Bump with every change to the ops' interface or numbers, with CUSTOM_OPS_VERSION and build.sh's CUSTOM_OPS.
+// Bump with every change to the ops' interface or numbers, with src/engine/custom_ops.ts' CUSTOM_OPS_VERSION
+// (build.sh reads this line to name the build in READY).
 constexpr uint32_t kVersion = 3;
 const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad",
                             "BiasInitChannelAffine", "BiasInitChannelDot"};
