@@ -284,6 +284,19 @@ node -e '
   "${CUDA_REQS[*]:-}" "${RUNPATH_OK:-}" "$CUDA_ENV_NEEDED" "$BINDING_PATCHES" "$CUSTOM_OPS"
 rm -f "$FAILED"
 
+# Hand the page cache of the libraries this build wrote back to the kernel (written to disk first).
+# Pages cached from the build's own writes come in large folios, and a process that loads the
+# library maps whole folios: on the AVX2 guest libtensorflow_cc.so.2's code read 138 instead of
+# 105 MB resident per process until the cache was dropped (docs/performance.md, "Peak memory").
+# Loading reads the library back in the usual way.
+find "$PKG_DIR/deps" "$PKG_DIR/lib" "$PKG_DIR/bias-ops" -type f \( -name '*.so' -o -name '*.so.*' -o -name '*.node' \) -print0 2>/dev/null | xargs -0 -r "$PY" -c '
+import os, sys
+for name in sys.argv[1:]:
+    fd = os.open(name, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)' || say "  (could not drop the page cache of the built libraries; harmless)"
+
 step_done
 say "done in $((SECONDS - START)) s (steps: ${TIMES%, }): require('$PKG_DIR') gives backend 'tensorflow' (TF $(node -p "JSON.parse(require('fs').readFileSync('$READY', 'utf8')).tfVersion"))$TAG"
 say "facts written to $READY; disk used by .native: $(du -sh "$NATIVE" | cut -f1)"
