@@ -15,7 +15,7 @@ import { ConfigError, readEnvironment } from "../config";
 import { cpuInfo } from "../util/cpu_info";
 
 /** The kernels' version the addon must export (tools/native/ops/addon.cc kVersion); build.sh's CUSTOM_OPS names it too. */
-export const CUSTOM_OPS_VERSION = 3;
+export const CUSTOM_OPS_VERSION = 4;
 
 /** The addon's place inside a CPU engine's package folder (tools/native/build.sh step 4). */
 export function customOpsPath(packageDir: string): string {

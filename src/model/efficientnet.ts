@@ -31,15 +31,19 @@ import {
   variablePlan,
 } from "./architecture";
 import {
+  batchNormAct,
   BatchNormMode,
   BatchNormState,
   convBnAct as convBnActOp,
+  convBnActThenDepthwise,
+  type ConvBnActUnit,
   dense,
   dropMask,
+  fusingNativeOps,
   residualAdd,
   spatialMean,
 } from "./ops/layers";
-import { type SqueezeExcitationParams, squeezeExcitation, squeezeExcitationGate } from "./ops/squeeze_excitation";
+import { type SqueezeExcitationParams, squeezeExcitationGate, squeezeExcitationProject } from "./ops/squeeze_excitation";
 import type { EvalFolds } from "./ops/native_eval";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
@@ -69,19 +73,30 @@ export type BlockRecompute = "auto" | "always" | "never";
  */
 const RECOMPUTE_MIN_VALUES = 8 * 1024 * 1024;
 
+/**
+ * The same where layer fusion runs (ops/layers.ts fusingNativeOps), whose fused ops keep 2 or 3 of
+ * a block's 5 wide tensors for the backward pass: 32M floats, so no block at 240x240 batch 16.
+ * There (AVX2 guest, 3 alternating rounds) fusion without recompute peaked at 1.86-1.90 GB and
+ * trained as fast as neither (7.6-8.2 against 7.7-8.2 img/s at 2.17-2.19 GB); fusion with stage 2's
+ * first block recomputed took 1.73-1.94 GB at 5.6-6.9 img/s (docs/performance.md, item 21). Larger batches are not
+ * measured: the first block of stage 2 reaches 32M at batch 24.
+ */
+const RECOMPUTE_MIN_VALUES_FUSED = 32 * 1024 * 1024;
+
 let blockRecompute: BlockRecompute = "auto";
-let recomputeMinValues = RECOMPUTE_MIN_VALUES;
+/** null: RECOMPUTE_MIN_VALUES, or RECOMPUTE_MIN_VALUES_FUSED where layer fusion runs. */
+let recomputeMinValues: number | null = null;
 
 /**
  * Gradient checkpointing of MBConv blocks in training. "auto" (default): on the native and GPU
  * backends, for blocks whose expanded activation has at least `minValues` values (default
- * RECOMPUTE_MIN_VALUES; at 240x240 batch 16 only the first block of stage 2, whose 16x120x120x96
+ * RECOMPUTE_MIN_VALUES, or RECOMPUTE_MIN_VALUES_FUSED where layer fusion runs; at 240x240 batch 16 only the first block of stage 2, whose 16x120x120x96
  * expansion is the largest activation of the network; at batch 64 most blocks of stages 1-4; at
  * 32x32 batch 64 none, so small inputs pay no recompute). "always"/"never", and "auto" with
  * another threshold, for tests and benchmarks. Gradients, loss and running statistics are the
  * same in every mode (test/model.test.ts).
  */
-export function setBlockRecompute(mode: BlockRecompute, minValues: number = RECOMPUTE_MIN_VALUES): void {
+export function setBlockRecompute(mode: BlockRecompute, minValues: number | null = null): void {
   blockRecompute = mode;
   recomputeMinValues = minValues;
 }
@@ -108,7 +123,8 @@ function shouldRecompute(x: tf.Tensor4D, b: MBConvBlock): boolean {
   if (blockRecompute !== "auto") return blockRecompute === "always";
   if (tf.getBackend() === "cpu") return false;
   const [n, h, w, c] = x.shape;
-  return n * h * w * c * b.expandRatio >= recomputeMinValues;
+  const min = recomputeMinValues ?? (fusingNativeOps() !== null ? RECOMPUTE_MIN_VALUES_FUSED : RECOMPUTE_MIN_VALUES);
+  return n * h * w * c * b.expandRatio >= min;
 }
 
 export class EfficientNet {
@@ -179,10 +195,17 @@ export class EfficientNet {
 
   /** `get` maps a parameter key to its tensor: the variable itself, or its stand-in during a recompute. */
   private convBnAct(x: tf.Tensor4D, u: ConvBnAct, mode: BatchNormMode, get: ParamLookup = (k) => this.v(k), inputScale: tf.Tensor2D | null = null): tf.Tensor4D {
-    const conv = { kind: u.kind, weight: get(`${u.prefix}.0.weight`), stride: u.stride };
+    const { conv, bn, activation } = this.unit(u, get);
+    return convBnActOp(x, conv, bn, mode, activation, inputScale);
+  }
+
+  private unit(u: ConvBnAct, get: ParamLookup): ConvBnActUnit {
     const bn = `${u.prefix}.1`;
-    const state = { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) };
-    return convBnActOp(x, conv, state, mode, u.activation, inputScale);
+    return {
+      conv: { kind: u.kind, weight: get(`${u.prefix}.0.weight`), stride: u.stride },
+      bn: { ...(this.bnStates.get(bn) as BatchNormState), gamma: get(`${bn}.weight`), beta: get(`${bn}.bias`) },
+      activation: u.activation,
+    };
   }
 
   private seParams(se: SqueezeExcitationSpec, get: ParamLookup): SqueezeExcitationParams {
@@ -192,15 +215,21 @@ export class EfficientNet {
     };
   }
 
-  /** expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the residual. */
+  /**
+   * expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the
+   * residual. In training where this project's kernels run, expand's BatchNorm with the depthwise
+   * convolution, and SE with the projection, are one op each (ops/layers.ts setLayerFusion).
+   */
   private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup): tf.Tensor4D {
-    let y = x;
-    if (b.expand) y = this.convBnAct(y, b.expand, mode, get);
-    y = this.convBnAct(y, b.depthwise, mode, get);
+    const y = b.expand ? convBnActThenDepthwise(x, this.unit(b.expand, get), this.unit(b.depthwise, get), mode) : this.convBnAct(x, b.depthwise, mode, get);
     const se = this.seParams(b.se, get);
-    if (mode.training) return this.convBnAct(squeezeExcitation(y, se), b.project, mode, get);
+    const project = this.unit(b.project, get);
+    if (mode.training) {
+      if (project.conv.kind !== "pointwise") throw new Error(`${WHERE}: ${b.project.prefix} is a ${project.conv.kind} convolution; MBConv's projection is 1x1`);
+      return batchNormAct(squeezeExcitationProject(y, se, project.conv.weight as tf.Tensor2D), project.bn, mode, project.activation);
+    }
     // Evaluation: the projection scales its input by the gate, or folds the gate into its weights.
-    return this.convBnAct(y, b.project, mode, get, squeezeExcitationGate(y, se));
+    return convBnActOp(y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(y, se));
   }
 
   /**

@@ -23,8 +23,8 @@ import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
 import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnFusedConv } from "./native_eval";
-import { nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
-import { nativeDepthwiseConvPadded } from "./native_conv";
+import { type NativeKernelBackend, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
+import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
 import { customOpsActive } from "../../engine/custom_ops";
 
 const WHERE = "src/model/ops/layers.ts";
@@ -35,6 +35,23 @@ let kernelMode: KernelMode = "auto";
 /** "auto" (default): the plain-JS kernels on the 'cpu' backend. "off": TF.js ops everywhere (tests, benchmarks). */
 export function setJsKernels(mode: KernelMode): void {
   kernelMode = mode;
+}
+
+let layerFusion: KernelMode = "auto";
+
+/**
+ * "auto" (default): in training where this project's kernels run, two pairs of layers run as one op
+ * whose backward pass recomputes the tensor between them (convBnActThenDepthwise,
+ * squeeze_excitation.ts squeezeExcitationProject; item 21). "off": each layer its own op (tests:
+ * the gradients are bit-identical either way).
+ */
+export function setLayerFusion(mode: KernelMode): void {
+  layerFusion = mode;
+}
+
+/** The native CPU backend, where this project's kernels run and layer fusion is on; else null. */
+export function fusingNativeOps(): NativeKernelBackend | null {
+  return layerFusion === "auto" && customOpsActive() ? nativeCpuOps() : null;
 }
 
 export function usingJsKernels(): boolean {
@@ -65,16 +82,24 @@ export function pointwiseConv(x: tf.Tensor4D, weight: tf.Tensor2D): tf.Tensor4D 
     const w2d = args[1] as tf.Tensor2D;
     (args[2] as tf.GradSaveFunc)([x2d]);
     return {
-      value: tf.reshape(tf.matMul(x2d, w2d), [n, h, w, out]) as tf.Tensor4D,
+      value: pointwiseProducts(x2d, w2d, [n, h, w, out]),
       // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass, which
       // would keep every intermediate (here the 2-D product under dx's reshape) until it ends.
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-        const dy2d = tf.reshape(dy, [n * h * w, out]) as tf.Tensor2D;
-        return [tf.reshape(tf.matMul(dy2d, w2d, false, true), [n, h, w, c]), tf.matMul(saved[0] as tf.Tensor2D, dy2d, true, false)];
-      }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => pointwiseGradients(dy, saved[0] as tf.Tensor2D, w2d, x.shape)),
     };
   });
   return op(x, weight) as tf.Tensor4D;
+}
+
+/** The 1x1 convolution's forward on the native and TF.js-ops paths: x2d [N*H*W, in] @ w [in, out], as [N, H, W, out]. */
+export function pointwiseProducts(x2d: tf.Tensor2D, w2d: tf.Tensor2D, outShape: [number, number, number, number]): tf.Tensor4D {
+  return tf.reshape(tf.matMul(x2d, w2d), outShape) as tf.Tensor4D;
+}
+
+/** Its gradients [dx (inShape), dw] from dy [N, H, W, out] and the forward's x2d (squeeze_excitation.ts' fused op too). */
+export function pointwiseGradients(dy: tf.Tensor, x2d: tf.Tensor2D, w2d: tf.Tensor2D, inShape: [number, number, number, number]): [tf.Tensor, tf.Tensor] {
+  const dy2d = tf.reshape(dy, [x2d.shape[0], w2d.shape[1]]) as tf.Tensor2D;
+  return [tf.reshape(tf.matMul(dy2d, w2d, false, true), inShape), tf.matMul(x2d, dy2d, true, false)];
 }
 
 /**
@@ -145,10 +170,7 @@ export interface BatchNormMode {
 export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNormMode, activation: boolean): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   const count = n * h * w;
-  if (mode.training && count <= 1) {
-    // PyTorch refuses this too: the unbiased variance of one value is undefined.
-    throw new Error(`${WHERE}: BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape.join(", ")}]`);
-  }
+  if (mode.training) checkTrainingCount(x);
   if (usingJsKernels()) return tf.reshape(jsBatchNormAct(tf.reshape(x, [count, c]), bn, mode, activation), [n, h, w, c]);
   const native = nativeOps();
   if (native !== null && mode.training) return nativeTrainingBatchNormAct(native, x, bn, mode.updateRunningStats, activation);
@@ -168,6 +190,12 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
   if (!activation) return y;
   // Evaluation on a GPU (the running statistics, no gradient): SiLU in one pass.
   return native !== null ? nativeSilu(native, y) : silu(y);
+}
+
+/** PyTorch refuses this too: the unbiased variance of one value is undefined. */
+function checkTrainingCount(x: tf.Tensor4D): void {
+  const [n, h, w] = x.shape;
+  if (n * h * w <= 1) throw new Error(`${WHERE}: BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape.join(", ")}]`);
 }
 
 /** One convolution of the backbone: its kind, weight (pointwise [in, out], depthwise [k, k, C, 1], full HWIO) and stride. */
@@ -209,6 +237,32 @@ export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mo
     }
     return activation ? nativeSilu(native, z) : z;
   });
+}
+
+/** A convolution with its BatchNorm (+ SiLU). */
+export interface ConvBnActUnit {
+  conv: ConvSpec;
+  bn: BatchNormState;
+  activation: boolean;
+}
+
+/**
+ * An expanded MBConv block's first half: a convolution + BatchNorm (+ SiLU), then the depthwise
+ * convolution + BatchNorm (+ SiLU). In training where this project's kernels run (fusingNativeOps),
+ * the first BatchNorm and the depthwise convolution are one op that recomputes the depthwise
+ * convolution's input in the backward pass instead of keeping it (native_conv.ts); elsewhere, and
+ * in evaluation, convBnAct twice.
+ */
+export function convBnActThenDepthwise(x: tf.Tensor4D, first: ConvBnActUnit, depthwise: ConvBnActUnit, mode: BatchNormMode): tf.Tensor4D {
+  const native = mode.training && depthwise.conv.kind === "depthwise" ? fusingNativeOps() : null;
+  if (native === null) {
+    return convBnAct(convBnAct(x, first.conv, first.bn, mode, first.activation), depthwise.conv, depthwise.bn, mode, depthwise.activation);
+  }
+  const e = convolve(x, first.conv);
+  checkTrainingCount(e);
+  const weight = depthwise.conv.weight as tf.Tensor4D;
+  const d = nativeBatchNormActDepthwise(native, e, first.bn, mode.updateRunningStats, first.activation, weight, depthwise.conv.stride, symmetricPad(weight.shape[0]));
+  return batchNormAct(d, depthwise.bn, mode, depthwise.activation);
 }
 
 /** Mean over H and W of NHWC, as [N, C]. */

@@ -99,26 +99,49 @@ export function nativeTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor
  * which with x are all the backward keeps; it recomputes z from them.
  */
 function customTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): tf.Tensor4D {
-  const B = nb.binding;
-  const act = { name: "activation", type: B.TF_ATTR_BOOL, value: activation };
-  const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }, act];
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, gamma, beta] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
-    const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs("BiasInitBatchNormAct", attrs, [xIn, gamma, beta, bn.runningMean, bn.runningVar], 5);
-    if (updateRunningStats) {
-      bn.runningMean.assign(newMean);
-      bn.runningVar.assign(newVar);
-    }
+    const { y, mean, invstd } = customBatchNormActForward(nb, xIn, gamma, beta, bn, updateRunningStats, activation);
     // gamma and beta are variables (or, in a recomputed block, stand-ins alive until its backward pass ends): not saved.
     save([xIn, mean, invstd]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() =>
-        nb.executeMultipleOutputs("BiasInitBatchNormActGrad", [act], [dy, saved[0], gamma, beta, saved[1], saved[2]], 3)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => customBatchNormActGrad(nb, dy, saved[0], gamma, beta, saved[1], saved[2], activation)),
     };
   });
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
+}
+
+function customActAttr(nb: NativeKernelBackend, activation: boolean): NativeAttr {
+  return { name: "activation", type: nb.binding.TF_ATTR_BOOL, value: activation };
+}
+
+/**
+ * BiasInitBatchNormAct: y, and the batch's mean and invstd the backward pass needs; assigns the
+ * folded running statistics when `updateRunningStats`. Also native_conv.ts' fused op.
+ */
+export function customBatchNormActForward(nb: NativeKernelBackend, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): { y: tf.Tensor; mean: tf.Tensor; invstd: tf.Tensor } {
+  const B = nb.binding;
+  const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }, customActAttr(nb, activation)];
+  const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs("BiasInitBatchNormAct", attrs, [x, gamma, beta, bn.runningMean, bn.runningVar], 5);
+  if (updateRunningStats) {
+    bn.runningMean.assign(newMean);
+    bn.runningVar.assign(newVar);
+  }
+  newMean.dispose();
+  newVar.dispose();
+  return { y, mean, invstd };
+}
+
+/** BiasInitBatchNormActApply: the forward's y again from x and its saved statistics, bit-identical (the same kernel code). */
+export function customBatchNormActApply(nb: NativeKernelBackend, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, invstd: tf.Tensor, activation: boolean): tf.Tensor {
+  return runNativeOp(nb, "BiasInitBatchNormActApply", [customActAttr(nb, activation)], [x, gamma, beta, mean, invstd]);
+}
+
+/** BiasInitBatchNormActGrad: [dx, dgamma, dbeta]. */
+export function customBatchNormActGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, invstd: tf.Tensor, activation: boolean): tf.Tensor[] {
+  return nb.executeMultipleOutputs("BiasInitBatchNormActGrad", [customActAttr(nb, activation)], [dy, x, gamma, beta, mean, invstd], 3);
 }
 
 /**

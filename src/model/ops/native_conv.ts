@@ -6,11 +6,18 @@
 // gradients differ from the padded formulation's by float round-off (summation order). Where this
 // project's AVX2/FMA kernels are loaded (engine/custom_ops.ts), those run instead (item 19).
 //
-// May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called by ops/layers.ts;
-// native_eval.ts shares its convolution attributes.
+//
+// On those kernels it also runs training's BatchNorm + SiLU and the depthwise convolution after it
+// as one op whose backward pass recomputes the convolution's input (item 21).
+//
+// May touch: @tensorflow/tfjs, the native backend (native_backend.ts), and the BatchNorm state it
+// is given (through native_batchnorm.ts). Called by ops/layers.ts; native_eval.ts shares its
+// convolution attributes.
 import * as tf from "@tensorflow/tfjs";
 import { customOpsActive } from "../../engine/custom_ops";
+import type { BatchNormState } from "./layers";
 import { floatType, NativeAttr, NativeKernelBackend, runNativeOp } from "./native_backend";
+import { customBatchNormActApply, customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
 
 /** The attributes of a TF convolution with `pad` zeros on every side of H and W (also native_eval.ts' fused one). */
 export function convAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
@@ -43,10 +50,14 @@ export function nativeDepthwiseConvPadded(nb: NativeKernelBackend, x: tf.Tensor4
   return op(x, weight) as tf.Tensor4D;
 }
 
+function customDepthwiseAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
+  const B = nb.binding;
+  return [{ name: "stride", type: B.TF_ATTR_INT, value: stride }, { name: "pad", type: B.TF_ATTR_INT, value: pad }];
+}
+
 /** The same on this project's AVX2/FMA kernels (engine/custom_ops.ts): one op forward, one for both gradients. */
 function customDepthwiseConv(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
-  const B = nb.binding;
-  const attrs = [{ name: "stride", type: B.TF_ATTR_INT, value: stride }, { name: "pad", type: B.TF_ATTR_INT, value: pad }];
+  const attrs = customDepthwiseAttrs(nb, stride, pad);
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, w] = args as tf.Tensor[];
     (args[2] as tf.GradSaveFunc)([xIn]);
@@ -56,4 +67,40 @@ function customDepthwiseConv(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf
     };
   });
   return op(x, weight) as tf.Tensor4D;
+}
+
+/**
+ * Training's BatchNorm (+ SiLU) of e, then the depthwise convolution of the result, as one
+ * differentiable op on this project's kernels (only where they run: engine/custom_ops.ts). The
+ * backward pass keeps e and the batch's two per-channel vectors, as the BatchNorm alone would, but
+ * not y = silu(bn(e)), which the convolution alone would keep: it recomputes y in one pass
+ * (BiasInitBatchNormActApply, bit-identical to the forward's y) and drops it again after the
+ * convolution's gradients. Gradients bit-identical to the two ops' (test/native_ops.test.ts).
+ */
+export function nativeBatchNormActDepthwise(nb: NativeKernelBackend, e: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean,
+  weight: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
+  if (!customOpsActive()) throw new Error("src/model/ops/native_conv.ts: nativeBatchNormActDepthwise needs this project's kernels (engine/custom_ops.ts)");
+  const attrs = customDepthwiseAttrs(nb, stride, pad);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [eIn, gamma, beta, w] = args as tf.Tensor[];
+    const save = args[4] as tf.GradSaveFunc;
+    const { y, mean, invstd } = customBatchNormActForward(nb, eIn, gamma, beta, bn, updateRunningStats, activation);
+    const d = runNativeOp(nb, "BiasInitDepthwiseConv", attrs, [y, w]) as tf.Tensor4D;
+    y.dispose();
+    // gamma, beta and w are variables (or, in a recomputed block, stand-ins alive until its backward pass ends): not saved.
+    save([eIn, mean, invstd]);
+    return {
+      value: d,
+      gradFunc: (dd: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [es, ms, is] = saved;
+        const ys = customBatchNormActApply(nb, es, gamma, beta, ms, is, activation);
+        const [dy, dw] = nb.executeMultipleOutputs("BiasInitDepthwiseConvGrad", attrs, [dd, ys, w], 2);
+        ys.dispose();
+        const [de, dgamma, dbeta] = customBatchNormActGrad(nb, dy, es, gamma, beta, ms, is, activation);
+        dy.dispose();
+        return [de, dgamma, dbeta, dw];
+      }),
+    };
+  });
+  return op(e, bn.gamma, bn.beta, weight) as tf.Tensor4D;
 }

@@ -9,14 +9,16 @@
 // gradient is computed by the same ops in the same order as TF.js's own, so the values are
 // bit-identical (test/model.test.ts). Where this project's AVX2 kernels run (engine/custom_ops.ts),
 // the scaling (forward: x * gate; backward: dy * gate + the mean's gradient) and the gate's gradient
-// (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20).
-// On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before. Evaluation computes the gate alone (squeezeExcitationGate)
-// and hands it to the projection, which scales its input by it or, on the native CPU engine, may
-// fold it into per-sample weights (native_eval.ts).
+// (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20),
+// and SE with the block's projection is one op that does not keep SE's output (item 21).
+// On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before.
+// Evaluation computes the gate alone (squeezeExcitationGate) and hands it to the projection, which
+// scales its input by it or, on the native CPU engine, may fold it into per-sample weights
+// (native_eval.ts).
 //
 // May touch: @tensorflow/tfjs, the layer API and native_eval.ts' gate. Called by efficientnet.ts.
 import * as tf from "@tensorflow/tfjs";
-import { dense, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
+import { dense, fusingNativeOps, pointwiseConv, pointwiseGradients, pointwiseProducts, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
 import { customOpsActive } from "../../engine/custom_ops";
 import { nativeCpuOps, runNativeOp } from "./native_backend";
 import { nativeSqueezeGate } from "./native_eval";
@@ -45,16 +47,65 @@ export function squeezeExcitationGate(x: tf.Tensor4D, p: SqueezeExcitationParams
 /** x [N, H, W, C] scaled per sample and channel by its gate (training; see squeezeExcitationGate). */
 export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor4D {
   if (usingJsKernels()) return scaleChannels(x, squeezeExcitationGate(x, p));
-  const [n, h, w, c] = x.shape;
-  // Where this project's kernels run (engine/custom_ops.ts): the passes over x as one op each.
-  const nb = customOpsActive() ? nativeCpuOps() : null;
-  const scale = (t: tf.Tensor, gate: tf.Tensor, gate4: tf.Tensor, shift: tf.Tensor | null): tf.Tensor => nb !== null
-    ? runNativeOp(nb, "BiasInitChannelAffine", [], [t, gate, shift ?? tf.zerosLike(gate)])
-    : shift === null ? tf.mul(t, gate4) : tf.add(tf.mul(t, gate4), tf.reshape(shift, [n, 1, 1, c]));
-  const channelDot = (a: tf.Tensor, b: tf.Tensor): tf.Tensor => nb !== null ? runNativeOp(nb, "BiasInitChannelDot", [], [a, b]) : tf.sum(tf.mul(a, b), [1, 2]);
+  const se = new TrainingSqueezeExcitation(x.shape);
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, w1, b1, w2, b2] = args as tf.Tensor[];
-    const save = args[5] as tf.GradSaveFunc;
+    const { value, saved } = se.forward(xIn, w1, b1, w2, b2);
+    (args[5] as tf.GradSaveFunc)(saved);
+    // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass.
+    return { value, gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => se.backward(dy, s, w1, w2)) };
+  });
+  return op(x, p.w1, p.b1, p.w2, p.b2) as tf.Tensor4D;
+}
+
+/**
+ * Squeeze-excitation, then the block's 1x1 projection (weight [C, out]) of its output, as one op
+ * where this project's kernels run (layers.ts fusingNativeOps): the backward pass keeps what SE alone
+ * keeps (x and the gate), but not SE's output, which the projection alone would keep: it recomputes
+ * that output in one pass (BiasInitChannelAffine, bit-identical) and drops it after the
+ * projection's gradients (item 21). Elsewhere the two ops. Gradients bit-identical to the two ops'.
+ */
+export function squeezeExcitationProject(x: tf.Tensor4D, p: SqueezeExcitationParams, projection: tf.Tensor2D): tf.Tensor4D {
+  if (usingJsKernels() || fusingNativeOps() === null) return pointwiseConv(squeezeExcitation(x, p), projection);
+  const se = new TrainingSqueezeExcitation(x.shape);
+  const [n, h, w, c] = x.shape;
+  const out = projection.shape[1];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xIn, w1, b1, w2, b2, wp] = args as tf.Tensor[];
+    const { value, saved } = se.forward(xIn, w1, b1, w2, b2);
+    const projected = pointwiseProducts(tf.reshape(value, [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, [n, h, w, out]);
+    value.dispose();
+    (args[6] as tf.GradSaveFunc)(saved);
+    return {
+      value: projected,
+      gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => {
+        const [dse, dwp] = pointwiseGradients(dy, tf.reshape(se.scaled(s), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, x.shape);
+        return [...se.backward(dse, s, w1, w2), dwp];
+      }),
+    };
+  });
+  return op(x, p.w1, p.b1, p.w2, p.b2, projection) as tf.Tensor4D;
+}
+
+/**
+ * Training's SE with its backward pass written out (the ops of TF.js's own gradients, same order,
+ * bit-identical values), for squeezeExcitation and squeezeExcitationProject. Where this project's
+ * kernels run the passes over x are one op each (BiasInitChannelAffine, BiasInitChannelDot).
+ */
+class TrainingSqueezeExcitation {
+  private readonly nb = customOpsActive() ? nativeCpuOps() : null;
+  constructor(private readonly shape: [number, number, number, number]) {}
+
+  /** x * gate (+ shift [N, C] per sample and channel). */
+  private scale(t: tf.Tensor, gate: tf.Tensor, gate4: tf.Tensor, shift: tf.Tensor | null): tf.Tensor {
+    const [n, , , c] = this.shape;
+    if (this.nb !== null) return runNativeOp(this.nb, "BiasInitChannelAffine", [], [t, gate, shift ?? tf.zerosLike(gate)]);
+    return shift === null ? tf.mul(t, gate4) : tf.add(tf.mul(t, gate4), tf.reshape(shift, [n, 1, 1, c]));
+  }
+
+  /** The output and the tensors the backward pass needs: [x, pooled, a, sigmoid(a), u, gate, gate as [N, 1, 1, C]]. */
+  forward(xIn: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): { value: tf.Tensor4D; saved: tf.Tensor[] } {
+    const [n, , , c] = this.shape;
     const pooled = tf.mean(xIn, [1, 2]) as tf.Tensor2D;
     const a = tf.add(tf.matMul(pooled, w1 as tf.Tensor2D), b1) as tf.Tensor2D;
     const sa = tf.sigmoid(a);
@@ -62,24 +113,27 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
     const gate = tf.sigmoid(tf.add(tf.matMul(u, w2 as tf.Tensor2D), b2));
     const gate4 = tf.reshape(gate, [n, 1, 1, c]);
     // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
-    save([xIn, pooled, a, sa, u, gate, gate4]);
-    return {
-      value: scale(xIn, gate, gate4, null) as tf.Tensor4D,
-      // In a tidy: TF.js runs a custom gradient in the scope of the whole backward pass.
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-        const [xs, ps, as, sas, us, gs, g4s] = saved;
-        // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
-        const dGate = channelDot(dy, xs);
-        // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
-        const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
-        const du = tf.matMul(dv, w2 as tf.Tensor2D, false, true);
-        const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
-        const dPooled = tf.matMul(da, w1 as tf.Tensor2D, false, true);
-        // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
-        const dx = scale(dy, gs, g4s, tf.div(dPooled, h * w));
-        return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
-      }),
-    };
-  });
-  return op(x, p.w1, p.b1, p.w2, p.b2) as tf.Tensor4D;
+    return { value: this.scale(xIn, gate, gate4, null) as tf.Tensor4D, saved: [xIn, pooled, a, sa, u, gate, gate4] };
+  }
+
+  /** The forward's output again from its saved tensors (the same op: bit-identical). */
+  scaled(saved: tf.Tensor[]): tf.Tensor {
+    return this.scale(saved[0], saved[5], saved[6], null);
+  }
+
+  /** [dx, dw1, db1, dw2, db2]. */
+  backward(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor): tf.Tensor[] {
+    const [, h, w] = this.shape;
+    const [xs, ps, as, sas, us, gs, g4s] = saved;
+    // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
+    const dGate = this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy, xs]) : tf.sum(tf.mul(dy, xs), [1, 2]);
+    // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
+    const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
+    const du = tf.matMul(dv, w2 as tf.Tensor2D, false, true);
+    const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
+    const dPooled = tf.matMul(da, w1 as tf.Tensor2D, false, true);
+    // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
+    const dx = this.scale(dy, gs, g4s, tf.div(dPooled, h * w));
+    return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
+  }
 }

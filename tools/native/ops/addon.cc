@@ -8,8 +8,8 @@
 namespace {
 // Bump with every change to the ops' interface or numbers, with src/engine/custom_ops.ts' CUSTOM_OPS_VERSION
 // (build.sh reads this line to name the build in READY).
-constexpr uint32_t kVersion = 3;
-const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad",
+constexpr uint32_t kVersion = 4;
+const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActApply", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad",
                             "BiasInitChannelAffine", "BiasInitChannelDot"};
 }  // namespace
 

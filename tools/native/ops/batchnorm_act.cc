@@ -3,6 +3,7 @@
 //
 //   BiasInitBatchNormAct(x, gamma, beta, running_mean, running_var)
 //       -> y, new_running_mean, new_running_var, mean, invstd
+//   BiasInitBatchNormActApply(x, gamma, beta, mean, invstd) -> y   (the forward's second pass)
 //   BiasInitBatchNormActGrad(dy, x, gamma, beta, mean, invstd) -> dx, dgamma, dbeta
 //
 // x is NHWC float32 seen as [rows, channels]. The forward reads x twice: per-channel sum and sum of
@@ -55,6 +56,19 @@ REGISTER_OP("BiasInitBatchNormAct")
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, c->input(0));
       for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("BiasInitBatchNormActApply")
+    .Input("x: float")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Input("mean: float")
+    .Input("invstd: float")
+    .Output("y: float")
+    .Attr("activation: bool")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(0));
       return absl::OkStatus();
     });
 
@@ -116,6 +130,31 @@ void ForBlocks(OpKernelContext* ctx, int64_t rows, int64_t channels, int64_t flo
   const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
   auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
   pool->ParallelFor(blocks, kBlockRows * channels * flops_per_value, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
+}
+
+// y = act((x - mean) * a + beta) over [rows, channels]: the forward's second pass, and all of
+// BiasInitBatchNormActApply (the same code, so a recomputed y is bit-identical to the forward's).
+void ApplyBatchNormAct(OpKernelContext* ctx, const float* xp, float* yp, int64_t rows, int64_t channels, const float* m,
+                       const float* a, const float* beta, bool act) {
+  const int64_t vec = channels / 8 * 8;
+  ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
+      const float* row = xp + r * channels;
+      float* out = yp + r * channels;
+      int64_t c = 0;
+      for (; c < vec; c += 8) {
+        const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(m + c));
+        __m256 z = _mm256_fmadd_ps(xc, _mm256_loadu_ps(a + c), _mm256_loadu_ps(beta + c));
+        if (act) z = _mm256_div_ps(z, _mm256_add_ps(one, Exp8(_mm256_xor_ps(z, sign))));
+        _mm256_storeu_ps(out + c, z);
+      }
+      for (; c < channels; ++c) {
+        const float z = std::fma(row[c] - m[c], a[c], beta[c]);
+        out[c] = act ? z / (1.0f + Exp1(-z)) : z;
+      }
+    }
+  });
 }
 
 // Adds 8 floats into two 4-double accumulators.
@@ -220,29 +259,40 @@ class BatchNormActOp : public OpKernel {
     }
 
     // Pass 2: y = act((x - mean) * a + beta).
-    const bool act = activation_;
-    ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
-      const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-      for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
-        const float* row = xp + r * channels;
-        float* out = yp + r * channels;
-        int64_t c = 0;
-        for (; c < vec; c += 8) {
-          const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(&m[c]));
-          __m256 z = _mm256_fmadd_ps(xc, _mm256_loadu_ps(&a[c]), _mm256_loadu_ps(beta + c));
-          if (act) z = _mm256_div_ps(z, _mm256_add_ps(one, Exp8(_mm256_xor_ps(z, sign))));
-          _mm256_storeu_ps(out + c, z);
-        }
-        for (; c < channels; ++c) {
-          const float z = std::fma(row[c] - m[c], a[c], beta[c]);
-          out[c] = act ? z / (1.0f + Exp1(-z)) : z;
-        }
-      }
-    });
+    ApplyBatchNormAct(ctx, xp, yp, rows, channels, m.data(), a.data(), beta, activation_);
   }
 
  private:
   float epsilon_, momentum_;
+  bool activation_;
+};
+
+// The forward's second pass alone, with the statistics the forward returned: what a fused op
+// (src/model/ops/native_conv.ts nativeBatchNormActDepthwise) runs in the backward pass to recompute y
+// instead of keeping it.
+class BatchNormActApplyOp : public OpKernel {
+ public:
+  explicit BatchNormActApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    OP_REQUIRES_OK(ctx, CheckInputs(x, {&ctx->input(1), &ctx->input(2), &ctx->input(3), &ctx->input(4)}));
+    const int64_t channels = x.dim_size(x.dims() - 1);
+    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    Tensor* y;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    const float* gamma = ctx->input(1).flat<float>().data();
+    const float* invstd = ctx->input(4).flat<float>().data();
+    // a as the forward computes it (float gamma times float invstd).
+    std::vector<float> a(channels);
+    for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
+    ApplyBatchNormAct(ctx, x.flat<float>().data(), y->flat<float>().data(), rows, channels, ctx->input(3).flat<float>().data(), a.data(),
+                      ctx->input(2).flat<float>().data(), activation_);
+  }
+
+ private:
   bool activation_;
 };
 
@@ -353,6 +403,7 @@ class BatchNormActGradOp : public OpKernel {
 };
 
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormAct").Device(tensorflow::DEVICE_CPU), BatchNormActOp);
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActApply").Device(tensorflow::DEVICE_CPU), BatchNormActApplyOp);
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGrad").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp);
 
 }  // namespace

@@ -1,0 +1,141 @@
+// Layer fusion in training (item 21): where this project's AVX2 kernels run, expand's BatchNorm +
+// SiLU with the depthwise convolution, and squeeze-excitation with the projection, are one op each
+// whose backward pass recomputes the tensor between them. Checked here: each fused op against the
+// two ops it replaces (values, gradients and running statistics bit for bit); a model's loss and
+// every gradient bit for bit with fusion on and off, with and without block recompute; and the
+// memory it is for: at the end of the forward pass the tape holds exactly the recomputed tensors'
+// bytes less, counted from the architecture. Skipped where the kernels cannot run here.
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../src/engine/backend";
+import { customOpsActive, customOpsState } from "../src/engine/custom_ops";
+import { nativeCpuOps, NativeKernelBackend } from "../src/model/ops/native_backend";
+import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
+import { nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
+import { pointwiseConv, setLayerFusion } from "../src/model/ops/layers";
+import { squeezeExcitation, squeezeExcitationProject } from "../src/model/ops/squeeze_excitation";
+import { efficientNetArchitecture } from "../src/model/architecture";
+import { BinaryClassifier } from "../src/model/head";
+import { setBlockRecompute } from "../src/model/efficientnet";
+import { frugalVariableGrads } from "../src/train/frugal_backward";
+import { makeRng } from "../src/rng";
+
+let nb: NativeKernelBackend | null = null;
+let why = "";
+
+before(async () => {
+  try {
+    await initBackend("native");
+    nb = customOpsActive() ? nativeCpuOps() : null;
+    if (nb === null) why = `this project's kernels are not active: ${customOpsState().reason}`;
+  } catch (e) {
+    why = `no native backend (${(e as Error).message.split("\n")[0]})`;
+  }
+});
+
+function randomTensor(shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor {
+  const rng = makeRng("layer-fusion-test", seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => shift + scale * rng.normal()), shape);
+}
+
+/** The same bits: values of `fused` and `twoOps`, and their gradients with respect to every input for the same upstream gradient. */
+function assertBitIdentical(what: string, fused: (...xs: tf.Tensor[]) => tf.Tensor, twoOps: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): void {
+  const run = (f: (...xs: tf.Tensor[]) => tf.Tensor) => tf.tidy(() => {
+    const y = f(...inputs);
+    const dy = randomTensor(y.shape, 99);
+    return [y, ...tf.grads((...xs: tf.Tensor[]) => f(...xs))(inputs, dy)].map((t) => t.dataSync().slice());
+  });
+  const [a, b] = [run(fused), run(twoOps)];
+  assert.equal(a.length, b.length);
+  a.forEach((values, i) => assert.deepEqual(values, b[i], `${what}: ${i === 0 ? "value" : `gradient ${i - 1}`} differs`));
+}
+
+test("BatchNorm + SiLU then the depthwise convolution as one op = the two ops, bit for bit: values, gradients, running statistics", (t) => {
+  if (nb === null) return t.skip(why);
+  const native = nb;
+  // 13 channels: an 8-wide vector and a scalar tail; partial row blocks; k 3 and 5, strides 1 and 2.
+  for (const [shape, k, stride, activation] of [[[2, 9, 11, 13], 3, 1, true], [[3, 8, 7, 24], 5, 2, true], [[2, 6, 6, 16], 3, 2, false]] as Array<[number[], number, number, boolean]>) {
+    const c = shape[3];
+    const stats = () => ({ runningMean: tf.variable(randomTensor([c], 3), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 4))), false) });
+    const [ours, theirs] = [stats(), stats()];
+    const bn = (s: ReturnType<typeof stats>, g: tf.Tensor, b: tf.Tensor) => ({ gamma: g, beta: b, ...s, eps: 1e-3, momentum: 0.1 });
+    const fused = (update: boolean) => (e: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
+      nativeBatchNormActDepthwise(native, e as tf.Tensor4D, bn(ours, g, b), update, activation, w as tf.Tensor4D, stride, (k - 1) / 2);
+    const twoOps = (update: boolean) => (e: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
+      nativeDepthwiseConvPadded(native, nativeTrainingBatchNormAct(native, e as tf.Tensor4D, bn(theirs, g, b), update, activation), w as tf.Tensor4D, stride, (k - 1) / 2);
+    const inputs = [randomTensor(shape, 10, 2, 1), randomTensor([c], 11), randomTensor([c], 12), randomTensor([k, k, c, 1], 13)];
+    assertBitIdentical(`${JSON.stringify(shape)} k${k} s${stride} silu=${activation}`, fused(false), twoOps(false), inputs);
+    const [e, g, b, w] = inputs;
+    tf.dispose([fused(true)(e, g, b, w), twoOps(true)(e, g, b, w)]);
+    assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
+    assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
+    assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 3).dataSync(), "the running mean was updated");
+    tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+  }
+});
+
+test("squeeze-excitation then the 1x1 projection as one op = the two ops, bit for bit: values and gradients", (t) => {
+  if (nb === null) return t.skip(why);
+  for (const [shape, out] of [[[2, 9, 11, 13], 6], [[3, 4, 4, 24], 16]] as Array<[number[], number]>) {
+    const c = shape[3];
+    const params = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => ({ w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D });
+    const inputs = [randomTensor(shape, 20, 2), randomTensor([c, 4], 21), randomTensor([4], 22), randomTensor([4, c], 23), randomTensor([c], 24), randomTensor([c, out], 25)];
+    assertBitIdentical(`${JSON.stringify(shape)} -> ${out}`,
+      (x, w1, b1, w2, b2, wp) => squeezeExcitationProject(x as tf.Tensor4D, params(w1, b1, w2, b2), wp as tf.Tensor2D),
+      (x, w1, b1, w2, b2, wp) => pointwiseConv(squeezeExcitation(x as tf.Tensor4D, params(w1, b1, w2, b2)), wp as tf.Tensor2D), inputs);
+    tf.dispose(inputs);
+  }
+});
+
+/** One training forward + backward of B0 at 32x32 (batch 3): the loss, every gradient, and the bytes of live tensors when the forward pass ends. */
+function trainingStep(fusion: boolean, recompute: "never" | "always"): { loss: tf.TypedArray; grads: Map<string, tf.TypedArray>; forwardBytes: number } {
+  setLayerFusion(fusion ? "auto" : "off");
+  setBlockRecompute(recompute);
+  try {
+    const net = new BinaryClassifier("b0", makeRng(0, "layer-fusion-model"));
+    const x = randomTensor([3, 32, 32, 3], 30) as tf.Tensor4D;
+    const y = tf.tensor1d([1, 0, 0]);
+    const rng = makeRng(0, "layer-fusion-masks");
+    let forwardBytes = 0;
+    const { value, grads } = frugalVariableGrads(() => {
+      const loss = tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: false, rng })) as tf.Scalar;
+      forwardBytes = tf.memory().numBytes;
+      return loss;
+    }, net.trainableVariables());
+    const out = { loss: value.dataSync().slice(), grads: new Map(Object.entries(grads).map(([k, g]) => [k, g.dataSync().slice()])), forwardBytes };
+    tf.dispose([value, ...Object.values(grads), x, y]);
+    net.dispose();
+    return out;
+  } finally {
+    setLayerFusion("auto");
+    setBlockRecompute("auto");
+  }
+}
+
+/** The bytes fusion does not keep for B0's backward pass at 32x32 batch 3: each expanded block's depthwise input, each block's SE output. */
+function recomputedBytes(batch: number, size: number): number {
+  const out = (h: number, k: number, s: number) => Math.floor((h + 2 * ((k - 1) / 2) - k) / s) + 1;
+  let h = out(size, 3, 2);
+  let values = 0;
+  for (const b of efficientNetArchitecture("b0").stages.flat()) {
+    const e = b.depthwise.inChannels;
+    if (b.expand !== null) values += batch * h * h * e;
+    h = out(h, b.kernel, b.stride);
+    values += batch * h * h * e;
+  }
+  return 4 * values;
+}
+
+test("a model trains to the same loss and gradients, bit for bit, with layer fusion and without (block recompute on and off), and fusion keeps exactly the recomputed tensors' bytes less", (t) => {
+  if (nb === null) return t.skip(why);
+  const plain = trainingStep(false, "never");
+  for (const recompute of ["never", "always"] as const) {
+    const fused = trainingStep(true, recompute);
+    assert.deepEqual(fused.loss, plain.loss, `loss (recompute ${recompute})`);
+    assert.equal(fused.grads.size, plain.grads.size);
+    for (const [name, g] of plain.grads) assert.deepEqual(fused.grads.get(name), g, `gradient of ${name} (recompute ${recompute})`);
+  }
+  const fused = trainingStep(true, "never");
+  assert.equal(plain.forwardBytes - fused.forwardBytes, recomputedBytes(3, 32));
+});
