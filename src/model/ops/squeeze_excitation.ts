@@ -66,7 +66,7 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
  * projection's gradients (item 21). Elsewhere the two ops. Gradients bit-identical to the two ops'.
  */
 export function squeezeExcitationProject(x: tf.Tensor4D, p: SqueezeExcitationParams, projection: tf.Tensor2D): tf.Tensor4D {
-  if (usingJsKernels() || fusingNativeOps() === null) return pointwiseConv(squeezeExcitation(x, p), projection);
+  if (fusingNativeOps() === null) return pointwiseConv(squeezeExcitation(x, p), projection);
   const se = new TrainingSqueezeExcitation(x.shape);
   const [n, h, w, c] = x.shape;
   const out = projection.shape[1];
