@@ -1,5 +1,5 @@
 // The project's tslab kernel: the repository's tslab (node_modules/tslab, 1.0.22), started by
-// launch.sh from the repository root, with two corrections to what it tells Jupyter and one to how
+// launch.sh from the repository root, with two corrections to what it tells Jupyter and two to how
 // it fails:
 //
 // 1. kernel_info_reply: tslab hard-codes language_info.version "3.7.2" and adds a codemirror_mode
@@ -19,6 +19,9 @@
 //    started again: by JupyterLab's restarter (same ports, as jupyter_client 8.10 does; it works
 //    once the other process lets the port go), by tools/jupyter/kernel_start.py for the headless
 //    runs (a new kernel manager: new ports).
+// 4. A message that arrives while its socket's bind is still completing: zeromq refuses the reply
+//    and the next receive (EBUSY), and tslab's shell loop ends for good. Sends and receives now
+//    wait for the bind (zmq_bind_wait.js says when that happens).
 //
 // If a tslab upgrade moves these internals, the kernel still starts, unpatched, and says so.
 // (Not named kernel.js: in a kernelspec folder, that name is a browser extension classic Notebook loads.)
@@ -29,6 +32,7 @@ const tslabDir = path.join(process.cwd(), "node_modules", "tslab");
 const jupyter = require(path.join(tslabDir, "dist", "jupyter"));
 const { startKernel } = require(path.join(tslabDir, "dist", "main"));
 const { versions } = require(path.join(tslabDir, "dist", "public"));
+const { patchBindWait } = require("./zmq_bind_wait");
 
 function patchKernelInfo(Handler) {
   const original = Handler.prototype.handleKernel;
@@ -87,6 +91,11 @@ if (expected) {
   patchBind(ZmqServer);
 } else {
   console.error(`bias-init kernel: tslab ${versions.tslab} does not have the internals start_tslab.js patches; running it unpatched (see tools/jupyter/kernels/bias-init-tslab/start_tslab.js)`);
+}
+
+// The zeromq tslab loads (resolved from tslab's folder, so the same module instance).
+if (!patchBindWait(require(require.resolve("zeromq", { paths: [tslabDir] })))) {
+  console.error("bias-init kernel: zeromq does not have the bind/send/receive methods zmq_bind_wait.js patches; running it unpatched");
 }
 
 const configPath = process.argv[2];
