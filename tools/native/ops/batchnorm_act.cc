@@ -187,12 +187,29 @@ absl::Status CheckInputs(const Tensor& x, const std::vector<const Tensor*>& per_
   return absl::OkStatus();
 }
 
-class BatchNormActOp : public OpKernel {
+// What every op here reads from its `activation` attribute (SiLU after the BatchNorm, or none).
+class ActivationKernel : public OpKernel {
  public:
-  explicit BatchNormActOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit ActivationKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
+  }
+
+ protected:
+  bool activation_;
+};
+
+// a = gamma * invstd per channel, in float, as the forward's pass 2 uses it.
+std::vector<float> ScaleOf(const float* gamma, const float* invstd, int64_t channels) {
+  std::vector<float> a(channels);
+  for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
+  return a;
+}
+
+class BatchNormActOp : public ActivationKernel {
+ public:
+  explicit BatchNormActOp(OpKernelConstruction* ctx) : ActivationKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("momentum", &momentum_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -264,17 +281,14 @@ class BatchNormActOp : public OpKernel {
 
  private:
   float epsilon_, momentum_;
-  bool activation_;
 };
 
 // The forward's second pass alone, with the statistics the forward returned: what a fused op
 // (src/model/ops/native_conv.ts nativeBatchNormActDepthwise) runs in the backward pass to recompute y
 // instead of keeping it.
-class BatchNormActApplyOp : public OpKernel {
+class BatchNormActApplyOp : public ActivationKernel {
  public:
-  explicit BatchNormActApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
-  }
+  explicit BatchNormActApplyOp(OpKernelConstruction* ctx) : ActivationKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
@@ -283,24 +297,15 @@ class BatchNormActApplyOp : public OpKernel {
     const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
     Tensor* y;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
-    const float* gamma = ctx->input(1).flat<float>().data();
-    const float* invstd = ctx->input(4).flat<float>().data();
-    // a as the forward computes it (float gamma times float invstd).
-    std::vector<float> a(channels);
-    for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
+    const std::vector<float> a = ScaleOf(ctx->input(1).flat<float>().data(), ctx->input(4).flat<float>().data(), channels);
     ApplyBatchNormAct(ctx, x.flat<float>().data(), y->flat<float>().data(), rows, channels, ctx->input(3).flat<float>().data(), a.data(),
                       ctx->input(2).flat<float>().data(), activation_);
   }
-
- private:
-  bool activation_;
 };
 
-class BatchNormActGradOp : public OpKernel {
+class BatchNormActGradOp : public ActivationKernel {
  public:
-  explicit BatchNormActGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
-  }
+  explicit BatchNormActGradOp(OpKernelConstruction* ctx) : ActivationKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& dy = ctx->input(0);
@@ -322,8 +327,7 @@ class BatchNormActGradOp : public OpKernel {
     const float* invstd = ctx->input(5).flat<float>().data();
     const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
     const int64_t vec = channels / 8 * 8;
-    std::vector<float> a(channels);
-    for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
+    const std::vector<float> a = ScaleOf(gamma, invstd, channels);
 
     // Pass 1: g = dy * act'(z) into dx; per-block sums of g and g * xhat in double.
     const bool act = activation_;
@@ -397,9 +401,6 @@ class BatchNormActGradOp : public OpKernel {
       }
     });
   }
-
- private:
-  bool activation_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormAct").Device(tensorflow::DEVICE_CPU), BatchNormActOp);
