@@ -1,14 +1,16 @@
-// Squeeze-excitation's gated projection in evaluation, per B1 projection shape, three ways on the
-// native CPU engine: the gate folded into per-sample weights (BatchMatMulV2 + Add, what
-// native_eval.ts foldsInputScale picks when TensorFlow's oneDNN is on), x scaled then one
-// _FusedMatMul (what it picks otherwise), and x scaled then oneDNN's fused 1x1 convolution. Re-check the rule on a new
-// CPU with it; shapes from the architecture, ms per call (median of --reps), summed over B1's blocks.
+// Squeeze-excitation's gated projection in evaluation, per B1 projection shape, four ways on the
+// native CPU engine: the gate folded into per-sample weights as oneDNN's batched product run by name
+// (+ Add; what native_eval.ts foldsInputScale picks where it measured faster), the same fold on
+// TensorFlow's BatchMatMulV2 (Eigen's kernel unless TensorFlow's oneDNN rewrite is on), x scaled
+// then one _FusedMatMul (what it picks otherwise), and x scaled then oneDNN's fused 1x1
+// convolution. Re-check the rule on a new CPU with it; shapes from the architecture, ms per call
+// (median of --reps), summed over B1's blocks.
 //   node --import tsx bench/projection_fold.ts [--size 240] [--batch 16] [--reps 9]
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/engine/backend";
 import { nativeOps } from "../src/model/ops/native_backend";
-import { foldsInputScale, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias } from "../src/model/ops/native_eval";
+import { foldsInputScale, nativeFusedConv, oneDnnKernels, nativePointwiseBias, nativeScaledPointwiseBias } from "../src/model/ops/native_eval";
 import { scaleChannels } from "../src/model/ops/layers";
 import { convOutputSize } from "../src/model/ops/padding";
 import { efficientNetArchitecture } from "../src/model/architecture";
@@ -42,7 +44,17 @@ async function main(): Promise<void> {
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   console.log(`${cpuInfo().model ?? "CPU"} (${hasAvx512() ? "AVX-512" : "no AVX-512"}, TensorFlow's oneDNN ${tensorflowOneDnnOn() ? "on" : "off"}), B1 at ${size}x${size}, batch ${n}, median of ${reps}`);
-  const sums = [0, 0, 0];
+  const sums = [0, 0, 0, 0];
+  const withoutOneDnnByName = <T>(f: () => T): T => {
+    const saved = process.env.TF_ENABLE_ONEDNN_OPTS;
+    process.env.TF_ENABLE_ONEDNN_OPTS = "0"; // read by oneDnnKernels at each call; TensorFlow read it at start-up
+    try {
+      return f();
+    } finally {
+      if (saved === undefined) delete process.env.TF_ENABLE_ONEDNN_OPTS;
+      else process.env.TF_ENABLE_ONEDNN_OPTS = saved;
+    }
+  };
   for (const [key, count] of counts) {
     const [h, cin, cout] = key.split(" ").map(Number);
     const x = tf.randomNormal([n, h, h, cin]) as tf.Tensor4D;
@@ -52,15 +64,18 @@ async function main(): Promise<void> {
     const filter = tf.reshape(w, [1, 1, cin, cout]) as tf.Tensor4D;
     const ms = [
       medianMs(() => nativeScaledPointwiseBias(nb, x, gate, w, shift), reps),
+      withoutOneDnnByName(() => medianMs(() => nativeScaledPointwiseBias(nb, x, gate, w, shift), reps)),
       medianMs(() => nativePointwiseBias(nb, scaleChannels(x, gate), w, shift), reps),
       medianMs(() => nativeFusedConv(nb, scaleChannels(x, gate), filter, shift, 1, false), reps),
     ];
     ms.forEach((m, i) => (sums[i] += m * count));
-    const picked = foldsInputScale(h * h, cout) ? "folded" : "scaled";
-    console.log(`  ${h}x${h} ${cin}->${cout} x${count}: folded ${ms[0].toFixed(2)} | scaled + _FusedMatMul ${ms[1].toFixed(2)} | scaled + oneDNN ${ms[2].toFixed(2)} ms (folding ${(ms[1] / ms[0]).toFixed(2)}x; rule here: ${picked})`);
+    const picked = foldsInputScale(h * h, cout, oneDnnKernels(nb)) ? "folded" : "scaled";
+    console.log(`  ${h}x${h} ${cin}->${cout} x${count}: folded ${ms[0].toFixed(2)} | folded, BatchMatMulV2 ${ms[1].toFixed(2)} | scaled + _FusedMatMul ${ms[2].toFixed(2)} | ` +
+      `scaled + oneDNN ${ms[3].toFixed(2)} ms (folding ${(ms[2] / ms[0]).toFixed(2)}x; rule here: ${picked})`);
     tf.dispose([x, gate, w, shift, filter]);
   }
-  console.log(`summed over B1's projections: folded ${sums[0].toFixed(1)} | scaled + _FusedMatMul ${sums[1].toFixed(1)} | scaled + oneDNN ${sums[2].toFixed(1)} ms`);
+  console.log(`summed over B1's projections: folded ${sums[0].toFixed(1)} | folded, BatchMatMulV2 ${sums[1].toFixed(1)} | scaled + _FusedMatMul ${sums[2].toFixed(1)} | ` +
+    `scaled + oneDNN ${sums[3].toFixed(1)} ms`);
 }
 
 main().catch((e) => {

@@ -160,13 +160,11 @@ export class ConfigError extends UserError {
  * other code never share a store, and after a bump a run starts a fresh store (the old one stays
  * on disk, and the run names it). Every unit also records it, with the engine kind, in status.json.
  *   1: the first recorded version.
- *   2: the native engine's one-pass SiLU (TF's SoftplusGrad) and explicitly padded stride-2
- *      depthwise convolutions move native numbers at float32 round-off (the tiny model's first
- *      step loss 0.68152511 -> 0.68152475); pure JS is bit-identical.
+ *   2: the native engine's one-pass SiLU and explicitly padded stride-2 depthwise convolutions move
+ *      native numbers at float32 round-off (first step loss 0.68152511 -> 0.68152475); JS unchanged.
  *   3: the native CPU engine's evaluation folds BatchNorm (PyTorch's x * alpha + shift) into the
- *      convolution's weights, a 1x1 convolution + shift as one _FusedMatMul, instead of libtensorflow's
- *      inference FusedBatchNorm: evaluation numbers move at float32 round-off (240x240 logits against
- *      torchvision: max diff 9.1e-6 -> 9.3e-6); training is unchanged.
+ *      convolutions (a 1x1 one + shift as one _FusedMatMul): evaluation moves at float32 round-off
+ *      (240x240 logits against torchvision: max diff 9.1e-6 -> 9.3e-6); training is unchanged.
  *   4: the native CPU engine's evaluation runs each folded convolution with its shift and SiLU as
  *      one oneDNN op (_MklNativeFusedConv2D; a 1x1 convolution without SiLU, or over fewer than 4x4
  *      positions, stays _FusedMatMul): evaluation numbers move at float32 round-off (240x240 logits
@@ -185,8 +183,10 @@ export class ConfigError extends UserError {
  *      sums in double, SiLU's exp by Cephes' polynomial): training moves at float32 round-off (torch
  *      float64 parity after 3 steps: worst 5.1e-5 -> 4.6e-5 of a tensor's scale, gradients 1.7e-4 ->
  *      1.3e-4; limits 1e-4 and 1e-3); evaluation is unchanged.
+ *   8: where TensorFlow's oneDNN is off (AVX2-only CPUs), evaluation folds the gate into projections
+ *      from 60x60 positions as oneDNN's batched product: 240x240 evaluation moves at round-off.
  */
-export const NUMERICS_VERSION = 7;
+export const NUMERICS_VERSION = 8;
 
 /** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
 export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {

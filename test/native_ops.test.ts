@@ -16,7 +16,7 @@ import { customOpsActive, customOpsState, overrideCustomOps } from "../src/engin
 import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { EvalFolds, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnFusedConv, setFoldInputScale } from "../src/model/ops/native_eval";
+import { EvalFolds, FOLD_MIN_POSITIONS, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnKernels, setFoldInputScale } from "../src/model/ops/native_eval";
 import { squeezeExcitation, squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
@@ -282,11 +282,11 @@ test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the
 test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every kind and stride; it is what evaluation runs on this engine, and not with TF_ENABLE_ONEDNN_OPTS=0", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   // TF's x86 builds carry the kernel (tools/native/verify.cjs records it in .native/READY); CI runs on x86.
-  if (process.arch === "x64") assert.equal(oneDnnFusedConv(nb), true, "this x86 engine runs _MklNativeFusedConv2D");
-  if (!oneDnnFusedConv(nb)) return t.skip("this libtensorflow has no oneDNN fused convolution");
+  if (process.arch === "x64") assert.equal(oneDnnKernels(nb), true, "this x86 engine runs _MklNativeFusedConv2D and _MklBatchMatMulV2 by name");
+  if (!oneDnnKernels(nb)) return t.skip("this libtensorflow has no oneDNN fused convolution");
   const saved = process.env.TF_ENABLE_ONEDNN_OPTS;
   process.env.TF_ENABLE_ONEDNN_OPTS = "0";
-  assert.equal(oneDnnFusedConv(nb), false, "oneDNN off: the Eigen path (the fused op would run 5-25x slower)");
+  assert.equal(oneDnnKernels(nb), false, "oneDNN off: the Eigen path (the fused op would run 5-25x slower)");
   if (saved === undefined) delete process.env.TF_ENABLE_ONEDNN_OPTS;
   else process.env.TF_ENABLE_ONEDNN_OPTS = saved;
   assert.equal(fusesOnCpu("pointwise", true, FUSED_CONV_MIN_POSITIONS), true);
@@ -316,9 +316,11 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
 
 test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the projection of the gated input = scaling, then convolution and BatchNorm, whether or not the gate is folded into per-sample weights", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
-  assert.equal(foldsInputScale(99, 10, true), true, "oneDNN on, weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
-  assert.equal(foldsInputScale(9, 10, true), false);
-  assert.equal(foldsInputScale(99, 10, false), false, "oneDNN off: never folded");
+  assert.equal(foldsInputScale(99, 10, true, true), true, "oneDNN on, weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
+  assert.equal(foldsInputScale(9, 10, true, true), false);
+  assert.equal(foldsInputScale(FOLD_MIN_POSITIONS, 10, true, false), true, "oneDNN's optimizations off, its kernels by name: folded from FOLD_MIN_POSITIONS");
+  assert.equal(foldsInputScale(FOLD_MIN_POSITIONS - 1, 10, true, false), false);
+  assert.equal(foldsInputScale(1e6, 10, false, false), false, "no oneDNN kernels and its optimizations off: never folded (Eigen's product)");
   const { conv, cin, cout } = convCases(60)[0];
   const p = { w1: randomTensor([cin, 3], 61) as tf.Tensor2D, b1: randomTensor([3], 62) as tf.Tensor1D, w2: randomTensor([3, cin], 63) as tf.Tensor2D, b2: randomTensor([cin], 64) as tf.Tensor1D };
   const bn = {
@@ -326,10 +328,19 @@ test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the pr
     runningMean: tf.variable(randomTensor([cout], 67), false), runningVar: tf.variable(tf.add(tf.abs(randomTensor([cout], 68)), 0.2), false),
   };
   // 9x11 = 99 positions, where the gate is folded into the weights when oneDNN is on, and 3x3 = 9 <
-  // 10 outputs, where x is scaled first; each both ways, whatever this CPU.
-  for (const [[h, w], fold] of [[9, 11], [3, 3]].flatMap((hw) => (["always", "never"] as const).map((f) => [hw, f] as const))) {
+  // 10 outputs, where x is scaled first; each both ways, whatever this CPU, and folded both on
+  // oneDNN's batched product (where it runs by name) and, with TF_ENABLE_ONEDNN_OPTS=0, on TF's.
+  const saved = process.env.TF_ENABLE_ONEDNN_OPTS;
+  t.after(() => {
+    setFoldInputScale("auto");
+    if (saved === undefined) delete process.env.TF_ENABLE_ONEDNN_OPTS;
+    else process.env.TF_ENABLE_ONEDNN_OPTS = saved;
+  });
+  const ways = [["always", saved], ["always", "0"], ["never", saved]] as const;
+  for (const [[h, w], [fold, oneDnnOpts]] of [[9, 11], [3, 3]].flatMap((hw) => ways.map((way) => [hw, way] as const))) {
     setFoldInputScale(fold);
-    t.after(() => setFoldInputScale("auto"));
+    if (oneDnnOpts === undefined) delete process.env.TF_ENABLE_ONEDNN_OPTS;
+    else process.env.TF_ENABLE_ONEDNN_OPTS = oneDnnOpts;
     tf.tidy(() => {
       const x = randomTensor([3, h, w, cin], 69) as tf.Tensor4D;
       const gate = squeezeExcitationGate(x, p);
@@ -340,7 +351,7 @@ test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the pr
         const y = convBnAct(x, conv, bn, { training: false, updateRunningStats: false }, activation, gateRef as tf.Tensor2D);
         const z = tf.batchNorm4d(plainConv(tf.mul(x, tf.reshape(gateRef, [3, 1, 1, cin])), conv), bn.runningMean as tf.Tensor1D, bn.runningVar as tf.Tensor1D, bn.beta as tf.Tensor1D, bn.gamma as tf.Tensor1D, 1e-5);
         const ref = activation ? tf.mul(z, tf.sigmoid(z)) : z;
-        assert.ok(relDiff(y, ref) < 2e-6, `projection ${h}x${w} silu=${activation} fold=${fold}: ${relDiff(y, ref)} (relative)`);
+        assert.ok(relDiff(y, ref) < 2e-6, `projection ${h}x${w} silu=${activation} fold=${fold} TF_ENABLE_ONEDNN_OPTS=${oneDnnOpts}: ${relDiff(y, ref)} (relative)`);
       }
     });
   }

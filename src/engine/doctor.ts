@@ -10,7 +10,7 @@ import { BATCH_DIR_NAME, batchDirProblem } from "../data/cifar10";
 import { DEFAULT_WEIGHTS_DIR, IMAGENET_WEIGHTS } from "../model/pretrained";
 import { BackendInfo, backendCandidates, backendLine, initBackend, nativeDir, PROJECT_ROOT } from "./backend";
 import { nativeOps } from "../model/ops/native_backend";
-import { oneDnnFusedConv } from "../model/ops/native_eval";
+import { oneDnnKernels } from "../model/ops/native_eval";
 import { cpuInfo, hasAvx512, tensorflowBool, tensorflowOneDnnOn } from "../util/cpu_info";
 import { NvidiaSmiFacts, queryNvidiaSmi, SystemFacts, systemFacts, versionAtLeast } from "./machine_facts";
 import { BuildState, buildState, checkGpuBuild, GpuBuildCheck } from "./native_builds";
@@ -132,7 +132,7 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
       add("ok", `TensorFlow's intra-op threads: ${threads === null ? "its default (one per core)" : `TF_NUM_INTRAOP_THREADS=${threads}`}; ` +
         "on 2 cores, 1 trained 32x32 batches 1.5x faster on one machine kind (make bench-compare ARGS=\"--threads 0,1\" measures it here)");
       const nb = nativeOps();
-      if (nb !== null && oneDnnFusedConv(nb)) add("ok", "evaluation: convolution + BatchNorm + SiLU as one oneDNN op (1x1 ones without SiLU or under 4x4: _FusedMatMul; src/model/ops/native_eval.ts)");
+      if (nb !== null && oneDnnKernels(nb)) add("ok", "evaluation: convolution + BatchNorm + SiLU as one oneDNN op (1x1 ones without SiLU or under 4x4: _FusedMatMul), squeeze-excitation's gate folded into the projection as oneDNN's batched product where that measured faster (src/model/ops/native_eval.ts)");
       else add("warn", "evaluation runs TensorFlow's Eigen ops, not oneDNN's fused convolutions (TF_ENABLE_ONEDNN_OPTS=0, or a build without them): " +
         "about 1.2x slower at 240x240 on one machine kind, and its numbers differ from oneDNN's at float round-off");
       const cpu = cpuInfo();

@@ -22,7 +22,7 @@ import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnFusedConv } from "./native_eval";
+import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
 import { type NativeKernelBackend, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
 import { customOpsActive } from "../../engine/custom_ops";
@@ -228,11 +228,11 @@ export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mo
     const { weight, filter, shift } = mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
     const positions = x.shape[1] * x.shape[2];
     let z: tf.Tensor4D;
-    if (inputScale !== null && conv.kind === "pointwise" && foldsInputScale(positions, weight.shape[1] as number)) {
+    if (inputScale !== null && conv.kind === "pointwise" && foldsInputScale(positions, weight.shape[1] as number, oneDnnKernels(native))) {
       z = nativeScaledPointwiseBias(native, x, inputScale, weight as tf.Tensor2D, shift);
     } else {
       const input = inputScale === null ? x : scaleChannels(x, inputScale);
-      if (oneDnnFusedConv(native) && fusesOnCpu(conv.kind, activation, positions)) return nativeFusedConv(native, input, filter, shift, conv.stride, activation);
+      if (oneDnnKernels(native) && fusesOnCpu(conv.kind, activation, positions)) return nativeFusedConv(native, input, filter, shift, conv.stride, activation);
       z = conv.kind === "pointwise" ? nativePointwiseBias(native, input, weight as tf.Tensor2D, shift) : tf.add(convolve(input, { ...conv, weight }), shift) as tf.Tensor4D;
     }
     return activation ? nativeSilu(native, z) : z;

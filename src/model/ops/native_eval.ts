@@ -12,8 +12,8 @@
 // round-off (the products' order), like any change of summation order.
 //
 // Squeeze-excitation's gate runs as 5 ops (nativeSqueezeGate), and the projection after it takes
-// the gate into per-sample weights where those are smaller than its input (nativeScaledPointwiseBias,
-// foldsInputScale, when TensorFlow's oneDNN is on): the pass that scales the activations becomes one
+// the gate into per-sample weights, as one oneDNN batched product, where that measured faster
+// (nativeScaledPointwiseBias, foldsInputScale): the pass that scales the activations becomes one
 // over a few weights per sample.
 //
 // The fused ops' fused_ops attribute is a list of strings and _MklNativeFusedConv2D's TArgs a list of
@@ -128,26 +128,30 @@ export function fusedEvalProblem(nb: NativeKernelBackend): string | null {
   }
 }
 
-let fusedConvRuns: boolean | undefined;
+let oneDnnRuns: boolean | undefined;
 
 /**
- * Whether evaluation uses oneDNN's fused convolution (nativeFusedConv): TF's oneDNN is on (its
- * TF_ENABLE_ONEDNN_OPTS is not 0 or false: with it off the op still runs, 5-25x slower) and this
- * libtensorflow has the kernel (x86 builds; checked once per process). Otherwise evaluation runs
- * the Eigen path (_FusedMatMul, the convolutions, an Add and SoftplusGrad): the same math, with
- * other float round-off.
+ * Whether evaluation runs oneDNN's kernels by name: the fused convolution (nativeFusedConv) and the
+ * batched product of the folded gate (nativeScaledPointwiseBias). TF's oneDNN must not be turned
+ * off (TF_ENABLE_ONEDNN_OPTS 0 or false: the ops still run, 5-25x slower) and this libtensorflow
+ * must have the kernels (x86 builds; checked once per process). Otherwise evaluation runs the
+ * Eigen path (_FusedMatMul, the convolutions, an Add and SoftplusGrad): the same math, with other
+ * float round-off.
  */
-export function oneDnnFusedConv(nb: NativeKernelBackend): boolean {
+export function oneDnnKernels(nb: NativeKernelBackend): boolean {
   if (tensorflowBool(process.env.TF_ENABLE_ONEDNN_OPTS) === false) return false;
-  if (fusedConvRuns === undefined) {
+  if (oneDnnRuns === undefined) {
     try {
-      tf.tidy(() => nativeFusedConv(nb, tf.ones([1, 1, 1, 2]), tf.ones([1, 1, 2, 1]), tf.zeros([1]), 1, true).dataSync());
-      fusedConvRuns = true;
+      tf.tidy(() => {
+        nativeFusedConv(nb, tf.ones([1, 1, 1, 2]), tf.ones([1, 1, 2, 1]), tf.zeros([1]), 1, true).dataSync();
+        oneDnnBatchMatMul(nb, tf.ones([1, 1, 2]), tf.ones([1, 2, 1])).dataSync();
+      });
+      oneDnnRuns = true;
     } catch {
-      fusedConvRuns = false;
+      oneDnnRuns = false;
     }
   }
-  return fusedConvRuns;
+  return oneDnnRuns;
 }
 
 /** 1x1 convolution (weight [in, out]) + per-channel bias as one _FusedMatMul over the [N*H*W, in] view of x. */
@@ -199,31 +203,51 @@ export function setFoldInputScale(mode: FoldInputScale): void {
 }
 
 /**
- * Whether a 1x1 convolution of x [N, H, W, C] scaled per sample and channel (squeeze-excitation's
- * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias): when TensorFlow runs
- * its oneDNN optimizations (tensorflowOneDnnOn: its eager op rewrite, mkl_eager_op_rewrite.cc, then
- * runs BatchMatMulV2 on oneDNN's kernel) and those weights [N, C, C_out] are smaller than x, i.e.
- * H * W > C_out. Without oneDNN the batched product
- * is Eigen's, built without AVX2, and scaling x and one _FusedMatMul is faster. Measured on B1's
- * projections at 240x240 batch 16 (2 threads, 2026-12-03; bench/projection_fold.ts on the AVX2 guest):
- * - AMD EPYC with AVX-512 (TensorFlow turns oneDNN on there): every one from 15x15 up 1.0-2.0x faster
- *   folded; at 8x8 (C_out 192 and 320) 0.68-1.10x, and at 2x2 and 1x1 (32x32 input) 0.03-0.2x;
- * - AMD EPYC with AVX2 only (FACTS.md's machines), oneDNN off (TensorFlow's default there): folding
- *   0.38-1.32x per shape, 295 against 213 ms summed, so nothing folds (end to end within that guest's
- *   noise: evaluation at 240x240 34.1-39.0 against 31.1-33.2 img/s without the fold, then 31.5-38.3
- *   against 32.2-36.0, two alternating 3-round runs);
- * - the same guest with TF_ENABLE_ONEDNN_OPTS=1: 0.91-1.76x from 15x15 up (1.01-1.76x below 120x120),
- *   0.76-0.85x at 8x8, 201 against 211 ms summed.
+ * The fewest positions (H x W) from which the gate is folded into the projection's weights where
+ * TensorFlow's oneDNN optimizations are off but its kernels run by name (oneDnnKernels). Measured
+ * on B1's projections at 240x240 batch 16 (AMD EPYC with AVX2 only, 2 threads, 2026-12-04, three
+ * runs of 9; ms per call, folded as _MklBatchMatMulV2 against x scaled + _FusedMatMul):
+ * 120x120 9.1-9.6 against 14.6-23.3 (32->16), 7.8-8.4 against 8.7-8.9 (16->16); 60x60 5.8-6.8
+ * against 7.9-12.8, 8.5-9.2 against 11.8-14.2; 30x30 mixed (0.7-1.3x), 15x15 0.8-1.4x, 8x8 0.6-1.0x.
  */
-export function foldsInputScale(positions: number, outChannels: number, oneDnn: boolean = tensorflowOneDnnOn()): boolean {
+export const FOLD_MIN_POSITIONS = 3600;
+
+/**
+ * Whether a 1x1 convolution of x [N, H, W, C] scaled per sample and channel (squeeze-excitation's
+ * gate) takes the scale into per-sample weights (nativeScaledPointwiseBias), measured per CPU:
+ * - TensorFlow's oneDNN on (its default on CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX; its eager
+ *   op rewrite, mkl_eager_op_rewrite.cc, runs BatchMatMulV2 as _MklBatchMatMulV2): where those
+ *   weights [N, C, C_out] are smaller than x, i.e. H * W > C_out. AMD EPYC with AVX-512, B1 at
+ *   240x240 batch 16: from 15x15 up 1.0-2.0x faster folded; at 8x8 0.68-1.10x, at 2x2 and 1x1
+ *   (32x32 input) 0.03-0.2x;
+ * - oneDNN's optimizations off (TensorFlow's default on AVX2-only CPUs such as FACTS.md's) but its
+ *   kernels runnable by name (`kernels`, oneDnnKernels): from FOLD_MIN_POSITIONS up;
+ * - neither: never. The batched product would be Eigen's, built without AVX2 (0.38-1.32x per shape
+ *   on the AVX2 guest, 295 against 213 ms summed).
+ */
+export function foldsInputScale(positions: number, outChannels: number, kernels: boolean, oneDnn: boolean = tensorflowOneDnnOn()): boolean {
   if (foldInputScale !== "auto") return foldInputScale === "always";
-  return oneDnn && positions > outChannels;
+  if (oneDnn) return positions > outChannels;
+  return kernels && positions >= FOLD_MIN_POSITIONS;
+}
+
+/** x [B, M, K] @ w [B, K, N] on oneDNN's batched matmul, run by name (the kernel TF's rewrite would pick). */
+function oneDnnBatchMatMul(nb: NativeKernelBackend, x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  const B = nb.binding;
+  const attrs = [
+    floatType(nb),
+    { name: "adj_x", type: B.TF_ATTR_BOOL, value: false },
+    { name: "adj_y", type: B.TF_ATTR_BOOL, value: false },
+    { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" },
+  ];
+  return runNativeOp(nb, "_MklBatchMatMulV2", attrs, [x, w]);
 }
 
 /**
  * conv1x1(x * scale) + bias, x [N, H, W, C], scale [N, C], weight [C, C_out], as
- * x[n] @ (scale[n] * weight) + bias: one BatchMatMulV2 over the [N, H*W, C] view of x with weights
- * scaled per sample, which spares the pass over x that scaling it would take.
+ * x[n] @ (scale[n] * weight) + bias: one batched product over the [N, H*W, C] view of x with
+ * weights scaled per sample, which spares the pass over x that scaling it would take. oneDNN's
+ * kernel where it runs by name (oneDnnKernels), else TensorFlow's BatchMatMulV2.
  */
 export function nativeScaledPointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4D, scale: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
@@ -231,7 +255,8 @@ export function nativeScaledPointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4
   const attrs = [floatType(nb), { name: "adj_x", type: B.TF_ATTR_BOOL, value: false }, { name: "adj_y", type: B.TF_ATTR_BOOL, value: false }];
   return tf.tidy(() => {
     const perSample = tf.mul(tf.reshape(scale, [n, c, 1]), weight);
-    const out = runNativeOp(nb, "BatchMatMulV2", attrs, [tf.reshape(x, [n, h * w, c]), perSample]);
+    const rows = tf.reshape(x, [n, h * w, c]);
+    const out = oneDnnKernels(nb) ? oneDnnBatchMatMul(nb, rows, perSample) : runNativeOp(nb, "BatchMatMulV2", attrs, [rows, perSample]);
     return tf.reshape(tf.add(out, bias), [n, h, w, weight.shape[1]]) as tf.Tensor4D;
   });
 }
