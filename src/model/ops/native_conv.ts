@@ -6,7 +6,6 @@
 // gradients differ from the padded formulation's by float round-off (summation order). Where this
 // project's AVX2/FMA kernels are loaded (engine/custom_ops.ts), those run instead (item 19).
 //
-//
 // On those kernels it also runs training's BatchNorm + SiLU and the depthwise convolution after it
 // as one op whose backward pass recomputes the convolution's input (item 21).
 //
@@ -75,7 +74,7 @@ function customDepthwiseConv(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf
  * backward pass keeps e and the batch's two per-channel vectors, as the BatchNorm alone would, but
  * not y = silu(bn(e)), which the convolution alone would keep: it recomputes y in one pass
  * (BiasInitBatchNormActApply, bit-identical to the forward's y) and drops it again after the
- * convolution's gradients. Gradients bit-identical to the two ops' (test/native_ops.test.ts).
+ * convolution's gradients. Gradients bit-identical to the two ops' (test/layer_fusion.test.ts).
  */
 export function nativeBatchNormActDepthwise(nb: NativeKernelBackend, e: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean,
   weight: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {

@@ -144,7 +144,7 @@ export function oneDnnKernels(nb: NativeKernelBackend): boolean {
     try {
       tf.tidy(() => {
         nativeFusedConv(nb, tf.ones([1, 1, 1, 2]), tf.ones([1, 1, 2, 1]), tf.zeros([1]), 1, true).dataSync();
-        oneDnnBatchMatMul(nb, tf.ones([1, 1, 2]), tf.ones([1, 2, 1])).dataSync();
+        batchMatMul(nb, tf.ones([1, 1, 2]), tf.ones([1, 2, 1]), true).dataSync();
       });
       oneDnnRuns = true;
     } catch {
@@ -231,16 +231,15 @@ export function foldsInputScale(positions: number, outChannels: number, kernels:
   return kernels && positions >= FOLD_MIN_POSITIONS;
 }
 
-/** x [B, M, K] @ w [B, K, N] on oneDNN's batched matmul, run by name (the kernel TF's rewrite would pick). */
-function oneDnnBatchMatMul(nb: NativeKernelBackend, x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+/**
+ * x [B, M, K] @ w [B, K, N]: oneDNN's batched product run by name (`oneDnn`: the kernel TF's rewrite
+ * would pick, _MklBatchMatMulV2 with the label MklNameChangeOp), else TF's BatchMatMulV2.
+ */
+function batchMatMul(nb: NativeKernelBackend, x: tf.Tensor, w: tf.Tensor, oneDnn: boolean): tf.Tensor {
   const B = nb.binding;
-  const attrs = [
-    floatType(nb),
-    { name: "adj_x", type: B.TF_ATTR_BOOL, value: false },
-    { name: "adj_y", type: B.TF_ATTR_BOOL, value: false },
-    { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" },
-  ];
-  return runNativeOp(nb, "_MklBatchMatMulV2", attrs, [x, w]);
+  const attrs = [floatType(nb), { name: "adj_x", type: B.TF_ATTR_BOOL, value: false }, { name: "adj_y", type: B.TF_ATTR_BOOL, value: false }];
+  if (!oneDnn) return runNativeOp(nb, "BatchMatMulV2", attrs, [x, w]);
+  return runNativeOp(nb, "_MklBatchMatMulV2", [...attrs, { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" }], [x, w]);
 }
 
 /**
@@ -251,12 +250,9 @@ function oneDnnBatchMatMul(nb: NativeKernelBackend, x: tf.Tensor, w: tf.Tensor):
  */
 export function nativeScaledPointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4D, scale: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
-  const B = nb.binding;
-  const attrs = [floatType(nb), { name: "adj_x", type: B.TF_ATTR_BOOL, value: false }, { name: "adj_y", type: B.TF_ATTR_BOOL, value: false }];
   return tf.tidy(() => {
     const perSample = tf.mul(tf.reshape(scale, [n, c, 1]), weight);
-    const rows = tf.reshape(x, [n, h * w, c]);
-    const out = oneDnnKernels(nb) ? oneDnnBatchMatMul(nb, rows, perSample) : runNativeOp(nb, "BatchMatMulV2", attrs, [rows, perSample]);
+    const out = batchMatMul(nb, tf.reshape(x, [n, h * w, c]), perSample, oneDnnKernels(nb));
     return tf.reshape(tf.add(out, bias), [n, h, w, weight.shape[1]]) as tf.Tensor4D;
   });
 }
