@@ -15,6 +15,7 @@ import * as os from "os";
 import * as path from "path";
 import { cpuPeak, forwardMacsPerImage, TRAIN_TO_FORWARD } from "./flops";
 import { lastJsonLine, mean, rangeText } from "./child_runs";
+import { entryCommand } from "../src/util/runner";
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv/bin/python");
@@ -37,6 +38,8 @@ interface Targets {
 /** Issue 14's targets. Evaluation at 32x32 only has to stay ahead. */
 const TARGETS: Targets = { train: { 32: 2.0, 240: 1.5 }, eval: { 32: 1.0, 240: 1.2 }, memory: { 32: 1.2, 240: 1.0 } };
 const KERNEL_TARGET = 2500;
+/** The engine's side runs compiled, as `make run` does (tools/run-ts.sh): tsx would add ~85 MB to its memory. */
+const trainSpeed = entryCommand("bench/train_speed.ts", true);
 
 function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): T | string {
   const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 16 << 20 });
@@ -88,7 +91,7 @@ function main(): void {
       for (const b of backends) {
         // Pure JS needs minutes per B1 step at 240x240; FACTS.md has its 32x32 figure.
         if (b === "js" && size > 64) continue;
-        engines.push({ name: `project (${b})${tag(t)}`, run: () => runJson<BenchLine>(process.execPath, ["--import", "tsx", "bench/train_speed.ts", "--json", "--size", String(size),
+        engines.push({ name: `project (${b})${tag(t)}`, run: () => runJson<BenchLine>(trainSpeed.command, [...trainSpeed.args, "--json", "--size", String(size),
           "--batch", String(batch), "--eval-batch", String(evalBatch), "--seconds", seconds], { BIAS_INIT_BACKEND: b, ...tfThreads(t) }) });
       }
       engines.push({ name: `pytorch${tag(t)}`, run: () => runJson<BenchLine>(PYTHON, ["tools/bench_pytorch.py", "--size", String(size), "--batch", String(batch),
@@ -146,7 +149,7 @@ function main(): void {
   }
   if (backends.includes("native")) {
     const p = runJson<{ native_ops: number | null; tfjs_kernels: number; tfjs_js_only_kernels: number; step_ms: number; native_op_ms: number | null; native_wall_ms: number | null }>(
-      process.execPath, ["--import", "tsx", "bench/train_speed.ts", "--profile", "--json"], { BIAS_INIT_BACKEND: "native" });
+      trainSpeed.command, [...trainSpeed.args, "--profile", "--json"], { BIAS_INIT_BACKEND: "native" });
     if (typeof p === "string") {
       console.log(`\nprofiled step failed: ${p}`);
     } else {

@@ -10,6 +10,10 @@ import * as os from "os";
 import * as path from "path";
 import { cpuWorkerEnv } from "../src/experiment/workers";
 import { lastJsonLine, mean, rangeText } from "./child_runs";
+import { entryCommand } from "../src/util/runner";
+
+/** The project's side runs compiled, as `make run` does (tools/run-ts.sh). */
+const trainSpeed = entryCommand("bench/train_speed.ts", true);
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv/bin/python");
@@ -41,7 +45,7 @@ async function main(): Promise<void> {
   const cores = os.availableParallelism();
   const share = Number(cpuWorkerEnv(procs, cores, {}).TF_NUM_INTRAOP_THREADS);
   const common = ["--size", String(size), "--batch", String(batch), "--eval-batch", String(evalBatch), "--seconds", values.seconds as string];
-  const project = (env: NodeJS.ProcessEnv) => () => runOne(process.execPath, ["--import", "tsx", "bench/train_speed.ts", "--json", ...common], env);
+  const project = (env: NodeJS.ProcessEnv) => () => runOne(trainSpeed.command, [...trainSpeed.args, "--json", ...common], env);
   const pytorch = (threads: number) => () => runOne(PYTHON, ["tools/bench_pytorch.py", ...common, "--threads", String(threads)], {});
   const settings = [
     { name: `project, ${share} thread(s) each (workers)`, run: project({ TF_NUM_INTRAOP_THREADS: String(share) }) },

@@ -8,6 +8,7 @@
 // bench/train_speed.ts instead (another checkout: before/after comparisons of the code itself).
 import { parseArgs } from "util";
 import { spawnSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { lastJsonLine, rangeText } from "./child_runs";
 
@@ -50,7 +51,10 @@ function main(): void {
   const results = new Map<string, Line[]>(variants.map((v) => [v.name, []]));
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const v of variants) {
-      const r = spawnSync(process.execPath, ["--import", "tsx", "bench/train_speed.ts", "--json", "--size", String(size), "--batch", String(batch),
+      // Compiled as `make run` runs (tools/run-ts.sh), where the checkout has it.
+      const [command, ...entry] = fs.existsSync(path.join(v.dir, "tools", "run-ts.sh")) ? ["bash", "tools/run-ts.sh", "bench/train_speed.ts"]
+        : [process.execPath, "--import", "tsx", "bench/train_speed.ts"];
+      const r = spawnSync(command, [...entry, "--json", "--size", String(size), "--batch", String(batch),
         "--eval-batch", String(evalBatch), "--seconds", values.seconds as string], { cwd: v.dir, env: { ...process.env, ...v.env }, encoding: "utf8" });
       const line = lastJsonLine(r.stdout);
       if (r.status !== 0 || line === undefined) {

@@ -32,7 +32,7 @@ test("deploy/k8s/grid-job.yaml: an Indexed Job of CLI workers on one ReadWriteMa
   const [container] = pod.containers;
   const mount = container.volumeMounts.find((m: Doc) => m.name === pod.volumes[0].name).mountPath as string;
   assert.ok(container.workingDir.startsWith(mount + "/"), "the repository is on the shared volume");
-  assert.match(container.command.join(" "), /exec node --import tsx src\/cli\.ts "\$@"/);
+  assert.match(container.command.join(" "), /exec bash tools\/run-ts\.sh src\/cli\.ts "\$@"/);
   const request = parseCli(container.args);
   assert.equal(request.worker, true);
   assert.ok(request.resultsDir.startsWith(mount + "/"), "the store is on the shared volume");

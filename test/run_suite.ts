@@ -1,6 +1,6 @@
 // `make test`: the whole suite (node --test test/*.test.ts), guarded.
 //   node --import tsx test/run_suite.ts [test files...]      (default: every test/*.test.ts)
-// Before the tests, every file under the checkout's reports/, results/, data/ and weights/ is
+// Before the tests, every file under the checkout's reports/, results/, data/, weights/ and dist/ is
 // recorded, with a sentinel file added to each (test/helpers/checkout_guard.ts); after them, any
 // byte added, changed or removed there fails the run, listed. The tests get a temporary folder of
 // their own as TMPDIR (os.tmpdir()); a `bias-*` entry a test leaves in it fails the run too, and
@@ -45,7 +45,7 @@ async function main(): Promise<number> {
     fs.rmSync(tmp, { recursive: true, force: true });
     removeSentinels(snapshot);
   }
-  if (code === 0) console.log("test/run_suite.ts: reports/, results/, data/ and weights/ of the checkout are byte-identical; no temporary folder left");
+  if (code === 0) console.log("test/run_suite.ts: reports/, results/, data/, weights/ and dist/ of the checkout are byte-identical; no temporary folder left");
   return code;
 }
 

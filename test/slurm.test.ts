@@ -78,7 +78,9 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
   assert.equal(started.status, 0, started.stdout + started.stderr);
   const conf = /^SLURM_CONF=(.+)$/m.exec(started.stdout)?.[1];
   assert.ok(conf, started.stdout);
-  env = { ...process.env, SLURM_CONF: conf };
+  // The tasks compile the CLI (tools/run-ts.sh) into this test's folder, not the checkout's dist/.
+  const dist = path.join(tmp, "dist");
+  env = { ...process.env, SLURM_CONF: conf, BIAS_INIT_DIST_DIR: dist };
 
   writeSyntheticCifar10(path.join(tmp, "data"), { perTrainBatch: 100, testCount: 32, seed: 3 });
   const flags = (results: string): string[] => ["--preset", "smoke", "--data", "cifar10", "--data-dir", path.join(tmp, "data"),
@@ -112,6 +114,7 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
     assert.deepEqual(tasks.map((o) => /^grid\.sbatch: task (\d) of job \d+ on /m.exec(o)?.[1]).sort(), ["0", "1", "2"], tasks.join("\n----\n"));
     const logs = workerLogs(path.join(tmp, "results"));
     assert.equal(new Set(logs.map((l) => l.hello?.pid)).size, 3, "three workers, one per task");
+    assert.deepEqual(logs.map((l) => l.hello?.script), [0, 1, 2].map(() => path.join(dist, "src", "cli.cjs")), "each task runs the CLI compiled, as make run does");
     // Each task's TensorFlow threads are its --cpus-per-task (unless the submitter set them).
     assert.deepEqual(logs.map((l) => l.hello?.threads), [threads, threads, threads]);
     assert.deepEqual([...unitStarts(logs).values()].filter((n) => n !== 1), [], "no unit trained twice");

@@ -110,12 +110,13 @@ test("a worker killed mid-unit: another worker takes its unit over from the chec
   assert.deepEqual(leftovers(results), []);
 });
 
-test("Ctrl-C stops every worker (pinned by --gpus) after its step in flight; the same command resumes to the serial rows", async (t) => {
+test("make run's compiled CLI (tools/run-ts.sh): Ctrl-C stops every worker (pinned by --gpus), compiled too, after its step in flight; the same command resumes to the serial rows", async (t) => {
   const expected = await expectedRows();
   const dir = tempDir(t);
   const results = path.join(dir, "results");
+  const dist = path.join(dir, "dist");
   const args = ["--gpus", "5,7", "--config", configFile, "--results", results];
-  const cli = spawnCli(args);
+  const cli = spawnCli(args, {}, dist);
   // Both workers are training (a worker still loading its engine would simply die of the signal).
   await waitUntil(() => { const logs = workerLogs(results); return logs.length === 2 && logs.every((l) => l.lines.some((x) => x.type === "step")) ? logs : null; }, 120_000, "both workers' first steps");
   cli.child.kill("SIGINT");
@@ -124,9 +125,10 @@ test("Ctrl-C stops every worker (pinned by --gpus) after its step in flight; the
   assert.match(stopped.stdout, /interrupt: every worker stops after its step in flight/);
   const logs = workerLogs(results);
   assert.deepEqual(logs.map((l) => l.hello?.gpu).sort(), ["5", "7"], "--gpus 5,7: two workers, one on each");
+  assert.deepEqual(logs.map((l) => l.hello?.script), [0, 1].map(() => path.join(dist, "src", "cli.cjs")), "the workers run the compiled CLI, as their parent does");
   assert.deepEqual(logs.map((l) => l.lines.find((x) => x.type === "exit")).map((e) => e?.type === "exit" && e.code), [130, 130], "both stopped by the interrupt");
   assert.ok(storeRows(config, results).length < expected.length, "stopped before the end");
-  const resumed = await spawnCli(args).done;
+  const resumed = await spawnCli(args, {}, dist).done;
   assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
   assert.deepEqual(storeRows(config, results), expected);
   assert.deepEqual(leftovers(results), []);

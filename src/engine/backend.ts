@@ -15,6 +15,7 @@ import { readEnvironment } from "../config";
 import { nativeOps } from "../model/ops/native_backend";
 import { fusedEvalProblem } from "../model/ops/native_eval";
 import { loadCustomOps } from "./custom_ops";
+import { PROJECT_ROOT } from "../util/runner";
 
 export type BackendKind = "cuda" | "native-cpu" | "js";
 
@@ -34,8 +35,8 @@ export interface BackendInfo {
   visibleGpus: string[];
 }
 
-/** The repository root (this file lives in <root>/src/engine). */
-export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
+/** The repository root (util/runner.ts: under tsx or compiled alike). */
+export { PROJECT_ROOT };
 
 /** Where the native engines are built: BIAS_INIT_NATIVE_DIR, else <repo>/.native. */
 export function nativeDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -12,7 +12,6 @@ import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { pathToFileURL } from "url";
 import { ExperimentConfig, lockSettings, readEnvironment, WORKERS } from "../config";
 import { BackendKind, visibleNvidiaGpus } from "../engine/backend";
 import { UsageError } from "../util/args";
@@ -21,8 +20,7 @@ import { ExperimentResult, gridUnits, loadResults, storeFor, unitNeedsTraining }
 import type { ProgressView } from "./progress";
 import { listWorkerLogs, WorkerLogReader, workerLogFile, workersDir } from "./worker_log";
 import { WatchedWorker, WorkerExit, WorkerWatch } from "./worker_progress";
-
-const CLI = path.resolve(__dirname, "..", "cli.ts");
+import { entryCommand } from "../util/runner";
 
 /**
  * The GPUs to pin workers to: `--gpus 0,1,2,3` as given (indexes or UUIDs, what CUDA_VISIBLE_DEVICES
@@ -82,11 +80,11 @@ export interface LaunchedWorker {
   exited: Promise<WorkerExit>;
 }
 
-/** Starts `count` workers (`node --import tsx src/cli.ts --worker ...`) in this process's working directory. */
+/** Starts `count` workers (`src/cli.ts --worker ...`, run as this process runs: util/runner.ts) in this process's working directory. */
 export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
   const dir = workersDir(o.resultsDir);
   fs.mkdirSync(dir, { recursive: true });
-  const loader = pathToFileURL(require.resolve("tsx")).href;
+  const cli = entryCommand("src/cli.ts");
   const launched: LaunchedWorker[] = [];
   const cpuEnv = cpuWorkerEnv(o.count, os.availableParallelism());
   for (let i = 0; i < o.count; i++) {
@@ -94,12 +92,12 @@ export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
     const starting = path.join(dir, `.starting-${process.pid}-${i}.log`);
     const fd = fs.openSync(starting, "a");
     // A session of its own either way: a terminal's Ctrl-C reaches this process only, which passes it on once.
-    const child = spawn(process.execPath, ["--import", loader, CLI, "--worker", ...o.args], {
+    const child = spawn(cli.command, [...cli.args, "--worker", ...o.args], {
       cwd: process.cwd(), detached: true, stdio: ["ignore", fd, fd],
       env: { ...process.env, ...(gpu === null ? cpuEnv : { CUDA_VISIBLE_DEVICES: gpu }) },
     });
     fs.closeSync(fd);
-    if (child.pid === undefined) throw new Error(`could not start worker ${i + 1} (${process.execPath} ${CLI})`);
+    if (child.pid === undefined) throw new Error(`could not start worker ${i + 1} (${cli.command} ${cli.args.join(" ")})`);
     const outFile = path.join(dir, `${os.hostname()}-${child.pid}.log`);
     fs.renameSync(starting, outFile);
     const exited = new Promise<WorkerExit>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));

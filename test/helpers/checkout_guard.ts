@@ -1,5 +1,6 @@
-// The user's own files in a checkout: reports/, results/, data/, weights/. The test suite must
-// leave them byte-identical. `snapshotCheckout` puts a sentinel file into each (creating the
+// The user's own files in a checkout: reports/, results/, data/, weights/, and dist/ (what make run
+// compiled, tools/run-ts.sh; tests compile into their own folders). The test suite must leave them
+// byte-identical. `snapshotCheckout` puts a sentinel file into each (creating the
 // folder when absent) and records every entry's type, size and SHA-256; `checkoutChanges` lists
 // what differs afterwards; `removeSentinels` takes away what the snapshot added.
 //
@@ -11,7 +12,7 @@ import * as path from "path";
 import { lockSettings } from "../../src/config";
 import { isStale, readLock } from "../../src/experiment/unit_lock";
 
-export const GUARDED_FOLDERS = ["reports", "results", "data", "weights"] as const;
+export const GUARDED_FOLDERS = ["reports", "results", "data", "weights", "dist"] as const;
 export const SENTINEL = ".bias-test-sentinel";
 
 export interface CheckoutSnapshot {

@@ -58,9 +58,13 @@ export interface CliRun {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
-/** `src/cli.ts ARGS` in a child process, output collected. */
-export function spawnCli(args: string[], env: Record<string, string> = {}): CliRun {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli.ts"), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * `src/cli.ts ARGS` in a child process, output collected: under tsx, or with `distDir`, compiled
+ * there by tools/run-ts.sh as `make run` runs it.
+ */
+export function spawnCli(args: string[], env: Record<string, string> = {}, distDir?: string): CliRun {
+  const [command, ...runner] = distDir === undefined ? [process.execPath, "--import", "tsx", path.join(ROOT, "src/cli.ts")] : ["bash", path.join(ROOT, "tools/run-ts.sh"), "src/cli.ts"];
+  const child = spawn(command, [...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env, ...(distDir === undefined ? {} : { BIAS_INIT_DIST_DIR: distDir }) }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
