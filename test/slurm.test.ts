@@ -23,7 +23,7 @@ import { makeConfig, PresetName } from "../src/config";
 import { parseCli } from "../src/cli";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 import { leftovers, storeRows } from "./helpers/grid_runs";
-import { killWorkers, ROOT, spawnCli, unitStarts, workerLogs } from "./helpers/worker_logs";
+import { COMPILED_NODE_FLAGS, killWorkers, ROOT, spawnCli, unitStarts, workerLogs } from "./helpers/worker_logs";
 
 const TOOLS = ["sbatch", "squeue", "scancel", "sinfo", "slurmctld", "slurmd", "munged"];
 const missing = TOOLS.filter((t) => spawnSync("bash", ["-c", `command -v ${t} || test -x /usr/sbin/${t}`]).status !== 0);
@@ -114,7 +114,7 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
     assert.deepEqual(tasks.map((o) => /^grid\.sbatch: task (\d) of job \d+ on /m.exec(o)?.[1]).sort(), ["0", "1", "2"], tasks.join("\n----\n"));
     const logs = workerLogs(path.join(tmp, "results"));
     assert.equal(new Set(logs.map((l) => l.hello?.pid)).size, 3, "three workers, one per task");
-    assert.deepEqual(logs.map((l) => l.hello?.script), [0, 1, 2].map(() => path.join(dist, "src", "cli.cjs")), "each task runs the CLI compiled, as make run does");
+    assert.deepEqual(logs.map((l) => l.hello?.node), [0, 1, 2].map(() => [...COMPILED_NODE_FLAGS, path.join(dist, "src", "cli.cjs")]), "each task runs the CLI compiled, as make run does");
     // Each task's TensorFlow threads are its --cpus-per-task (unless the submitter set them).
     assert.deepEqual(logs.map((l) => l.hello?.threads), [threads, threads, threads]);
     assert.deepEqual([...unitStarts(logs).values()].filter((n) => n !== 1), [], "no unit trained twice");

@@ -14,7 +14,7 @@ import { pidAlive } from "../src/util/leftovers";
 import { parseCli, workersPreset } from "../src/cli";
 import { unitLabel } from "../src/experiment/store";
 import { configOf, leftovers, smallGrid, storeRows } from "./helpers/grid_runs";
-import { epochRows, killWorkers, ROOT, spawnCli, unitStarts, waitUntil, workerLogs } from "./helpers/worker_logs";
+import { COMPILED_NODE_FLAGS, epochRows, killWorkers, ROOT, spawnCli, unitStarts, waitUntil, workerLogs } from "./helpers/worker_logs";
 import { spawn } from "child_process";
 
 function tempDir(t: { after(fn: () => void): void }): string {
@@ -125,7 +125,7 @@ test("make run's compiled CLI (tools/run-ts.sh): Ctrl-C stops every worker (pinn
   assert.match(stopped.stdout, /interrupt: every worker stops after its step in flight/);
   const logs = workerLogs(results);
   assert.deepEqual(logs.map((l) => l.hello?.gpu).sort(), ["5", "7"], "--gpus 5,7: two workers, one on each");
-  assert.deepEqual(logs.map((l) => l.hello?.script), [0, 1].map(() => path.join(dist, "src", "cli.cjs")), "the workers run the compiled CLI, as their parent does");
+  assert.deepEqual(logs.map((l) => l.hello?.node), [0, 1].map(() => [...COMPILED_NODE_FLAGS, path.join(dist, "src", "cli.cjs")]), "the workers run the compiled CLI, as their parent does");
   assert.deepEqual(logs.map((l) => l.lines.find((x) => x.type === "exit")).map((e) => e?.type === "exit" && e.code), [130, 130], "both stopped by the interrupt");
   assert.ok(storeRows(config, results).length < expected.length, "stopped before the end");
   const resumed = await spawnCli(args, {}, dist).done;

@@ -43,4 +43,7 @@ if ! "$esbuild" "$repo/$entry" --bundle --platform=node --target=node20 --format
 fi
 mv -f "$tmp" "$out"
 # Packages resolve from the repository's node_modules wherever the compiled file lies.
-NODE_PATH=$repo/node_modules${NODE_PATH:+:$NODE_PATH} exec node "$out" "$@"
+# --heap-growing-percent=20: V8 collects its old generation when it has grown 20% past what the last
+# collection kept, where its own rule let it grow ~4x (24 MB live, 97 MB held before collecting):
+# ~80 MB less peak memory at 32x32, four more collections of ~6 ms in 30 s (performance.md item 24).
+NODE_PATH=$repo/node_modules${NODE_PATH:+:$NODE_PATH} exec node --heap-growing-percent=20 "$out" "$@"

@@ -34,7 +34,7 @@ export async function runWorker(configs: ExperimentConfig[], opts: WorkerOptions
   const stores = configs.map((c) => storeFor(c, opts.resultsDir));
   const env = readEnvironment();
   const log = new WorkerLogWriter(workerLogFile(opts.resultsDir), {
-    gpu: env.CUDA_VISIBLE_DEVICES, threads: env.TF_NUM_INTRAOP_THREADS, script: process.argv[1], configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
+    gpu: env.CUDA_VISIBLE_DEVICES, threads: env.TF_NUM_INTRAOP_THREADS, node: [...process.execArgv, process.argv[1]], configs: stores.map((s) => s.resolved), stores: stores.map((s) => s.store.hash),
   });
   let closed = false;
   const close = (code: number, error: string | null): void => {

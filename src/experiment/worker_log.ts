@@ -26,8 +26,8 @@ export interface WorkerHello {
   gpu: string | null;
   /** TF_NUM_INTRAOP_THREADS as the worker saw it (null: unset, TensorFlow's default). */
   threads?: string | null;
-  /** The file node runs: src/cli.ts under tsx, or its compiled bundle (tools/run-ts.sh). */
-  script?: string;
+  /** node's flags and the file it runs: src/cli.ts under tsx, or its compiled bundle (tools/run-ts.sh). */
+  node?: string[];
   /** The configs it runs (data source resolved) and their store folders (config hashes), in order. */
   configs: ExperimentConfig[];
   stores: string[];

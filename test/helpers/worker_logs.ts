@@ -58,6 +58,9 @@ export interface CliRun {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
+/** The V8 flag tools/run-ts.sh gives node (docs/performance.md item 24), as process.execArgv shows it. */
+export const COMPILED_NODE_FLAGS = ["--heap-growing-percent=20"];
+
 /**
  * `src/cli.ts ARGS` in a child process, output collected: under tsx, or with `distDir`, compiled
  * there by tools/run-ts.sh as `make run` runs it.
