@@ -15,7 +15,7 @@ import * as os from "os";
 import * as path from "path";
 import { cpuPeak, forwardMacsPerImage, TRAIN_TO_FORWARD } from "./flops";
 import { lastJsonLine, mean, rangeText } from "./child_runs";
-import { entryCommand } from "../src/util/runner";
+import { compiledCommand } from "../src/util/runner";
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv/bin/python");
@@ -39,7 +39,7 @@ interface Targets {
 const TARGETS: Targets = { train: { 32: 2.0, 240: 1.5 }, eval: { 32: 1.0, 240: 1.2 }, memory: { 32: 1.2, 240: 1.0 } };
 const KERNEL_TARGET = 2500;
 /** The engine's side runs compiled, as `make run` does (tools/run-ts.sh): tsx would add ~85 MB to its memory. */
-const trainSpeed = entryCommand("bench/train_speed.ts", true);
+const trainSpeed = compiledCommand("bench/train_speed.ts");
 
 function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): T | string {
   const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 16 << 20 });

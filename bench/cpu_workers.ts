@@ -10,10 +10,10 @@ import * as os from "os";
 import * as path from "path";
 import { cpuWorkerEnv } from "../src/experiment/workers";
 import { lastJsonLine, mean, rangeText } from "./child_runs";
-import { entryCommand } from "../src/util/runner";
+import { compiledCommand } from "../src/util/runner";
 
 /** The project's side runs compiled, as `make run` does (tools/run-ts.sh). */
-const trainSpeed = entryCommand("bench/train_speed.ts", true);
+const trainSpeed = compiledCommand("bench/train_speed.ts");
 
 const ROOT = path.resolve(__dirname, "..");
 const PYTHON = path.join(ROOT, ".venv/bin/python");

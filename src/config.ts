@@ -297,6 +297,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_NATIVE_DIR: "where `make native` / `make native-gpu` build the native engines and where runs look for them (default: .native in the repository)",
   BIAS_INIT_CUSTOM_OPS: "1 (default): training BatchNorm + SiLU, the depthwise convolutions and squeeze-excitation's passes on this project's AVX2/FMA kernels where `make native` built them and the CPU has both; 0: TensorFlow's own ops (for A/B runs; `make doctor` says which run)",
   BIAS_INIT_CUDA_ENV: "set by the GPU build's cuda-env.sh once it is sourced; the CLI re-executes itself through that file otherwise",
+  BIAS_INIT_DIST_DIR: "where tools/run-ts.sh compiles the entry points make run, its workers and the cluster tasks run (default: dist in the repository)",
   LD_LIBRARY_PATH: "read by `make doctor` (where the GPU engine's CUDA libraries are looked up besides the build's run paths; cuda-env.sh sets it)",
   CIFAR10_TARBALL: "a local copy of cifar-10-binary.tar.gz for `make data` (md5-checked)",
   EFFICIENTNET_B1_WEIGHTS: "a local copy of efficientnet_b1-c27df63c.pth (SHA-256 prefix checked)",

@@ -12,6 +12,7 @@ import * as path from "path";
 import { checkoutChanges, removeSentinels, snapshotCheckout } from "./helpers/checkout_guard";
 
 const ROOT = path.resolve(__dirname, "..");
+const DIST = "compiled-entry-points";
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
@@ -25,7 +26,8 @@ async function main(): Promise<number> {
     code = await new Promise<number>((resolve) => {
       // NODE_TEST_CONTEXT (set when this runs inside a test) would make `--test` skip every file.
       const { NODE_TEST_CONTEXT: _inTest, ...env } = process.env;
-      const child = spawn(process.execPath, ["--import", "tsx", "--test", ...files], { cwd: ROOT, stdio: "inherit", env: { ...env, TMPDIR: tmp } });
+      // Workers the tests start are compiled (tools/run-ts.sh) into the suite's folder, not the checkout's dist/.
+      const child = spawn(process.execPath, ["--import", "tsx", "--test", ...files], { cwd: ROOT, stdio: "inherit", env: { ...env, TMPDIR: tmp, BIAS_INIT_DIST_DIR: path.join(tmp, DIST) } });
       child.on("close", (c, signal) => resolve(c ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
     });
     const changes = checkoutChanges(snapshot);
@@ -39,7 +41,7 @@ async function main(): Promise<number> {
       console.error(`test/run_suite.ts: tests left ${ours.length} temporary folder(s) behind (each test must remove its own): ${ours.join(", ")}`);
       code ||= 1;
     }
-    const others = left.filter((f) => !f.startsWith("bias-"));
+    const others = left.filter((f) => !f.startsWith("bias-") && f !== DIST);
     if (others.length > 0) console.log(`test/run_suite.ts: the suite's TMPDIR also held ${others.join(", ")} (tool caches; removed)`);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

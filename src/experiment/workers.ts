@@ -20,7 +20,7 @@ import { ExperimentResult, gridUnits, loadResults, storeFor, unitNeedsTraining }
 import type { ProgressView } from "./progress";
 import { listWorkerLogs, WorkerLogReader, workerLogFile, workersDir } from "./worker_log";
 import { WatchedWorker, WorkerExit, WorkerWatch } from "./worker_progress";
-import { entryCommand } from "../util/runner";
+import { compiledCommand } from "../util/runner";
 
 /**
  * The GPUs to pin workers to: `--gpus 0,1,2,3` as given (indexes or UUIDs, what CUDA_VISIBLE_DEVICES
@@ -80,11 +80,11 @@ export interface LaunchedWorker {
   exited: Promise<WorkerExit>;
 }
 
-/** Starts `count` workers (`src/cli.ts --worker ...`, run as this process runs: util/runner.ts) in this process's working directory. */
+/** Starts `count` workers (`src/cli.ts --worker ...`, compiled as `make run` runs it: util/runner.ts) in this process's working directory. */
 export function launchWorkers(o: LaunchOptions): LaunchedWorker[] {
   const dir = workersDir(o.resultsDir);
   fs.mkdirSync(dir, { recursive: true });
-  const cli = entryCommand("src/cli.ts");
+  const cli = compiledCommand("src/cli.ts");
   const launched: LaunchedWorker[] = [];
   const cpuEnv = cpuWorkerEnv(o.count, os.availableParallelism());
   for (let i = 0; i < o.count; i++) {

@@ -1,21 +1,17 @@
-// How this process runs, so that the processes it starts run the same way: under tsx (the
-// TypeScript sources as they are: tests, notebooks' helpers, `node --import tsx src/cli.ts`) or
-// compiled by tools/run-ts.sh into one JavaScript file (make run, make bench), which tells the
-// bundle where the repository is, since its own folder (dist/) is not src/.
+// Where the repository is, and how to start one of its entry points the way `make run` does:
+// compiled by tools/run-ts.sh into one JavaScript file (dist/<entry>.cjs) that plain node runs,
+// with ~120 MB less memory per process than under tsx (docs/performance.md, items 23-24). The
+// workers a run starts and the engine's side of the benchmarks are started so, whether their
+// parent runs compiled (the CLI) or under tsx (a notebook's kernel, the tests).
 import * as path from "path";
-import { pathToFileURL } from "url";
 
 /** Set by tools/run-ts.sh (esbuild --define) in compiled files; undeclared under tsx. */
 declare const BIAS_INIT_SOURCE_ROOT: string | undefined;
 
-/** Whether this process runs a file compiled by tools/run-ts.sh. */
-export const COMPILED = typeof BIAS_INIT_SOURCE_ROOT === "string";
-
-/** The repository root (under tsx this file lives in <root>/src/util). */
+/** The repository root: under tsx this file lives in <root>/src/util; a compiled file is told. */
 export const PROJECT_ROOT: string = typeof BIAS_INIT_SOURCE_ROOT === "string" ? BIAS_INIT_SOURCE_ROOT : path.resolve(__dirname, "..", "..");
 
-/** The command and arguments that run `entry` (a .ts path relative to the root) the way this process runs. */
-export function entryCommand(entry: string, compiled = COMPILED): { command: string; args: string[] } {
-  if (compiled) return { command: "bash", args: [path.join(PROJECT_ROOT, "tools", "run-ts.sh"), entry] };
-  return { command: process.execPath, args: ["--import", pathToFileURL(require.resolve("tsx")).href, path.join(PROJECT_ROOT, entry)] };
+/** The command and arguments that run `entry` (a .ts path relative to the root) compiled. */
+export function compiledCommand(entry: string): { command: string; args: string[] } {
+  return { command: "bash", args: [path.join(PROJECT_ROOT, "tools", "run-ts.sh"), entry] };
 }
