@@ -8,6 +8,7 @@ import type { WorkerLine, WorkerHello } from "../../src/experiment/worker_log";
 import { listWorkerLogs } from "../../src/experiment/worker_log";
 import { unitLabel } from "../../src/experiment/store";
 import { pidAlive } from "../../src/util/leftovers";
+import { compiledCommand } from "../../src/util/runner";
 
 export const ROOT = path.resolve(__dirname, "../..");
 
@@ -66,7 +67,7 @@ export const COMPILED_NODE_FLAGS = ["--heap-growing-percent=20"];
  * there by tools/run-ts.sh as `make run` runs it.
  */
 export function spawnCli(args: string[], env: Record<string, string> = {}, distDir?: string): CliRun {
-  const [command, ...runner] = distDir === undefined ? [process.execPath, "--import", "tsx", path.join(ROOT, "src/cli.ts")] : ["bash", path.join(ROOT, "tools/run-ts.sh"), "src/cli.ts"];
+  const { command, args: runner } = distDir === undefined ? { command: process.execPath, args: ["--import", "tsx", path.join(ROOT, "src/cli.ts")] } : compiledCommand("src/cli.ts");
   const child = spawn(command, [...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env, ...(distDir === undefined ? {} : { BIAS_INIT_DIST_DIR: distDir }) }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
