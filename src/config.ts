@@ -285,9 +285,7 @@ export function validateConfig(c: ExperimentConfig): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The environment: every variable the project reads, read here and nowhere else.
-
-/** Name -> what it sets. `make help`, the README and `--help` list these. */
+/** The environment: every variable the project reads (read here, nowhere else), name -> what it sets; `make help`, the README and `--help` list these. */
 export const ENVIRONMENT = {
   BIAS_INIT_PRESET: "preset when none is given (smoke | quick | full; default: full on CUDA, quick elsewhere)",
   BIAS_INIT_RESULTS: "results store root for the CLI and the notebooks (default: results)",
