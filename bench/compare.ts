@@ -8,6 +8,9 @@
 // --quick: 1 s per measurement (at least 2 training steps and 1 evaluation batch): checks that the
 // script works, numbers meaningless. --threads: CPU thread counts to run both engines with (0: each
 // engine's default); ratios are printed per thread count and against PyTorch's fastest setting.
+// --torch-heaps: glibc heap settings to run PyTorch with: "default" (as installed) and "kept"
+// (TORCH_KEPT_HEAP: freed memory stays in the process instead of going back to the kernel, so no
+// page faults to touch it again; PyTorch's CPU tuning guide gets the same from jemalloc or tcmalloc).
 import { parseArgs } from "util";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -41,6 +44,18 @@ const KERNEL_TARGET = 2500;
 /** The engine's side runs compiled, as `make run` does (tools/run-ts.sh): tsx would add ~85 MB to its memory. */
 const trainSpeed = compiledCommand("bench/train_speed.ts");
 
+/**
+ * glibc's malloc settings (mallopt(3), read from the environment) that keep PyTorch's freed memory
+ * in the process: blocks up to 4 GiB come from the heap instead of their own mmap, and the heap is
+ * not trimmed below 64 GiB. By default glibc maps every block over 32 MiB (B1's activations at
+ * 240x240 batch 16) afresh and unmaps it when freed, and the kernel faults each of its pages in
+ * again: measured on the AMD EPYC guest with AVX-512 (2026-12-04), 2.6 million minor faults in a
+ * 45 s run of tools/bench_pytorch.py at 240x240 against 0.8 million with these settings, training
+ * 3.9 against 10.9 img/s. tcmalloc (LD_PRELOAD) was as fast, jemalloc's defaults far slower there.
+ * This project's engine keeps its memory in TensorFlow's BFC pool (src/engine/backend.ts sets TF_CPU_ALLOCATOR_USE_BFC).
+ */
+const TORCH_KEPT_HEAP: NodeJS.ProcessEnv = { MALLOC_MMAP_THRESHOLD_: String(2 ** 32), MALLOC_TRIM_THRESHOLD_: String(2 ** 36) };
+
 function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): T | string {
   const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 16 << 20 });
   const line = lastJsonLine(r.stdout);
@@ -65,6 +80,7 @@ function main(): void {
   const { values } = parseArgs({ options: {
     rounds: { type: "string", default: "2" }, seconds: { type: "string", default: "20" }, sizes: { type: "string", default: "32,240" },
     backends: { type: "string", default: "native" }, threads: { type: "string", default: "0" }, quick: { type: "boolean", default: false },
+    "torch-heaps": { type: "string", default: "default,kept" },
   } });
   const rounds = Number(values.rounds);
   const seconds = values.quick ? "1" : (values.seconds as string);
@@ -72,6 +88,8 @@ function main(): void {
   const backends = (values.backends as string).split(",");
   const threadCounts = (values.threads as string).split(",").map(Number);
   if (threadCounts.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`--threads wants non-negative integers, got "${values.threads}"`);
+  const torchHeaps = (values["torch-heaps"] as string).split(",");
+  if (torchHeaps.length === 0 || torchHeaps.some((h) => h !== "default" && h !== "kept")) throw new Error(`--torch-heaps wants default, kept or both, got "${values["torch-heaps"]}"`);
   if (!fs.existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run \`make setup\` first (PyTorch is the reference side)`);
   const peak = cpuPeak();
   console.log(`machine: ${peak.model}, ${peak.source}`);
@@ -94,8 +112,10 @@ function main(): void {
         engines.push({ name: `project (${b})${tag(t)}`, run: () => runJson<BenchLine>(trainSpeed.command, [...trainSpeed.args, "--json", "--size", String(size),
           "--batch", String(batch), "--eval-batch", String(evalBatch), "--seconds", seconds], { BIAS_INIT_BACKEND: b, ...tfThreads(t) }) });
       }
-      engines.push({ name: `pytorch${tag(t)}`, run: () => runJson<BenchLine>(PYTHON, ["tools/bench_pytorch.py", "--size", String(size), "--batch", String(batch),
-        "--eval-batch", String(evalBatch), "--seconds", seconds, "--threads", String(t)], {}) });
+      for (const heap of torchHeaps) {
+        engines.push({ name: `pytorch${tag(t)}${heap === "kept" ? " kept-heap" : ""}`, run: () => runJson<BenchLine>(PYTHON, ["tools/bench_pytorch.py", "--size", String(size),
+          "--batch", String(batch), "--eval-batch", String(evalBatch), "--seconds", seconds, "--threads", String(t)], heap === "kept" ? TORCH_KEPT_HEAP : {}) });
+      }
     }
     const results = new Map<string, BenchLine[]>();
     console.log(`\n== B1 + Linear(1000,1), ${size}x${size}, train batch ${batch}, eval batch ${evalBatch}, ${rounds} alternating rounds of ${seconds} s per measurement | ${loadLine()}`);
@@ -103,10 +123,10 @@ function main(): void {
       for (const e of engines) {
         const r = e.run();
         if (typeof r === "string") {
-          console.log(`  round ${round} ${e.name.padEnd(18)} failed: ${r}`);
+          console.log(`  round ${round} ${e.name.padEnd(24)} failed: ${r}`);
           continue;
         }
-        console.log(`  round ${round} ${e.name.padEnd(18)} train ${r.train_img_s.toFixed(2).padStart(7)} img/s | eval ${r.eval_img_s.toFixed(2).padStart(7)} img/s | peak RSS ${r.peak_rss_gb.toFixed(2)} GB`);
+        console.log(`  round ${round} ${e.name.padEnd(24)} train ${r.train_img_s.toFixed(2).padStart(7)} img/s | eval ${r.eval_img_s.toFixed(2).padStart(7)} img/s | peak RSS ${r.peak_rss_gb.toFixed(2)} GB`);
         results.set(e.name, [...(results.get(e.name) ?? []), r]);
       }
     }
@@ -114,7 +134,7 @@ function main(): void {
     for (const [name, rs] of results) {
       const train = rs.map((r) => r.train_img_s);
       const evals = rs.map((r) => r.eval_img_s);
-      console.log(`  ${name.padEnd(18)} train ${rangeText(train, 2)} img/s (${((100 * mean(train) * trainGflopPerImage) / peak.gflops).toFixed(1)}% of fp32 peak, ` +
+      console.log(`  ${name.padEnd(24)} train ${rangeText(train, 2)} img/s (${((100 * mean(train) * trainGflopPerImage) / peak.gflops).toFixed(1)}% of fp32 peak, ` +
         `${((100 * mean(train) * trainGflopPerImage) / peak.avx2Gflops).toFixed(1)}% of AVX2 peak) | eval ${rangeText(evals, 2)} img/s ` +
         `(${((100 * mean(evals) * evalGflopPerImage) / peak.gflops).toFixed(1)}% / ${((100 * mean(evals) * evalGflopPerImage) / peak.avx2Gflops).toFixed(1)}%) | ` +
         `peak RSS ${rangeText(rs.map((r) => r.peak_rss_gb), 2)} GB`);
