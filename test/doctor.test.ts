@@ -118,8 +118,10 @@ test("make doctor on this machine: says plainly whether there is an NVIDIA GPU a
     // This project's kernels: in use on a CPU with AVX2 and FMA when the engine was built with them (build.sh on x86-64).
     const avx2 = /^flags\s*:(?=.*\bavx2\b)(?=.*\bfma\b)/m.test(fs.existsSync("/proc/cpuinfo") ? fs.readFileSync("/proc/cpuinfo", "utf8") : "");
     const expectKernels = avx2 && process.arch === "x64" && process.env.BIAS_INIT_CUSTOM_OPS === undefined && /via \.native\/tfjs-node /.test(active);
-    assert.match(r.stdout, expectKernels ? /\n {2}training BatchNorm \+ SiLU, depthwise convolutions, squeeze-excitation: this project's AVX2\/FMA kernels / : /\n(! | {2})training BatchNorm \+ SiLU, depthwise convolutions, squeeze-excitation: /);
-    if (expectKernels) assert.match(active, /this project's AVX2 kernels/);
+    // The AVX-512 addon where the CPU has AVX-512F (build.sh builds both on x86-64).
+    const isa = avx512 ? "AVX-512" : "AVX2";
+    assert.match(r.stdout, expectKernels ? new RegExp(`\n {2}training BatchNorm \\+ SiLU, depthwise convolutions, squeeze-excitation: this project's ${avx512 ? "AVX-512" : "AVX2/FMA"} kernels `) : /\n(! | {2})training BatchNorm \+ SiLU, depthwise convolutions, squeeze-excitation: /);
+    if (expectKernels) assert.match(active, new RegExp(`this project's ${isa} kernels`));
   }
 });
 

@@ -152,7 +152,7 @@ function assertCustomOpsWhereExpected(): string | null {
   return expected ? null : `not expected here: ${customOpsState().reason}`;
 }
 
-test("this project's AVX2 depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 3 and 5, strides 1 and 2", (t) => {
+test("this project's depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 3 and 5, strides 1 and 2", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const native = nb;
   const notExpected = assertCustomOpsWhereExpected();
@@ -171,7 +171,7 @@ test("this project's AVX2 depthwise convolution kernels = TF.js's depthwise conv
   }
 });
 
-test("squeeze-excitation with this project's AVX2 kernels = with TensorFlow's ops: values bit-identical, gradients", (t) => {
+test("squeeze-excitation with this project's kernels = with TensorFlow's ops: values bit-identical, gradients", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
@@ -184,7 +184,7 @@ test("squeeze-excitation with this project's AVX2 kernels = with TensorFlow's op
   }
 });
 
-test("this project's AVX2 kernels give the same bits with one TensorFlow thread and with two", (t) => {
+test("this project's kernels give the same bits with one TensorFlow thread and with two", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
@@ -198,7 +198,7 @@ test("this project's AVX2 kernels give the same bits with one TensorFlow thread 
   assert.equal(runs[0].hash, runs[1].hash);
 });
 
-test("this project's AVX2 BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {
+test("this project's BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const native = nb;
   const notExpected = assertCustomOpsWhereExpected();

@@ -201,7 +201,7 @@ async function tryNative(c: BackendCandidate): Promise<Omit<BackendInfo, "skippe
     tfBackend: "tensorflow",
     source: c.label,
     device: gpu ? "GPU (CUDA)" : `CPU (native libtensorflow${c.gpuPackage ? " from the GPU package, no GPU visible" : ""}` +
-      `${ops?.active ? ", this project's AVX2 kernels" : ""})`,
+      `${ops?.active ? `, this project's ${ops.isa === "avx512" ? "AVX-512" : "AVX2"} kernels` : ""})`,
     tfjsVersion: tf.version.tfjs,
     tensorflowVersion,
   };

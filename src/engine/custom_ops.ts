@@ -1,6 +1,8 @@
 // This project's own TensorFlow kernels with AVX2/FMA code (tools/native/ops/: training BatchNorm +
 // SiLU, the depthwise convolution and squeeze-excitation's passes, forward and backward), which
-// `make native` builds into a Node addon next to the CPU engine. Loading the addon registers the
+// `make native` builds into two Node addons next to the CPU engine: one for AVX2 + FMA and one for
+// AVX-512 (the same source at twice the vector width, bit-identical results; tools/native/ops/simd.h).
+// On a CPU with AVX-512F the engine loads the AVX-512 one unless BIAS_INIT_CUSTOM_OPS=avx2. Loading the addon registers the
 // ops in the libtensorflow the engine loaded; the engine then runs them by name
 // (model/ops/native_batchnorm.ts, native_conv.ts, squeeze_excitation.ts).
 // They are used when the CPU engine is active, the addon is built and current, the CPU has AVX2
@@ -15,22 +17,27 @@ import { ConfigError, readEnvironment } from "../config";
 import { cpuInfo } from "../util/cpu_info";
 
 /** The kernels' version the addon must export (tools/native/ops/addon.cc kVersion); build.sh's CUSTOM_OPS names it too. */
-export const CUSTOM_OPS_VERSION = 4;
+export const CUSTOM_OPS_VERSION = 5;
 
-/** The addon's place inside a CPU engine's package folder (tools/native/build.sh step 4). */
-export function customOpsPath(packageDir: string): string {
-  return path.join(packageDir, "bias-ops", "bias_init_ops.node");
+/** The instruction sets the kernels are built for (tools/native/ops/simd.h). */
+export type KernelIsa = "avx2" | "avx512";
+
+/** An addon's place inside a CPU engine's package folder (tools/native/build.sh step 4). */
+export function customOpsPath(packageDir: string, isa: KernelIsa = "avx2"): string {
+  return path.join(packageDir, "bias-ops", isa === "avx512" ? "bias_init_ops_avx512.node" : "bias_init_ops.node");
 }
 
 export interface CustomOpsState {
   active: boolean;
+  /** The addon loaded (null: none). */
+  isa: KernelIsa | null;
   /** Not active, and `make native ARGS=--force` would change that (not built, stale, failed to load). */
   fixable: boolean;
   /** One line: what runs and why (for the backend line and `make doctor`). */
   reason: string;
 }
 
-let state: CustomOpsState = { active: false, fixable: false, reason: "not loaded (the engine is not the CPU package of `make native`)" };
+let state: CustomOpsState = { active: false, isa: null, fixable: false, reason: "not loaded (the engine is not the CPU package of `make native`)" };
 let override: boolean | null = null;
 
 /** Whether training BatchNorm, the depthwise convolutions and squeeze-excitation run on this project's kernels. */
@@ -50,15 +57,18 @@ export function overrideCustomOps(active: boolean | null): void {
 
 const NOT_BUILT = "not built (an engine from before them, or not x86-64): `make native ARGS=--force` builds them";
 
-/** Why the addon would not be used here, before loading it; null when it would be. */
-function customOpsProblem(packageDir: string, env: NodeJS.ProcessEnv = process.env): string | null {
+/** Which addon to load here, or why none would be used. */
+function chooseCustomOps(packageDir: string, env: NodeJS.ProcessEnv = process.env): { isa: KernelIsa; note: string } | { problem: string } {
   const setting = readEnvironment(env).BIAS_INIT_CUSTOM_OPS;
-  if (setting !== null && setting !== "0" && setting !== "1") throw new ConfigError(`BIAS_INIT_CUSTOM_OPS: "${setting}" is not 0 or 1; set one of them or unset it`);
-  if (setting === "0") return "off (BIAS_INIT_CUSTOM_OPS=0): TensorFlow's own ops run";
+  if (setting !== null && !["0", "1", "avx2"].includes(setting)) throw new ConfigError(`BIAS_INIT_CUSTOM_OPS: "${setting}" is not 0, 1 or avx2; set one of them or unset it`);
+  if (setting === "0") return { problem: "off (BIAS_INIT_CUSTOM_OPS=0): TensorFlow's own ops run" };
   const flags = cpuInfo().flags;
-  if (!flags.has("avx2") || !flags.has("fma")) return "not used: this CPU lacks AVX2 or FMA; TensorFlow's own ops run";
-  if (!fs.existsSync(customOpsPath(packageDir))) return NOT_BUILT;
-  return null;
+  if (!flags.has("avx2") || !flags.has("fma")) return { problem: "not used: this CPU lacks AVX2 or FMA; TensorFlow's own ops run" };
+  const note = flags.has("avx512f") && setting === "avx2" ? ", BIAS_INIT_CUSTOM_OPS=avx2" : "";
+  const isa: KernelIsa = flags.has("avx512f") && setting !== "avx2" ? "avx512" : "avx2";
+  if (fs.existsSync(customOpsPath(packageDir, isa))) return { isa, note };
+  // An engine built before the AVX-512 addon has only the AVX2 one, of an older version (stale below).
+  return fs.existsSync(customOpsPath(packageDir)) ? { isa: "avx2", note: ", the AVX-512 addon is not built" } : { problem: NOT_BUILT };
 }
 
 /**
@@ -67,21 +77,24 @@ function customOpsProblem(packageDir: string, env: NodeJS.ProcessEnv = process.e
  * stops a run (ConfigError).
  */
 export function loadCustomOps(packageDir: string, env: NodeJS.ProcessEnv = process.env): CustomOpsState {
-  const problem = customOpsProblem(packageDir, env);
-  if (problem !== null) {
-    state = { active: false, fixable: problem === NOT_BUILT, reason: problem };
+  const choice = chooseCustomOps(packageDir, env);
+  if ("problem" in choice) {
+    state = { active: false, isa: null, fixable: choice.problem === NOT_BUILT, reason: choice.problem };
     return state;
   }
+  const file = customOpsPath(packageDir, choice.isa);
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(customOpsPath(packageDir)) as { ops?: string[]; version?: number };
+    const addon = require(file) as { ops?: string[]; version?: number; isa?: string };
     if (addon.version !== CUSTOM_OPS_VERSION) {
-      state = { active: false, fixable: true, reason: `stale build (kernels version ${addon.version}, this code wants ${CUSTOM_OPS_VERSION}): \`make native ARGS=--force\`` };
+      state = { active: false, isa: null, fixable: true, reason: `stale build (kernels version ${addon.version}, this code wants ${CUSTOM_OPS_VERSION}): \`make native ARGS=--force\`` };
+    } else if (addon.isa !== choice.isa) {
+      state = { active: false, isa: null, fixable: true, reason: `${path.basename(file)} was built for ${addon.isa}, not ${choice.isa}: \`make native ARGS=--force\`` };
     } else {
-      state = { active: true, fixable: false, reason: `AVX2/FMA kernels (${(addon.ops ?? []).join(", ")})` };
+      state = { active: true, isa: choice.isa, fixable: false, reason: `${choice.isa === "avx512" ? "AVX-512" : "AVX2/FMA"} kernels${choice.note} (${(addon.ops ?? []).join(", ")})` };
     }
   } catch (e) {
-    state = { active: false, fixable: true, reason: `failed to load (${(e as Error).message.split("\n")[0].slice(0, 160)}); TensorFlow's own ops run` };
+    state = { active: false, isa: null, fixable: true, reason: `failed to load (${(e as Error).message.split("\n")[0].slice(0, 160)}); TensorFlow's own ops run` };
   }
   return state;
 }

@@ -1,11 +1,13 @@
-// Child of test/native_ops.test.ts: this project's AVX2 kernels (BatchNorm + SiLU, the depthwise
-// convolution and squeeze-excitation's passes, forward and gradients) on fixed seeded inputs, in a process whose TensorFlow thread
-// count the parent sets (TF_NUM_INTRAOP_THREADS). Prints {active, hash}: a SHA-256 of every output's
-// bytes, which must not depend on the thread count (the kernels sum over fixed blocks, in order).
+// Child of test/native_ops.test.ts and test/custom_ops_isa.test.ts: this project's kernels
+// (BatchNorm + SiLU, the depthwise convolution and squeeze-excitation's passes, forward and
+// gradients) on fixed seeded inputs, in a process whose TensorFlow thread count
+// (TF_NUM_INTRAOP_THREADS) and addon (BIAS_INIT_CUSTOM_OPS=avx2 or not) the parent sets. Prints
+// {active, isa, hash}: a SHA-256 of every output's bytes, which must depend on neither (the kernels
+// sum over fixed blocks, in order, and per channel at any vector width).
 import { createHash } from "crypto";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../../src/engine/backend";
-import { customOpsActive } from "../../src/engine/custom_ops";
+import { customOpsActive, customOpsState } from "../../src/engine/custom_ops";
 import { nativeOps } from "../../src/model/ops/native_backend";
 import { nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm";
 import { nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
@@ -21,28 +23,29 @@ async function main(): Promise<void> {
   await initBackend("native");
   const nb = nativeOps();
   if (nb === null || !customOpsActive()) {
-    console.log(JSON.stringify({ active: false, hash: "" }));
+    console.log(JSON.stringify({ active: false, isa: null, hash: "" }));
     return;
   }
   const hash = createHash("sha256");
-  // Large enough that TensorFlow's pool splits the work: 4 x 40 x 40 rows of 48 channels.
-  const x = seeded([4, 40, 40, 48], 1) as tf.Tensor4D;
-  const dy = seeded([4, 40, 40, 48], 2);
-  const gamma = seeded([48], 3), beta = seeded([48], 4);
-  const bn = { runningMean: tf.variable(tf.zeros([48]), false), runningVar: tf.variable(tf.ones([48]), false), eps: 1e-3, momentum: 0.1 };
+  // Large enough that TensorFlow's pool splits the work: 4 x 40 x 40 rows of 40 channels (two
+  // 16-wide vectors and one 8-wide in the AVX-512 addon, five 8-wide in the AVX2 one).
+  const x = seeded([4, 40, 40, 40], 1) as tf.Tensor4D;
+  const dy = seeded([4, 40, 40, 40], 2);
+  const gamma = seeded([40], 3), beta = seeded([40], 4);
+  const bn = { runningMean: tf.variable(tf.zeros([40]), false), runningVar: tf.variable(tf.ones([40]), false), eps: 1e-3, momentum: 0.1 };
   const outputs: tf.Tensor[] = [];
   outputs.push(...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
     tf.sum(tf.mul(nativeTrainingBatchNormAct(nb, a as tf.Tensor4D, { ...bn, gamma: g, beta: b }, true, true), dy)))([x, gamma, beta]));
   outputs.push(bn.runningMean, bn.runningVar);
   for (const [k, stride] of [[3, 1], [5, 2]]) {
-    const w = seeded([k, k, 48, 1], 10 + k);
+    const w = seeded([k, k, 40, 1], 10 + k);
     const y = nativeDepthwiseConvPadded(nb, x, w as tf.Tensor4D, stride, (k - 1) / 2);
     outputs.push(y, ...tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(nativeDepthwiseConvPadded(nb, a as tf.Tensor4D, b as tf.Tensor4D, stride, (k - 1) / 2), seeded(y.shape, 20 + k))))([x, w]));
   }
-  const se = { w1: seeded([48, 12], 30) as tf.Tensor2D, b1: seeded([12], 31) as tf.Tensor1D, w2: seeded([12, 48], 32) as tf.Tensor2D, b2: seeded([48], 33) as tf.Tensor1D };
+  const se = { w1: seeded([40, 10], 30) as tf.Tensor2D, b1: seeded([10], 31) as tf.Tensor1D, w2: seeded([10, 40], 32) as tf.Tensor2D, b2: seeded([40], 33) as tf.Tensor1D };
   outputs.push(...tf.grads((a: tf.Tensor) => tf.sum(tf.mul(squeezeExcitation(a as tf.Tensor4D, se), dy)))([x]));
   for (const t of outputs) hash.update(Buffer.from((t.dataSync() as Float32Array).buffer));
-  console.log(JSON.stringify({ active: true, hash: hash.digest("hex") }));
+  console.log(JSON.stringify({ active: true, isa: customOpsState().isa, hash: hash.digest("hex") }));
 }
 
 main();

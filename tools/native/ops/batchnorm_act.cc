@@ -1,4 +1,4 @@
-// Training-mode BatchNorm (+ SiLU) as two TensorFlow ops with AVX2/FMA kernels, for CPUs where
+// Training-mode BatchNorm (+ SiLU) as two TensorFlow ops with AVX2/FMA or AVX-512 kernels, for CPUs where
 // TensorFlow's wheel runs Eigen kernels built for AVX only (docs/performance.md, item 18).
 //
 //   BiasInitBatchNormAct(x, gamma, beta, running_mean, running_var)
@@ -18,15 +18,16 @@
 // Sums are taken over fixed blocks of rows, then added in block order: results do not depend on the
 // thread count.
 //
-// Built by tools/native/build.sh into the kernels' Node addon (addon.cc) with -mavx2 -mfma; the
-// engine loads it only on CPUs that have both (src/engine/custom_ops.ts). Tested against
+// Built by tools/native/build.sh into the kernels' Node addons (addon.cc), for AVX2 + FMA and for
+// AVX-512 (simd.h); the engine loads one that the CPU runs (src/engine/custom_ops.ts). Tested against
 // TensorFlow's FusedBatchNormV3 path (test/native_ops.test.ts) and, in the model, against torch
 // autograd (test/training_parity.test.ts).
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -92,37 +93,11 @@ REGISTER_OP("BiasInitBatchNormActGrad")
 
 namespace {
 
+using bias_init::Exp;
+using bias_init::Exp1;
+using bias_init::ForVectors;
+
 constexpr int64_t kBlockRows = 64;  // rows per summing block (fixed: results do not depend on threads)
-
-// exp for 8 floats, Cephes' expf as Eigen's pexp computes it (range reduction by ln 2 in two
-// parts, degree-5 polynomial): ~1 ulp on [-88, 88]; below -88.38 it returns ~0, above, +inf.
-inline __m256 Exp8(__m256 x) {
-  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-  x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
-  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
-  fx = _mm256_floor_ps(fx);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-  const __m256 z = _mm256_mul_ps(x, x);
-  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-  y = _mm256_fmadd_ps(y, z, x);
-  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-  __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
-  n = _mm256_slli_epi32(n, 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
-}
-
-// Scalar twins for a channel count that is not a multiple of 8 (B1's are all multiples of 8).
-inline float Exp1(float x) {
-  alignas(32) float v[8] = {x};
-  _mm256_store_ps(v, Exp8(_mm256_load_ps(v)));
-  return v[0];
-}
 
 // Runs fn(block_begin, block_end) over blocks of kBlockRows rows on TensorFlow's intra-op pool.
 template <typename Fn>
@@ -136,31 +111,23 @@ void ForBlocks(OpKernelContext* ctx, int64_t rows, int64_t channels, int64_t flo
 // BiasInitBatchNormActApply (the same code, so a recomputed y is bit-identical to the forward's).
 void ApplyBatchNormAct(OpKernelContext* ctx, const float* xp, float* yp, int64_t rows, int64_t channels, const float* m,
                        const float* a, const float* beta, bool act) {
-  const int64_t vec = channels / 8 * 8;
   ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
     for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
       const float* row = xp + r * channels;
       float* out = yp + r * channels;
-      int64_t c = 0;
-      for (; c < vec; c += 8) {
-        const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(m + c));
-        __m256 z = _mm256_fmadd_ps(xc, _mm256_loadu_ps(a + c), _mm256_loadu_ps(beta + c));
-        if (act) z = _mm256_div_ps(z, _mm256_add_ps(one, Exp8(_mm256_xor_ps(z, sign))));
-        _mm256_storeu_ps(out + c, z);
-      }
+      int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+        using F = decltype(f);
+        const typename F::V xc = F::Sub(F::Load(row + c), F::Load(m + c));
+        typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
+        if (act) z = F::Div(z, F::Add(F::Set(1.0f), Exp<F>(F::Neg(z))));
+        F::Store(out + c, z);
+      });
       for (; c < channels; ++c) {
         const float z = std::fma(row[c] - m[c], a[c], beta[c]);
         out[c] = act ? z / (1.0f + Exp1(-z)) : z;
       }
     }
   });
-}
-
-// Adds 8 floats into two 4-double accumulators.
-inline void AddDouble8(double* acc, __m256 v) {
-  _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
-  _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 }
 
 // Sums of column blocks [blocks][2][channels] into two per-channel double arrays, in block order.
@@ -228,7 +195,6 @@ class BatchNormActOp : public ActivationKernel {
     const float* xp = x.flat<float>().data();
     float* yp = y->flat<float>().data();
     const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-    const int64_t vec = channels / 8 * 8;
 
     // Pass 1: per-block sums of x and x^2 in double.
     std::vector<double> partial(blocks * 2 * channels, 0.0);
@@ -238,12 +204,12 @@ class BatchNormActOp : public ActivationKernel {
         double* q = s + channels;
         for (int64_t r = b * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
           const float* row = xp + r * channels;
-          int64_t c = 0;
-          for (; c < vec; c += 8) {
-            const __m256 v = _mm256_loadu_ps(row + c);
-            AddDouble8(s + c, v);
-            AddDouble8(q + c, _mm256_mul_ps(v, v));
-          }
+          int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+            using F = decltype(f);
+            const typename F::V v = F::Load(row + c);
+            F::AddDouble(s + c, v);
+            F::AddDouble(q + c, F::Mul(v, v));
+          });
           for (; c < channels; ++c) {
             s[c] += row[c];
             q[c] += static_cast<double>(row[c]) * row[c];
@@ -326,14 +292,12 @@ class BatchNormActGradOp : public ActivationKernel {
     const float* mean = ctx->input(4).flat<float>().data();
     const float* invstd = ctx->input(5).flat<float>().data();
     const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-    const int64_t vec = channels / 8 * 8;
     const std::vector<float> a = ScaleOf(gamma, invstd, channels);
 
     // Pass 1: g = dy * act'(z) into dx; per-block sums of g and g * xhat in double.
     const bool act = activation_;
     std::vector<double> partial(blocks * 2 * channels, 0.0);
     ForBlocks(ctx, rows, channels, act ? 28 : 4, [&](int64_t b0, int64_t b1) {
-      const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
       for (int64_t blk = b0; blk < b1; ++blk) {
         double* sg = partial.data() + blk * 2 * channels;
         double* sgx = sg + channels;
@@ -341,21 +305,22 @@ class BatchNormActGradOp : public ActivationKernel {
           const float* xr = xp + r * channels;
           const float* dyr = dyp + r * channels;
           float* gr = dxp + r * channels;
-          int64_t c = 0;
-          for (; c < vec; c += 8) {
-            const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(mean + c));
-            __m256 g = _mm256_loadu_ps(dyr + c);
+          int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+            using F = decltype(f);
+            const typename F::V one = F::Set(1.0f);
+            const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
+            typename F::V g = F::Load(dyr + c);
             if (act) {
-              const __m256 z = _mm256_fmadd_ps(xc, _mm256_loadu_ps(&a[c]), _mm256_loadu_ps(beta + c));
-              const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, Exp8(_mm256_xor_ps(z, sign))));
+              const typename F::V z = F::Fma(xc, F::Load(&a[c]), F::Load(beta + c));
+              const typename F::V s = F::Div(one, F::Add(one, Exp<F>(F::Neg(z))));
               // dy * s * (1 + z * (1 - s))
-              g = _mm256_mul_ps(_mm256_mul_ps(g, s), _mm256_fmadd_ps(z, _mm256_sub_ps(one, s), one));
+              g = F::Mul(F::Mul(g, s), F::Fma(z, F::Sub(one, s), one));
             }
-            _mm256_storeu_ps(gr + c, g);
-            const __m256 xhat = _mm256_mul_ps(xc, _mm256_loadu_ps(invstd + c));
-            AddDouble8(sg + c, g);
-            AddDouble8(sgx + c, _mm256_mul_ps(g, xhat));
-          }
+            F::Store(gr + c, g);
+            const typename F::V xhat = F::Mul(xc, F::Load(invstd + c));
+            F::AddDouble(sg + c, g);
+            F::AddDouble(sgx + c, F::Mul(g, xhat));
+          });
           for (; c < channels; ++c) {
             const float xc = xr[c] - mean[c];
             float g = dyr[c];
@@ -391,12 +356,12 @@ class BatchNormActGradOp : public ActivationKernel {
       for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
         const float* xr = xp + r * channels;
         float* gr = dxp + r * channels;
-        int64_t c = 0;
-        for (; c < vec; c += 8) {
-          const __m256 xc = _mm256_sub_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(mean + c));
-          const __m256 t = _mm256_fmadd_ps(xc, _mm256_loadu_ps(&k1[c]), _mm256_loadu_ps(&k0[c]));
-          _mm256_storeu_ps(gr + c, _mm256_fmadd_ps(_mm256_loadu_ps(gr + c), _mm256_loadu_ps(&a[c]), t));
-        }
+        int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+          using F = decltype(f);
+          const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
+          const typename F::V t = F::Fma(xc, F::Load(&k1[c]), F::Load(&k0[c]));
+          F::Store(gr + c, F::Fma(F::Load(gr + c), F::Load(&a[c]), t));
+        });
         for (; c < channels; ++c) gr[c] = std::fma(gr[c], a[c], std::fma(xr[c] - mean[c], k1[c], k0[c]));
       }
     });

@@ -1,5 +1,5 @@
 // Squeeze-excitation's passes over the full activation, per sample and channel, as two TensorFlow
-// ops with AVX2/FMA kernels (docs/performance.md, item 20):
+// ops with AVX2/FMA or AVX-512 kernels (simd.h) (docs/performance.md, item 20):
 //
 //   BiasInitChannelAffine(x [N, H, W, C], scale [N, C], shift [N, C]) -> x * scale + shift
 //   BiasInitChannelDot(a [N, H, W, C], b [N, H, W, C]) -> sum over H and W of a * b, [N, C]
@@ -9,10 +9,10 @@
 // TensorFlow's broadcasting ops took four (Mul, Mul, Sum, Add). The dot sums in float over blocks of
 // rows, then the blocks in order in double; samples run in parallel: results do not depend on the
 // thread count.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <vector>
+
+#include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -46,6 +46,8 @@ REGISTER_OP("BiasInitChannelDot")
 
 namespace {
 
+using bias_init::ForVectors;
+
 constexpr int64_t kDotBlockRows = 64;
 
 absl::Status CheckPerSample(const Tensor& x, const Tensor& t, const char* name) {
@@ -71,17 +73,16 @@ class ChannelAffineOp : public OpKernel {
     const float* sp = ctx->input(1).flat<float>().data();
     const float* bp = ctx->input(2).flat<float>().data();
     float* yp = y->flat<float>().data();
-    const int64_t vec = c / 8 * 8;
     auto rows = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* s = sp + (r / hw) * c;
         const float* b = bp + (r / hw) * c;
         const float* in = xp + r * c;
         float* out = yp + r * c;
-        int64_t k = 0;
-        for (; k < vec; k += 8) {
-          _mm256_storeu_ps(out + k, _mm256_fmadd_ps(_mm256_loadu_ps(in + k), _mm256_loadu_ps(s + k), _mm256_loadu_ps(b + k)));
-        }
+        int64_t k = ForVectors(c, [&](auto f, int64_t k) {
+          using F = decltype(f);
+          F::Store(out + k, F::Fma(F::Load(in + k), F::Load(s + k), F::Load(b + k)));
+        });
         for (; k < c; ++k) out[k] = std::fma(in[k], s[k], b[k]);
       }
     };
@@ -104,7 +105,6 @@ class ChannelDotOp : public OpKernel {
     const float* ap = a.flat<float>().data();
     const float* bp = b.flat<float>().data();
     float* sp = s->flat<float>().data();
-    const int64_t vec = c / 8 * 8;
     // One sample per unit of work: its blocks of rows summed in float, added in order in double.
     auto samples = [&](int64_t n0, int64_t n1) {
       std::vector<float> block(c);
@@ -116,10 +116,10 @@ class ChannelDotOp : public OpKernel {
           for (int64_t r = r0, end = std::min(hw, r0 + kDotBlockRows); r < end; ++r) {
             const float* x = ap + (i * hw + r) * c;
             const float* y = bp + (i * hw + r) * c;
-            int64_t k = 0;
-            for (; k < vec; k += 8) {
-              _mm256_storeu_ps(&block[k], _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), _mm256_loadu_ps(&block[k])));
-            }
+            int64_t k = ForVectors(c, [&](auto f, int64_t k) {
+              using F = decltype(f);
+              F::Store(&block[k], F::Fma(F::Load(x + k), F::Load(y + k), F::Load(&block[k])));
+            });
             for (; k < c; ++k) block[k] = std::fma(x[k], y[k], block[k]);
           }
           for (int64_t k = 0; k < c; ++k) total[k] += block[k];

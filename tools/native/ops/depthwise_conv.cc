@@ -1,5 +1,5 @@
 // Depthwise k x k convolution with symmetric zero padding (PyTorch's), forward and both gradients,
-// as two TensorFlow ops with AVX2/FMA kernels (docs/performance.md, item 19):
+// as two TensorFlow ops with AVX2/FMA or AVX-512 kernels (simd.h) (docs/performance.md, item 19):
 //
 //   BiasInitDepthwiseConv(x [N, H, W, C], w [k, k, C, 1]) -> y [N, OH, OW, C]
 //   BiasInitDepthwiseConvGrad(dy, x, w) -> dx, dw
@@ -10,10 +10,10 @@
 // The forward and dx gather, one output value at a time, over the window's taps in (ky, kx) order;
 // dw sums over fixed blocks of output rows in float, then adds the blocks in order in double:
 // results do not depend on the thread count.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <vector>
+
+#include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -53,6 +53,8 @@ REGISTER_OP("BiasInitDepthwiseConvGrad")
     });
 
 namespace {
+
+using bias_init::ForVectors;
 
 constexpr int64_t kFilterBlockRows = 8;  // output rows per dw summing block
 
@@ -116,7 +118,6 @@ class DepthwiseConvOp : public OpKernel {
     const float* xp = x.flat<float>().data();
     const float* wp = w.flat<float>().data();
     float* yp = y->flat<float>().data();
-    const int64_t vec = g.c / 8 * 8;
     auto rows = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / g.oh, oy = r % g.oh;
@@ -127,16 +128,16 @@ class DepthwiseConvOp : public OpKernel {
           TapRange(ox, g.s, g.p, g.k, g.w, &kx0, &kx1);
           float* out = yp + ((n * g.oh + oy) * g.ow + ox) * g.c;
           const float* in = xp + ((n * g.h + oy * g.s - g.p) * g.w + ox * g.s - g.p) * g.c;  // tap (0, 0), maybe outside
-          int64_t c = 0;
-          for (; c < vec; c += 8) {
-            __m256 acc = _mm256_setzero_ps();
+          int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
+            using F = decltype(f);
+            typename F::V acc = F::Zero();
             for (int64_t ky = ky0; ky < ky1; ++ky) {
               for (int64_t kx = kx0; kx < kx1; ++kx) {
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(in + (ky * g.w + kx) * g.c + c), _mm256_loadu_ps(wp + (ky * g.k + kx) * g.c + c), acc);
+                acc = F::Fma(F::Load(in + (ky * g.w + kx) * g.c + c), F::Load(wp + (ky * g.k + kx) * g.c + c), acc);
               }
             }
-            _mm256_storeu_ps(out + c, acc);
-          }
+            F::Store(out + c, acc);
+          });
           for (; c < g.c; ++c) {
             float acc = 0;
             for (int64_t ky = ky0; ky < ky1; ++ky)
@@ -176,7 +177,6 @@ class DepthwiseConvGradOp : public OpKernel {
     const float* xp = x.flat<float>().data();
     const float* wp = w.flat<float>().data();
     float* dxp = dx->flat<float>().data();
-    const int64_t vec = g.c / 8 * 8;
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
 
     // dx: each input value gathers dy over the outputs whose window covers it. Per input row and
@@ -189,18 +189,18 @@ class DepthwiseConvGradOp : public OpKernel {
         for (int64_t ix = 0; ix < g.w; ++ix) {
           const std::vector<int64_t>& lx = tx[ix];
           float* out = dxp + ((n * g.h + iy) * g.w + ix) * g.c;
-          int64_t c = 0;
-          for (; c < vec; c += 8) {
-            __m256 acc = _mm256_setzero_ps();
+          int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
+            using F = decltype(f);
+            typename F::V acc = F::Zero();
             for (size_t a = 0; a < ly.size(); a += 2) {
               const float* dyrow = dyp + (n * g.oh + ly[a + 1]) * g.ow * g.c + c;
               const float* wrow = wp + ly[a] * g.k * g.c + c;
               for (size_t b = 0; b < lx.size(); b += 2) {
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(dyrow + lx[b + 1] * g.c), _mm256_loadu_ps(wrow + lx[b] * g.c), acc);
+                acc = F::Fma(F::Load(dyrow + lx[b + 1] * g.c), F::Load(wrow + lx[b] * g.c), acc);
               }
             }
-            _mm256_storeu_ps(out + c, acc);
-          }
+            F::Store(out + c, acc);
+          });
           for (; c < g.c; ++c) {
             float acc = 0;
             for (size_t a = 0; a < ly.size(); a += 2)
@@ -234,14 +234,14 @@ class DepthwiseConvGradOp : public OpKernel {
               const int64_t last = g.w - 1 + g.p - kx;  // ox * s <= last
               const int64_t ox1 = last < 0 ? 0 : std::min<int64_t>(g.ow, last / g.s + 1);
               float* aw = acc_w + (ky * g.k + kx) * g.c;
-              int64_t c = 0;
-              for (; c < vec; c += 8) {
-                __m256 acc = _mm256_setzero_ps();
+              int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
+                using F = decltype(f);
+                typename F::V acc = F::Zero();
                 for (int64_t ox = ox0; ox < ox1; ++ox) {
-                  acc = _mm256_fmadd_ps(_mm256_loadu_ps(dyrow + ox * g.c + c), _mm256_loadu_ps(xrow + (ox * g.s - g.p + kx) * g.c + c), acc);
+                  acc = F::Fma(F::Load(dyrow + ox * g.c + c), F::Load(xrow + (ox * g.s - g.p + kx) * g.c + c), acc);
                 }
-                _mm256_storeu_ps(aw + c, _mm256_add_ps(_mm256_loadu_ps(aw + c), acc));
-              }
+                F::Store(aw + c, F::Add(F::Load(aw + c), acc));
+              });
               for (; c < g.c; ++c) {
                 float acc = 0;
                 for (int64_t ox = ox0; ox < ox1; ++ox) acc = std::fma(dyrow[ox * g.c + c], xrow[(ox * g.s - g.p + kx) * g.c + c], acc);
