@@ -89,7 +89,7 @@ function main(): void {
   const threadCounts = (values.threads as string).split(",").map(Number);
   if (threadCounts.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`--threads wants non-negative integers, got "${values.threads}"`);
   const torchHeaps = (values["torch-heaps"] as string).split(",");
-  if (torchHeaps.length === 0 || torchHeaps.some((h) => h !== "default" && h !== "kept")) throw new Error(`--torch-heaps wants default, kept or both, got "${values["torch-heaps"]}"`);
+  if (torchHeaps.some((h) => h !== "default" && h !== "kept")) throw new Error(`--torch-heaps wants default, kept or both, got "${values["torch-heaps"]}"`);
   if (!fs.existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run \`make setup\` first (PyTorch is the reference side)`);
   const peak = cpuPeak();
   console.log(`machine: ${peak.model}, ${peak.source}`);

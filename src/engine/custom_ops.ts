@@ -2,8 +2,8 @@
 // SiLU, the depthwise convolution and squeeze-excitation's passes, forward and backward), which
 // `make native` builds into two Node addons next to the CPU engine: one for AVX2 + FMA and one for
 // AVX-512 (the same source at twice the vector width, bit-identical results; tools/native/ops/simd.h).
-// On a CPU with AVX-512F the engine loads the AVX-512 one unless BIAS_INIT_CUSTOM_OPS=avx2. Loading the addon registers the
-// ops in the libtensorflow the engine loaded; the engine then runs them by name
+// On a CPU with AVX-512F the engine loads the AVX-512 one unless BIAS_INIT_CUSTOM_OPS=avx2. Loading
+// an addon registers the ops in the libtensorflow the engine loaded; the engine then runs them by name
 // (model/ops/native_batchnorm.ts, native_conv.ts, squeeze_excitation.ts).
 // They are used when the CPU engine is active, the addon is built and current, the CPU has AVX2
 // and FMA, and BIAS_INIT_CUSTOM_OPS is not 0; otherwise TensorFlow's own ops run, and `make doctor`
@@ -64,9 +64,9 @@ function chooseCustomOps(packageDir: string, env: NodeJS.ProcessEnv = process.en
   if (setting === "0") return { problem: "off (BIAS_INIT_CUSTOM_OPS=0): TensorFlow's own ops run" };
   const flags = cpuInfo().flags;
   if (!flags.has("avx2") || !flags.has("fma")) return { problem: "not used: this CPU lacks AVX2 or FMA; TensorFlow's own ops run" };
-  const note = flags.has("avx512f") && setting === "avx2" ? ", BIAS_INIT_CUSTOM_OPS=avx2" : "";
-  const isa: KernelIsa = flags.has("avx512f") && setting !== "avx2" ? "avx512" : "avx2";
-  if (fs.existsSync(customOpsPath(packageDir, isa))) return { isa, note };
+  const narrowed = flags.has("avx512f") && setting === "avx2";
+  const isa: KernelIsa = flags.has("avx512f") && !narrowed ? "avx512" : "avx2";
+  if (fs.existsSync(customOpsPath(packageDir, isa))) return { isa, note: narrowed ? ", BIAS_INIT_CUSTOM_OPS=avx2" : "" };
   // An engine built before the AVX-512 addon has only the AVX2 one, of an older version (stale below).
   return fs.existsSync(customOpsPath(packageDir)) ? { isa: "avx2", note: ", the AVX-512 addon is not built" } : { problem: NOT_BUILT };
 }
