@@ -152,15 +152,16 @@ function assertCustomOpsWhereExpected(): string | null {
   return expected ? null : `not expected here: ${customOpsState().reason}`;
 }
 
-test("this project's depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 3 and 5, strides 1 and 2", (t) => {
+test("this project's depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 1, 3, 5 and 7, strides 1 and 2", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const native = nb;
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
-  // 13 channels: one 8-wide vector and a scalar tail; 24: three vectors; 2x3 inputs: windows wider than the input.
+  // 13 channels: one 8-wide vector and a scalar tail; 24: three vectors; 2x3 inputs: windows wider
+  // than the input. 9x11 and 8x7 rows hold outputs that the kernels take 4 at a time and single ones.
   const inputs: Array<[number[], number]> = [[[2, 9, 11, 13], 40], [[3, 8, 7, 24], 50], [[2, 2, 3, 16], 60]];
   for (const [shape, seed] of inputs) {
-    for (const k of [3, 5]) {
+    for (const k of [1, 3, 5, 7]) {
       for (const stride of [1, 2]) {
         const p = (k - 1) / 2;
         assertSameOp(`custom depthwise ${JSON.stringify(shape)} k${k} s${stride}`,

@@ -10,9 +10,10 @@
 #include "simd.h"
 
 namespace {
-// Bump with every change to the ops' interface or numbers, with src/engine/custom_ops.ts' CUSTOM_OPS_VERSION
+// Bump with every change to the ops' interface, numbers or speed (an older build is then rebuilt by the next
+// `make run`), with src/engine/custom_ops.ts' CUSTOM_OPS_VERSION
 // (build.sh reads this line to name the build in READY).
-constexpr uint32_t kVersion = 5;
+constexpr uint32_t kVersion = 6;
 const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActApply", "BiasInitBatchNormActGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad",
                             "BiasInitChannelAffine", "BiasInitChannelDot"};
 }  // namespace
