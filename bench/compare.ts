@@ -17,7 +17,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { cpuPeak, forwardMacsPerImage, TRAIN_TO_FORWARD } from "./flops";
-import { lastJsonLine, mean, rangeText } from "./child_runs";
+import { lastJsonLine, mean, rangeText, TORCH_KEPT_HEAP } from "./child_runs";
 import { compiledCommand } from "../src/util/runner";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -43,18 +43,6 @@ const TARGETS: Targets = { train: { 32: 2.0, 240: 1.5 }, eval: { 32: 1.0, 240: 1
 const KERNEL_TARGET = 2500;
 /** The engine's side runs compiled, as `make run` does (tools/run-ts.sh): tsx would add ~85 MB to its memory. */
 const trainSpeed = compiledCommand("bench/train_speed.ts");
-
-/**
- * glibc's malloc settings (mallopt(3), read from the environment) that keep PyTorch's freed memory
- * in the process: blocks up to 4 GiB come from the heap instead of their own mmap, and the heap is
- * not trimmed below 64 GiB. By default glibc maps every block over 32 MiB (B1's activations at
- * 240x240 batch 16) afresh and unmaps it when freed, and the kernel faults each of its pages in
- * again: measured on the AMD EPYC guest with AVX-512 (2026-12-04), 2.6 million minor faults in a
- * 45 s run of tools/bench_pytorch.py at 240x240 against 0.8 million with these settings, training
- * 3.9 against 10.9 img/s. tcmalloc (LD_PRELOAD) was as fast, jemalloc's defaults far slower there.
- * This project's engine keeps its memory in TensorFlow's BFC pool (src/engine/backend.ts sets TF_CPU_ALLOCATOR_USE_BFC).
- */
-const TORCH_KEPT_HEAP: NodeJS.ProcessEnv = { MALLOC_MMAP_THRESHOLD_: String(2 ** 32), MALLOC_TRIM_THRESHOLD_: String(2 ** 36) };
 
 function runJson<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): T | string {
   const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 16 << 20 });

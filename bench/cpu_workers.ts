@@ -1,6 +1,7 @@
 // `--workers N` on a CPU: the machine's throughput with N training processes at once, the way CPU
 // workers run (experiment/workers.ts cpuWorkerEnv: the cores split between them), against N
-// processes with each engine's default threads, and against PyTorch run the same two ways. Each
+// processes with each engine's default threads, and against PyTorch run the same two ways, with
+// its heap kept (child_runs.ts TORCH_KEPT_HEAP: faster than glibc as installed at both sizes). Each
 // setting starts N copies of bench/train_speed.ts (or tools/bench_pytorch.py) together, sums their
 // img/s, and alternates with the other settings for `--rounds`. Peak RSS is the largest process's.
 //   node --import tsx bench/cpu_workers.ts [--procs 2] [--rounds 2] [--size 32] [--seconds 20]
@@ -9,7 +10,7 @@ import { spawn } from "child_process";
 import * as os from "os";
 import * as path from "path";
 import { cpuWorkerEnv } from "../src/experiment/workers";
-import { lastJsonLine, mean, rangeText } from "./child_runs";
+import { lastJsonLine, mean, rangeText, TORCH_KEPT_HEAP } from "./child_runs";
 import { compiledCommand } from "../src/util/runner";
 
 /** The project's side runs compiled, as `make run` does (tools/run-ts.sh). */
@@ -46,12 +47,12 @@ async function main(): Promise<void> {
   const share = Number(cpuWorkerEnv(procs, cores, {}).TF_NUM_INTRAOP_THREADS);
   const common = ["--size", String(size), "--batch", String(batch), "--eval-batch", String(evalBatch), "--seconds", values.seconds as string];
   const project = (env: NodeJS.ProcessEnv) => () => runOne(trainSpeed.command, [...trainSpeed.args, "--json", ...common], env);
-  const pytorch = (threads: number) => () => runOne(PYTHON, ["tools/bench_pytorch.py", ...common, "--threads", String(threads)], {});
+  const pytorch = (threads: number) => () => runOne(PYTHON, ["tools/bench_pytorch.py", ...common, "--threads", String(threads)], TORCH_KEPT_HEAP);
   const settings = [
     { name: `project, ${share} thread(s) each (workers)`, run: project({ TF_NUM_INTRAOP_THREADS: String(share) }) },
     { name: "project, default threads", run: project({}) },
-    { name: `pytorch, ${share} thread(s) each`, run: pytorch(share) },
-    { name: "pytorch, default threads", run: pytorch(0) },
+    { name: `pytorch, ${share} thread(s) each, heap kept`, run: pytorch(share) },
+    { name: "pytorch, default threads, heap kept", run: pytorch(0) },
   ];
   console.log(`${procs} processes at once on ${cores} cores, B1 + head ${size}x${size}, train batch ${batch}, eval batch ${evalBatch}, ${values.rounds} alternating rounds | load ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
   const totals = new Map<string, Array<{ train: number; eval: number; rss: number }>>(settings.map((s) => [s.name, []]));
