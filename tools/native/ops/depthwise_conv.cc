@@ -17,7 +17,7 @@
 // filter (or dy) vector is loaded once for all of them. Every value still adds the same terms in the
 // same order, so the results are bit-identical to one value at a time. B1's 23 depthwise layers at
 // 240x240 batch 16 on the AMD guest: forward 52 -> 37 ms and both gradients 109 -> 87 ms (AVX-512),
-// 68 -> 45 and 160 -> 118 ms (AVX2) (docs/performance.md).
+// 68 -> 45 and 166 -> 118 ms (AVX2), medians (docs/performance.md, item 26, has the ranges).
 #include <algorithm>
 #include <vector>
 
