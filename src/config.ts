@@ -185,8 +185,13 @@ export class ConfigError extends UserError {
  *      1.3e-4; limits 1e-4 and 1e-3); evaluation is unchanged.
  *   8: where TensorFlow's oneDNN is off (AVX2-only CPUs), evaluation folds the gate into projections
  *      from 60x60 positions as oneDNN's batched product: 240x240 evaluation moves at round-off.
+ *   9: where this project's kernels run, evaluation computes each MBConv block's expansion SiLU,
+ *      depthwise convolution + shift + SiLU and squeeze-excitation's mean in one op of its own
+ *      (native_eval.ts nativeDepthwiseSilu) instead of oneDNN's and TF's: evaluation moves at
+ *      round-off (torchvision parity at 240x240: max logit difference 1.1e-5, tolerance 1e-4);
+ *      training is unchanged.
  */
-export const NUMERICS_VERSION = 8;
+export const NUMERICS_VERSION = 9;
 
 /** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
 export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {

@@ -36,6 +36,7 @@ import {
   BatchNormState,
   convBnAct as convBnActOp,
   convBnActThenDepthwise,
+  depthwiseStageForEval,
   type ConvBnActUnit,
   dense,
   dropMask,
@@ -221,9 +222,13 @@ export class EfficientNet {
    * convolution, and SE with the projection, are one op each (ops/layers.ts setLayerFusion).
    */
   private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup): tf.Tensor4D {
-    const y = b.expand ? convBnActThenDepthwise(x, this.unit(b.expand, get), this.unit(b.depthwise, get), mode) : this.convBnAct(x, b.depthwise, mode, get);
     const se = this.seParams(b.se, get);
     const project = this.unit(b.project, get);
+    const first = b.expand ? this.unit(b.expand, get) : null;
+    // Evaluation on this project's kernels: expand's SiLU, the depthwise stage and SE's squeeze in one op.
+    const stage = depthwiseStageForEval(x, first, this.unit(b.depthwise, get), mode);
+    if (stage !== null) return convBnActOp(stage.y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(stage.y, se, stage.pooled));
+    const y = first !== null ? convBnActThenDepthwise(x, first, this.unit(b.depthwise, get), mode) : this.convBnAct(x, b.depthwise, mode, get);
     if (mode.training) {
       if (project.conv.kind !== "pointwise") throw new Error(`${WHERE}: ${b.project.prefix} is a ${project.conv.kind} convolution; MBConv's projection is 1x1`);
       return batchNormAct(squeezeExcitationProject(y, se, project.conv.weight as tf.Tensor2D), project.bn, mode, project.activation);

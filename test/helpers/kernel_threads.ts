@@ -1,6 +1,6 @@
 // Child of test/native_ops.test.ts and test/custom_ops_isa.test.ts: this project's kernels
 // (BatchNorm + SiLU, the depthwise convolution and squeeze-excitation's passes, forward and
-// gradients) on fixed seeded inputs, in a process whose TensorFlow thread count
+// gradients, and evaluation's depthwise stage) on fixed seeded inputs, in a process whose TensorFlow thread count
 // (TF_NUM_INTRAOP_THREADS) and addon (BIAS_INIT_CUSTOM_OPS=avx2 or not) the parent sets. Prints
 // {active, isa, hash}: a SHA-256 of every output's bytes, which must depend on neither (the kernels
 // sum over fixed blocks, in order, and per channel at any vector width).
@@ -11,6 +11,7 @@ import { customOpsActive, customOpsState } from "../../src/engine/custom_ops";
 import { nativeOps } from "../../src/model/ops/native_backend";
 import { nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm";
 import { nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
+import { nativeDepthwiseSilu } from "../../src/model/ops/native_eval";
 import { squeezeExcitation } from "../../src/model/ops/squeeze_excitation";
 import { makeRng } from "../../src/rng";
 
@@ -44,6 +45,11 @@ async function main(): Promise<void> {
   }
   const se = { w1: seeded([40, 10], 30) as tf.Tensor2D, b1: seeded([10], 31) as tf.Tensor1D, w2: seeded([10, 40], 32) as tf.Tensor2D, b2: seeded([40], 33) as tf.Tensor1D };
   outputs.push(...tf.grads((a: tf.Tensor) => tf.sum(tf.mul(squeezeExcitation(a as tf.Tensor4D, se), dy)))([x]));
+  // Evaluation's depthwise stage (its input's SiLU, the convolution, shift, SiLU and the mean).
+  for (const [k, stride, inputSilu] of [[3, 1, true], [5, 2, false]] as Array<[number, number, boolean]>) {
+    const r = nativeDepthwiseSilu(nb, x, seeded([k, k, 40, 1], 40 + k) as tf.Tensor4D, seeded([40], 50 + k) as tf.Tensor1D, stride, inputSilu);
+    outputs.push(r.y, r.pooled);
+  }
   for (const t of outputs) hash.update(Buffer.from((t.dataSync() as Float32Array).buffer));
   console.log(JSON.stringify({ active: true, isa: customOpsState().isa, hash: hash.digest("hex") }));
 }

@@ -22,7 +22,7 @@ import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
+import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeDepthwiseSilu, nativeExpansionBias, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
 import { type NativeKernelBackend, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
 import { customOpsActive } from "../../engine/custom_ops";
@@ -42,8 +42,9 @@ let layerFusion: KernelMode = "auto";
 /**
  * "auto" (default): in training where this project's kernels run, two pairs of layers run as one op
  * whose backward pass recomputes the tensor between them (convBnActThenDepthwise,
- * squeeze_excitation.ts squeezeExcitationProject; item 21). "off": each layer its own op (tests:
- * the gradients are bit-identical either way).
+ * squeeze_excitation.ts squeezeExcitationProject; item 21), and in evaluation the depthwise stage
+ * with the expansion's SiLU and SE's squeeze (depthwiseStageForEval; item 27). "off": each layer its
+ * own op (tests: the gradients are bit-identical either way; evaluation differs at round-off).
  */
 export function setLayerFusion(mode: KernelMode): void {
   layerFusion = mode;
@@ -263,6 +264,25 @@ export function convBnActThenDepthwise(x: tf.Tensor4D, first: ConvBnActUnit, dep
   const weight = depthwise.conv.weight as tf.Tensor4D;
   const d = nativeBatchNormActDepthwise(native, e, first.bn, mode.updateRunningStats, first.activation, weight, depthwise.conv.stride, symmetricPad(weight.shape[0]));
   return batchNormAct(d, depthwise.bn, mode, depthwise.activation);
+}
+
+/**
+ * Evaluation's expansion (if any) and depthwise convolution, each + BatchNorm + SiLU, with
+ * squeeze-excitation's squeeze (the mean of the output over H and W), where this project's kernels
+ * run on the native CPU engine: the expansion without its SiLU (native_eval.ts nativeExpansionBias),
+ * then one op for that SiLU, the depthwise convolution, its shift and SiLU, and the mean
+ * (nativeDepthwiseSilu). null elsewhere, and in training: the caller takes convBnAct's path.
+ */
+export function depthwiseStageForEval(x: tf.Tensor4D, first: ConvBnActUnit | null, depthwise: ConvBnActUnit, mode: BatchNormMode): { y: tf.Tensor4D; pooled: tf.Tensor2D } | null {
+  const native = mode.training ? null : fusingNativeOps();
+  if (native === null || depthwise.conv.kind !== "depthwise" || !depthwise.activation) return null;
+  if (first !== null && (first.conv.kind !== "pointwise" || !first.activation)) return null;
+  const fold = (u: ConvBnActUnit) => (mode.folds !== undefined ? mode.folds.get(u.conv.kind, u.conv.weight, u.bn) : foldBatchNorm(u.conv.kind, u.conv.weight, u.bn));
+  return tf.tidy(() => {
+    const e = first === null ? x : nativeExpansionBias(native, x, fold(first));
+    const d = fold(depthwise);
+    return nativeDepthwiseSilu(native, e, d.weight as tf.Tensor4D, d.shift, depthwise.conv.stride, first !== null);
+  });
 }
 
 /** Mean over H and W of NHWC, as [N, C]. */

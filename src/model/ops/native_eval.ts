@@ -179,16 +179,48 @@ function fusedMatMul(nb: NativeKernelBackend, fusedOps: ["BiasAdd"] | ["BiasAdd"
 }
 
 /**
+ * Evaluation's depthwise stage on this project's kernels (engine/custom_ops.ts), one op
+ * (tools/native/ops/depthwise_eval.cc): y = silu(depthwise(act(x), folded weight [k, k, C, 1]) +
+ * shift), act SiLU where inputSilu (x is then the expansion's output before its SiLU, which this op
+ * applies row by row as it reads), and squeeze-excitation's squeeze, the mean of y over H and W
+ * [N, C], summed as y is written. Against oneDNN's fused convolutions (expansion and depthwise, each
+ * with its SiLU post-op) and TF's Mean, B1's 23 depthwise stages at 240x240 batch 16 took ~26 ms less
+ * with both engines held to AVX2 and ~22 ms less with AVX-512 (docs/performance.md, item 27).
+ */
+export function nativeDepthwiseSilu(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor4D, shift: tf.Tensor1D, stride: number, inputSilu: boolean): { y: tf.Tensor4D; pooled: tf.Tensor2D } {
+  const B = nb.binding;
+  const attrs = [
+    { name: "stride", type: B.TF_ATTR_INT, value: stride },
+    { name: "pad", type: B.TF_ATTR_INT, value: symmetricPad(weight.shape[0]) },
+    { name: "input_silu", type: B.TF_ATTR_BOOL, value: inputSilu },
+  ];
+  const [y, pooled] = nb.executeMultipleOutputs("BiasInitDepthwiseSilu", attrs, [x, weight, shift], 2);
+  return { y: y as tf.Tensor4D, pooled: pooled as tf.Tensor2D };
+}
+
+/**
+ * The expansion of an MBConv block in evaluation with its SiLU left to nativeDepthwiseSilu:
+ * conv(x, folded weight) + shift, as oneDNN's fused convolution from FUSED_CONV_MIN_POSITIONS
+ * positions (B1's 21 expansions at 240x240 batch 16 held to AVX2: 65 ms against 75 as _FusedMatMul;
+ * 52 against 50 with AVX-512), else as _FusedMatMul.
+ */
+export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, folded: FoldedConv): tf.Tensor4D {
+  const positions = x.shape[1] * x.shape[2];
+  if (oneDnnKernels(nb) && positions >= FUSED_CONV_MIN_POSITIONS) return nativeFusedConv(nb, x, folded.filter, folded.shift, 1, false);
+  return nativePointwiseBias(nb, x, folded.weight as tf.Tensor2D, folded.shift);
+}
+
+/**
  * Squeeze-excitation's gate [N, C] in evaluation (no gradient) on the CPU: the spatial mean, fc1 +
  * bias as one _FusedMatMul, SiLU as one SoftplusGrad, fc2 + bias + sigmoid as one _FusedMatMul.
  * 5 ops where TF.js's run 12, with 2-D matrix products where TF.js runs BatchMatMulV2 and its
  * reshapes (0.25 ms each for these tiny products with two threads, twice their one-thread time).
  */
-export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor2D {
+export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: SqueezeExcitationParams, given: tf.Tensor2D | null = null): tf.Tensor2D {
   return tf.tidy(() => {
-    // TF.js's mean adds a Cast and a Reshape around TF's Mean.
+    // TF.js's mean adds a Cast and a Reshape around TF's Mean. `given`: the mean already taken (nativeDepthwiseSilu).
     const meanAttrs = [floatType(nb), { name: "Tidx", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_INT32 }, { name: "keep_dims", type: nb.binding.TF_ATTR_BOOL, value: false }];
-    const pooled = runNativeOp(nb, "Mean", meanAttrs, [x, tf.tensor1d([1, 2], "int32")]) as tf.Tensor2D;
+    const pooled = given ?? (runNativeOp(nb, "Mean", meanAttrs, [x, tf.tensor1d([1, 2], "int32")]) as tf.Tensor2D);
     const a = fusedMatMul(nb, ["BiasAdd"], pooled, p.w1, p.b1);
     return fusedMatMul(nb, ["BiasAdd", "Sigmoid"], nativeSilu(nb, a), p.w2, p.b2);
   });

@@ -36,11 +36,12 @@ export interface SqueezeExcitationParams {
  * it to the projection (layers.ts convBnAct's inputScale), which on the native CPU engine may fold
  * it into the projection's weights instead of scaling x (native_eval.ts). On the native CPU engine
  * 5 ops (native_eval.ts nativeSqueezeGate); elsewhere TF.js's ops, or the plain-JS kernels.
+ * pooled: x's mean over H and W where the caller has it already (layers.ts depthwiseStageForEval).
  */
-export function squeezeExcitationGate(x: tf.Tensor4D, p: SqueezeExcitationParams): tf.Tensor2D {
+export function squeezeExcitationGate(x: tf.Tensor4D, p: SqueezeExcitationParams, pooled: tf.Tensor2D | null = null): tf.Tensor2D {
   const native = nativeCpuOps();
-  if (native !== null) return nativeSqueezeGate(native, x, p);
-  const fc1 = tf.add(dense(spatialMean(x), p.w1), p.b1) as tf.Tensor2D;
+  if (native !== null) return nativeSqueezeGate(native, x, p, pooled);
+  const fc1 = tf.add(dense(pooled ?? spatialMean(x), p.w1), p.b1) as tf.Tensor2D;
   return tf.sigmoid(tf.add(dense(silu(fc1), p.w2), p.b2)) as tf.Tensor2D;
 }
 

@@ -119,12 +119,12 @@ void ApplyBatchNormAct(OpKernelContext* ctx, const float* xp, float* yp, int64_t
         using F = decltype(f);
         const typename F::V xc = F::Sub(F::Load(row + c), F::Load(m + c));
         typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
-        if (act) z = F::Div(z, F::Add(F::Set(1.0f), Exp<F>(F::Neg(z))));
+        if (act) z = bias_init::Silu<F>(z);
         F::Store(out + c, z);
       });
       for (; c < channels; ++c) {
         const float z = std::fma(row[c] - m[c], a[c], beta[c]);
-        out[c] = act ? z / (1.0f + Exp1(-z)) : z;
+        out[c] = act ? bias_init::Silu1(z) : z;
       }
     }
   });

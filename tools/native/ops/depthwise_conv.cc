@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "depthwise_rows.h"
 #include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
@@ -63,33 +64,12 @@ REGISTER_OP("BiasInitDepthwiseConvGrad")
 namespace {
 
 using bias_init::ForVectors;
+using bias_init::Geometry;
+using bias_init::kOutputGroup;
+using bias_init::ReadGeometry;
+using bias_init::TapRange;
 
 constexpr int64_t kFilterBlockRows = 8;  // output rows per dw summing block
-constexpr int kOutputGroup = 4;          // forward outputs (and dx values) computed side by side
-
-struct Geometry {
-  int64_t n, h, w, c, k, s, p, oh, ow;
-};
-
-absl::Status ReadGeometry(const Tensor& x, const Tensor& w, int64_t s, int64_t p, Geometry* g) {
-  if (x.dims() != 4) return tensorflow::errors::InvalidArgument("x must be NHWC, got ", x.shape().DebugString());
-  if (w.dims() != 4 || w.dim_size(0) != w.dim_size(1) || w.dim_size(2) != x.dim_size(3) || w.dim_size(3) != 1) {
-    return tensorflow::errors::InvalidArgument("w must be [k, k, ", x.dim_size(3), ", 1], got ", w.shape().DebugString());
-  }
-  *g = {x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), w.dim_size(0), s, p, 0, 0};
-  if (g->k != 1 && g->k != 3 && g->k != 5 && g->k != 7) return tensorflow::errors::InvalidArgument("kernel size must be 1, 3, 5 or 7, got ", g->k);
-  if (g->h + 2 * p < g->k || g->w + 2 * p < g->k) return tensorflow::errors::InvalidArgument("input smaller than the window");
-  g->oh = (g->h + 2 * p - g->k) / s + 1;
-  g->ow = (g->w + 2 * p - g->k) / s + 1;
-  return absl::OkStatus();
-}
-
-// The taps of a window along one axis that land inside the input: [lo, hi) for output index o.
-inline void TapRange(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size, int64_t* lo, int64_t* hi) {
-  const int64_t start = o * s - p;
-  *lo = std::max<int64_t>(0, -start);
-  *hi = std::min<int64_t>(k, size - start);
-}
 
 // For each input index i along one axis: the pairs (tap t, output o) with o * s - p + t = i, t in [0, k), o in [0, size_out).
 std::vector<std::vector<int64_t>> CoveringTaps(int64_t size_in, int64_t size_out, int64_t k, int64_t s, int64_t p) {
@@ -109,39 +89,6 @@ std::vector<std::vector<int64_t>> CoveringTaps(int64_t size_in, int64_t size_out
     for (const auto& [t, o] : pairs) v.insert(v.end(), {t, o});
   }
   return taps;
-}
-
-// Forward outputs ox .. ox + G - 1 of output row (n, oy), whose windows all take the taps
-// [ky0, ky1) x [kx0, kx1): each output sums its taps in (ky, kx) order from zero. G outputs side by
-// side share each filter load and give G independent chains of fused multiply-adds (one output at a
-// time waited on each product's latency); the sums are those of one output at a time, bit for bit.
-template <int G>
-void ForwardOutputs(const Geometry& g, const float* xp, const float* wp, float* yp, int64_t n, int64_t oy, int64_t ky0, int64_t ky1,
-                    int64_t ox, int64_t kx0, int64_t kx1) {
-  float* out = yp + ((n * g.oh + oy) * g.ow + ox) * g.c;
-  const float* in = xp + ((n * g.h + oy * g.s - g.p) * g.w + ox * g.s - g.p) * g.c;  // tap (0, 0) of output ox, maybe outside
-  const int64_t step = g.s * g.c;                                                     // from one output's window to the next
-  int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
-    using F = decltype(f);
-    typename F::V acc[G];
-    for (int j = 0; j < G; ++j) acc[j] = F::Zero();
-    for (int64_t ky = ky0; ky < ky1; ++ky) {
-      for (int64_t kx = kx0; kx < kx1; ++kx) {
-        const typename F::V wv = F::Load(wp + (ky * g.k + kx) * g.c + c);
-        const float* tap = in + (ky * g.w + kx) * g.c + c;
-        for (int j = 0; j < G; ++j) acc[j] = F::Fma(F::Load(tap + j * step), wv, acc[j]);
-      }
-    }
-    for (int j = 0; j < G; ++j) F::Store(out + j * g.c + c, acc[j]);
-  });
-  for (; c < g.c; ++c) {
-    for (int j = 0; j < G; ++j) {
-      float acc = 0;
-      for (int64_t ky = ky0; ky < ky1; ++ky)
-        for (int64_t kx = kx0; kx < kx1; ++kx) acc = std::fma(in[(ky * g.w + kx) * g.c + j * step + c], wp[(ky * g.k + kx) * g.c + c], acc);
-      out[j * g.c + c] = acc;
-    }
-  }
 }
 
 // dx as groups of input columns: (ix, kOutputGroup) for the columns ix, ix + s, ... that the same
@@ -255,25 +202,14 @@ class DepthwiseConvOp : public OpKernel {
     const float* xp = x.flat<float>().data();
     const float* wp = w.flat<float>().data();
     float* yp = y->flat<float>().data();
-    // Outputs whose window lies inside the input row, [in0, in1), go G at a time.
-    const int64_t in0 = (g.p + g.s - 1) / g.s;
-    const int64_t in1 = g.w - g.k + g.p < 0 ? in0 : std::max(in0, std::min(g.ow, (g.w - g.k + g.p) / g.s + 1));
     auto rows = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / g.oh, oy = r % g.oh;
         int64_t ky0, ky1;
         TapRange(oy, g.s, g.p, g.k, g.h, &ky0, &ky1);
-        for (int64_t ox = 0; ox < g.ow;) {
-          if (ox >= in0 && ox + kOutputGroup <= in1) {
-            ForwardOutputs<kOutputGroup>(g, xp, wp, yp, n, oy, ky0, ky1, ox, 0, g.k);
-            ox += kOutputGroup;
-          } else {
-            int64_t kx0, kx1;
-            TapRange(ox, g.s, g.p, g.k, g.w, &kx0, &kx1);
-            ForwardOutputs<1>(g, xp, wp, yp, n, oy, ky0, ky1, ox, kx0, kx1);
-            ox += 1;
-          }
-        }
+        const float* in[7];
+        for (int64_t ky = ky0; ky < ky1; ++ky) in[ky] = xp + (n * g.h + oy * g.s - g.p + ky) * g.w * g.c;
+        bias_init::ForwardRow(g, in, wp, yp + r * g.ow * g.c, ky0, ky1, bias_init::StoreOutputs{});
       }
     };
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;

@@ -122,6 +122,14 @@ inline float Exp1(float x) {
   return v[0];
 }
 
+// SiLU, z / (1 + exp(-z)) (PyTorch's formula), for a vector and for one float.
+template <typename F>
+inline typename F::V Silu(typename F::V z) {
+  return F::Div(z, F::Add(F::Set(1.0f), Exp<F>(F::Neg(z))));
+}
+
+inline float Silu1(float z) { return z / (1.0f + Exp1(-z)); }
+
 }  // namespace bias_init
 
 #endif  // BIAS_INIT_SIMD_H_

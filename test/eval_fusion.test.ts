@@ -1,0 +1,128 @@
+// Evaluation's depthwise stage as one op on this project's kernels (src/model/ops/native_eval.ts
+// nativeDepthwiseSilu, tools/native/ops/depthwise_eval.cc): the op against TF.js's own ops for the
+// same math (SiLU as x * sigmoid(x), the zero-padded depthwise convolution, the shift, SiLU, the
+// mean over H and W), and the whole backbone in evaluation with the stage fused against each layer
+// its own op (layers.ts setLayerFusion "off"), which must run the op once per MBConv block.
+// torchvision's own logits are checked with the stage fused in test/parity.test.ts. Skipped where no
+// native backend with this project's kernels is built (`make native`).
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../src/engine/backend";
+import { customOpsActive, customOpsState } from "../src/engine/custom_ops";
+import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
+import { EvalFolds, nativeDepthwiseSilu } from "../src/model/ops/native_eval";
+import { setLayerFusion } from "../src/model/ops/layers";
+import { buildEfficientNet } from "../src/model/efficientnet";
+import { makeRng } from "../src/rng";
+
+let nb: NativeKernelBackend | null = null;
+let why = "";
+
+before(async () => {
+  try {
+    await initBackend("native");
+    nb = nativeOps();
+    if (nb !== null && !customOpsActive()) why = `this project's kernels are not active: ${customOpsState().reason}`;
+  } catch (e) {
+    why = (e as Error).message.split("\n")[0];
+  }
+});
+
+function seeded(shape: number[], seed: number, scale = 1): tf.Tensor {
+  const rng = makeRng("eval-fusion-test", seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
+}
+
+/** Max |a - b| relative to max |b|. */
+function relDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] / Math.max(1e-30, tf.max(tf.abs(b)).dataSync()[0]));
+}
+
+const siluRef = (t: tf.Tensor) => tf.mul(t, tf.sigmoid(t));
+
+test("the fused depthwise stage = TF.js's SiLU, zero-padded depthwise convolution, shift, SiLU and spatial mean (k 1, 3, 5, 7; strides 1, 2; input SiLU on and off)", (t) => {
+  if (nb === null || !customOpsActive()) return t.skip(why || "no native backend");
+  const native = nb;
+  // 13 channels: a vector and a scalar tail; 24: three 8-wide vectors (one 16 + one 8 with AVX-512);
+  // 9x11 and 8x7 rows: outputs taken 4 at a time and singly; 2x3: windows wider than the input.
+  const inputs: Array<[number[], number]> = [[[2, 9, 11, 13], 10], [[3, 8, 7, 24], 20], [[2, 2, 3, 16], 30]];
+  let checked = 0;
+  for (const [shape, seed] of inputs) {
+    for (const k of [1, 3, 5, 7]) {
+      for (const stride of [1, 2]) {
+        for (const inputSilu of [true, false]) {
+          tf.tidy(() => {
+            const x = seeded(shape, seed, 2) as tf.Tensor4D;
+            const w = seeded([k, k, shape[3], 1], seed + k) as tf.Tensor4D;
+            const shift = seeded([shape[3]], seed + 10 + k) as tf.Tensor1D;
+            const p = (k - 1) / 2;
+            const input = inputSilu ? siluRef(x) : x;
+            const conv = tf.depthwiseConv2d(tf.pad(input as tf.Tensor4D, [[0, 0], [p, p], [p, p], [0, 0]]), w, stride as 1 | 2, "valid");
+            const yRef = siluRef(tf.add(conv, shift));
+            const { y, pooled } = nativeDepthwiseSilu(native, x, w, shift, stride, inputSilu);
+            const label = `${JSON.stringify(shape)} k${k} s${stride} input SiLU ${inputSilu}`;
+            assert.deepEqual(y.shape, yRef.shape, label);
+            assert.ok(relDiff(y, yRef) < 1e-5, `${label}: y differs by ${relDiff(y, yRef)} of its scale`);
+            const pooledRef = tf.mean(yRef, [1, 2]);
+            assert.deepEqual(pooled.shape, [shape[0], shape[3]], label);
+            assert.ok(relDiff(pooled, pooledRef) < 1e-5, `${label}: the mean differs by ${relDiff(pooled, pooledRef)} of its scale`);
+          });
+          checked++;
+        }
+      }
+    }
+  }
+  assert.equal(checked, 48);
+});
+
+test("the fused depthwise stage rejects a shift of the wrong length, naming it", (t) => {
+  if (nb === null || !customOpsActive()) return t.skip(why || "no native backend");
+  const native = nb;
+  tf.tidy(() => {
+    assert.throws(() => nativeDepthwiseSilu(native, seeded([1, 5, 5, 8], 1) as tf.Tensor4D, seeded([3, 3, 8, 1], 2) as tf.Tensor4D, seeded([7], 3) as tf.Tensor1D, 1, true),
+      /shift must be \[8\]/);
+  });
+});
+
+test("B1 in evaluation: the fused depthwise stage runs once per MBConv block and gives the layer-by-layer logits within 1e-5", (t) => {
+  if (nb === null || !customOpsActive()) return t.skip(why || "no native backend");
+  const native = nb;
+  const net = buildEfficientNet("b1", makeRng(7, "eval-fusion-model"));
+  // Running statistics away from their initial 0 and 1, so that the folds matter.
+  for (const [key, v] of net.namedVariables()) {
+    if (key.endsWith("running_mean")) v.assign(seeded(v.shape, 100, 0.2));
+    if (key.endsWith("running_var")) v.assign(tf.add(tf.abs(seeded(v.shape, 101, 0.5)), 0.5));
+  }
+  const x = seeded([2, 64, 64, 3], 5) as tf.Tensor4D;
+  const calls = new Map<string, number>();
+  const original = native.executeMultipleOutputs.bind(native);
+  native.executeMultipleOutputs = (name, attrs, inputs, n) => {
+    calls.set(name, (calls.get(name) ?? 0) + 1);
+    return original(name, attrs, inputs, n);
+  };
+  const blocks = net.architecture.stages.flat().length;
+  try {
+    const logits = (fusion: "auto" | "off") => {
+      setLayerFusion(fusion);
+      calls.clear();
+      const folds = new EvalFolds();
+      const out = tf.tidy(() => net.forward(x, { training: false, folds }));
+      folds.dispose();
+      return { out, fused: calls.get("BiasInitDepthwiseSilu") ?? 0 };
+    };
+    const fused = logits("auto");
+    const plain = logits("off");
+    assert.equal(fused.fused, blocks, `BiasInitDepthwiseSilu ran ${fused.fused} times for ${blocks} blocks`);
+    assert.equal(plain.fused, 0);
+    const d = relDiff(fused.out, plain.out);
+    t.diagnostic(`max logit difference ${d.toExponential(2)} of their scale (${blocks} blocks)`);
+    assert.ok(d < 1e-5, `fused and layer-by-layer logits differ by ${d} of their scale`);
+    tf.dispose([fused.out, plain.out]);
+  } finally {
+    native.executeMultipleOutputs = original;
+    setLayerFusion("auto");
+    net.dispose();
+    x.dispose();
+  }
+});

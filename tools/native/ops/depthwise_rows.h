@@ -1,0 +1,109 @@
+// The depthwise convolution's forward over one output row, shared by the training op
+// (depthwise_conv.cc: BiasInitDepthwiseConv) and the evaluation op (depthwise_eval.cc:
+// BiasInitDepthwiseSilu), which differ only in where the input rows live and in what happens to
+// each output sum (stored as it is, or shifted, SiLU'd and summed for squeeze-excitation).
+#ifndef BIAS_INIT_DEPTHWISE_ROWS_H_
+#define BIAS_INIT_DEPTHWISE_ROWS_H_
+
+#include <algorithm>
+#include <cstdint>
+
+#include "simd.h"
+
+#include "tensorflow/core/framework/op_kernel.h"
+
+namespace bias_init {
+
+constexpr int kOutputGroup = 4;  // forward outputs (and dx values) computed side by side
+
+struct Geometry {
+  int64_t n, h, w, c, k, s, p, oh, ow;
+};
+
+// x [N, H, W, C] and w [k, k, C, 1] with stride s and padding p; k is 1, 3, 5 or 7.
+inline absl::Status ReadGeometry(const tensorflow::Tensor& x, const tensorflow::Tensor& w, int64_t s, int64_t p, Geometry* g) {
+  if (x.dims() != 4) return tensorflow::errors::InvalidArgument("x must be NHWC, got ", x.shape().DebugString());
+  if (w.dims() != 4 || w.dim_size(0) != w.dim_size(1) || w.dim_size(2) != x.dim_size(3) || w.dim_size(3) != 1) {
+    return tensorflow::errors::InvalidArgument("w must be [k, k, ", x.dim_size(3), ", 1], got ", w.shape().DebugString());
+  }
+  *g = {x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), w.dim_size(0), s, p, 0, 0};
+  if (g->k != 1 && g->k != 3 && g->k != 5 && g->k != 7) return tensorflow::errors::InvalidArgument("kernel size must be 1, 3, 5 or 7, got ", g->k);
+  if (g->h + 2 * p < g->k || g->w + 2 * p < g->k) return tensorflow::errors::InvalidArgument("input smaller than the window");
+  g->oh = (g->h + 2 * p - g->k) / s + 1;
+  g->ow = (g->w + 2 * p - g->k) / s + 1;
+  return absl::OkStatus();
+}
+
+// The taps of a window along one axis that land inside the input: [lo, hi) for output index o.
+inline void TapRange(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size, int64_t* lo, int64_t* hi) {
+  const int64_t start = o * s - p;
+  *lo = std::max<int64_t>(0, -start);
+  *hi = std::min<int64_t>(k, size - start);
+}
+
+// What the forward does with each output's sum: store it (the training op).
+struct StoreOutputs {
+  template <typename F>
+  void Vector(typename F::V sum, float* out, int64_t c) const { F::Store(out + c, sum); }
+  void One(float sum, float* out, int64_t c) const { out[c] = sum; }
+};
+
+// Outputs ox .. ox + G - 1 of an output row whose windows all take the taps [ky0, ky1) x [kx0, kx1);
+// rows[ky] is input row (oy * s - p + ky) from column 0, out the output row from column 0. Each
+// output sums its taps in (ky, kx) order from zero. G outputs side by side share each filter load
+// and give G independent chains of fused multiply-adds (one output at a time waited on each
+// product's latency); the sums are those of one output at a time, bit for bit. finish gets the sums
+// of a channel vector (or one channel) in output order.
+template <int G, typename Finish>
+void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ox, int64_t ky0, int64_t ky1,
+                    int64_t kx0, int64_t kx1, const Finish& finish) {
+  const int64_t first = (ox * g.s - g.p) * g.c;  // tap 0 of output ox, from a row's column 0 (maybe outside)
+  const int64_t step = g.s * g.c;                // from one output's window to the next
+  float* dst = out + ox * g.c;
+  int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
+    using F = decltype(f);
+    typename F::V acc[G];
+    for (int j = 0; j < G; ++j) acc[j] = F::Zero();
+    for (int64_t ky = ky0; ky < ky1; ++ky) {
+      const float* in = rows[ky] + first + c;
+      for (int64_t kx = kx0; kx < kx1; ++kx) {
+        const typename F::V wv = F::Load(wp + (ky * g.k + kx) * g.c + c);
+        const float* tap = in + kx * g.c;
+        for (int j = 0; j < G; ++j) acc[j] = F::Fma(F::Load(tap + j * step), wv, acc[j]);
+      }
+    }
+    for (int j = 0; j < G; ++j) finish.template Vector<F>(acc[j], dst + j * g.c, c);
+  });
+  for (; c < g.c; ++c) {
+    for (int j = 0; j < G; ++j) {
+      float acc = 0;
+      for (int64_t ky = ky0; ky < ky1; ++ky)
+        for (int64_t kx = kx0; kx < kx1; ++kx) acc = std::fma(rows[ky][first + kx * g.c + j * step + c], wp[(ky * g.k + kx) * g.c + c], acc);
+      finish.One(acc, dst + j * g.c, c);
+    }
+  }
+}
+
+// One output row (taps [ky0, ky1) along y, rows as ForwardOutputs takes them): kOutputGroup outputs
+// at a time where their windows lie inside the input row, one at a time at the edges.
+template <typename Finish>
+void ForwardRow(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ky0, int64_t ky1, const Finish& finish) {
+  // Outputs whose window lies inside the input row: [in0, in1).
+  const int64_t in0 = (g.p + g.s - 1) / g.s;
+  const int64_t in1 = g.w - g.k + g.p < 0 ? in0 : std::max(in0, std::min(g.ow, (g.w - g.k + g.p) / g.s + 1));
+  for (int64_t ox = 0; ox < g.ow;) {
+    if (ox >= in0 && ox + kOutputGroup <= in1) {
+      ForwardOutputs<kOutputGroup>(g, rows, wp, out, ox, ky0, ky1, 0, g.k, finish);
+      ox += kOutputGroup;
+    } else {
+      int64_t kx0, kx1;
+      TapRange(ox, g.s, g.p, g.k, g.w, &kx0, &kx1);
+      ForwardOutputs<1>(g, rows, wp, out, ox, ky0, ky1, kx0, kx1, finish);
+      ox += 1;
+    }
+  }
+}
+
+}  // namespace bias_init
+
+#endif  // BIAS_INIT_DEPTHWISE_ROWS_H_
