@@ -1,10 +1,11 @@
 // This project's own TensorFlow kernels with AVX2/FMA code (tools/native/ops/: training BatchNorm +
-// SiLU, the depthwise convolution and squeeze-excitation's passes, forward and backward), which
+// SiLU, the depthwise convolution and squeeze-excitation's passes, forward and backward, and
+// evaluation's depthwise stage), which
 // `make native` builds into two Node addons next to the CPU engine: one for AVX2 + FMA and one for
 // AVX-512 (the same source at twice the vector width, bit-identical results; tools/native/ops/simd.h).
 // On a CPU with AVX-512F the engine loads the AVX-512 one unless BIAS_INIT_CUSTOM_OPS=avx2. Loading
 // an addon registers the ops in the libtensorflow the engine loaded; the engine then runs them by name
-// (model/ops/native_batchnorm.ts, native_conv.ts, squeeze_excitation.ts).
+// (model/ops/native_batchnorm.ts, native_conv.ts, squeeze_excitation.ts, native_eval.ts).
 // They are used when the CPU engine is active, the addon is built and current, the CPU has AVX2
 // and FMA, and BIAS_INIT_CUSTOM_OPS is not 0; otherwise TensorFlow's own ops run, and `make doctor`
 // and the backend line say which.

@@ -219,7 +219,8 @@ export class EfficientNet {
   /**
    * expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the
    * residual. In training where this project's kernels run, expand's BatchNorm with the depthwise
-   * convolution, and SE with the projection, are one op each (ops/layers.ts setLayerFusion).
+   * convolution, and SE with the projection, are one op each (ops/layers.ts setLayerFusion); in
+   * evaluation there, expand's SiLU, the depthwise stage and SE's squeeze (depthwiseStageForEval).
    */
   private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup): tf.Tensor4D {
     const se = this.seParams(b.se, get);
