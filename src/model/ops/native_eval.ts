@@ -11,6 +11,11 @@
 // convolution + Add, then SoftplusGrad for SiLU. The folding and the fusing move numbers at float
 // round-off (the products' order), like any change of summation order.
 //
+// Where this project's kernels run (engine/custom_ops.ts), an MBConv block's expansion runs with its
+// shift only, and one op of theirs takes its SiLU, the depthwise convolution with its shift and
+// SiLU, and squeeze-excitation's mean (nativeDepthwiseSilu): oneDNN's SiLU post-op cost more than
+// the products on AVX2.
+//
 // Squeeze-excitation's gate runs as 5 ops (nativeSqueezeGate), and the projection after it takes
 // the gate into per-sample weights, as one oneDNN batched product, where that measured faster
 // (nativeScaledPointwiseBias, foldsInputScale): the pass that scales the activations becomes one
@@ -184,8 +189,9 @@ function fusedMatMul(nb: NativeKernelBackend, fusedOps: ["BiasAdd"] | ["BiasAdd"
  * shift), act SiLU where inputSilu (x is then the expansion's output before its SiLU, which this op
  * applies row by row as it reads), and squeeze-excitation's squeeze, the mean of y over H and W
  * [N, C], summed as y is written. Against oneDNN's fused convolutions (expansion and depthwise, each
- * with its SiLU post-op) and TF's Mean, B1's 23 depthwise stages at 240x240 batch 16 took ~26 ms less
- * with both engines held to AVX2 and ~22 ms less with AVX-512 (docs/performance.md, item 27).
+ * with its SiLU post-op) and TF's Mean, B1's 23 depthwise stages at 240x240 batch 16, timed alone,
+ * took ~26 ms less with both engines held to AVX2 and ~22 ms less with AVX-512; in a whole
+ * evaluation batch 7-13% less held to AVX2, and no change with AVX-512 (docs/performance.md, item 27).
  */
 export function nativeDepthwiseSilu(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor4D, shift: tf.Tensor1D, stride: number, inputSilu: boolean): { y: tf.Tensor4D; pooled: tf.Tensor2D } {
   const B = nb.binding;
