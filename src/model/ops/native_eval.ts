@@ -191,7 +191,7 @@ function fusedMatMul(nb: NativeKernelBackend, fusedOps: ["BiasAdd"] | ["BiasAdd"
  * [N, C], summed as y is written. Against oneDNN's fused convolutions (expansion and depthwise, each
  * with its SiLU post-op) and TF's Mean, B1's 23 depthwise stages at 240x240 batch 16, timed alone,
  * took ~26 ms less with both engines held to AVX2 and ~22 ms less with AVX-512; in a whole
- * evaluation batch 7-13% less held to AVX2, and no change with AVX-512 (docs/performance.md, item 27).
+ * evaluation batch 7-13% less held to AVX2, 0-13% with AVX-512 (bench/eval_fusion.ts; docs/performance.md, item 27).
  */
 export function nativeDepthwiseSilu(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor4D, shift: tf.Tensor1D, stride: number, inputSilu: boolean): { y: tf.Tensor4D; pooled: tf.Tensor2D } {
   const B = nb.binding;
