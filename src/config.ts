@@ -159,37 +159,7 @@ export class ConfigError extends UserError {
  * numbers-changing change without a bump fails a test. It is part of the results key: results of
  * other code never share a store, and after a bump a run starts a fresh store (the old one stays
  * on disk, and the run names it). Every unit also records it, with the engine kind, in status.json.
- *   1: the first recorded version.
- *   2: the native engine's one-pass SiLU and explicitly padded stride-2 depthwise convolutions move
- *      native numbers at float32 round-off (first step loss 0.68152511 -> 0.68152475); JS unchanged.
- *   3: the native CPU engine's evaluation folds BatchNorm (PyTorch's x * alpha + shift) into the
- *      convolutions (a 1x1 one + shift as one _FusedMatMul): evaluation moves at float32 round-off
- *      (240x240 logits against torchvision: max diff 9.1e-6 -> 9.3e-6); training is unchanged.
- *   4: the native CPU engine's evaluation runs each folded convolution with its shift and SiLU as
- *      one oneDNN op (_MklNativeFusedConv2D; a 1x1 convolution without SiLU, or over fewer than 4x4
- *      positions, stays _FusedMatMul): evaluation numbers move at float32 round-off (240x240 logits
- *      against torchvision: max diff 9.3e-6 -> 8.7e-6); training is unchanged.
- *   5: the native CPU engine's evaluation computes squeeze-excitation's gate with TF's Mean and two
- *      _FusedMatMul (the second with its sigmoid), and a 1x1 projection over more positions than it
- *      has outputs multiplies the gate into per-sample weights instead of into its input:
- *      evaluation numbers move at float32 round-off (240x240 logits against torchvision: max diff
- *      8.7e-6 -> 7.8e-6); training is unchanged.
- *   6: that fold of the gate into per-sample weights only when TensorFlow's oneDNN is on (its
- *      default on CPUs with AVX-512 VNNI/BF16 or AMX; without it the fold was slower:
- *      native_eval.ts foldsInputScale); otherwise evaluation scales the input as in version 4:
- *      evaluation numbers on such CPUs move at float32 round-off; training is unchanged.
- *   7: the native CPU engine trains BatchNorm + SiLU, the depthwise convolutions and
- *      squeeze-excitation's passes on this project's AVX2/FMA kernels where built (custom_ops.ts;
- *      sums in double, SiLU's exp by Cephes' polynomial): training moves at float32 round-off (torch
- *      float64 parity after 3 steps: worst 5.1e-5 -> 4.6e-5 of a tensor's scale, gradients 1.7e-4 ->
- *      1.3e-4; limits 1e-4 and 1e-3); evaluation is unchanged.
- *   8: where TensorFlow's oneDNN is off (AVX2-only CPUs), evaluation folds the gate into projections
- *      from 60x60 positions as oneDNN's batched product: 240x240 evaluation moves at round-off.
- *   9: where this project's kernels run, evaluation computes each MBConv block's expansion SiLU,
- *      depthwise convolution + shift + SiLU and squeeze-excitation's mean in one op of its own
- *      (native_eval.ts nativeDepthwiseSilu) instead of oneDNN's and TF's: evaluation moves at
- *      round-off (torchvision parity at 240x240: max logit difference 1.1e-5, tolerance 1e-4);
- *      training is unchanged.
+ * What each version changed, and by how much: docs/numerics.md.
  */
 export const NUMERICS_VERSION = 9;
 

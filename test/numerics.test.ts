@@ -17,7 +17,7 @@ import { writeSyntheticCifar10 } from "../src/data/synthetic";
 const DECIMALS = 4;
 
 /**
- * What version 9 computes (the same as versions 1 to 8 to these decimals; see NUMERICS_VERSION's history): per arm, test BCE and output bias at epochs 0 and 1 and the mean train
+ * What version 9 computes (the same as versions 1 to 8 to these decimals; see docs/numerics.md): per arm, test BCE and output bias at epochs 0 and 1 and the mean train
  * loss. ROC-AUC is left out: this untrained model scores the test images nearly alike, and how
  * rounding breaks those ties differs between engines (0.5 on pure JS, 0.65 native).
  */
