@@ -15,6 +15,7 @@ import { EvalFolds, nativeDepthwiseSilu } from "../src/model/ops/native_eval";
 import { setLayerFusion } from "../src/model/ops/layers";
 import { buildEfficientNet } from "../src/model/efficientnet";
 import { makeRng } from "../src/rng";
+import { relDiff, seededTensor } from "./helpers/tensors";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
@@ -29,15 +30,7 @@ before(async () => {
   }
 });
 
-function seeded(shape: number[], seed: number, scale = 1): tf.Tensor {
-  const rng = makeRng("eval-fusion-test", seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
-}
-
-/** Max |a - b| relative to max |b|. */
-function relDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] / Math.max(1e-30, tf.max(tf.abs(b)).dataSync()[0]));
-}
+const seeded = (shape: number[], seed: number, scale = 1): tf.Tensor => seededTensor("eval-fusion-test", shape, seed, scale);
 
 const siluRef = (t: tf.Tensor) => tf.mul(t, tf.sigmoid(t));
 

@@ -20,6 +20,7 @@ import { BinaryClassifier } from "../src/model/head";
 import { setBlockRecompute } from "../src/model/efficientnet";
 import { frugalVariableGrads } from "../src/train/frugal_backward";
 import { makeRng } from "../src/rng";
+import { seededTensor } from "./helpers/tensors";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
@@ -34,10 +35,7 @@ before(async () => {
   }
 });
 
-function randomTensor(shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor {
-  const rng = makeRng("layer-fusion-test", seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => shift + scale * rng.normal()), shape);
-}
+const randomTensor = (shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor => seededTensor("layer-fusion-test", shape, seed, scale, shift);
 
 /** The same bits: values of `fused` and `twoOps`, and their gradients with respect to every input for the same upstream gradient. */
 function assertBitIdentical(what: string, fused: (...xs: tf.Tensor[]) => tf.Tensor, twoOps: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): void {

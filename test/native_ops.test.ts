@@ -21,6 +21,7 @@ import { squeezeExcitation, squeezeExcitationGate } from "../src/model/ops/squee
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
+import { relDiff, seededTensor } from "./helpers/tensors";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
@@ -34,15 +35,7 @@ before(async () => {
   }
 });
 
-function randomTensor(shape: number[], seed: number, scale = 1): tf.Tensor {
-  const rng = makeRng("native-ops-test", seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
-}
-
-/** Max |a - b| relative to max |b|. */
-function relDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] / Math.max(1e-30, tf.max(tf.abs(b)).dataSync()[0]));
-}
+const randomTensor = (shape: number[], seed: number, scale = 1): tf.Tensor => seededTensor("native-ops-test", shape, seed, scale);
 
 interface ConvCase {
   conv: ConvSpec;

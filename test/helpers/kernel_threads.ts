@@ -13,12 +13,9 @@ import { nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm
 import { nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
 import { nativeDepthwiseSilu } from "../../src/model/ops/native_eval";
 import { squeezeExcitation } from "../../src/model/ops/squeeze_excitation";
-import { makeRng } from "../../src/rng";
+import { seededTensor } from "./tensors";
 
-function seeded(shape: number[], seed: number): tf.Tensor {
-  const rng = makeRng("kernel-threads", seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
-}
+const seeded = (shape: number[], seed: number): tf.Tensor => seededTensor("kernel-threads", shape, seed);
 
 async function main(): Promise<void> {
   await initBackend("native");
