@@ -226,10 +226,11 @@ export class EfficientNet {
     const se = this.seParams(b.se, get);
     const project = this.unit(b.project, get);
     const first = b.expand ? this.unit(b.expand, get) : null;
+    const depthwise = this.unit(b.depthwise, get);
     // Evaluation on this project's kernels: expand's SiLU, the depthwise stage and SE's squeeze in one op.
-    const stage = depthwiseStageForEval(x, first, this.unit(b.depthwise, get), mode);
+    const stage = depthwiseStageForEval(x, first, depthwise, mode);
     if (stage !== null) return convBnActOp(stage.y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(stage.y, se, stage.pooled));
-    const y = first !== null ? convBnActThenDepthwise(x, first, this.unit(b.depthwise, get), mode) : this.convBnAct(x, b.depthwise, mode, get);
+    const y = first !== null ? convBnActThenDepthwise(x, first, depthwise, mode) : convBnActOp(x, depthwise.conv, depthwise.bn, mode, depthwise.activation);
     if (mode.training) {
       if (project.conv.kind !== "pointwise") throw new Error(`${WHERE}: ${b.project.prefix} is a ${project.conv.kind} convolution; MBConv's projection is 1x1`);
       return batchNormAct(squeezeExcitationProject(y, se, project.conv.weight as tf.Tensor2D), project.bn, mode, project.activation);

@@ -22,7 +22,7 @@ import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { type ConvKind, EvalFolds, foldBatchNorm, foldsInputScale, fusesOnCpu, nativeDepthwiseSilu, nativeExpansionBias, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
+import { type ConvKind, EvalFolds, foldBatchNorm, type FoldedConv, foldsInputScale, fusesOnCpu, nativeDepthwiseSilu, nativeExpansionBias, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
 import { type NativeKernelBackend, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
 import { customOpsActive } from "../../engine/custom_ops";
@@ -226,7 +226,7 @@ export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mo
     return batchNormAct(convolve(inputScale === null ? x : scaleChannels(x, inputScale), conv), bn, mode, activation);
   }
   return tf.tidy(() => {
-    const { weight, filter, shift } = mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
+    const { weight, filter, shift } = foldFor(conv, bn, mode);
     const positions = x.shape[1] * x.shape[2];
     let z: tf.Tensor4D;
     if (inputScale !== null && conv.kind === "pointwise" && foldsInputScale(positions, weight.shape[1] as number, oneDnnKernels(native))) {
@@ -238,6 +238,11 @@ export function convBnAct(x: tf.Tensor4D, conv: ConvSpec, bn: BatchNormState, mo
     }
     return activation ? nativeSilu(native, z) : z;
   });
+}
+
+/** The convolution with its BatchNorm folded in: the evaluation pass's (EvalFolds), else folded now. */
+function foldFor(conv: ConvSpec, bn: BatchNormState, mode: BatchNormMode): FoldedConv {
+  return mode.folds !== undefined ? mode.folds.get(conv.kind, conv.weight, bn) : foldBatchNorm(conv.kind, conv.weight, bn);
 }
 
 /** A convolution with its BatchNorm (+ SiLU). */
@@ -277,10 +282,9 @@ export function depthwiseStageForEval(x: tf.Tensor4D, first: ConvBnActUnit | nul
   const native = mode.training ? null : fusingNativeOps();
   if (native === null || depthwise.conv.kind !== "depthwise" || !depthwise.activation) return null;
   if (first !== null && (first.conv.kind !== "pointwise" || !first.activation)) return null;
-  const fold = (u: ConvBnActUnit) => (mode.folds !== undefined ? mode.folds.get(u.conv.kind, u.conv.weight, u.bn) : foldBatchNorm(u.conv.kind, u.conv.weight, u.bn));
   return tf.tidy(() => {
-    const e = first === null ? x : nativeExpansionBias(native, x, fold(first));
-    const d = fold(depthwise);
+    const e = first === null ? x : nativeExpansionBias(native, x, foldFor(first.conv, first.bn, mode));
+    const d = foldFor(depthwise.conv, depthwise.bn, mode);
     return nativeDepthwiseSilu(native, e, d.weight as tf.Tensor4D, d.shift, depthwise.conv.stride, first !== null);
   });
 }

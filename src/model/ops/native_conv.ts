@@ -49,7 +49,8 @@ export function nativeDepthwiseConvPadded(nb: NativeKernelBackend, x: tf.Tensor4
   return op(x, weight) as tf.Tensor4D;
 }
 
-function customDepthwiseAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
+/** stride and pad, the attributes of this project's depthwise ops (training's here, evaluation's in native_eval.ts). */
+export function customDepthwiseAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
   const B = nb.binding;
   return [{ name: "stride", type: B.TF_ATTR_INT, value: stride }, { name: "pad", type: B.TF_ATTR_INT, value: pad }];
 }

@@ -41,7 +41,7 @@ import * as tf from "@tensorflow/tfjs";
 import { floatType, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
-import { convAttrs } from "./native_conv";
+import { convAttrs, customDepthwiseAttrs } from "./native_conv";
 import { tensorflowBool, tensorflowOneDnnOn } from "../../util/cpu_info";
 import type { BatchNormState } from "./layers";
 import type { SqueezeExcitationParams } from "./squeeze_excitation";
@@ -194,12 +194,7 @@ function fusedMatMul(nb: NativeKernelBackend, fusedOps: ["BiasAdd"] | ["BiasAdd"
  * evaluation batch 7-13% less held to AVX2, 0-13% with AVX-512 (bench/eval_fusion.ts; docs/performance.md, item 27).
  */
 export function nativeDepthwiseSilu(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor4D, shift: tf.Tensor1D, stride: number, inputSilu: boolean): { y: tf.Tensor4D; pooled: tf.Tensor2D } {
-  const B = nb.binding;
-  const attrs = [
-    { name: "stride", type: B.TF_ATTR_INT, value: stride },
-    { name: "pad", type: B.TF_ATTR_INT, value: symmetricPad(weight.shape[0]) },
-    { name: "input_silu", type: B.TF_ATTR_BOOL, value: inputSilu },
-  ];
+  const attrs = [...customDepthwiseAttrs(nb, stride, symmetricPad(weight.shape[0])), { name: "input_silu", type: nb.binding.TF_ATTR_BOOL, value: inputSilu }];
   const [y, pooled] = nb.executeMultipleOutputs("BiasInitDepthwiseSilu", attrs, [x, weight, shift], 2);
   return { y: y as tf.Tensor4D, pooled: pooled as tf.Tensor2D };
 }
