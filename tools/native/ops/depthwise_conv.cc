@@ -148,6 +148,30 @@ void InputGradients(const Geometry& g, const float* dyp, const float* wp, float*
   }
 }
 
+// dx of input row (n, iy) at stride 1, as the forward computes an output row (ForwardRow): value ix
+// gathers dy[oy, ox] * w[ky, kx] with oy = iy + p - ky, ox = ix + p - kx over the taps that land
+// inside dy, in (ky, kx) order from zero, as InputGradients does (bit-identical), with the
+// forward's direct addressing instead of its (tap, output) lists.
+void InputGradientRow(const Geometry& g, const float* dyp, const float* wp, float* dxp, int64_t n, int64_t iy) {
+  const int64_t ky0 = std::max<int64_t>(0, iy + g.p - g.oh + 1), ky1 = std::min<int64_t>(g.k, iy + g.p + 1);
+  const float* rows[7];
+  for (int64_t ky = ky0; ky < ky1; ++ky) rows[ky] = dyp + (n * g.oh + iy + g.p - ky) * g.ow * g.c;
+  float* out = dxp + (n * g.h + iy) * g.w * g.c;
+  const bias_init::StoreOutputs store;
+  // Values whose taps all land inside the dy row: [in0, in1).
+  const int64_t in0 = g.k - 1 - g.p, in1 = g.ow - g.p;
+  for (int64_t ix = 0; ix < g.w;) {
+    if (ix >= in0 && ix + kOutputGroup <= in1) {
+      bias_init::ForwardOutputs<kOutputGroup, bias_init::StoreOutputs, -1>(g, rows, wp, out, ix, ky0, ky1, 0, g.k, store);
+      ix += kOutputGroup;
+    } else {
+      const int64_t kx0 = std::max<int64_t>(0, ix + g.p - g.ow + 1), kx1 = std::min<int64_t>(g.k, ix + g.p + 1);
+      bias_init::ForwardOutputs<1, bias_init::StoreOutputs, -1>(g, rows, wp, out, ix, ky0, ky1, kx0, kx1, store);
+      ix += 1;
+    }
+  }
+}
+
 // One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx
 // lands inside the input row (ascending ox) of dy[ox, c] * x[ox * s - p + kx, c]. The K sums of a
 // channel vector run side by side, so dy is loaded once per output and the K chains of fused
@@ -244,22 +268,30 @@ class DepthwiseConvGradOp : public OpKernel {
     float* dxp = dx->flat<float>().data();
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
 
-    // dx: each input value gathers dy over the outputs whose window covers it. Per input row and
-    // column, the (tap, output index) pairs that reach it, computed once.
-    const std::vector<std::vector<int64_t>> ty = CoveringTaps(g.h, g.oh, g.k, g.s, g.p), tx = CoveringTaps(g.w, g.ow, g.k, g.s, g.p);
-    const std::vector<std::pair<int64_t, int>> groups = InputGroups(tx, g.s);
-    pool->ParallelFor(g.n * g.h, g.w * g.c * g.k * g.k * 2 / (g.s * g.s), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t n = r / g.h, iy = r % g.h;
-        for (const auto& [ix, count] : groups) {
-          if (count == kOutputGroup) {
-            InputGradients<kOutputGroup>(g, dyp, wp, dxp, n, iy, ty[iy], tx[ix], ix);
-          } else {
-            InputGradients<1>(g, dyp, wp, dxp, n, iy, ty[iy], tx[ix], ix);
+    // dx: each input value gathers dy over the outputs whose window covers it. At stride 1 a row
+    // at a time as the forward computes one (InputGradientRow); otherwise per input row and column,
+    // with the (tap, output index) pairs that reach it, computed once.
+    const int64_t cost = g.w * g.c * g.k * g.k * 2 / (g.s * g.s);
+    if (g.s == 1) {
+      pool->ParallelFor(g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) InputGradientRow(g, dyp, wp, dxp, r / g.h, r % g.h);
+      });
+    } else {
+      const std::vector<std::vector<int64_t>> ty = CoveringTaps(g.h, g.oh, g.k, g.s, g.p), tx = CoveringTaps(g.w, g.ow, g.k, g.s, g.p);
+      const std::vector<std::pair<int64_t, int>> groups = InputGroups(tx, g.s);
+      pool->ParallelFor(g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t n = r / g.h, iy = r % g.h;
+          for (const auto& [ix, count] : groups) {
+            if (count == kOutputGroup) {
+              InputGradients<kOutputGroup>(g, dyp, wp, dxp, n, iy, ty[iy], tx[ix], ix);
+            } else {
+              InputGradients<1>(g, dyp, wp, dxp, n, iy, ty[iy], tx[ix], ix);
+            }
           }
         }
-      }
-    });
+      });
+    }
 
     // dw[ky, kx, c] = sum over outputs of dy * x at the tap: float sums per block of output rows,
     // then the blocks in order in double.

@@ -54,10 +54,13 @@ struct StoreOutputs {
 // and give G independent chains of fused multiply-adds (one output at a time waited on each
 // product's latency); the sums are those of one output at a time, bit for bit. finish gets the sums
 // of a channel vector (or one channel) in output order.
-template <int G, typename Finish>
+// With kDir = -1 (stride 1 only), tap kx of output ox reads column ox + p - kx instead of
+// ox - p + kx: the input gradient as a forward over dy (depthwise_conv.cc InputGradientRow).
+template <int G, typename Finish, int kDir = 1>
 void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ox, int64_t ky0, int64_t ky1,
                     int64_t kx0, int64_t kx1, const Finish& finish) {
-  const int64_t first = (ox * g.s - g.p) * g.c;  // tap 0 of output ox, from a row's column 0 (maybe outside)
+  // tap 0 of output ox, from a row's column 0 (maybe outside)
+  const int64_t first = (kDir > 0 ? ox * g.s - g.p : ox + g.p) * g.c;
   const int64_t step = g.s * g.c;                // from one output's window to the next
   float* dst = out + ox * g.c;
   int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
@@ -68,7 +71,7 @@ void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp
       const float* in = rows[ky] + first + c;
       for (int64_t kx = kx0; kx < kx1; ++kx) {
         const typename F::V wv = F::Load(wp + (ky * g.k + kx) * g.c + c);
-        const float* tap = in + kx * g.c;
+        const float* tap = in + kDir * kx * g.c;
         for (int j = 0; j < G; ++j) acc[j] = F::Fma(F::Load(tap + j * step), wv, acc[j]);
       }
     }
@@ -78,7 +81,7 @@ void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp
     for (int j = 0; j < G; ++j) {
       float acc = 0;
       for (int64_t ky = ky0; ky < ky1; ++ky)
-        for (int64_t kx = kx0; kx < kx1; ++kx) acc = std::fma(rows[ky][first + kx * g.c + j * step + c], wp[(ky * g.k + kx) * g.c + c], acc);
+        for (int64_t kx = kx0; kx < kx1; ++kx) acc = std::fma(rows[ky][first + kDir * kx * g.c + j * step + c], wp[(ky * g.k + kx) * g.c + c], acc);
       finish.One(acc, dst + j * g.c, c);
     }
   }
