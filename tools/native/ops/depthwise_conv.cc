@@ -18,6 +18,8 @@
 // same order, so the results are bit-identical to one value at a time. B1's 23 depthwise layers at
 // 240x240 batch 16 on the AMD guest: forward 52 -> 37 ms and both gradients 109 -> 87 ms (AVX-512),
 // 68 -> 45 and 166 -> 118 ms (AVX2), medians (docs/performance.md, item 26, has the ranges).
+// At stride 1, dx runs the forward's own row code over dy with the columns reversed
+// (InputGradientRow; item 28), again bit-identical: the gradients ~13% less held to AVX2.
 #include <algorithm>
 #include <vector>
 
