@@ -145,19 +145,22 @@ function assertCustomOpsWhereExpected(): string | null {
   return expected ? null : `not expected here: ${customOpsState().reason}`;
 }
 
-test("this project's depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 1, 3, 5 and 7, strides 1 and 2", (t) => {
+test("this project's depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 1, 3, 5 and 7, strides 1 and 2, pads 0 to k + 1 at stride 1", (t) => {
   if (nb === null) return t.skip(`no native backend (${why})`);
   const native = nb;
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
   // 13 channels: one 8-wide vector and a scalar tail; 24: three vectors; 2x3 inputs: windows wider
   // than the input. 9x11 and 8x7 rows hold outputs that the kernels take 4 at a time and single ones.
-  const inputs: Array<[number[], number]> = [[[2, 9, 11, 13], 40], [[3, 8, 7, 24], 50], [[2, 2, 3, 16], 60]];
+  // Pads other than PyTorch's (k - 1) / 2 at stride 1, where dx runs the forward's row code reversed:
+  // 0, and k + 1, where some dx columns see no dy at all and the rows read are wider than dx's.
+  // 16x17x40: enough work for TensorFlow to split the rows between two threads.
+  const inputs: Array<[number[], number]> = [[[2, 9, 11, 13], 40], [[3, 8, 7, 24], 50], [[2, 2, 3, 16], 60], [[2, 16, 17, 40], 70]];
   for (const [shape, seed] of inputs) {
     for (const k of [1, 3, 5, 7]) {
-      for (const stride of [1, 2]) {
-        const p = (k - 1) / 2;
-        assertSameOp(`custom depthwise ${JSON.stringify(shape)} k${k} s${stride}`,
+      for (const [stride, p] of [[1, (k - 1) / 2], [2, (k - 1) / 2], [1, 0], [1, k + 1]]) {
+        if (shape[1] + 2 * p < k || shape[2] + 2 * p < k) continue;
+        assertSameOp(`custom depthwise ${JSON.stringify(shape)} k${k} s${stride} p${p}`,
           (x, w) => withCustomOps(true, () => nativeDepthwiseConvPadded(native, x as tf.Tensor4D, w as tf.Tensor4D, stride, p)),
           (x, w) => paddedDepthwise(x, w, stride, p), [randomTensor(shape, seed), randomTensor([k, k, shape[3], 1], seed + 1)], 1e-5, 1e-6);
       }

@@ -19,7 +19,7 @@
 // 240x240 batch 16 on the AMD guest: forward 52 -> 37 ms and both gradients 109 -> 87 ms (AVX-512),
 // 68 -> 45 and 166 -> 118 ms (AVX2), medians (docs/performance.md, item 26, has the ranges).
 // At stride 1, dx runs the forward's own row code over dy with the columns reversed
-// (InputGradientRow; item 28), again bit-identical: the gradients ~13% less held to AVX2.
+// (InputGradientRow, ForwardRow reversed; item 28), again bit-identical: the gradients ~13% less held to AVX2.
 #include <algorithm>
 #include <vector>
 
@@ -150,28 +150,18 @@ void InputGradients(const Geometry& g, const float* dyp, const float* wp, float*
   }
 }
 
-// dx of input row (n, iy) at stride 1, as the forward computes an output row (ForwardRow): value ix
-// gathers dy[oy, ox] * w[ky, kx] with oy = iy + p - ky, ox = ix + p - kx over the taps that land
-// inside dy, in (ky, kx) order from zero, as InputGradients does (bit-identical), with the
-// forward's direct addressing instead of its (tap, output) lists.
+// dx of input row (n, iy) at stride 1, as the forward computes an output row: value ix gathers
+// dy[oy, ox] * w[ky, kx] with oy = iy + p - ky, ox = ix + p - kx over the taps that land inside dy,
+// in (ky, kx) order from zero, as InputGradients does (bit-identical), with the forward's direct
+// addressing instead of its (tap, output) lists. ForwardRow reversed (kDir = -1) over the geometry
+// with input and output swapped: dy [N, OH, OW, C] is read, dx [N, H, W, C] written.
 void InputGradientRow(const Geometry& g, const float* dyp, const float* wp, float* dxp, int64_t n, int64_t iy) {
-  const int64_t ky0 = std::max<int64_t>(0, iy + g.p - g.oh + 1), ky1 = std::min<int64_t>(g.k, iy + g.p + 1);
+  const Geometry swapped = {g.n, g.oh, g.ow, g.c, g.k, 1, g.p, g.h, g.w};
+  int64_t ky0, ky1;
+  TapRange<-1>(iy, 1, g.p, g.k, g.oh, &ky0, &ky1);
   const float* rows[7];
   for (int64_t ky = ky0; ky < ky1; ++ky) rows[ky] = dyp + (n * g.oh + iy + g.p - ky) * g.ow * g.c;
-  float* out = dxp + (n * g.h + iy) * g.w * g.c;
-  const bias_init::StoreOutputs store;
-  // Values whose taps all land inside the dy row: [in0, in1).
-  const int64_t in0 = g.k - 1 - g.p, in1 = g.ow - g.p;
-  for (int64_t ix = 0; ix < g.w;) {
-    if (ix >= in0 && ix + kOutputGroup <= in1) {
-      bias_init::ForwardOutputs<kOutputGroup, bias_init::StoreOutputs, -1>(g, rows, wp, out, ix, ky0, ky1, 0, g.k, store);
-      ix += kOutputGroup;
-    } else {
-      const int64_t kx0 = std::max<int64_t>(0, ix + g.p - g.ow + 1), kx1 = std::min<int64_t>(g.k, ix + g.p + 1);
-      bias_init::ForwardOutputs<1, bias_init::StoreOutputs, -1>(g, rows, wp, out, ix, ky0, ky1, kx0, kx1, store);
-      ix += 1;
-    }
-  }
+  bias_init::ForwardRow<bias_init::StoreOutputs, -1>(swapped, rows, wp, dxp + (n * g.h + iy) * g.w * g.c, ky0, ky1, bias_init::StoreOutputs{});
 }
 
 // One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx

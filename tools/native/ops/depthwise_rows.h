@@ -34,11 +34,18 @@ inline absl::Status ReadGeometry(const tensorflow::Tensor& x, const tensorflow::
   return absl::OkStatus();
 }
 
-// The taps of a window along one axis that land inside the input: [lo, hi) for output index o.
+// The taps of a window along one axis that land inside the input: [lo, hi) for output index o, whose
+// tap t reads input index o * s - p + t, or with kDir = -1 (stride 1) o + p - t (ForwardOutputs).
+template <int kDir = 1>
 inline void TapRange(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size, int64_t* lo, int64_t* hi) {
-  const int64_t start = o * s - p;
-  *lo = std::max<int64_t>(0, -start);
-  *hi = std::min<int64_t>(k, size - start);
+  if (kDir > 0) {
+    const int64_t start = o * s - p;
+    *lo = std::max<int64_t>(0, -start);
+    *hi = std::min<int64_t>(k, size - start);
+  } else {
+    *lo = std::max<int64_t>(0, o + p - size + 1);
+    *hi = std::min<int64_t>(k, o + p + 1);
+  }
 }
 
 // What the forward does with each output's sum: store it (the training op).
@@ -55,7 +62,7 @@ struct StoreOutputs {
 // product's latency); the sums are those of one output at a time, bit for bit. finish gets the sums
 // of a channel vector (or one channel) in output order.
 // With kDir = -1 (stride 1 only), tap kx of output ox reads column ox + p - kx instead of
-// ox - p + kx: the input gradient as a forward over dy (depthwise_conv.cc InputGradientRow).
+// ox * s - p + kx: the input gradient as a forward over dy (depthwise_conv.cc InputGradientRow).
 template <int G, typename Finish, int kDir = 1>
 void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ox, int64_t ky0, int64_t ky1,
                     int64_t kx0, int64_t kx1, const Finish& finish) {
@@ -88,20 +95,27 @@ void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp
 }
 
 // One output row (taps [ky0, ky1) along y, rows as ForwardOutputs takes them): kOutputGroup outputs
-// at a time where their windows lie inside the input row, one at a time at the edges.
-template <typename Finish>
+// at a time where their windows lie inside the input row, one at a time at the edges. kDir as
+// ForwardOutputs'; g's w is then the width of the row read and ow that of the row written.
+template <typename Finish, int kDir = 1>
 void ForwardRow(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ky0, int64_t ky1, const Finish& finish) {
   // Outputs whose window lies inside the input row: [in0, in1).
-  const int64_t in0 = (g.p + g.s - 1) / g.s;
-  const int64_t in1 = g.w - g.k + g.p < 0 ? in0 : std::max(in0, std::min(g.ow, (g.w - g.k + g.p) / g.s + 1));
+  int64_t in0, in1;
+  if (kDir > 0) {
+    in0 = (g.p + g.s - 1) / g.s;
+    in1 = g.w - g.k + g.p < 0 ? in0 : std::max(in0, std::min(g.ow, (g.w - g.k + g.p) / g.s + 1));
+  } else {
+    in0 = std::max<int64_t>(0, g.k - 1 - g.p);
+    in1 = std::max(in0, std::min(g.ow, g.w - g.p));
+  }
   for (int64_t ox = 0; ox < g.ow;) {
     if (ox >= in0 && ox + kOutputGroup <= in1) {
-      ForwardOutputs<kOutputGroup>(g, rows, wp, out, ox, ky0, ky1, 0, g.k, finish);
+      ForwardOutputs<kOutputGroup, Finish, kDir>(g, rows, wp, out, ox, ky0, ky1, 0, g.k, finish);
       ox += kOutputGroup;
     } else {
       int64_t kx0, kx1;
-      TapRange(ox, g.s, g.p, g.k, g.w, &kx0, &kx1);
-      ForwardOutputs<1>(g, rows, wp, out, ox, ky0, ky1, kx0, kx1, finish);
+      TapRange<kDir>(ox, g.s, g.p, g.k, g.w, &kx0, &kx1);
+      ForwardOutputs<1, Finish, kDir>(g, rows, wp, out, ox, ky0, ky1, kx0, kx1, finish);
       ox += 1;
     }
   }
