@@ -60,6 +60,11 @@ function ratio(project: number[], torch: number[]): { mean: number; text: string
   return { mean: m, text: `${m.toFixed(2)}x (rounds ${rangeText(paired, 2)})` };
 }
 
+/** A ratio to 2 decimals, or to 3 where 2 would print the target itself (1.496 read "1.50x ... MISSED"). */
+function ratioDigits(value: number, target: number): string {
+  return value.toFixed(2) === target.toFixed(2) && value !== target ? value.toFixed(3) : value.toFixed(2);
+}
+
 function verdict(value: number, target: number, atLeast: boolean): string {
   return (atLeast ? value >= target : value <= target) ? `met (${atLeast ? ">=" : "<="} ${target})` : `MISSED (target ${atLeast ? ">=" : "<="} ${target})`;
 }
@@ -148,7 +153,7 @@ function main(): void {
         const best = bestBy(m.metric, m.higher);
         const r = ratio(rs.map((x) => x[m.metric] as number), best[1].map((x) => x[m.metric] as number));
         // The shipped setting (each engine's default threads) against PyTorch's best decides the target.
-        if (name === "project (native)") verdicts.push(`${m.what}: ${r.mean.toFixed(2)}x PyTorch (${best[0]}), ${verdict(r.mean, m.target, m.higher)}`);
+        if (name === "project (native)") verdicts.push(`${m.what}: ${ratioDigits(r.mean, m.target)}x PyTorch (${best[0]}), ${verdict(r.mean, m.target, m.higher)}`);
         const vsSame = same && same !== best ? `, ${ratio(rs.map((x) => x[m.metric] as number), same[1].map((x) => x[m.metric] as number)).text} vs ${sameName}` : "";
         return `${m.label} ${r.text} vs ${best[0]}${vsSame}`;
       });
