@@ -17,6 +17,7 @@ import { readCheckpoint } from "../src/model/torch_pth";
 import { buildEfficientNet, EfficientNet } from "../src/model/efficientnet";
 import { loadStateDict, StateDictMismatchError, verifyCheckpointFits } from "../src/model/pretrained";
 import { makeRng, Rng } from "../src/rng";
+import { maxAbsDiff } from "./helpers/tensors";
 
 const PYTHON = path.join(PROJECT_ROOT, ".venv", "bin", "python");
 const TOOL = path.join(PROJECT_ROOT, "tools", "torchvision_reference.py");
@@ -39,13 +40,6 @@ interface Manifest {
  * reproduces in torch for its training-mode forward.
  */
 const keepEveryDraw: Rng = { next: () => 0, int: () => 0, normal: () => 0, uint32: () => 0, shuffle: (xs) => xs };
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, "same number of values");
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
 
 describe("parity with torchvision 0.28", { skip }, () => {
   let dir = "";
