@@ -44,3 +44,15 @@ export function runNativeOp(nb: NativeKernelBackend, name: string, attrs: Native
 export function floatType(nb: NativeKernelBackend): NativeAttr {
   return { name: "T", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_FLOAT };
 }
+
+/**
+ * a @ b, each transposed where asked, as TensorFlow's 2-D MatMul run by name. TF.js's tf.matMul runs
+ * BatchMatMulV2, which where TensorFlow's oneDNN is on (its default on CPUs with AVX-512 VNNI/BF16 or
+ * AMX) spends 200-480 us per call on squeeze-excitation's [N, C] x [C, S] products inside a
+ * training step (B1 240x240 batch 16, 138 calls, 25-30 ms a step), against 20-170 us as MatMul
+ * (docs/performance.md, item 29). Where oneDNN is off the two run the same kernel: the same bits.
+ */
+export function nativeMatMul(nb: NativeKernelBackend, a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor2D {
+  const B = nb.binding;
+  return runNativeOp(nb, "MatMul", [floatType(nb), { name: "transpose_a", type: B.TF_ATTR_BOOL, value: transposeA }, { name: "transpose_b", type: B.TF_ATTR_BOOL, value: transposeB }], [a, b]) as tf.Tensor2D;
+}

@@ -7,7 +7,9 @@
 // multiply and add, and a full-size tensor of ones uploaded for the mean's gradient: 88 MB per
 // block at 240x240 batch 16); this one runs 21 and keeps 7 tensors for the backward pass. Each
 // gradient is computed by the same ops in the same order as TF.js's own, so the values are
-// bit-identical (test/model.test.ts). Where this project's AVX2 kernels run (engine/custom_ops.ts),
+// bit-identical (test/model.test.ts), except that on the native CPU engine the matrix products are
+// TF's MatMul instead of TF.js's BatchMatMulV2 (item 29: the same bits where TensorFlow's oneDNN is
+// off, round-off apart where it is on). Where this project's AVX2 kernels run (engine/custom_ops.ts),
 // the scaling (forward: x * gate; backward: dy * gate + the mean's gradient) and the gate's gradient
 // (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20),
 // and SE with the block's projection is one op that does not keep SE's output (item 21).
@@ -20,7 +22,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { dense, fusingNativeOps, pointwiseConv, pointwiseGradients, pointwiseProducts, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
 import { customOpsActive } from "../../engine/custom_ops";
-import { nativeCpuOps, runNativeOp } from "./native_backend";
+import { nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
 import { nativeSqueezeGate } from "./native_eval";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
@@ -89,13 +91,22 @@ export function squeezeExcitationProject(x: tf.Tensor4D, p: SqueezeExcitationPar
 }
 
 /**
- * Training's SE with its backward pass written out (the ops of TF.js's own gradients, same order,
- * bit-identical values), for squeezeExcitation and squeezeExcitationProject. Where this project's
- * kernels run the passes over x are one op each (BiasInitChannelAffine, BiasInitChannelDot).
+ * Training's SE with its backward pass written out (the ops of TF.js's own gradients, same order),
+ * for squeezeExcitation and squeezeExcitationProject. Where this project's kernels run the passes
+ * over x are one op each (BiasInitChannelAffine, BiasInitChannelDot). On the native CPU engine the
+ * small products are TF's MatMul (native_backend.ts nativeMatMul; TF.js's tf.matMul elsewhere): the
+ * same bits as TF.js's gradients where TensorFlow's oneDNN is off, round-off apart where it is on.
  */
 class TrainingSqueezeExcitation {
   private readonly nb = customOpsActive() ? nativeCpuOps() : null;
+  private readonly cpu = nativeCpuOps();
   constructor(private readonly shape: [number, number, number, number]) {}
+
+  /** a @ b, each transposed where asked: fc1 and fc2 [N, C] x [C, S] and their gradients. */
+  private product(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+    if (this.cpu !== null) return nativeMatMul(this.cpu, a, b, transposeA, transposeB);
+    return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, transposeA, transposeB);
+  }
 
   /** x * gate (+ shift [N, C] per sample and channel). */
   private scale(t: tf.Tensor, gate: tf.Tensor, gate4: tf.Tensor, shift: tf.Tensor | null): tf.Tensor {
@@ -108,10 +119,10 @@ class TrainingSqueezeExcitation {
   forward(xIn: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): { value: tf.Tensor4D; saved: tf.Tensor[] } {
     const [n, , , c] = this.shape;
     const pooled = tf.mean(xIn, [1, 2]) as tf.Tensor2D;
-    const a = tf.add(tf.matMul(pooled, w1 as tf.Tensor2D), b1) as tf.Tensor2D;
+    const a = tf.add(this.product(pooled, w1), b1) as tf.Tensor2D;
     const sa = tf.sigmoid(a);
     const u = tf.mul(a, sa);
-    const gate = tf.sigmoid(tf.add(tf.matMul(u, w2 as tf.Tensor2D), b2));
+    const gate = tf.sigmoid(tf.add(this.product(u, w2), b2));
     const gate4 = tf.reshape(gate, [n, 1, 1, c]);
     // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
     return { value: this.scale(xIn, gate, gate4, null) as tf.Tensor4D, saved: [xIn, pooled, a, sa, u, gate, gate4] };
@@ -130,11 +141,11 @@ class TrainingSqueezeExcitation {
     const dGate = this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy, xs]) : tf.sum(tf.mul(dy, xs), [1, 2]);
     // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
     const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
-    const du = tf.matMul(dv, w2 as tf.Tensor2D, false, true);
+    const du = this.product(dv, w2, false, true);
     const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
-    const dPooled = tf.matMul(da, w1 as tf.Tensor2D, false, true);
+    const dPooled = this.product(da, w1, false, true);
     // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
     const dx = this.scale(dy, gs, g4s, tf.div(dPooled, h * w));
-    return [dx, tf.matMul(ps, da, true, false), tf.sum(da, 0), tf.matMul(us, dv, true, false), tf.sum(dv, 0)];
+    return [dx, this.product(ps, da, true, false), tf.sum(da, 0), this.product(us, dv, true, false), tf.sum(dv, 0)];
   }
 }
