@@ -1,7 +1,8 @@
 // Per-call time of this project's kernels and one TensorFlow op on B1's smaller activations, each
 // call after --pause-us of JavaScript work (what lies between ops in a training step, and lets TF's
 // worker threads go idle). Run it with TF_NUM_INTRAOP_THREADS=1 and =2 to see where handing half of
-// an op to a second thread stops paying (docs/performance.md, "What remains": small ops on two threads).
+// an op to a second thread stops paying for that op alone (docs/performance.md, "What was tried": small
+// ops on the calling thread alone, where running them inline made the whole step slower).
 //   TF_NUM_INTRAOP_THREADS=2 node --import tsx bench/small_ops.ts [--pause-us 300] [--reps 60]
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
