@@ -5,14 +5,12 @@
 import { parseArgs } from "util";
 import { spawnSync } from "child_process";
 import * as path from "path";
-import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { setBlockRecompute } from "../src/model/efficientnet";
 import { makeRng } from "../src/rng";
-import { GroupedMomentumSgd } from "../src/train/optimizer";
-import { namedParameters } from "../src/train/loop";
 import { lastJsonLine } from "./child_runs";
+import { benchTrainingStep } from "./training_step";
 
 interface Result { setting: string; peak_rss_gb: number; cpu_s_per_step: number; wall_s_per_step: number }
 
@@ -21,16 +19,7 @@ async function child(setting: string, size: number, batch: number, steps: number
   if (setting === "never" || setting === "always") setBlockRecompute(setting);
   else setBlockRecompute("auto", Number(setting));
   const net = new BinaryClassifier("b1", makeRng(0, "bench"));
-  const optimizer = new GroupedMomentumSgd(1e-4, 0.9, namedParameters(net));
-  const variables = net.trainableVariables();
-  const rng = makeRng(0, "bench-data");
-  const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;
-  const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => (i % 10 === 0 ? 1 : 0)));
-  const step = () => {
-    const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: true, rng })) as tf.Scalar, true, variables);
-    loss?.dataSync();
-    loss?.dispose();
-  };
+  const { step } = benchTrainingStep(net, size, batch, Array.from({ length: batch }, (_, i) => (i % 10 === 0 ? 1 : 0)));
   step();
   const r0 = process.resourceUsage();
   const t0 = performance.now();

@@ -11,9 +11,8 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
-import { GroupedMomentumSgd } from "../src/train/optimizer";
-import { namedParameters } from "../src/train/loop";
 import { tensorflowOneDnnOn } from "../src/util/cpu_info";
+import { benchTrainingStep } from "./training_step";
 
 type Attr = { name: string };
 type Binding = Record<string, unknown> & { executeOp(name: string, attrs: Attr[], ...rest: unknown[]): unknown };
@@ -29,16 +28,7 @@ async function main(): Promise<void> {
   console.log(`${backendLine(info)} | TensorFlow's oneDNN ${tensorflowOneDnnOn() ? "on" : "off"} | B1 ${size}x${size} batch ${batch}, ${pairs} pairs of steps`);
 
   const net = new BinaryClassifier("b1", makeRng(0, "bench"));
-  const optimizer = new GroupedMomentumSgd(1e-4, 0.9, namedParameters(net));
-  const variables = net.trainableVariables();
-  const rng = makeRng(0, "bench-data");
-  const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;
-  const y = tf.tensor1d(Array.from({ length: batch }, () => (rng.next() < 0.1 ? 1 : 0)));
-  const step = (): void => {
-    const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: true, rng })) as tf.Scalar, true, variables);
-    loss?.dataSync();
-    loss?.dispose();
-  };
+  const { step } = benchTrainingStep(net, size, batch);
 
   // MatMul's transpose_a/b are BatchMatMulV2's adj_x/y; both take 2-D inputs.
   let variant: Variant = "MatMul";

@@ -11,8 +11,7 @@ import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { measureNativeOps } from "./native_ops";
-import { GroupedMomentumSgd } from "../src/train/optimizer";
-import { namedParameters } from "../src/train/loop";
+import { benchTrainingStep } from "./training_step";
 import { EvalFolds } from "../src/model/ops/native_eval";
 import type { ModelName } from "../src/config";
 
@@ -122,18 +121,9 @@ async function main(): Promise<void> {
   const info = await initBackend();
   if (!values.json) console.log(backendLine(info));
   const net = new BinaryClassifier(model, makeRng(0, "bench"));
-  // The optimizer of src/train/loop.ts.
-  const optimizer = new GroupedMomentumSgd(1e-4, 0.9, namedParameters(net));
-  const variables = net.trainableVariables();
-  const rng = makeRng(0, "bench-data");
-  const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;
-  const y = tf.tensor1d(Array.from({ length: batch }, () => (rng.next() < 0.1 ? 1 : 0)));
+  const training = benchTrainingStep(net, size, batch);
+  const trainStep = training.step;
   const xe = tf.randomNormal([evalBatch, size, size, 3], 0, 1, "float32", 2) as tf.Tensor4D;
-  const trainStep = () => {
-    const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: true, rng })) as tf.Scalar, true, variables);
-    loss?.dataSync();
-    loss?.dispose();
-  };
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
   // As train/loop.ts' evaluate: BatchNorm folded once per evaluation pass (the first batch folds).
@@ -176,8 +166,8 @@ async function main(): Promise<void> {
     console.log(`ratio project/PyTorch: train ${ratio(trainRate, PYTORCH_FACTS.train)}, eval ${ratio(evalRate, PYTORCH_FACTS.eval)} (make bench-compare measures both side by side)`);
   }
   console.log(`tensors leaked across the benchmark: ${leaked}`);
-  tf.dispose([x, y, xe]);
-  optimizer.dispose();
+  tf.dispose(xe);
+  training.dispose();
   net.dispose();
 }
 

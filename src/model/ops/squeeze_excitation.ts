@@ -98,8 +98,9 @@ export function squeezeExcitationProject(x: tf.Tensor4D, p: SqueezeExcitationPar
  * same bits as TF.js's gradients where TensorFlow's oneDNN is off, round-off apart where it is on.
  */
 class TrainingSqueezeExcitation {
-  private readonly nb = customOpsActive() ? nativeCpuOps() : null;
+  /** The native CPU engine (its products run as MatMul), and the same where this project's kernels run too. */
   private readonly cpu = nativeCpuOps();
+  private readonly nb = customOpsActive() ? this.cpu : null;
   constructor(private readonly shape: [number, number, number, number]) {}
 
   /** a @ b, each transposed where asked: fc1 and fc2 [N, C] x [C, S] and their gradients. */
