@@ -269,6 +269,7 @@ export const ENVIRONMENT = {
   BIAS_INIT_BACKEND: "engine: auto | cuda | native | js (a forced engine that does not load is an error; js also skips the automatic native build)",
   BIAS_INIT_NATIVE_DIR: "where `make native` / `make native-gpu` build the native engines and where runs look for them (default: .native in the repository)",
   BIAS_INIT_CUSTOM_OPS: "1 (default): training BatchNorm + SiLU, the depthwise convolutions and squeeze-excitation's passes on this project's kernels where `make native` built them and the CPU has AVX2 and FMA (their AVX-512 build where it has AVX-512F); avx2: their AVX2 build even there; 0: TensorFlow's own ops (for A/B runs; `make doctor` says which run)",
+  BIAS_INIT_SIGNAL_GUARD: "read by the native engine's binding as it loads: 0 turns off its signal guard (for the comparison in test/signal_guard.test.ts; without it a signal during a matrix product corrupted memory, docs/native.md)",
   BIAS_INIT_CUDA_ENV: "set by the GPU build's cuda-env.sh once it is sourced; the CLI re-executes itself through that file otherwise",
   BIAS_INIT_DIST_DIR: "where tools/run-ts.sh compiles the entry points make run, its workers and the cluster tasks run (default: dist in the repository)",
   LD_LIBRARY_PATH: "read by `make doctor` (where the GPU engine's CUDA libraries are looked up besides the build's run paths; cuda-env.sh sets it)",

@@ -115,6 +115,8 @@ test("make doctor on this machine: says plainly whether there is an NVIDIA GPU a
     const avx512 = /^flags\s*:.*\bavx512f\b/m.test(fs.existsSync("/proc/cpuinfo") ? fs.readFileSync("/proc/cpuinfo", "utf8") : "");
     assert.match(r.stdout, new RegExp(`\n {2}CPU: .*, ${avx512 ? "with" : "without"} AVX-512; TensorFlow's oneDNN (on|off)`));
     if (process.env.TF_CPU_ALLOCATOR_USE_BFC === undefined) assert.match(r.stdout, /\n {2}TensorFlow's CPU memory: its BFC allocator /);
+    // The binding's signal guard (tools/native/patch_binding.py), as /proc shows it in that process.
+    if (process.env.BIAS_INIT_SIGNAL_GUARD === undefined) assert.match(r.stdout, /\n {2}signal guard: on: TensorFlow's threads block SIGINT, SIGTERM /);
     // This project's kernels: in use on a CPU with AVX2 and FMA when the engine was built with them (build.sh on x86-64).
     const avx2 = /^flags\s*:(?=.*\bavx2\b)(?=.*\bfma\b)/m.test(fs.existsSync("/proc/cpuinfo") ? fs.readFileSync("/proc/cpuinfo", "utf8") : "");
     const expectKernels = avx2 && process.arch === "x64" && process.env.BIAS_INIT_CUSTOM_OPS === undefined && /via \.native\/tfjs-node /.test(active);

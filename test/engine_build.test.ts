@@ -16,6 +16,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-engine-build-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const ENSURE = path.join(ROOT, "tools/native/ensure.sh");
+/** The binding patches build.sh applies and records in READY (its BINDING_PATCHES line). */
+const BINDING_PATCHES = (fs.readFileSync(path.join(ROOT, "tools/native/build.sh"), "utf8").match(/^BINDING_PATCHES=(\S+)$/m) ?? [])[1];
 const T4 = { name: "Tesla T4", driver: "550.54.15", computeCapability: "7.5", memoryMiB: 15360 };
 
 /** A bin folder whose `node` runs the real one but sits where no include/node/node_api.h is. */
@@ -61,24 +63,27 @@ describe("first-use engine build (tools/native/ensure.sh)", () => {
   }
 
   test("a built engine is a fast no-op: build.sh finds its READY and exits at once", () => {
-    const native = fakeBuilt("built", { bindingPatches: "string-list-attrs,type-list-attrs", customOps: process.arch === "x64" ? `kernels-${CUSTOM_OPS_VERSION}` : "none" });
+    const native = fakeBuilt("built", { bindingPatches: BINDING_PATCHES, customOps: process.arch === "x64" ? `kernels-${CUSTOM_OPS_VERSION}` : "none" });
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${path.join(tmp, "no-gpu")}:${process.env.PATH}` });
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /native backend already built \(@tensorflow\/tfjs-node 4\.22\.0 on tensorflow-cpu 2\.21\.0\)/);
     assert.doesNotMatch(r.out, /\[native 1\/5\]/, "no build step ran");
   });
 
-  test("an engine built without this project's binding patch is rebuilt, not reused", () => {
-    const native = fakeBuilt("unpatched", {});
-    // Without Node's headers the rebuild stops at its first step: enough to see that it started.
-    const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
-    assert.doesNotMatch(r.out, /native backend already built/);
-    assert.match(r.err, /THE NATIVE ENGINE BUILD FAILED \(cpu variant\) at step 0\/5/);
+  test("an engine built without this project's binding patches, or with only some of them, is rebuilt, not reused", () => {
+    assert.match(BINDING_PATCHES, /^string-list-attrs,type-list-attrs,signal-guard$/);
+    for (const [name, patches] of [["unpatched", {}], ["before-signal-guard", { bindingPatches: "string-list-attrs,type-list-attrs" }]] as const) {
+      const native = fakeBuilt(name, patches);
+      // Without Node's headers the rebuild stops at its first step: enough to see that it started.
+      const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
+      assert.doesNotMatch(r.out, /native backend already built/, name);
+      assert.match(r.err, /THE NATIVE ENGINE BUILD FAILED \(cpu variant\) at step 0\/5/, name);
+    }
   });
 
   test("an engine built before this project's own kernels (tools/native/ops) is rebuilt on x86-64", (t) => {
     if (process.arch !== "x64") return t.skip("the kernels are built on x86-64 only");
-    const native = fakeBuilt("without-ops", { bindingPatches: "string-list-attrs,type-list-attrs" });
+    const native = fakeBuilt("without-ops", { bindingPatches: BINDING_PATCHES });
     const r = ensure({ BIAS_INIT_BACKEND: undefined, BIAS_INIT_NATIVE_DIR: native, PATH: `${headerlessNode(tmp)}:${process.env.PATH}` });
     assert.doesNotMatch(r.out, /native backend already built/);
     assert.match(r.err, /THE NATIVE ENGINE BUILD FAILED \(cpu variant\) at step 0\/5/);

@@ -15,6 +15,7 @@ import { cpuInfo, hasAvx512, tensorflowBool, tensorflowOneDnnOn } from "../util/
 import { NvidiaSmiFacts, queryNvidiaSmi, SystemFacts, systemFacts, versionAtLeast } from "./machine_facts";
 import { BuildState, buildState, checkGpuBuild, GpuBuildCheck } from "./native_builds";
 import { customOpsState } from "./custom_ops";
+import { SignalGuardState, signalGuardState } from "./signal_guard";
 
 /**
  * The oldest Linux driver that runs CUDA 12 code: 525.60.13 (CUDA 12.x minor version compatibility,
@@ -36,7 +37,7 @@ export interface Finding {
 export interface DoctorReport {
   system: SystemFacts;
   nvidia: NvidiaSmiFacts;
-  engine: { forced: string; active: BackendInfo | null; line: string | null; error: string | null; notTried: string[] };
+  engine: { forced: string; active: BackendInfo | null; line: string | null; error: string | null; notTried: string[]; signalGuard: SignalGuardState | null };
   builds: { nativeDir: string; cpu: BuildState; gpu: BuildState; gpuCheck: GpuBuildCheck | null };
   data: { dir: string; cifar10: string | null; weights: { file: string; present: boolean } };
   findings: Finding[];
@@ -50,9 +51,9 @@ async function engineFacts(): Promise<DoctorReport["engine"]> {
     const notTried = active.source === null ? [] : backendCandidates()
       .map((c) => c.label).filter((label) => label !== active.source && !active.skipped.some((s) => s.startsWith(label)))
       .map((label) => `${label}: not tried (a better engine loaded)`);
-    return { forced, active, line: backendLine(active), error: null, notTried };
+    return { forced, active, line: backendLine(active), error: null, notTried, signalGuard: active.kind === "js" ? null : signalGuardState(active.kind) };
   } catch (e) {
-    return { forced, active: null, line: null, error: (e as Error).message, notTried: [] };
+    return { forced, active: null, line: null, error: (e as Error).message, notTried: [], signalGuard: null };
   }
 }
 
@@ -147,6 +148,7 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
       else add("warn", `TensorFlow's CPU memory: malloc (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}): on one machine kind ~260,000 page faults per ` +
         "240x240 training step and 3.5 GB at peak, against 1,500-5,200 and 2.7 GB with it; unset it to get the default");
     }
+    if (f.engine.signalGuard !== null) add(f.engine.signalGuard.on ? "ok" : "warn", `signal guard: ${f.engine.signalGuard.line}`);
     if (active.kind === "js" && f.engine.forced !== "js") {
       add("warn", `pure JS trains EfficientNet-B1 about 6x slower than the native CPU engine${f.builds.cpu.failed ? `; ${failedText(f.builds.cpu)}` : ""}`);
       setNext(f.builds.cpu.failed ? `${f.builds.cpu.failed.hint}; then: make native` : "make native   (make run does it on first use)");

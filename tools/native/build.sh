@@ -16,7 +16,7 @@ set -euo pipefail
 TF_VERSION=2.21.0
 TFJS_VERSION=4.22.0
 # The patches patch_binding.py applies; an engine built with other patches (or none) is rebuilt.
-BINDING_PATCHES=string-list-attrs,type-list-attrs
+BINDING_PATCHES=string-list-attrs,type-list-attrs,signal-guard
 # This project's own kernels (tools/native/ops/, loaded by src/engine/custom_ops.ts), by the version
 # addon.cc exports (kVersion); an engine built with another version (or none) is rebuilt. CPU
 # variant on x86-64 only, else "none".
@@ -207,7 +207,8 @@ fi
 # ---------------------------------------------------------------- 4. compile
 step 4/5 "compiling tfjs_binding.node (node-pre-gyp rebuild --build-from-source; about a minute on 2 cores)" \
   "read the compiler output above; it needs g++, make, python3 and Node's headers under $NODE_PREFIX/include/node"
-# String-list op attributes (the fused ops' fused_ops), which the stock binding cannot set.
+# String- and type-list op attributes (the fused ops), which the stock binding cannot set, and the
+# signal guard (a signal during a matrix product corrupted the heap): patch_binding.py says why.
 "$PY" "$HERE/patch_binding.py" "$PKG_DIR"
 (
   cd "$PKG_DIR"
