@@ -32,7 +32,7 @@
 // evaluation batch of 16 on the AMD guest). An evaluation pass does not change the variables, so
 // train/loop.ts' evaluate hands the forward an EvalFolds, which folds each convolution once per pass
 // and frees the folded weights when the pass ends; the same ops on the same values, so the logits
-// are bit-identical to folding per batch (test/native_ops.test.ts).
+// are bit-identical to folding per batch (test/native_eval.test.ts).
 //
 // May touch: @tensorflow/tfjs, the native backend (native_backend.ts) and, read only, /proc/cpuinfo
 // and the environment (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and
