@@ -4,7 +4,9 @@
 // batches). The store ends with every unit done and the rows of a serial run. Then an array whose
 // tasks all die (SIGKILL by the store's crash hook, after their second epoch write) leaves units
 // locked and half trained; resubmitting the same array takes them over from their checkpoints and
-// finishes them with the serial rows. Needs root and Debian's slurmd, slurmctld, slurm-client and
+// finishes them with the serial rows. Last, `scancel` of a training task (SIGTERM, as its time limit
+// sends): the worker stops after its step in flight, exits 130 and releases its unit, and a
+// resubmission finishes the store. Needs root and Debian's slurmd, slurmctld, slurm-client and
 // munge (.ci/run installs them); skipped, saying why, without them.
 //
 // How each task ended is read from the controller (`scontrol show job`: state and exit code), not
@@ -23,7 +25,7 @@ import { makeConfig, PresetName } from "../src/config";
 import { parseCli } from "../src/cli";
 import { writeSyntheticCifar10 } from "../src/data/synthetic";
 import { leftovers, storeRows } from "./helpers/grid_runs";
-import { COMPILED_NODE_FLAGS, killWorkers, ROOT, spawnCli, unitStarts, workerLogs } from "./helpers/worker_logs";
+import { COMPILED_NODE_FLAGS, killWorkers, ROOT, spawnCli, unitStarts, waitUntil, workerLogs } from "./helpers/worker_logs";
 
 const TOOLS = ["sbatch", "squeue", "scancel", "sinfo", "slurmctld", "slurmd", "munged"];
 const missing = TOOLS.filter((t) => spawnSync("bash", ["-c", `command -v ${t} || test -x /usr/sbin/${t}`]).status !== 0);
@@ -70,7 +72,7 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
     // Jobs left by a failed assertion first, then the daemons this test started (by their pid files).
     const jobs = sh("squeue", ["-h", "-o", "%A"], env).stdout.split("\n").filter(Boolean);
     if (jobs.length > 0) sh("scancel", [...new Set(jobs)], env);
-    for (const r of ["results", "again"]) killWorkers(path.join(tmp, r));
+    for (const r of ["results", "again", "cancelled"]) killWorkers(path.join(tmp, r));
     sh("bash", [path.join(ROOT, "tools/slurm/local-cluster.sh"), "stop", state], process.env);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
@@ -97,13 +99,14 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
 
   // What `make slurm-submit TASKS=3` submits, with resources that fit this 2-core node; the test
   // then waits for the tasks to end (waitForTasks) and reads how each ended.
-  const submit = async (results: string, extra: string[] = []): Promise<TaskEnd[]> => {
-    const r = sh("sbatch", ["--parsable", "--array=0-2", `--chdir=${ROOT}`, `--output=${path.join(tmp, `${results}-%A_%a.out`)}`, "--cpus-per-task=1", "--mem=1000", ...extra,
-      path.join(ROOT, "deploy/slurm/grid.sbatch"), ...flags(results)], env);
+  const sbatch = (results: string, tasks: number, extra: string[] = [], cliExtra: string[] = []): string => {
+    const r = sh("sbatch", ["--parsable", `--array=0-${tasks - 1}`, `--chdir=${ROOT}`, `--output=${path.join(tmp, `${results}-%A_%a.out`)}`, "--cpus-per-task=1", "--mem=1000", ...extra,
+      path.join(ROOT, "deploy/slurm/grid.sbatch"), ...flags(results), ...cliExtra], env);
     const jobId = /^(\d+)/.exec(r.stdout.trim())?.[1];
     assert.ok(r.status === 0 && jobId, `sbatch: ${r.stdout}${r.stderr}`);
-    return waitForTasks(jobId, 3, env, 20 * 60_000);
+    return jobId;
   };
+  const submit = async (results: string, extra: string[] = [], cliExtra: string[] = []): Promise<TaskEnd[]> => waitForTasks(sbatch(results, 3, extra, cliExtra), 3, env, 20 * 60_000);
   const outputs = (results: string): string[] => fs.readdirSync(tmp).filter((f) => f.startsWith(`${results}-`) && f.endsWith(".out")).map((f) => fs.readFileSync(path.join(tmp, f), "utf8"));
   const ended = (ends: TaskEnd[]): string => ends.map((e) => `task ${e.task} ${e.state} ExitCode=${e.exitCode}`).join("; ");
 
@@ -133,6 +136,30 @@ test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the s
     assert.ok(resumed.length > 0, "a unit was resumed from its checkpoint, not restarted");
     assert.deepEqual(storeRows(config, path.join(tmp, "again")), expected);
     assert.deepEqual(leftovers(path.join(tmp, "again")), []);
+
+    // scancel ends a job as its time limit does: SIGTERM to every process of the task, SIGKILL
+    // KillWait (30 s) later. The worker stops after its step in flight, logs exit 130 and releases
+    // its unit; the same array, resubmitted, finishes the store. More steps per unit (320 images,
+    // 6 epochs) so that the signal lands while the task is still training.
+    const longer = ["--train-limit", "320", "--epochs", "6"];
+    const cancelDir = path.join(tmp, "cancelled");
+    const cancelJob = sbatch("cancelled", 1, [], longer);
+    await waitUntil(() => workerLogs(cancelDir).some((l) => l.lines.some((x) => x.type === "step")) || null, 10 * 60_000, "the task's first training step");
+    const cancel = sh("scancel", [cancelJob], env);
+    assert.equal(cancel.status, 0, cancel.stdout + cancel.stderr);
+    const [cancelEnd] = await waitForTasks(cancelJob, 1, env, 5 * 60_000);
+    assert.equal(cancelEnd.state, "CANCELLED", ended([cancelEnd]));
+    const [stopped] = workerLogs(cancelDir);
+    const exit = stopped.lines.find((x) => x.type === "exit");
+    assert.ok(exit?.type === "exit" && exit.code === 130, `the worker stopped on SIGTERM after its step (exit 130), not killed: ${JSON.stringify(exit)}`);
+    const longConfig = makeConfig(request.preset as PresetName, parseCli([...flags("cancelled"), ...longer]).overrides);
+    const complete = 4 * (6 + 1);
+    assert.ok(storeRows(longConfig, cancelDir).length < complete, "cancelled before the end");
+    assert.deepEqual(leftovers(cancelDir).filter((f) => !/(^|\/)checkpoint-/.test(f)), [], "no lock or partial write left; a checkpoint to resume from may be");
+    const finished = await submit("cancelled", [], longer);
+    assert.deepEqual(finished.map((e) => e.state), ["COMPLETED", "COMPLETED", "COMPLETED"], ended(finished));
+    assert.equal(storeRows(longConfig, cancelDir).length, complete, "every scratch unit's epochs 0-6");
+    assert.deepEqual(leftovers(cancelDir), []);
   } catch (err) {
     // What the cluster saw, for a failure in CI (the folder holding it is removed with the test's).
     const seen = [`--- scontrol -o show job\n${sh("scontrol", ["-o", "show", "job"], env).stdout}`, `--- sinfo\n${sh("sinfo", [], env).stdout}`,

@@ -36,6 +36,7 @@ import {
   BatchNormState,
   convBnAct as convBnActOp,
   convBnActThenDepthwise,
+  depthwiseBeforeBatchNorm,
   depthwiseStageForEval,
   type ConvBnActUnit,
   dense,
@@ -44,7 +45,7 @@ import {
   residualAdd,
   spatialMean,
 } from "./ops/layers";
-import { type SqueezeExcitationParams, squeezeExcitationGate, squeezeExcitationProject } from "./ops/squeeze_excitation";
+import { batchNormActSqueezeExcitationProject, type SqueezeExcitationParams, squeezeExcitationGate } from "./ops/squeeze_excitation";
 import type { EvalFolds } from "./ops/native_eval";
 import { createVariables, readWeights, VariableSpec, writeWeights } from "./ops/variables";
 
@@ -230,11 +231,13 @@ export class EfficientNet {
     // Evaluation on this project's kernels: expand's SiLU, the depthwise stage and SE's squeeze in one op.
     const stage = depthwiseStageForEval(x, first, depthwise, mode);
     if (stage !== null) return convBnActOp(stage.y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(stage.y, se, stage.pooled));
-    const y = first !== null ? convBnActThenDepthwise(x, first, depthwise, mode) : convBnActOp(x, depthwise.conv, depthwise.bn, mode, depthwise.activation);
     if (mode.training) {
       if (project.conv.kind !== "pointwise") throw new Error(`${WHERE}: ${b.project.prefix} is a ${project.conv.kind} convolution; MBConv's projection is 1x1`);
-      return batchNormAct(squeezeExcitationProject(y, se, project.conv.weight as tf.Tensor2D), project.bn, mode, project.activation);
+      const d = depthwiseBeforeBatchNorm(x, first, depthwise.conv, mode);
+      const projected = batchNormActSqueezeExcitationProject(d, depthwise.bn, mode, depthwise.activation, se, project.conv.weight as tf.Tensor2D);
+      return batchNormAct(projected, project.bn, mode, project.activation);
     }
+    const y = first !== null ? convBnActThenDepthwise(x, first, depthwise, mode) : convBnActOp(x, depthwise.conv, depthwise.bn, mode, depthwise.activation);
     // Evaluation: the projection scales its input by the gate, or folds the gate into its weights.
     return convBnActOp(y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(y, se));
   }

@@ -194,7 +194,7 @@ export function batchNormAct(x: tf.Tensor4D, bn: BatchNormState, mode: BatchNorm
 }
 
 /** PyTorch refuses this too: the unbiased variance of one value is undefined. */
-function checkTrainingCount(x: tf.Tensor4D): void {
+export function checkTrainingCount(x: tf.Tensor4D): void {
   const [n, h, w] = x.shape;
   if (n * h * w <= 1) throw new Error(`${WHERE}: BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape.join(", ")}]`);
 }
@@ -260,15 +260,25 @@ export interface ConvBnActUnit {
  * in evaluation, convBnAct twice.
  */
 export function convBnActThenDepthwise(x: tf.Tensor4D, first: ConvBnActUnit, depthwise: ConvBnActUnit, mode: BatchNormMode): tf.Tensor4D {
-  const native = mode.training && depthwise.conv.kind === "depthwise" ? fusingNativeOps() : null;
-  if (native === null) {
+  if (!mode.training || depthwise.conv.kind !== "depthwise" || fusingNativeOps() === null) {
     return convBnAct(convBnAct(x, first.conv, first.bn, mode, first.activation), depthwise.conv, depthwise.bn, mode, depthwise.activation);
   }
+  return batchNormAct(depthwiseBeforeBatchNorm(x, first, depthwise.conv, mode), depthwise.bn, mode, depthwise.activation);
+}
+
+/**
+ * Training: the block's depthwise convolution output before its BatchNorm, of x through the
+ * expansion (convolution + BatchNorm + SiLU) when `first` is given: as convBnActThenDepthwise's
+ * fused op where this project's kernels run, else the layer ops.
+ */
+export function depthwiseBeforeBatchNorm(x: tf.Tensor4D, first: ConvBnActUnit | null, depthwise: ConvSpec, mode: BatchNormMode): tf.Tensor4D {
+  if (first === null) return convolve(x, depthwise);
+  const native = mode.training && depthwise.kind === "depthwise" ? fusingNativeOps() : null;
+  if (native === null) return convolve(convBnAct(x, first.conv, first.bn, mode, first.activation), depthwise);
   const e = convolve(x, first.conv);
   checkTrainingCount(e);
-  const weight = depthwise.conv.weight as tf.Tensor4D;
-  const d = nativeBatchNormActDepthwise(native, e, first.bn, mode.updateRunningStats, first.activation, weight, depthwise.conv.stride, symmetricPad(weight.shape[0]));
-  return batchNormAct(d, depthwise.bn, mode, depthwise.activation);
+  const weight = depthwise.weight as tf.Tensor4D;
+  return nativeBatchNormActDepthwise(native, e, first.bn, mode.updateRunningStats, first.activation, weight, depthwise.stride, symmetricPad(weight.shape[0]));
 }
 
 /**

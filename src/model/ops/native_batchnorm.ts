@@ -139,8 +139,14 @@ export function customBatchNormActApply(nb: NativeKernelBackend, x: tf.Tensor, g
   return runNativeOp(nb, "BiasInitBatchNormActApply", [customActAttr(nb, activation)], [x, gamma, beta, mean, invstd]);
 }
 
-/** BiasInitBatchNormActGrad: [dx, dgamma, dbeta]. */
-export function customBatchNormActGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, invstd: tf.Tensor, activation: boolean): tf.Tensor[] {
+/**
+ * BiasInitBatchNormActGrad: [dx, dgamma, dbeta]; with `affine` ([N, C] each, x NHWC) of
+ * fma(dy, scale, shift) per sample and channel (BiasInitBatchNormActGradScaled: squeeze-excitation's
+ * input gradient, squeeze_excitation.ts).
+ */
+export function customBatchNormActGrad(nb: NativeKernelBackend, dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, invstd: tf.Tensor, activation: boolean,
+  affine: { scale: tf.Tensor; shift: tf.Tensor } | null = null): tf.Tensor[] {
+  if (affine !== null) return nb.executeMultipleOutputs("BiasInitBatchNormActGradScaled", [customActAttr(nb, activation)], [dy, x, gamma, beta, mean, invstd, affine.scale, affine.shift], 3);
   return nb.executeMultipleOutputs("BiasInitBatchNormActGrad", [customActAttr(nb, activation)], [dy, x, gamma, beta, mean, invstd], 3);
 }
 

@@ -12,7 +12,9 @@
 // off, round-off apart where it is on). Where this project's AVX2 kernels run (engine/custom_ops.ts),
 // the scaling (forward: x * gate; backward: dy * gate + the mean's gradient) and the gate's gradient
 // (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20),
-// and SE with the block's projection is one op that does not keep SE's output (item 21).
+// and SE with the block's projection is one op that does not keep SE's output (item 21), with the
+// depthwise convolution's BatchNorm before it too, so that SE's input gradient reaches BatchNorm's
+// kernel as an affine it applies while reading instead of a tensor (item 30).
 // On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before.
 // Evaluation computes the gate alone (squeezeExcitationGate) and hands it to the projection, which
 // scales its input by it or, on the native CPU engine, may fold it into per-sample weights
@@ -20,7 +22,8 @@
 //
 // May touch: @tensorflow/tfjs, the layer API and native_eval.ts' gate. Called by efficientnet.ts.
 import * as tf from "@tensorflow/tfjs";
-import { dense, fusingNativeOps, pointwiseConv, pointwiseGradients, pointwiseProducts, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
+import { batchNormAct, BatchNormMode, BatchNormState, checkTrainingCount, dense, fusingNativeOps, pointwiseConv, pointwiseGradients, pointwiseProducts, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
+import { customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
 import { customOpsActive } from "../../engine/custom_ops";
 import { nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
 import { nativeSqueezeGate } from "./native_eval";
@@ -91,6 +94,43 @@ export function squeezeExcitationProject(x: tf.Tensor4D, p: SqueezeExcitationPar
 }
 
 /**
+ * The depthwise convolution's BatchNorm (+ SiLU), then squeezeExcitationProject, of d (the
+ * convolution's output), as one op where this project's kernels run, in training (item 30): the
+ * backward pass hands SE's input gradient to BatchNorm's kernel as the affine it is (dy * gate +
+ * the mean's gradient, BiasInitBatchNormActGradScaled) instead of writing it as a tensor
+ * (BiasInitChannelAffine) that the kernel then reads. The same fma, so the same bits; it keeps what
+ * the two ops keep. Elsewhere the two ops.
+ */
+export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNormState, mode: BatchNormMode, activation: boolean, p: SqueezeExcitationParams, projection: tf.Tensor2D): tf.Tensor4D {
+  const nb = mode.training ? fusingNativeOps() : null;
+  if (nb === null) return squeezeExcitationProject(batchNormAct(d, bn, mode, activation), p, projection);
+  checkTrainingCount(d);
+  const se = new TrainingSqueezeExcitation(d.shape);
+  const [n, h, w, c] = d.shape;
+  const out = projection.shape[1];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [dIn, gamma, beta, w1, b1, w2, b2, wp] = args as tf.Tensor[];
+    const { y, mean, invstd } = customBatchNormActForward(nb, dIn, gamma, beta, bn, mode.updateRunningStats, activation);
+    const { value, saved } = se.forward(y, w1, b1, w2, b2);
+    const projected = pointwiseProducts(tf.reshape(value, [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, [n, h, w, out]);
+    value.dispose();
+    (args[8] as tf.GradSaveFunc)([dIn, mean, invstd, ...saved]);
+    return {
+      value: projected,
+      gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => {
+        const [ds, means, invstds] = s;
+        const seSaved = s.slice(3);
+        const [dse, dwp] = pointwiseGradients(dy, tf.reshape(se.scaled(seSaved), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, d.shape);
+        const { gate, shift, grads } = se.backwardParts(dse, seSaved, w1, w2);
+        const [dd, dgamma, dbeta] = customBatchNormActGrad(nb, dse, ds, gamma, beta, means, invstds, activation, { scale: gate, shift });
+        return [dd, dgamma, dbeta, ...grads, dwp];
+      }),
+    };
+  });
+  return op(d, bn.gamma, bn.beta, p.w1, p.b1, p.w2, p.b2, projection) as tf.Tensor4D;
+}
+
+/**
  * Training's SE with its backward pass written out (the ops of TF.js's own gradients, same order),
  * for squeezeExcitation and squeezeExcitationProject. Where this project's kernels run the passes
  * over x are one op each (BiasInitChannelAffine, BiasInitChannelDot). On the native CPU engine the
@@ -136,6 +176,13 @@ class TrainingSqueezeExcitation {
 
   /** [dx, dw1, db1, dw2, db2]. */
   backward(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor): tf.Tensor[] {
+    const { gate, gate4, shift, grads } = this.backwardParts(dy, saved, w1, w2);
+    // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
+    return [this.scale(dy, gate, gate4, shift), ...grads];
+  }
+
+  /** [dw1, db1, dw2, db2], and x's gradient as its parts: dy * gate + shift per sample and channel. */
+  backwardParts(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor): { gate: tf.Tensor; gate4: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
     const [, h, w] = this.shape;
     const [xs, ps, as, sas, us, gs, g4s] = saved;
     // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
@@ -145,8 +192,7 @@ class TrainingSqueezeExcitation {
     const du = this.product(dv, w2, false, true);
     const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
     const dPooled = this.product(da, w1, false, true);
-    // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
-    const dx = this.scale(dy, gs, g4s, tf.div(dPooled, h * w));
-    return [dx, this.product(ps, da, true, false), tf.sum(da, 0), this.product(us, dv, true, false), tf.sum(dv, 0)];
+    const grads = [this.product(ps, da, true, false), tf.sum(da, 0), this.product(us, dv, true, false), tf.sum(dv, 0)];
+    return { gate: gs, gate4: g4s, shift: tf.div(dPooled, h * w), grads };
   }
 }

@@ -5,6 +5,8 @@
 //       -> y, new_running_mean, new_running_var, mean, invstd
 //   BiasInitBatchNormActApply(x, gamma, beta, mean, invstd) -> y   (the forward's second pass)
 //   BiasInitBatchNormActGrad(dy, x, gamma, beta, mean, invstd) -> dx, dgamma, dbeta
+//   BiasInitBatchNormActGradScaled(dy, x, gamma, beta, mean, invstd, scale, shift) -> the same, of
+//       fma(dy, scale, shift) per sample and channel (squeeze-excitation's backward affine)
 //
 // x is NHWC float32 seen as [rows, channels]. The forward reads x twice: per-channel sum and sum of
 // squares in double, then y = act((x - mean) * a + beta) with a = gamma * invstd (centring first
@@ -27,6 +29,7 @@
 #include <cmath>
 #include <vector>
 
+#include "batchnorm_rows.h"
 #include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
@@ -73,6 +76,13 @@ REGISTER_OP("BiasInitBatchNormActApply")
       return absl::OkStatus();
     });
 
+absl::Status GradShapes(InferenceContext* c) {
+  c->set_output(0, c->input(1));
+  c->set_output(1, c->input(2));
+  c->set_output(2, c->input(2));
+  return absl::OkStatus();
+}
+
 REGISTER_OP("BiasInitBatchNormActGrad")
     .Input("dy: float")
     .Input("x: float")
@@ -84,93 +94,38 @@ REGISTER_OP("BiasInitBatchNormActGrad")
     .Output("dgamma: float")
     .Output("dbeta: float")
     .Attr("activation: bool")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->input(1));
-      c->set_output(1, c->input(2));
-      c->set_output(2, c->input(2));
-      return absl::OkStatus();
-    });
+    .SetShapeFn(GradShapes);
+
+// The same with dy taken as fma(dy, scale, shift) per sample and channel (scale, shift [N, C], x
+// NHWC): squeeze-excitation's backward affine (BiasInitChannelAffine) read in pass 1 instead of
+// written as a tensor of its own; the same fma, so the same bits.
+REGISTER_OP("BiasInitBatchNormActGradScaled")
+    .Input("dy: float")
+    .Input("x: float")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Input("mean: float")
+    .Input("invstd: float")
+    .Input("scale: float")
+    .Input("shift: float")
+    .Output("dx: float")
+    .Output("dgamma: float")
+    .Output("dbeta: float")
+    .Attr("activation: bool")
+    .SetShapeFn(GradShapes);
 
 namespace {
 
+using bias_init::ActivationKernel;
+using bias_init::ApplyBatchNormAct;
+using bias_init::CheckInputs;
 using bias_init::Exp;
 using bias_init::Exp1;
+using bias_init::ForBlocks;
 using bias_init::ForVectors;
-
-constexpr int64_t kBlockRows = 64;  // rows per summing block (fixed: results do not depend on threads)
-
-// Runs fn(block_begin, block_end) over blocks of kBlockRows rows on TensorFlow's intra-op pool.
-template <typename Fn>
-void ForBlocks(OpKernelContext* ctx, int64_t rows, int64_t channels, int64_t flops_per_value, Fn fn) {
-  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  pool->ParallelFor(blocks, kBlockRows * channels * flops_per_value, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
-}
-
-// y = act((x - mean) * a + beta) over [rows, channels]: the forward's second pass, and all of
-// BiasInitBatchNormActApply (the same code, so a recomputed y is bit-identical to the forward's).
-void ApplyBatchNormAct(OpKernelContext* ctx, const float* xp, float* yp, int64_t rows, int64_t channels, const float* m,
-                       const float* a, const float* beta, bool act) {
-  ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
-    for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
-      const float* row = xp + r * channels;
-      float* out = yp + r * channels;
-      int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
-        using F = decltype(f);
-        const typename F::V xc = F::Sub(F::Load(row + c), F::Load(m + c));
-        typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
-        if (act) z = bias_init::Silu<F>(z);
-        F::Store(out + c, z);
-      });
-      for (; c < channels; ++c) {
-        const float z = std::fma(row[c] - m[c], a[c], beta[c]);
-        out[c] = act ? bias_init::Silu1(z) : z;
-      }
-    }
-  });
-}
-
-// Sums of column blocks [blocks][2][channels] into two per-channel double arrays, in block order.
-void ReduceBlocks(const std::vector<double>& partial, int64_t blocks, int64_t channels, double* s0, double* s1) {
-  std::fill(s0, s0 + channels, 0.0);
-  std::fill(s1, s1 + channels, 0.0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const double* p = partial.data() + b * 2 * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      s0[c] += p[c];
-      s1[c] += p[channels + c];
-    }
-  }
-}
-
-absl::Status CheckInputs(const Tensor& x, const std::vector<const Tensor*>& per_channel) {
-  if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
-  const int64_t channels = x.dim_size(x.dims() - 1);
-  for (const Tensor* t : per_channel) {
-    if (t->dims() != 1 || t->dim_size(0) != channels) {
-      return tensorflow::errors::InvalidArgument("per-channel input must be [", channels, "], got ", t->shape().DebugString());
-    }
-  }
-  return absl::OkStatus();
-}
-
-// What every op here reads from its `activation` attribute (SiLU after the BatchNorm, or none).
-class ActivationKernel : public OpKernel {
- public:
-  explicit ActivationKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
-  }
-
- protected:
-  bool activation_;
-};
-
-// a = gamma * invstd per channel, in float, as the forward's pass 2 uses it.
-std::vector<float> ScaleOf(const float* gamma, const float* invstd, int64_t channels) {
-  std::vector<float> a(channels);
-  for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
-  return a;
-}
+using bias_init::kBlockRows;
+using bias_init::ReduceBlocks;
+using bias_init::ScaleOf;
 
 class BatchNormActOp : public ActivationKernel {
  public:
@@ -269,6 +224,7 @@ class BatchNormActApplyOp : public ActivationKernel {
   }
 };
 
+template <bool kScaled>
 class BatchNormActGradOp : public ActivationKernel {
  public:
   explicit BatchNormActGradOp(OpKernelConstruction* ctx) : ActivationKernel(ctx) {}
@@ -280,6 +236,19 @@ class BatchNormActGradOp : public ActivationKernel {
     OP_REQUIRES_OK(ctx, CheckInputs(x, {&ctx->input(2), &ctx->input(3), &ctx->input(4), &ctx->input(5)}));
     const int64_t channels = x.dim_size(x.dims() - 1);
     const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    // The per-sample affine of dy (kScaled): rows of one sample share a row of scale and shift.
+    const float* scale = nullptr;
+    const float* shift = nullptr;
+    int64_t per_sample = 1;
+    if (kScaled) {
+      const Tensor& sc = ctx->input(6);
+      const Tensor& sh = ctx->input(7);
+      OP_REQUIRES(ctx, x.dims() == 4 && sc.dims() == 2 && sc.dim_size(0) == x.dim_size(0) && sc.dim_size(1) == channels && sh.shape() == sc.shape(),
+                  tensorflow::errors::InvalidArgument("scale and shift must be [N, C] of NHWC x ", x.shape().DebugString(), ", got ", sc.shape().DebugString(), " and ", sh.shape().DebugString()));
+      scale = sc.flat<float>().data();
+      shift = sh.flat<float>().data();
+      per_sample = x.dim_size(1) * x.dim_size(2);
+    }
     Tensor *dx, *dgamma, *dbeta;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({channels}), &dgamma));
@@ -305,11 +274,13 @@ class BatchNormActGradOp : public ActivationKernel {
           const float* xr = xp + r * channels;
           const float* dyr = dyp + r * channels;
           float* gr = dxp + r * channels;
+          const float* sr = kScaled ? scale + (r / per_sample) * channels : nullptr;
+          const float* br = kScaled ? shift + (r / per_sample) * channels : nullptr;
           int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
             using F = decltype(f);
             const typename F::V one = F::Set(1.0f);
             const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
-            typename F::V g = F::Load(dyr + c);
+            typename F::V g = kScaled ? F::Fma(F::Load(dyr + c), F::Load(sr + c), F::Load(br + c)) : F::Load(dyr + c);
             if (act) {
               const typename F::V z = F::Fma(xc, F::Load(&a[c]), F::Load(beta + c));
               const typename F::V s = F::Div(one, F::Add(one, Exp<F>(F::Neg(z))));
@@ -323,7 +294,7 @@ class BatchNormActGradOp : public ActivationKernel {
           });
           for (; c < channels; ++c) {
             const float xc = xr[c] - mean[c];
-            float g = dyr[c];
+            float g = kScaled ? std::fma(dyr[c], sr[c], br[c]) : dyr[c];
             if (act) {
               const float z = std::fma(xc, a[c], beta[c]);
               const float s = 1.0f / (1.0f + Exp1(-z));
@@ -370,6 +341,7 @@ class BatchNormActGradOp : public ActivationKernel {
 
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormAct").Device(tensorflow::DEVICE_CPU), BatchNormActOp);
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActApply").Device(tensorflow::DEVICE_CPU), BatchNormActApplyOp);
-REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGrad").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp);
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGrad").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp<false>);
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGradScaled").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp<true>);
 
 }  // namespace

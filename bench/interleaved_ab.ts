@@ -1,0 +1,97 @@
+// An in-process A/B of two ways to run the same B1 training step on the native CPU engine: the
+// code as it is (the candidate) and the baseline it replaced, which `rewrite` restores by rewriting
+// ops on their way into the binding. Steps alternate one by one (ABBA), so that the machine's drift,
+// which moved whole runs in separate processes by more than these differences, falls on both alike.
+// Prints each variant's median and mean step time and CPU time per step, and in how many pairs the
+// candidate's step was the faster one. Used by se_products.ts (item 29) and bn_se_fusion.ts (item 30).
+import { parseArgs } from "util";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend, backendLine } from "../src/engine/backend";
+import { BinaryClassifier } from "../src/model/head";
+import { makeRng } from "../src/rng";
+import { tensorflowOneDnnOn } from "../src/util/cpu_info";
+import { benchTrainingStep } from "./training_step";
+
+export type Attr = { name: string };
+/** Output metadata of the binding's executeOp: one entry per output tensor. */
+export type OutputMeta = { id: number };
+export type Binding = Record<string, unknown> & {
+  executeOp(name: string, attrs: Attr[], inputIds: number[], outputs: number): OutputMeta[];
+  deleteTensor(id: number): void;
+};
+
+export interface AbSpec {
+  /** What the two variants are called in the printout. */
+  candidate: string;
+  baseline: string;
+  /** The baseline's form of one op, or undefined to run it as it is. */
+  rewrite: (real: Binding, name: string, attrs: Attr[], inputIds: number[], outputs: number) => OutputMeta[] | undefined;
+  /** Printed with the result: what was rewritten, per step. */
+  rewritten: string;
+}
+
+export async function interleavedAb(spec: AbSpec): Promise<void> {
+  const { values } = parseArgs({ options: { size: { type: "string", default: "32" }, batch: { type: "string", default: "64" }, pairs: { type: "string", default: "40" } } });
+  const [size, batch, pairs] = [Number(values.size), Number(values.batch), Number(values.pairs)];
+  const info = await initBackend();
+  const backend = tf.backend() as unknown as { binding?: Binding };
+  const real = backend.binding;
+  if (tf.getBackend() !== "tensorflow" || real === undefined) throw new Error(`needs the native engine; this is ${backendLine(info)}`);
+  console.log(`${backendLine(info)} | TensorFlow's oneDNN ${tensorflowOneDnnOn() ? "on" : "off"} | B1 ${size}x${size} batch ${batch}, ${pairs} pairs of steps`);
+
+  const net = new BinaryClassifier("b1", makeRng(0, "bench"));
+  const { step } = benchTrainingStep(net, size, batch);
+  const names = [spec.baseline, spec.candidate] as const;
+  let baseline = false;
+  let rewritten = 0;
+  const wrapped = Object.create(real) as Binding;
+  Object.defineProperty(wrapped, "executeOp", {
+    value: (name: string, attrs: Attr[], inputIds: number[], outputs: number) => {
+      const out = baseline ? spec.rewrite(real, name, attrs, inputIds, outputs) : undefined;
+      if (out === undefined) return real.executeOp(name, attrs, inputIds, outputs);
+      rewritten++;
+      return out;
+    },
+  });
+  backend.binding = wrapped;
+  const wall = new Map<string, number[]>(names.map((n) => [n, []]));
+  const cpu = new Map<string, number>(names.map((n) => [n, 0]));
+  try {
+    for (const b of [false, true]) {
+      baseline = b;
+      step(); // warm-up: the optimizer's buffers, each op's first call
+    }
+    rewritten = 0;
+    for (let i = 0; i < pairs; i++) {
+      for (const b of i % 2 === 0 ? [true, false] : [false, true]) {
+        baseline = b;
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        step();
+        wall.get(names[b ? 0 : 1])?.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu.set(names[b ? 0 : 1], (cpu.get(names[b ? 0 : 1]) ?? 0) + (c.user + c.system) / 1000);
+      }
+    }
+  } finally {
+    backend.binding = real;
+  }
+  const median = (a: number[]): number => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
+  const mean = (a: number[]): number => a.reduce((p, q) => p + q, 0) / a.length;
+  const width = Math.max(...names.map((n) => n.length));
+  for (const n of names) {
+    const w = wall.get(n) ?? [];
+    console.log(`${n.padEnd(width)} step median ${median(w).toFixed(1)} ms, mean ${mean(w).toFixed(1)} ms, CPU ${((cpu.get(n) ?? 0) / pairs).toFixed(1)} ms per step`);
+  }
+  const [a, b] = [wall.get(spec.baseline) ?? [], wall.get(spec.candidate) ?? []];
+  const wins = b.filter((t, i) => t < a[i]).length;
+  console.log(`${spec.candidate}'s step the faster in ${wins} of ${pairs} pairs; mean ratio ${(mean(b) / mean(a)).toFixed(3)}; ${rewritten / pairs} ${spec.rewritten} per step`);
+}
+
+/** Runs main, printing one error line and exiting 1 on failure. */
+export function runAb(spec: AbSpec): void {
+  interleavedAb(spec).catch((e) => {
+    console.error(`error: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,95 @@
+// The training BatchNorm ops' shared pieces (batchnorm_act.cc): rows summed in fixed blocks on
+// TensorFlow's pool, the apply pass y = act((x - mean) * a + beta) that the forward and
+// BiasInitBatchNormActApply share (so a recomputed y is bit-identical), and input checks.
+#ifndef BIAS_INIT_BATCHNORM_ROWS_H_
+#define BIAS_INIT_BATCHNORM_ROWS_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "simd.h"
+
+#include "tensorflow/core/framework/op_kernel.h"
+
+namespace bias_init {
+
+constexpr int64_t kBlockRows = 64;  // rows per summing block (fixed: results do not depend on threads)
+
+// Runs fn(block_begin, block_end) over blocks of kBlockRows rows on TensorFlow's intra-op pool.
+template <typename Fn>
+inline void ForBlocks(tensorflow::OpKernelContext* ctx, int64_t rows, int64_t channels, int64_t flops_per_value, Fn fn) {
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  pool->ParallelFor(blocks, kBlockRows * channels * flops_per_value, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
+}
+
+// y = act((x - mean) * a + beta) over [rows, channels]: the forward's second pass, and all of
+// BiasInitBatchNormActApply (the same code, so a recomputed y is bit-identical to the forward's).
+inline void ApplyBatchNormAct(tensorflow::OpKernelContext* ctx, const float* xp, float* yp, int64_t rows, int64_t channels, const float* m,
+                       const float* a, const float* beta, bool act) {
+  ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
+    for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
+      const float* row = xp + r * channels;
+      float* out = yp + r * channels;
+      int64_t c = bias_init::ForVectors(channels, [&](auto f, int64_t c) {
+        using F = decltype(f);
+        const typename F::V xc = F::Sub(F::Load(row + c), F::Load(m + c));
+        typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
+        if (act) z = bias_init::Silu<F>(z);
+        F::Store(out + c, z);
+      });
+      for (; c < channels; ++c) {
+        const float z = std::fma(row[c] - m[c], a[c], beta[c]);
+        out[c] = act ? bias_init::Silu1(z) : z;
+      }
+    }
+  });
+}
+
+// Sums of column blocks [blocks][2][channels] into two per-channel double arrays, in block order.
+inline void ReduceBlocks(const std::vector<double>& partial, int64_t blocks, int64_t channels, double* s0, double* s1) {
+  std::fill(s0, s0 + channels, 0.0);
+  std::fill(s1, s1 + channels, 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const double* p = partial.data() + b * 2 * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      s0[c] += p[c];
+      s1[c] += p[channels + c];
+    }
+  }
+}
+
+inline absl::Status CheckInputs(const tensorflow::Tensor& x, const std::vector<const tensorflow::Tensor*>& per_channel) {
+  if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
+  const int64_t channels = x.dim_size(x.dims() - 1);
+  for (const tensorflow::Tensor* t : per_channel) {
+    if (t->dims() != 1 || t->dim_size(0) != channels) {
+      return tensorflow::errors::InvalidArgument("per-channel input must be [", channels, "], got ", t->shape().DebugString());
+    }
+  }
+  return absl::OkStatus();
+}
+
+// What every op here reads from its `activation` attribute (SiLU after the BatchNorm, or none).
+class ActivationKernel : public tensorflow::OpKernel {
+ public:
+  explicit ActivationKernel(tensorflow::OpKernelConstruction* ctx) : tensorflow::OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation_));
+  }
+
+ protected:
+  bool activation_;
+};
+
+// a = gamma * invstd per channel, in float, as the forward's pass 2 uses it.
+inline std::vector<float> ScaleOf(const float* gamma, const float* invstd, int64_t channels) {
+  std::vector<float> a(channels);
+  for (int64_t c = 0; c < channels; ++c) a[c] = gamma[c] * invstd[c];
+  return a;
+}
+
+}  // namespace bias_init
+
+#endif  // BIAS_INIT_BATCHNORM_ROWS_H_
