@@ -8,9 +8,7 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../src/engine/backend";
-import { customOpsActive, customOpsState } from "../src/engine/custom_ops";
-import { nativeCpuOps, NativeKernelBackend } from "../src/model/ops/native_backend";
+import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { pointwiseConv, setLayerFusion } from "../src/model/ops/layers";
@@ -21,18 +19,13 @@ import { setBlockRecompute } from "../src/model/efficientnet";
 import { frugalVariableGrads } from "../src/train/frugal_backward";
 import { makeRng } from "../src/rng";
 import { seededTensor } from "./helpers/tensors";
+import { loadNativeForTests } from "./helpers/native_backend";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
 
 before(async () => {
-  try {
-    await initBackend("native");
-    nb = customOpsActive() ? nativeCpuOps() : null;
-    if (nb === null) why = `this project's kernels are not active: ${customOpsState().reason}`;
-  } catch (e) {
-    why = `no native backend (${(e as Error).message.split("\n")[0]})`;
-  }
+  ({ nb, why } = await loadNativeForTests(true));
 });
 
 const randomTensor = (shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor => seededTensor("layer-fusion-test", shape, seed, scale, shift);

@@ -8,8 +8,7 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../src/engine/backend";
-import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
+import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeInferenceBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { EvalFolds, FOLD_MIN_POSITIONS, foldsInputScale, FUSED_CONV_MIN_POSITIONS, fusedFilter, fusesOnCpu, nativeFusedConv, oneDnnKernels, setFoldInputScale } from "../src/model/ops/native_eval";
 import { squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
@@ -17,17 +16,13 @@ import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { convBnAct, ConvSpec, pointwiseConv, symmetricConv, symmetricDepthwiseConv } from "../src/model/ops/layers";
 import { relDiff, seededTensor } from "./helpers/tensors";
+import { loadNativeForTests } from "./helpers/native_backend";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
 
 before(async () => {
-  try {
-    await initBackend("native");
-    nb = nativeOps();
-  } catch (e) {
-    why = (e as Error).message.split("\n")[0];
-  }
+  ({ nb, why } = await loadNativeForTests());
 });
 
 // The same seeded inputs as before these tests moved out of native_ops.test.ts.
@@ -56,7 +51,7 @@ function plainConv(x: tf.Tensor4D, conv: ConvSpec): tf.Tensor4D {
 }
 
 test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batchNorm4d with the running statistics, and float64", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const c = 7;
   const x = randomTensor([3, 5, 4, c], 7, 3) as tf.Tensor4D;
   const gamma = randomTensor([c], 8);
@@ -87,7 +82,7 @@ test("evaluation BatchNorm + SiLU (x * alpha + shift, PyTorch's form) = tf.batch
 });
 
 test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the weights = convolution then BatchNorm, for every kind", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const cases: Array<ConvCase & { spatial?: [number, number] }> = convCases(12);
   // 9x11 positions: every convolution + SiLU runs as oneDNN's fused op; 3x3 (fewer than
   // FUSED_CONV_MIN_POSITIONS): a 1x1 one as _FusedMatMul + SoftplusGrad.
@@ -114,7 +109,7 @@ test("evaluation convolution + BatchNorm (+ SiLU) with BatchNorm folded into the
 });
 
 test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every kind and stride; it is what evaluation runs on this engine, and not with TF_ENABLE_ONEDNN_OPTS=0", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   // TF's x86 builds carry the kernel (tools/native/verify.cjs records it in .native/READY); CI runs on x86.
   if (process.arch === "x64") assert.equal(oneDnnKernels(nb), true, "this x86 engine runs _MklNativeFusedConv2D and _MklBatchMatMulV2 by name");
   if (!oneDnnKernels(nb)) return t.skip("this libtensorflow has no oneDNN fused convolution");
@@ -149,7 +144,7 @@ test("oneDNN's fused convolution (+ SiLU) = the Eigen ops it replaces, for every
 });
 
 test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the projection of the gated input = scaling, then convolution and BatchNorm, whether or not the gate is folded into per-sample weights", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   assert.equal(foldsInputScale(99, 10, true, true), true, "oneDNN on, weights [N, 6, 10] smaller than x [N, 99, 6]: folded");
   assert.equal(foldsInputScale(9, 10, true, true), false);
   assert.equal(foldsInputScale(FOLD_MIN_POSITIONS, 10, true, false), true, "oneDNN's optimizations off, its kernels by name: folded from FOLD_MIN_POSITIONS");
@@ -193,7 +188,7 @@ test("evaluation's squeeze-excitation: the native gate = TF.js's ops, and the pr
 });
 
 test("EvalFolds: BatchNorm folded once per evaluation pass gives the per-call values bit for bit, refolds after an assign(), and dispose() frees it all", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const convs: ConvSpec[] = [
     { kind: "pointwise", weight: tf.variable(randomTensor([6, 6], 21, 0.5)), stride: 1 },
     { kind: "depthwise", weight: tf.variable(randomTensor([5, 5, 6, 1], 22, 0.5)), stride: 2 },
@@ -229,7 +224,7 @@ test("EvalFolds: BatchNorm folded once per evaluation pass gives the per-call va
 });
 
 test("a model's evaluation with EvalFolds = without, bit for bit, over several batches", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const model = new BinaryClassifier("tiny", makeRng("eval-folds"));
   const batches = [randomTensor([4, 32, 32, 3], 30), randomTensor([2, 32, 32, 3], 31)] as tf.Tensor4D[];
   const live = tf.memory().numTensors;

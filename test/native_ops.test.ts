@@ -11,24 +11,20 @@ import * as tf from "@tensorflow/tfjs";
 import * as fs from "fs";
 import * as path from "path";
 import { spawnSync } from "child_process";
-import { initBackend, nativeDir } from "../src/engine/backend";
+import { nativeDir } from "../src/engine/backend";
 import { customOpsActive, customOpsState, overrideCustomOps } from "../src/engine/custom_ops";
-import { nativeOps, NativeKernelBackend } from "../src/model/ops/native_backend";
+import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { squeezeExcitation } from "../src/model/ops/squeeze_excitation";
 import { relDiff, seededTensor } from "./helpers/tensors";
+import { loadNativeForTests } from "./helpers/native_backend";
 
 let nb: NativeKernelBackend | null = null;
 let why = "";
 
 before(async () => {
-  try {
-    await initBackend("native");
-    nb = nativeOps();
-  } catch (e) {
-    why = (e as Error).message.split("\n")[0];
-  }
+  ({ nb, why } = await loadNativeForTests());
 });
 
 const randomTensor = (shape: number[], seed: number, scale = 1): tf.Tensor => seededTensor("native-ops-test", shape, seed, scale);
@@ -63,7 +59,7 @@ function paddedDepthwise(x: tf.Tensor, w: tf.Tensor, stride: number, p: number):
 }
 
 test("strided depthwise convolution with explicit padding = pad + 'valid' convolution (values bit-identical)", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const native = nb;
   for (const k of [3, 5]) {
     const p = (k - 1) / 2;
@@ -73,7 +69,7 @@ test("strided depthwise convolution with explicit padding = pad + 'valid' convol
 });
 
 test("one-pass SiLU = x * sigmoid(x), and within 2e-7 of float64 where the two-op form is within 6e-7", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const x = randomTensor([200_000], 3, 6);
   const y = nativeSilu(nb, x);
   const twoOps = tf.mul(x, tf.sigmoid(x));
@@ -88,7 +84,7 @@ test("one-pass SiLU = x * sigmoid(x), and within 2e-7 of float64 where the two-o
 });
 
 test("training BatchNorm + SiLU as one op = tf.moments, batchNorm and x * sigmoid(x), values and gradients", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const native = nb;
   const c = 5;
   const runningMean = tf.variable(tf.zeros([c]), false);
@@ -120,7 +116,7 @@ function assertCustomOpsWhereExpected(): string | null {
 }
 
 test("this project's depthwise convolution kernels = TF.js's depthwise convolution of the zero-padded input, values and gradients, k 1, 3, 5 and 7, strides 1 and 2, pads 0 to k + 1 at stride 1", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const native = nb;
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
@@ -143,7 +139,7 @@ test("this project's depthwise convolution kernels = TF.js's depthwise convoluti
 });
 
 test("squeeze-excitation with this project's kernels = with TensorFlow's ops: values bit-identical, gradients", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
   for (const [shape, seed] of [[[2, 9, 11, 13], 70], [[3, 8, 7, 24], 80]] as Array<[number[], number]>) {
@@ -156,7 +152,7 @@ test("squeeze-excitation with this project's kernels = with TensorFlow's ops: va
 });
 
 test("this project's kernels give the same bits with one TensorFlow thread and with two", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
   const runs = ["1", "2"].map((threads) => {
@@ -170,7 +166,7 @@ test("this project's kernels give the same bits with one TensorFlow thread and w
 });
 
 test("this project's BatchNorm + SiLU kernels: loaded wherever they can be; values, gradients and running statistics = TensorFlow's FusedBatchNormV3 path", (t) => {
-  if (nb === null) return t.skip(`no native backend (${why})`);
+  if (nb === null) return t.skip(why);
   const native = nb;
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
