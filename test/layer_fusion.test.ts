@@ -1,7 +1,8 @@
-// Layer fusion in training (item 21): where this project's AVX2 kernels run, expand's BatchNorm +
-// SiLU with the depthwise convolution, and squeeze-excitation with the projection, are one op each
-// whose backward pass recomputes the tensor between them. Checked here: each fused op against the
-// two ops it replaces (values, gradients and running statistics bit for bit); a model's loss and
+// Layer fusion in training (items 21, 30): where this project's kernels run, expand's BatchNorm +
+// SiLU with the depthwise convolution, and the depthwise convolution's BatchNorm + SiLU with
+// squeeze-excitation and the projection, are one op each whose backward pass recomputes the tensor
+// between them (and hands SE's input gradient to BatchNorm's kernel as an affine). Checked here:
+// each fused op against the ops it replaces (values, gradients and running statistics bit for bit); a model's loss and
 // every gradient bit for bit with fusion on and off, with and without block recompute; and the
 // memory it is for: at the end of the forward pass the tape holds exactly the recomputed tensors'
 // bytes less, counted from the architecture. Skipped where the kernels cannot run here.
@@ -12,7 +13,7 @@ import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { pointwiseConv, setLayerFusion } from "../src/model/ops/layers";
-import { squeezeExcitation, squeezeExcitationProject } from "../src/model/ops/squeeze_excitation";
+import { batchNormActSqueezeExcitationProject, squeezeExcitation } from "../src/model/ops/squeeze_excitation";
 import { efficientNetArchitecture } from "../src/model/architecture";
 import { BinaryClassifier } from "../src/model/head";
 import { setBlockRecompute } from "../src/model/efficientnet";
@@ -66,16 +67,30 @@ test("BatchNorm + SiLU then the depthwise convolution as one op = the two ops, b
   }
 });
 
-test("squeeze-excitation then the 1x1 projection as one op = the two ops, bit for bit: values and gradients", (t) => {
+test("the depthwise convolution's BatchNorm (+ SiLU), squeeze-excitation and the 1x1 projection as one op = the three ops, bit for bit: values, gradients, running statistics", (t) => {
   if (nb === null) return t.skip(why);
-  for (const [shape, out] of [[[2, 9, 11, 13], 6], [[3, 4, 4, 24], 16]] as Array<[number[], number]>) {
+  const native = nb;
+  // 13 channels: an 8-wide vector and a scalar tail; 2 and 3 samples (the affine's rows per sample).
+  for (const [shape, out, activation] of [[[2, 9, 11, 13], 6, true], [[3, 4, 4, 24], 16, true], [[3, 5, 5, 16], 8, false]] as Array<[number[], number, boolean]>) {
     const c = shape[3];
+    const stats = () => ({ runningMean: tf.variable(randomTensor([c], 5), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 6))), false) });
+    const [ours, theirs] = [stats(), stats()];
+    const bn = (s: ReturnType<typeof stats>, g: tf.Tensor, b: tf.Tensor) => ({ gamma: g, beta: b, ...s, eps: 1e-3, momentum: 0.1 });
     const params = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => ({ w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D });
-    const inputs = [randomTensor(shape, 20, 2), randomTensor([c, 4], 21), randomTensor([4], 22), randomTensor([4, c], 23), randomTensor([c], 24), randomTensor([c, out], 25)];
-    assertBitIdentical(`${JSON.stringify(shape)} -> ${out}`,
-      (x, w1, b1, w2, b2, wp) => squeezeExcitationProject(x as tf.Tensor4D, params(w1, b1, w2, b2), wp as tf.Tensor2D),
-      (x, w1, b1, w2, b2, wp) => pointwiseConv(squeezeExcitation(x as tf.Tensor4D, params(w1, b1, w2, b2)), wp as tf.Tensor2D), inputs);
-    tf.dispose(inputs);
+    const mode = (update: boolean) => ({ training: true, updateRunningStats: update });
+    const fused = (update: boolean) => (d: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, wp: tf.Tensor) =>
+      batchNormActSqueezeExcitationProject(d as tf.Tensor4D, bn(ours, g, b), mode(update), activation, params(w1, b1, w2, b2), wp as tf.Tensor2D);
+    const threeOps = (update: boolean) => (d: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, wp: tf.Tensor) =>
+      pointwiseConv(squeezeExcitation(nativeTrainingBatchNormAct(native, d as tf.Tensor4D, bn(theirs, g, b), update, activation), params(w1, b1, w2, b2)), wp as tf.Tensor2D);
+    const inputs = [randomTensor(shape, 20, 2, 1), randomTensor([c], 26), randomTensor([c], 27),
+      randomTensor([c, 4], 21), randomTensor([4], 22), randomTensor([4, c], 23), randomTensor([c], 24), randomTensor([c, out], 25)];
+    assertBitIdentical(`${JSON.stringify(shape)} -> ${out} silu=${activation}`, fused(false) as (...xs: tf.Tensor[]) => tf.Tensor, threeOps(false) as (...xs: tf.Tensor[]) => tf.Tensor, inputs);
+    const [d, g, b, w1, b1, w2, b2, wp] = inputs;
+    tf.dispose([fused(true)(d, g, b, w1, b1, w2, b2, wp), threeOps(true)(d, g, b, w1, b1, w2, b2, wp)]);
+    assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
+    assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
+    assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 5).dataSync(), "the running mean was updated");
+    tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
   }
 });
 

@@ -12,9 +12,9 @@
 // off, round-off apart where it is on). Where this project's AVX2 kernels run (engine/custom_ops.ts),
 // the scaling (forward: x * gate; backward: dy * gate + the mean's gradient) and the gate's gradient
 // (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20),
-// and SE with the block's projection is one op that does not keep SE's output (item 21), with the
-// depthwise convolution's BatchNorm before it too, so that SE's input gradient reaches BatchNorm's
-// kernel as an affine it applies while reading instead of a tensor (item 30).
+// and the depthwise convolution's BatchNorm, SE and the block's projection are one op that does not
+// keep SE's output (item 21) and hands SE's input gradient to BatchNorm's kernel as an affine it
+// applies while reading, instead of a tensor (item 30).
 // On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before.
 // Evaluation computes the gate alone (squeezeExcitationGate) and hands it to the projection, which
 // scales its input by it or, on the native CPU engine, may fold it into per-sample weights
@@ -65,45 +65,19 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
 }
 
 /**
- * Squeeze-excitation, then the block's 1x1 projection (weight [C, out]) of its output, as one op
- * where this project's kernels run (layers.ts fusingNativeOps): the backward pass keeps what SE alone
- * keeps (x and the gate), but not SE's output, which the projection alone would keep: it recomputes
- * that output in one pass (BiasInitChannelAffine, bit-identical) and drops it after the
- * projection's gradients (item 21). Elsewhere the two ops. Gradients bit-identical to the two ops'.
- */
-export function squeezeExcitationProject(x: tf.Tensor4D, p: SqueezeExcitationParams, projection: tf.Tensor2D): tf.Tensor4D {
-  if (fusingNativeOps() === null) return pointwiseConv(squeezeExcitation(x, p), projection);
-  const se = new TrainingSqueezeExcitation(x.shape);
-  const [n, h, w, c] = x.shape;
-  const out = projection.shape[1];
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [xIn, w1, b1, w2, b2, wp] = args as tf.Tensor[];
-    const { value, saved } = se.forward(xIn, w1, b1, w2, b2);
-    const projected = pointwiseProducts(tf.reshape(value, [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, [n, h, w, out]);
-    value.dispose();
-    (args[6] as tf.GradSaveFunc)(saved);
-    return {
-      value: projected,
-      gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => {
-        const [dse, dwp] = pointwiseGradients(dy, tf.reshape(se.scaled(s), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, x.shape);
-        return [...se.backward(dse, s, w1, w2), dwp];
-      }),
-    };
-  });
-  return op(x, p.w1, p.b1, p.w2, p.b2, projection) as tf.Tensor4D;
-}
-
-/**
- * The depthwise convolution's BatchNorm (+ SiLU), then squeezeExcitationProject, of d (the
- * convolution's output), as one op where this project's kernels run, in training (item 30): the
- * backward pass hands SE's input gradient to BatchNorm's kernel as the affine it is (dy * gate +
- * the mean's gradient, BiasInitBatchNormActGradScaled) instead of writing it as a tensor
- * (BiasInitChannelAffine) that the kernel then reads. The same fma, so the same bits; it keeps what
- * the two ops keep. Elsewhere the two ops.
+ * The depthwise convolution's BatchNorm (+ SiLU) of d (the convolution's output), squeeze-excitation
+ * and the block's 1x1 projection (weight [C, out]), as one op in training where this project's
+ * kernels run (layers.ts fusingNativeOps). Its backward pass keeps what BatchNorm and SE alone keep
+ * (d and its statistics; SE's input and gate), not SE's output, which the projection alone would
+ * keep: it recomputes that output in one pass (BiasInitChannelAffine, bit-identical) and drops it
+ * after the projection's gradients (item 21). And it hands SE's input gradient to BatchNorm's kernel
+ * as the affine it is (dy * gate + the mean's gradient, BiasInitBatchNormActGradScaled) instead of
+ * writing it as a tensor that the kernel then reads (item 30): the same fma, so the same bits.
+ * Elsewhere the three ops. Gradients and running statistics bit-identical to theirs.
  */
 export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNormState, mode: BatchNormMode, activation: boolean, p: SqueezeExcitationParams, projection: tf.Tensor2D): tf.Tensor4D {
   const nb = mode.training ? fusingNativeOps() : null;
-  if (nb === null) return squeezeExcitationProject(batchNormAct(d, bn, mode, activation), p, projection);
+  if (nb === null) return pointwiseConv(squeezeExcitation(batchNormAct(d, bn, mode, activation), p), projection);
   checkTrainingCount(d);
   const se = new TrainingSqueezeExcitation(d.shape);
   const [n, h, w, c] = d.shape;
@@ -132,7 +106,7 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
 
 /**
  * Training's SE with its backward pass written out (the ops of TF.js's own gradients, same order),
- * for squeezeExcitation and squeezeExcitationProject. Where this project's kernels run the passes
+ * for squeezeExcitation and batchNormActSqueezeExcitationProject. Where this project's kernels run the passes
  * over x are one op each (BiasInitChannelAffine, BiasInitChannelDot). On the native CPU engine the
  * small products are TF's MatMul (native_backend.ts nativeMatMul; TF.js's tf.matMul elsewhere): the
  * same bits as TF.js's gradients where TensorFlow's oneDNN is off, round-off apart where it is on.
