@@ -17,9 +17,10 @@ thread writes its frame there and corrupts the heap: Ctrl-C, a Jupyter interrupt
 during training, which this project handles to stop after the step in flight, aborted the process
 ("corrupted size vs. prev_size") or crashed it later. The guard, before TensorFlow creates its
 threads, blocks the asynchronous signals in the loading thread (Node's main thread), so TensorFlow's
-threads inherit the mask; starts one idle thread that takes them instead (Node's signal handlers
-only write to a pipe, whichever thread runs them); and gives the main thread an alternate signal
-stack for the signals sent to it alone with SA_ONSTACK handlers (V8's profiler, SIGPROF).
+threads inherit the mask; starts, just before, one idle thread that keeps the mask the loading
+thread had and so takes those signals instead (Node's signal handlers only write to a pipe,
+whichever thread runs them); and gives the main thread an alternate signal stack for the signals
+sent to it alone with SA_ONSTACK handlers (V8's profiler, SIGPROF).
 BIAS_INIT_SIGNAL_GUARD=0 leaves it off (test/signal_guard.test.ts shows the crash without it).
 
 Usage: patch_binding.py <package dir>. Idempotent; exits 1 naming the file if the source is not
@@ -98,10 +99,8 @@ GUARD_NEW = GUARD_MARK + """ (tools/native/patch_binding.py)
 #include <unistd.h>
 namespace tfnodejs {
 
+// Started before the main thread blocks anything: it keeps the mask the process started with.
 static void *BiasInitSignalTaker(void *) {
-  sigset_t none;
-  sigemptyset(&none);
-  pthread_sigmask(SIG_SETMASK, &none, nullptr);
   for (;;) pause();
   return nullptr;
 }
