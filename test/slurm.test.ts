@@ -64,7 +64,7 @@ function tails(dir: string, pick: (name: string) => boolean, lines = 40): string
   return fs.readdirSync(dir).filter(pick).map((f) => `--- ${f} (last ${lines} lines)\n${fs.readFileSync(path.join(dir, f), "utf8").split("\n").slice(-lines).join("\n")}`).join("\n");
 }
 
-test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the serial rows; dead tasks' units finished by a resubmission", { skip }, async (t) => {
+test("the smoke grid as a Slurm job array of 3 tasks: every unit done with the serial rows; dead tasks' units finished by a resubmission; a cancelled task stops after its step and a resubmission finishes", { skip }, async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bias-slurm-"));
   const state = path.join(tmp, "cluster");
   let env: NodeJS.ProcessEnv = process.env;
