@@ -65,12 +65,13 @@ export async function interleavedAb(spec: AbSpec): Promise<void> {
     for (let i = 0; i < pairs; i++) {
       for (const b of i % 2 === 0 ? [true, false] : [false, true]) {
         baseline = b;
+        const name = names[b ? 0 : 1];
         const c0 = process.cpuUsage();
         const t0 = performance.now();
         step();
-        wall.get(names[b ? 0 : 1])?.push(performance.now() - t0);
+        wall.get(name)?.push(performance.now() - t0);
         const c = process.cpuUsage(c0);
-        cpu.set(names[b ? 0 : 1], (cpu.get(names[b ? 0 : 1]) ?? 0) + (c.user + c.system) / 1000);
+        cpu.set(name, (cpu.get(name) ?? 0) + (c.user + c.system) / 1000);
       }
     }
   } finally {

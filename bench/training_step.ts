@@ -1,6 +1,6 @@
 // The training step the benchmarks time: B1 (or another model) + head on one fixed batch of random
 // images, with the optimizer of src/train/loop.ts, as one call that leaves no tensor behind.
-// Shared by train_speed.ts, recompute_memory.ts and se_products.ts.
+// Shared by train_speed.ts, recompute_memory.ts, interleaved_ab.ts and test/helpers/signal_child.ts.
 import * as tf from "@tensorflow/tfjs";
 import type { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
@@ -11,16 +11,18 @@ import { namedParameters } from "../src/train/loop";
  * One SGD step of `net` on a [batch, size, size, 3] batch drawn once (seed 1). Labels: `labels`, or
  * drawn positive with probability 0.1 from the "bench-data" stream, which also keys dropout masks.
  */
-export function benchTrainingStep(net: BinaryClassifier, size: number, batch: number, labels?: number[]): { step: () => void; dispose: () => void } {
+export function benchTrainingStep(net: BinaryClassifier, size: number, batch: number, labels?: number[]): { step: () => number; dispose: () => void } {
   const optimizer = new GroupedMomentumSgd(1e-4, 0.9, namedParameters(net));
   const variables = net.trainableVariables();
   const rng = makeRng(0, "bench-data");
   const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;
   const y = tf.tensor1d(labels ?? Array.from({ length: batch }, () => (rng.next() < 0.1 ? 1 : 0)));
-  const step = (): void => {
-    const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: true, rng })) as tf.Scalar, true, variables);
-    loss?.dataSync();
-    loss?.dispose();
+  /** Runs the step; returns its loss. */
+  const step = (): number => {
+    const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: true, rng })) as tf.Scalar, true, variables) as tf.Scalar;
+    const value = loss.dataSync()[0];
+    loss.dispose();
+    return value;
   };
   /** The batch and the optimizer's momentum buffers (not the model). */
   const dispose = (): void => {

@@ -8,7 +8,6 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { customOpsActive } from "../src/engine/custom_ops";
 import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { EvalFolds, nativeDepthwiseSilu } from "../src/model/ops/native_eval";
 import { setLayerFusion } from "../src/model/ops/layers";
@@ -29,7 +28,7 @@ const seeded = (shape: number[], seed: number, scale = 1): tf.Tensor => seededTe
 const siluRef = (t: tf.Tensor) => tf.mul(t, tf.sigmoid(t));
 
 test("the fused depthwise stage = TF.js's SiLU, zero-padded depthwise convolution, shift, SiLU and spatial mean (k 1, 3, 5, 7; strides 1, 2; input SiLU on and off)", (t) => {
-  if (nb === null || !customOpsActive()) return t.skip(why);
+  if (nb === null) return t.skip(why);
   const native = nb;
   // 13 channels: a vector and a scalar tail; 24: three 8-wide vectors (one 16 + one 8 with AVX-512);
   // 9x11 and 8x7 rows: outputs taken 4 at a time and singly; 2x3: windows wider than the input.
@@ -64,7 +63,7 @@ test("the fused depthwise stage = TF.js's SiLU, zero-padded depthwise convolutio
 });
 
 test("the fused depthwise stage rejects a shift of the wrong length, naming it", (t) => {
-  if (nb === null || !customOpsActive()) return t.skip(why);
+  if (nb === null) return t.skip(why);
   const native = nb;
   tf.tidy(() => {
     assert.throws(() => nativeDepthwiseSilu(native, seeded([1, 5, 5, 8], 1) as tf.Tensor4D, seeded([3, 3, 8, 1], 2) as tf.Tensor4D, seeded([7], 3) as tf.Tensor1D, 1, true),
@@ -73,7 +72,7 @@ test("the fused depthwise stage rejects a shift of the wrong length, naming it",
 });
 
 test("B1 in evaluation: the fused depthwise stage runs once per MBConv block and gives the layer-by-layer logits within 1e-5", (t) => {
-  if (nb === null || !customOpsActive()) return t.skip(why);
+  if (nb === null) return t.skip(why);
   const native = nb;
   const net = buildEfficientNet("b1", makeRng(7, "eval-fusion-model"));
   // Running statistics away from their initial 0 and 1, so that the folds matter.

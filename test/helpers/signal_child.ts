@@ -1,15 +1,14 @@
-// Child of test/signal_guard.test.ts: trains B1 + head at 32x32 on the native engine for a fixed
-// number of SGD steps with a JavaScript handler for SIGUSR2 installed (so a signal runs a handler on
-// whichever thread takes it), yielding to the event loop after every step so the handler runs.
+// Child of test/signal_guard.test.ts: trains B1 + head at 32x32 batch 8 on the native engine for a
+// fixed number of SGD steps (the benchmarks' step, bench/training_step.ts) with a JavaScript
+// handler for SIGUSR2 installed (so a signal runs a handler on whichever thread takes it),
+// yielding to the event loop after every step so the handler runs.
 // Prints READY once the engine is loaded, then one JSON line: the loss of every step, a SHA-256 of
 // every weight's bytes after the last step, and how many signals the handler saw.
 import { createHash } from "crypto";
-import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../../src/engine/backend";
 import { BinaryClassifier } from "../../src/model/head";
 import { makeRng } from "../../src/rng";
-import { GroupedMomentumSgd } from "../../src/train/optimizer";
-import { namedParameters } from "../../src/train/loop";
+import { benchTrainingStep } from "../../bench/training_step";
 
 export interface SignalRun {
   losses: number[];
@@ -23,16 +22,11 @@ async function main(): Promise<void> {
   let handled = 0;
   process.on("SIGUSR2", () => { handled++; });
   const net = new BinaryClassifier("b1", makeRng(3, "init"));
-  const optimizer = new GroupedMomentumSgd(1e-2, 0.9, namedParameters(net));
-  const rng = makeRng(3, "data");
-  const x = tf.tensor4d(Float32Array.from({ length: 8 * 32 * 32 * 3 }, () => rng.normal()), [8, 32, 32, 3]);
-  const y = tf.tensor1d([1, 0, 0, 0, 0, 1, 0, 0]);
+  const { step } = benchTrainingStep(net, 32, 8, [1, 0, 0, 0, 0, 1, 0, 0]);
   console.log("READY");
   const losses: number[] = [];
   for (let i = 0; i < steps; i++) {
-    const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, net.forward(x, { training: true, updateBatchNorm: true, rng })) as tf.Scalar, true, net.trainableVariables());
-    losses.push((loss as tf.Scalar).dataSync()[0]);
-    loss?.dispose();
+    losses.push(step());
     await new Promise((resolve) => setImmediate(resolve));
   }
   console.log("TRAINED");
