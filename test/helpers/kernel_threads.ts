@@ -1,6 +1,6 @@
 // Child of test/native_ops.test.ts and test/custom_ops_isa.test.ts: this project's kernels
-// (BatchNorm + SiLU, the depthwise convolution and squeeze-excitation's passes, forward and
-// gradients, and evaluation's depthwise stage) on fixed seeded inputs, in a process whose TensorFlow thread count
+// (BatchNorm + SiLU, the depthwise convolution, the two as one op, and squeeze-excitation's passes,
+// forward and gradients, and evaluation's depthwise stage) on fixed seeded inputs, in a process whose TensorFlow thread count
 // (TF_NUM_INTRAOP_THREADS) and addon (BIAS_INIT_CUSTOM_OPS=avx2 or not) the parent sets. Prints
 // {active, isa, hash}: a SHA-256 of every output's bytes, which must depend on neither (the kernels
 // sum over fixed blocks, in order, and per channel at any vector width).
@@ -10,7 +10,7 @@ import { initBackend } from "../../src/engine/backend";
 import { customOpsActive, customOpsState } from "../../src/engine/custom_ops";
 import { nativeOps } from "../../src/model/ops/native_backend";
 import { nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm";
-import { nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
+import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
 import { nativeDepthwiseSilu } from "../../src/model/ops/native_eval";
 import { squeezeExcitation } from "../../src/model/ops/squeeze_excitation";
 import { seededTensor } from "./tensors";
@@ -40,6 +40,9 @@ async function main(): Promise<void> {
     const y = nativeDepthwiseConvPadded(nb, x, w as tf.Tensor4D, stride, (k - 1) / 2);
     outputs.push(y, ...tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(nativeDepthwiseConvPadded(nb, a as tf.Tensor4D, b as tf.Tensor4D, stride, (k - 1) / 2), seeded(y.shape, 20 + k))))([x, w]));
   }
+  // BatchNorm + SiLU and the stride-1 depthwise convolution after it as one op, whose backward pass is one op too.
+  outputs.push(...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
+    tf.sum(tf.mul(nativeBatchNormActDepthwise(nb, a as tf.Tensor4D, { ...bn, gamma: g, beta: b }, false, true, w as tf.Tensor4D, 1, 1), dy)))([x, gamma, beta, seeded([3, 3, 40, 1], 60)]));
   const se = { w1: seeded([40, 10], 30) as tf.Tensor2D, b1: seeded([10], 31) as tf.Tensor1D, w2: seeded([10, 40], 32) as tf.Tensor2D, b2: seeded([40], 33) as tf.Tensor1D };
   outputs.push(...tf.grads((a: tf.Tensor) => tf.sum(tf.mul(squeezeExcitation(a as tf.Tensor4D, se), dy)))([x]));
   // Evaluation's depthwise stage (its input's SiLU, the convolution, shift, SiLU and the mean).

@@ -113,7 +113,8 @@ function customTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn:
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
 }
 
-function customActAttr(nb: NativeKernelBackend, activation: boolean): NativeAttr {
+/** The `activation` attribute of this project's BatchNorm ops (also native_conv.ts' fused gradient). */
+export function customActAttr(nb: NativeKernelBackend, activation: boolean): NativeAttr {
   return { name: "activation", type: nb.binding.TF_ATTR_BOOL, value: activation };
 }
 

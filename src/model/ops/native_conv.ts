@@ -16,7 +16,7 @@ import * as tf from "@tensorflow/tfjs";
 import { customOpsActive } from "../../engine/custom_ops";
 import type { BatchNormState } from "./layers";
 import { floatType, NativeAttr, NativeKernelBackend, runNativeOp } from "./native_backend";
-import { customBatchNormActApply, customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
+import { customActAttr, customBatchNormActApply, customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
 
 /** The attributes of a TF convolution with `pad` zeros on every side of H and W (also native_eval.ts' fused one). */
 export function convAttrs(nb: NativeKernelBackend, stride: number, pad: number): NativeAttr[] {
@@ -75,7 +75,10 @@ function customDepthwiseConv(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf
  * backward pass keeps e and the batch's two per-channel vectors, as the BatchNorm alone would, but
  * not y = silu(bn(e)), which the convolution alone would keep: it recomputes y in one pass
  * (BiasInitBatchNormActApply, bit-identical to the forward's y) and drops it again after the
- * convolution's gradients. Gradients bit-identical to the two ops' (test/layer_fusion.test.ts).
+ * convolution's gradients. At stride 1 the whole backward pass is one op
+ * (BiasInitBatchNormActDepthwiseGrad: y recomputed inside it, the convolution's input gradient
+ * handed to BatchNorm's gradient as it is computed, never written). Gradients bit-identical to the
+ * two ops' (test/layer_fusion.test.ts).
  */
 export function nativeBatchNormActDepthwise(nb: NativeKernelBackend, e: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, activation: boolean,
   weight: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
@@ -93,6 +96,8 @@ export function nativeBatchNormActDepthwise(nb: NativeKernelBackend, e: tf.Tenso
       value: d,
       gradFunc: (dd: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [es, ms, is] = saved;
+        // At stride 1 one op (item 32); strided layers recompute y, then the two gradients.
+        if (stride === 1) return nb.executeMultipleOutputs("BiasInitBatchNormActDepthwiseGrad", [...attrs, customActAttr(nb, activation)], [dd, es, gamma, beta, ms, is, w], 4);
         const ys = customBatchNormActApply(nb, es, gamma, beta, ms, is, activation);
         const [dy, dw] = nb.executeMultipleOutputs("BiasInitDepthwiseConvGrad", attrs, [dd, ys, w], 2);
         ys.dispose();

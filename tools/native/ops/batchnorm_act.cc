@@ -119,10 +119,10 @@ namespace {
 using bias_init::ActivationKernel;
 using bias_init::ApplyBatchNormAct;
 using bias_init::CheckInputs;
-using bias_init::Exp;
-using bias_init::Exp1;
 using bias_init::ForBlocks;
 using bias_init::ForVectors;
+using bias_init::GradFromSums;
+using bias_init::GradTerms;
 using bias_init::kBlockRows;
 using bias_init::ReduceBlocks;
 using bias_init::ScaleOf;
@@ -264,9 +264,9 @@ class BatchNormActGradOp : public ActivationKernel {
     const std::vector<float> a = ScaleOf(gamma, invstd, channels);
 
     // Pass 1: g = dy * act'(z) into dx; per-block sums of g and g * xhat in double.
-    const bool act = activation_;
+    const GradTerms terms{mean, a.data(), beta, invstd, activation_};
     std::vector<double> partial(blocks * 2 * channels, 0.0);
-    ForBlocks(ctx, rows, channels, act ? 28 : 4, [&](int64_t b0, int64_t b1) {
+    ForBlocks(ctx, rows, channels, activation_ ? 28 : 4, [&](int64_t b0, int64_t b1) {
       for (int64_t blk = b0; blk < b1; ++blk) {
         double* sg = partial.data() + blk * 2 * channels;
         double* sgx = sg + channels;
@@ -278,64 +278,14 @@ class BatchNormActGradOp : public ActivationKernel {
           const float* br = kScaled ? shift + (r / per_sample) * channels : nullptr;
           int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
             using F = decltype(f);
-            const typename F::V one = F::Set(1.0f);
-            const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
-            typename F::V g = kScaled ? F::Fma(F::Load(dyr + c), F::Load(sr + c), F::Load(br + c)) : F::Load(dyr + c);
-            if (act) {
-              const typename F::V z = F::Fma(xc, F::Load(&a[c]), F::Load(beta + c));
-              const typename F::V s = F::Div(one, F::Add(one, Exp<F>(F::Neg(z))));
-              // dy * s * (1 + z * (1 - s))
-              g = F::Mul(F::Mul(g, s), F::Fma(z, F::Sub(one, s), one));
-            }
-            F::Store(gr + c, g);
-            const typename F::V xhat = F::Mul(xc, F::Load(invstd + c));
-            F::AddDouble(sg + c, g);
-            F::AddDouble(sgx + c, F::Mul(g, xhat));
+            const typename F::V dyv = kScaled ? F::Fma(F::Load(dyr + c), F::Load(sr + c), F::Load(br + c)) : F::Load(dyr + c);
+            terms.Vector<F>(dyv, xr, gr, nullptr, c, sg, sgx);
           });
-          for (; c < channels; ++c) {
-            const float xc = xr[c] - mean[c];
-            float g = kScaled ? std::fma(dyr[c], sr[c], br[c]) : dyr[c];
-            if (act) {
-              const float z = std::fma(xc, a[c], beta[c]);
-              const float s = 1.0f / (1.0f + Exp1(-z));
-              g = g * s * std::fma(z, 1.0f - s, 1.0f);
-            }
-            gr[c] = g;
-            sg[c] += g;
-            sgx[c] += static_cast<double>(g) * (xc * invstd[c]);
-          }
+          for (; c < channels; ++c) terms.One(kScaled ? std::fma(dyr[c], sr[c], br[c]) : dyr[c], xr, gr, nullptr, c, sg, sgx);
         }
       }
     });
-    std::vector<double> sum_g(channels), sum_gx(channels);
-    ReduceBlocks(partial, blocks, channels, sum_g.data(), sum_gx.data());
-    float* dg = dgamma->flat<float>().data();
-    float* db = dbeta->flat<float>().data();
-    // dx = a * (g - mean(g) - xhat * mean(g * xhat)) = a * g + (x - mean) * k1 + k0
-    std::vector<float> k1(channels), k0(channels);
-    for (int64_t c = 0; c < channels; ++c) {
-      dg[c] = static_cast<float>(sum_gx[c]);
-      db[c] = static_cast<float>(sum_g[c]);
-      const double mg = sum_g[c] / rows, mgx = sum_gx[c] / rows;
-      const double ad = static_cast<double>(gamma[c]) * invstd[c];
-      k1[c] = static_cast<float>(-ad * invstd[c] * mgx);
-      k0[c] = static_cast<float>(-ad * mg);
-    }
-
-    // Pass 2: dx in place.
-    ForBlocks(ctx, rows, channels, 4, [&](int64_t b0, int64_t b1) {
-      for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
-        const float* xr = xp + r * channels;
-        float* gr = dxp + r * channels;
-        int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
-          using F = decltype(f);
-          const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
-          const typename F::V t = F::Fma(xc, F::Load(&k1[c]), F::Load(&k0[c]));
-          F::Store(gr + c, F::Fma(F::Load(gr + c), F::Load(&a[c]), t));
-        });
-        for (; c < channels; ++c) gr[c] = std::fma(gr[c], a[c], std::fma(xr[c] - mean[c], k1[c], k0[c]));
-      }
-    });
+    GradFromSums(ctx, partial, rows, channels, xp, dxp, gamma, mean, invstd, a.data(), dgamma->flat<float>().data(), dbeta->flat<float>().data());
   }
 };
 

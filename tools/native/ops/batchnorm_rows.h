@@ -61,6 +61,85 @@ inline void ReduceBlocks(const std::vector<double>& partial, int64_t blocks, int
   }
 }
 
+// One value's terms of the backward pass 1 (BiasInitBatchNormActGrad's, and the fused depthwise
+// gradient's in batchnorm_depthwise_grad.cc): g = dy * act'(z) with z = (x - mean) * a + beta,
+// stored at gr[c] and summed (g, g * xhat) into sg[c] and sgx[c] in double; where yr is not null,
+// also y = act(z) at yr[c], bit-identical to ApplyBatchNormAct's (the same denominator 1 + exp(-z)).
+// SiLU's derivative is s * (1 + z * (1 - s)) with s = 1 / (1 + exp(-z)), PyTorch's formula.
+struct GradTerms {
+  const float* mean;
+  const float* a;
+  const float* beta;
+  const float* invstd;
+  bool act;
+
+  template <typename F>
+  void Vector(typename F::V g, const float* xr, float* gr, float* yr, int64_t c, double* sg, double* sgx) const {
+    const typename F::V one = F::Set(1.0f);
+    const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
+    if (act) {
+      const typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
+      const typename F::V d = F::Add(one, Exp<F>(F::Neg(z)));
+      const typename F::V s = F::Div(one, d);
+      if (yr != nullptr) F::Store(yr + c, F::Div(z, d));
+      g = F::Mul(F::Mul(g, s), F::Fma(z, F::Sub(one, s), one));
+    } else if (yr != nullptr) {
+      F::Store(yr + c, F::Fma(xc, F::Load(a + c), F::Load(beta + c)));
+    }
+    F::Store(gr + c, g);
+    const typename F::V xhat = F::Mul(xc, F::Load(invstd + c));
+    F::AddDouble(sg + c, g);
+    F::AddDouble(sgx + c, F::Mul(g, xhat));
+  }
+
+  void One(float g, const float* xr, float* gr, float* yr, int64_t c, double* sg, double* sgx) const {
+    const float xc = xr[c] - mean[c];
+    if (act) {
+      const float z = std::fma(xc, a[c], beta[c]);
+      const float d = 1.0f + Exp1(-z);
+      const float s = 1.0f / d;
+      if (yr != nullptr) yr[c] = z / d;
+      g = g * s * std::fma(z, 1.0f - s, 1.0f);
+    } else if (yr != nullptr) {
+      yr[c] = std::fma(xc, a[c], beta[c]);
+    }
+    gr[c] = g;
+    sg[c] += g;
+    sgx[c] += static_cast<double>(g) * (xc * invstd[c]);
+  }
+};
+
+// The backward pass after pass 1: sums of g and g * xhat from the blocks' partials (ReduceBlocks),
+// dgamma and dbeta, then pass 2 turns g (in dx) into dx = a * (g - mean(g) - xhat * mean(g * xhat))
+// = a * g + (x - mean) * k1 + k0, in place.
+inline void GradFromSums(tensorflow::OpKernelContext* ctx, const std::vector<double>& partial, int64_t rows, int64_t channels, const float* xp, float* dxp,
+                         const float* gamma, const float* mean, const float* invstd, const float* a, float* dg, float* db) {
+  std::vector<double> sum_g(channels), sum_gx(channels);
+  ReduceBlocks(partial, (rows + kBlockRows - 1) / kBlockRows, channels, sum_g.data(), sum_gx.data());
+  std::vector<float> k1(channels), k0(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    dg[c] = static_cast<float>(sum_gx[c]);
+    db[c] = static_cast<float>(sum_g[c]);
+    const double mg = sum_g[c] / rows, mgx = sum_gx[c] / rows;
+    const double ad = static_cast<double>(gamma[c]) * invstd[c];
+    k1[c] = static_cast<float>(-ad * invstd[c] * mgx);
+    k0[c] = static_cast<float>(-ad * mg);
+  }
+  ForBlocks(ctx, rows, channels, 4, [&](int64_t b0, int64_t b1) {
+    for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
+      const float* xr = xp + r * channels;
+      float* gr = dxp + r * channels;
+      int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+        using F = decltype(f);
+        const typename F::V xc = F::Sub(F::Load(xr + c), F::Load(mean + c));
+        const typename F::V t = F::Fma(xc, F::Load(&k1[c]), F::Load(&k0[c]));
+        F::Store(gr + c, F::Fma(F::Load(gr + c), F::Load(a + c), t));
+      });
+      for (; c < channels; ++c) gr[c] = std::fma(gr[c], a[c], std::fma(xr[c] - mean[c], k1[c], k0[c]));
+    }
+  });
+}
+
 inline absl::Status CheckInputs(const tensorflow::Tensor& x, const std::vector<const tensorflow::Tensor*>& per_channel) {
   if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
   const int64_t channels = x.dim_size(x.dims() - 1);

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "depthwise_filter_grad.h"
 #include "depthwise_rows.h"
 #include "simd.h"
 
@@ -70,8 +71,6 @@ using bias_init::Geometry;
 using bias_init::kOutputGroup;
 using bias_init::ReadGeometry;
 using bias_init::TapRange;
-
-constexpr int64_t kFilterBlockRows = 8;  // output rows per dw summing block
 
 // For each input index i along one axis: the pairs (tap t, output o) with o * s - p + t = i, t in [0, k), o in [0, size_out).
 std::vector<std::vector<int64_t>> CoveringTaps(int64_t size_in, int64_t size_out, int64_t k, int64_t s, int64_t p) {
@@ -150,57 +149,6 @@ void InputGradients(const Geometry& g, const float* dyp, const float* wp, float*
   }
 }
 
-// dx of input row (n, iy) at stride 1, as the forward computes an output row: value ix gathers
-// dy[oy, ox] * w[ky, kx] with oy = iy + p - ky, ox = ix + p - kx over the taps that land inside dy,
-// in (ky, kx) order from zero, as InputGradients does (bit-identical), with the forward's direct
-// addressing instead of its (tap, output) lists. ForwardRow reversed (kDir = -1) over the geometry
-// with input and output swapped: dy [N, OH, OW, C] is read, dx [N, H, W, C] written.
-void InputGradientRow(const Geometry& g, const float* dyp, const float* wp, float* dxp, int64_t n, int64_t iy) {
-  const Geometry swapped = {g.n, g.oh, g.ow, g.c, g.k, 1, g.p, g.h, g.w};
-  int64_t ky0, ky1;
-  TapRange<-1>(iy, 1, g.p, g.k, g.oh, &ky0, &ky1);
-  const float* rows[7];
-  for (int64_t ky = ky0; ky < ky1; ++ky) rows[ky] = dyp + (n * g.oh + iy + g.p - ky) * g.ow * g.c;
-  bias_init::ForwardRow<bias_init::StoreOutputs, -1>(swapped, rows, wp, dxp + (n * g.h + iy) * g.w * g.c, ky0, ky1, bias_init::StoreOutputs{});
-}
-
-// One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx
-// lands inside the input row (ascending ox) of dy[ox, c] * x[ox * s - p + kx, c]. The K sums of a
-// channel vector run side by side, so dy is loaded once per output and the K chains of fused
-// multiply-adds overlap (one chain at a time waited on each product's latency); each sum still adds
-// its terms in ascending ox from zero, then into aw, as one tap at a time did.
-template <int K>
-void FilterRowSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw) {
-  int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
-    using F = decltype(f);
-    typename F::V acc[K];
-    for (int kx = 0; kx < K; ++kx) acc[kx] = F::Zero();
-    for (int64_t ox = 0; ox < g.ow; ++ox) {
-      const int64_t start = ox * g.s - g.p;
-      const typename F::V d = F::Load(dyrow + ox * g.c + c);
-      if (start >= 0 && start + K <= g.w) {
-        const float* in = xrow + start * g.c + c;
-        for (int kx = 0; kx < K; ++kx) acc[kx] = F::Fma(d, F::Load(in + kx * g.c), acc[kx]);
-      } else {
-        for (int kx = 0; kx < K; ++kx) {
-          if (start + kx >= 0 && start + kx < g.w) acc[kx] = F::Fma(d, F::Load(xrow + (start + kx) * g.c + c), acc[kx]);
-        }
-      }
-    }
-    for (int kx = 0; kx < K; ++kx) F::Store(aw + kx * g.c + c, F::Add(F::Load(aw + kx * g.c + c), acc[kx]));
-  });
-  for (; c < g.c; ++c) {
-    for (int kx = 0; kx < K; ++kx) {
-      float acc = 0;
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t i = ox * g.s - g.p + kx;
-        if (i >= 0 && i < g.w) acc = std::fma(dyrow[ox * g.c + c], xrow[i * g.c + c], acc);
-      }
-      aw[kx * g.c + c] += acc;
-    }
-  }
-}
-
 class DepthwiseConvOp : public OpKernel {
  public:
   explicit DepthwiseConvOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -266,7 +214,7 @@ class DepthwiseConvGradOp : public OpKernel {
     const int64_t cost = g.w * g.c * g.k * g.k * 2 / (g.s * g.s);
     if (g.s == 1) {
       pool->ParallelFor(g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) InputGradientRow(g, dyp, wp, dxp, r / g.h, r % g.h);
+        for (int64_t r = r0; r < r1; ++r) bias_init::InputGradientRow(g, dyp, wp, dxp, r / g.h, r % g.h);
       });
     } else {
       const std::vector<std::vector<int64_t>> ty = CoveringTaps(g.h, g.oh, g.k, g.s, g.p), tx = CoveringTaps(g.w, g.ow, g.k, g.s, g.p);
@@ -285,40 +233,8 @@ class DepthwiseConvGradOp : public OpKernel {
       });
     }
 
-    // dw[ky, kx, c] = sum over outputs of dy * x at the tap: float sums per block of output rows,
-    // then the blocks in order in double.
-    const int64_t out_rows = g.n * g.oh;
-    const int64_t blocks = (out_rows + kFilterBlockRows - 1) / kFilterBlockRows;
-    const int64_t taps = g.k * g.k * g.c;
-    std::vector<float> partial(blocks * taps, 0.0f);
-    pool->ParallelFor(blocks, kFilterBlockRows * g.ow * taps * 2, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        float* acc_w = partial.data() + b * taps;
-        for (int64_t r = b * kFilterBlockRows, end = std::min(out_rows, r + kFilterBlockRows); r < end; ++r) {
-          const int64_t n = r / g.oh, oy = r % g.oh;
-          int64_t ky0, ky1;
-          TapRange(oy, g.s, g.p, g.k, g.h, &ky0, &ky1);
-          const float* dyrow = dyp + r * g.ow * g.c;
-          for (int64_t ky = ky0; ky < ky1; ++ky) {
-            const float* xrow = xp + (n * g.h + oy * g.s - g.p + ky) * g.w * g.c;
-            float* aw = acc_w + ky * g.k * g.c;
-            switch (g.k) {
-              case 1: FilterRowSums<1>(g, dyrow, xrow, aw); break;
-              case 3: FilterRowSums<3>(g, dyrow, xrow, aw); break;
-              case 5: FilterRowSums<5>(g, dyrow, xrow, aw); break;
-              default: FilterRowSums<7>(g, dyrow, xrow, aw); break;
-            }
-          }
-        }
-      }
-    });
-    std::vector<double> sum(taps, 0.0);
-    for (int64_t b = 0; b < blocks; ++b) {
-      const float* pb = partial.data() + b * taps;
-      for (int64_t i = 0; i < taps; ++i) sum[i] += pb[i];
-    }
-    float* dwp = dw->flat<float>().data();
-    for (int64_t i = 0; i < taps; ++i) dwp[i] = static_cast<float>(sum[i]);
+    // dw (depthwise_filter_grad.h).
+    bias_init::FilterGradient(ctx, g, dyp, xp, dw->flat<float>().data());
   }
 
  private:

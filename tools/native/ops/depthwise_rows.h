@@ -94,11 +94,14 @@ void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp
   }
 }
 
-// One output row (taps [ky0, ky1) along y, rows as ForwardOutputs takes them): kOutputGroup outputs
-// at a time where their windows lie inside the input row, one at a time at the edges. kDir as
-// ForwardOutputs'; g's w is then the width of the row read and ow that of the row written.
+// One output row (taps [ky0, ky1) along y, rows as ForwardOutputs takes them), or its outputs
+// [x0, x1): kOutputGroup outputs at a time where their windows lie inside the input row, one at a
+// time at the edges (each output's sum is the same either way). kDir as ForwardOutputs'; g's w is
+// then the width of the row read and ow that of the row written.
 template <typename Finish, int kDir = 1>
-void ForwardRow(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ky0, int64_t ky1, const Finish& finish) {
+void ForwardRow(const Geometry& g, const float* const* rows, const float* wp, float* out, int64_t ky0, int64_t ky1, const Finish& finish,
+                int64_t x0 = 0, int64_t x1 = -1) {
+  if (x1 < 0) x1 = g.ow;
   // Outputs whose window lies inside the input row: [in0, in1).
   int64_t in0, in1;
   if (kDir > 0) {
@@ -108,8 +111,8 @@ void ForwardRow(const Geometry& g, const float* const* rows, const float* wp, fl
     in0 = std::max<int64_t>(0, g.k - 1 - g.p);
     in1 = std::max(in0, std::min(g.ow, g.w - g.p));
   }
-  for (int64_t ox = 0; ox < g.ow;) {
-    if (ox >= in0 && ox + kOutputGroup <= in1) {
+  for (int64_t ox = x0; ox < x1;) {
+    if (ox >= in0 && ox + kOutputGroup <= std::min(in1, x1)) {
       ForwardOutputs<kOutputGroup, Finish, kDir>(g, rows, wp, out, ox, ky0, ky1, 0, g.k, finish);
       ox += kOutputGroup;
     } else {
@@ -119,6 +122,23 @@ void ForwardRow(const Geometry& g, const float* const* rows, const float* wp, fl
       ox += 1;
     }
   }
+}
+
+// dx of input row (n, iy) at stride 1, or its values [x0, x1), as the forward computes an output
+// row: value ix gathers dy[oy, ox] * w[ky, kx] with oy = iy + p - ky, ox = ix + p - kx over the
+// taps that land inside dy, in (ky, kx) order from zero, as depthwise_conv.cc's InputGradients does
+// (bit-identical), with the forward's direct addressing instead of its (tap, output) lists.
+// ForwardRow reversed (kDir = -1) over the geometry with input and output swapped: dy [N, OH, OW, C]
+// is read; finish gets dx's values at their place in dx [N, H, W, C] (StoreOutputs writes them there).
+template <typename Finish = StoreOutputs>
+void InputGradientRow(const Geometry& g, const float* dyp, const float* wp, float* dxp, int64_t n, int64_t iy, const Finish& finish = Finish{},
+                      int64_t x0 = 0, int64_t x1 = -1) {
+  const Geometry swapped = {g.n, g.oh, g.ow, g.c, g.k, 1, g.p, g.h, g.w};
+  int64_t ky0, ky1;
+  TapRange<-1>(iy, 1, g.p, g.k, g.oh, &ky0, &ky1);
+  const float* rows[7];
+  for (int64_t ky = ky0; ky < ky1; ++ky) rows[ky] = dyp + (n * g.oh + iy + g.p - ky) * g.ow * g.c;
+  ForwardRow<Finish, -1>(swapped, rows, wp, dxp + (n * g.h + iy) * g.w * g.c, ky0, ky1, finish, x0, x1);
 }
 
 }  // namespace bias_init

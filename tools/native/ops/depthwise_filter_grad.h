@@ -1,0 +1,97 @@
+// The depthwise convolution's filter gradient, shared by depthwise_conv.cc's
+// BiasInitDepthwiseConvGrad and batchnorm_depthwise_grad.cc's fused op: dw[ky, kx, c] = the sum over
+// outputs of dy * x at the tap, in float per block of kFilterBlockRows output rows (FilterRowSums),
+// then the blocks in order in double, so results do not depend on the thread count.
+#ifndef BIAS_INIT_DEPTHWISE_FILTER_GRAD_H_
+#define BIAS_INIT_DEPTHWISE_FILTER_GRAD_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "depthwise_rows.h"
+#include "simd.h"
+
+#include "tensorflow/core/framework/op_kernel.h"
+
+namespace bias_init {
+
+constexpr int64_t kFilterBlockRows = 8;  // output rows per dw summing block
+
+// One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx
+// lands inside the input row (ascending ox) of dy[ox, c] * x[ox * s - p + kx, c]. The K sums of a
+// channel vector run side by side, so dy is loaded once per output and the K chains of fused
+// multiply-adds overlap (one chain at a time waited on each product's latency); each sum still adds
+// its terms in ascending ox from zero, then into aw, as one tap at a time did.
+template <int K>
+void FilterRowSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw) {
+  int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
+    using F = decltype(f);
+    typename F::V acc[K];
+    for (int kx = 0; kx < K; ++kx) acc[kx] = F::Zero();
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const int64_t start = ox * g.s - g.p;
+      const typename F::V d = F::Load(dyrow + ox * g.c + c);
+      if (start >= 0 && start + K <= g.w) {
+        const float* in = xrow + start * g.c + c;
+        for (int kx = 0; kx < K; ++kx) acc[kx] = F::Fma(d, F::Load(in + kx * g.c), acc[kx]);
+      } else {
+        for (int kx = 0; kx < K; ++kx) {
+          if (start + kx >= 0 && start + kx < g.w) acc[kx] = F::Fma(d, F::Load(xrow + (start + kx) * g.c + c), acc[kx]);
+        }
+      }
+    }
+    for (int kx = 0; kx < K; ++kx) F::Store(aw + kx * g.c + c, F::Add(F::Load(aw + kx * g.c + c), acc[kx]));
+  });
+  for (; c < g.c; ++c) {
+    for (int kx = 0; kx < K; ++kx) {
+      float acc = 0;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const int64_t i = ox * g.s - g.p + kx;
+        if (i >= 0 && i < g.w) acc = std::fma(dyrow[ox * g.c + c], xrow[i * g.c + c], acc);
+      }
+      aw[kx * g.c + c] += acc;
+    }
+  }
+}
+
+// dw [k, k, C, 1] of dy [N, OH, OW, C] and x [N, H, W, C], on TensorFlow's intra-op pool.
+inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, const float* dyp, const float* xp, float* dwp) {
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  const int64_t out_rows = g.n * g.oh;
+  const int64_t blocks = (out_rows + kFilterBlockRows - 1) / kFilterBlockRows;
+  const int64_t taps = g.k * g.k * g.c;
+  std::vector<float> partial(blocks * taps, 0.0f);
+  pool->ParallelFor(blocks, kFilterBlockRows * g.ow * taps * 2, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* acc_w = partial.data() + b * taps;
+      for (int64_t r = b * kFilterBlockRows, end = std::min(out_rows, r + kFilterBlockRows); r < end; ++r) {
+        const int64_t n = r / g.oh, oy = r % g.oh;
+        int64_t ky0, ky1;
+        TapRange(oy, g.s, g.p, g.k, g.h, &ky0, &ky1);
+        const float* dyrow = dyp + r * g.ow * g.c;
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const float* xrow = xp + (n * g.h + oy * g.s - g.p + ky) * g.w * g.c;
+          float* aw = acc_w + ky * g.k * g.c;
+          switch (g.k) {
+            case 1: FilterRowSums<1>(g, dyrow, xrow, aw); break;
+            case 3: FilterRowSums<3>(g, dyrow, xrow, aw); break;
+            case 5: FilterRowSums<5>(g, dyrow, xrow, aw); break;
+            default: FilterRowSums<7>(g, dyrow, xrow, aw); break;
+          }
+        }
+      }
+    }
+  });
+  std::vector<double> sum(taps, 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* pb = partial.data() + b * taps;
+    for (int64_t i = 0; i < taps; ++i) sum[i] += pb[i];
+  }
+  for (int64_t i = 0; i < taps; ++i) dwp[i] = static_cast<float>(sum[i]);
+}
+
+}  // namespace bias_init
+
+#endif  // BIAS_INIT_DEPTHWISE_FILTER_GRAD_H_
