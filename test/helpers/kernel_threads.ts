@@ -40,9 +40,13 @@ async function main(): Promise<void> {
     const y = nativeDepthwiseConvPadded(nb, x, w as tf.Tensor4D, stride, (k - 1) / 2);
     outputs.push(y, ...tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(nativeDepthwiseConvPadded(nb, a as tf.Tensor4D, b as tf.Tensor4D, stride, (k - 1) / 2), seeded(y.shape, 20 + k))))([x, w]));
   }
-  // BatchNorm + SiLU and the stride-1 depthwise convolution after it as one op, whose backward pass is one op too.
+  // BatchNorm + SiLU and the depthwise convolution after it as one op (strides 1 and 2), whose
+  // backward pass is one op too at stride 1.
+  const wf = seeded([3, 3, 40, 1], 60) as tf.Tensor4D;
+  outputs.push(nativeBatchNormActDepthwise(nb, x, { ...bn, gamma, beta }, false, true, wf, 1, 1),
+    nativeBatchNormActDepthwise(nb, x, { ...bn, gamma, beta }, false, true, seeded([5, 5, 40, 1], 61) as tf.Tensor4D, 2, 2));
   outputs.push(...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
-    tf.sum(tf.mul(nativeBatchNormActDepthwise(nb, a as tf.Tensor4D, { ...bn, gamma: g, beta: b }, false, true, w as tf.Tensor4D, 1, 1), dy)))([x, gamma, beta, seeded([3, 3, 40, 1], 60)]));
+    tf.sum(tf.mul(nativeBatchNormActDepthwise(nb, a as tf.Tensor4D, { ...bn, gamma: g, beta: b }, false, true, w as tf.Tensor4D, 1, 1), dy)))([x, gamma, beta, wf]));
   const se = { w1: seeded([40, 10], 30) as tf.Tensor2D, b1: seeded([10], 31) as tf.Tensor1D, w2: seeded([10, 40], 32) as tf.Tensor2D, b2: seeded([40], 33) as tf.Tensor1D };
   outputs.push(...tf.grads((a: tf.Tensor) => tf.sum(tf.mul(squeezeExcitation(a as tf.Tensor4D, se), dy)))([x]));
   // Evaluation's depthwise stage (its input's SiLU, the convolution, shift, SiLU and the mean).

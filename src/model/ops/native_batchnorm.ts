@@ -120,12 +120,18 @@ export function customActAttr(nb: NativeKernelBackend, activation: boolean): Nat
 
 /**
  * BiasInitBatchNormAct: y, and the batch's mean and invstd the backward pass needs; assigns the
- * folded running statistics when `updateRunningStats`. Also native_conv.ts' fused op.
+ * folded running statistics when `updateRunningStats`. Also native_conv.ts' fused op, which passes
+ * `depthwise` (filter and attributes): then BiasInitBatchNormActDepthwise, and y is the depthwise
+ * convolution of the BatchNorm's output (never written itself).
  */
-export function customBatchNormActForward(nb: NativeKernelBackend, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, bn: BatchNormState, updateRunningStats: boolean, activation: boolean): { y: tf.Tensor; mean: tf.Tensor; invstd: tf.Tensor } {
+export function customBatchNormActForward(nb: NativeKernelBackend, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, bn: BatchNormState, updateRunningStats: boolean, activation: boolean,
+  depthwise: { w: tf.Tensor; attrs: NativeAttr[] } | null = null): { y: tf.Tensor; mean: tf.Tensor; invstd: tf.Tensor } {
   const B = nb.binding;
   const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }, customActAttr(nb, activation)];
-  const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs("BiasInitBatchNormAct", attrs, [x, gamma, beta, bn.runningMean, bn.runningVar], 5);
+  const inputs = [x, gamma, beta, bn.runningMean, bn.runningVar];
+  const [y, newMean, newVar, mean, invstd] = depthwise === null
+    ? nb.executeMultipleOutputs("BiasInitBatchNormAct", attrs, inputs, 5)
+    : nb.executeMultipleOutputs("BiasInitBatchNormActDepthwise", [...attrs, ...depthwise.attrs], [...inputs, depthwise.w], 5);
   if (updateRunningStats) {
     bn.runningMean.assign(newMean);
     bn.runningVar.assign(newVar);

@@ -72,8 +72,10 @@ function customDepthwiseConv(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf
 /**
  * Training's BatchNorm (+ SiLU) of e, then the depthwise convolution of the result, as one
  * differentiable op on this project's kernels (only where they run: engine/custom_ops.ts). The
+ * forward pass is one op (BiasInitBatchNormActDepthwise: y = silu(bn(e)) computed row by row as the
+ * convolution reads it, never written). The
  * backward pass keeps e and the batch's two per-channel vectors, as the BatchNorm alone would, but
- * not y = silu(bn(e)), which the convolution alone would keep: it recomputes y in one pass
+ * not y, which the convolution alone would keep: it recomputes y in one pass
  * (BiasInitBatchNormActApply, bit-identical to the forward's y) and drops it again after the
  * convolution's gradients. At stride 1 the whole backward pass is one op
  * (BiasInitBatchNormActDepthwiseGrad: y recomputed inside it, the convolution's input gradient
@@ -87,9 +89,7 @@ export function nativeBatchNormActDepthwise(nb: NativeKernelBackend, e: tf.Tenso
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [eIn, gamma, beta, w] = args as tf.Tensor[];
     const save = args[4] as tf.GradSaveFunc;
-    const { y, mean, invstd } = customBatchNormActForward(nb, eIn, gamma, beta, bn, updateRunningStats, activation);
-    const d = runNativeOp(nb, "BiasInitDepthwiseConv", attrs, [y, w]) as tf.Tensor4D;
-    y.dispose();
+    const { y: d, mean, invstd } = customBatchNormActForward(nb, eIn, gamma, beta, bn, updateRunningStats, activation, { w, attrs });
     // gamma, beta and w are variables (or, in a recomputed block, stand-ins alive until its backward pass ends): not saved.
     save([eIn, mean, invstd]);
     return {

@@ -118,6 +118,7 @@ namespace {
 
 using bias_init::ActivationKernel;
 using bias_init::ApplyBatchNormAct;
+using bias_init::BatchStatistics;
 using bias_init::CheckInputs;
 using bias_init::ForBlocks;
 using bias_init::ForVectors;
@@ -135,69 +136,15 @@ class BatchNormActOp : public ActivationKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    // Pass 1 (BatchStatistics), then pass 2: y = act((x - mean) * a + beta).
+    std::vector<float> a, m;
+    OP_REQUIRES_OK(ctx, BatchStatistics(ctx, epsilon_, momentum_, &a, &m));
     const Tensor& x = ctx->input(0);
-    OP_REQUIRES_OK(ctx, CheckInputs(x, {&ctx->input(1), &ctx->input(2), &ctx->input(3), &ctx->input(4)}));
     const int64_t channels = x.dim_size(x.dims() - 1);
-    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
-    OP_REQUIRES(ctx, rows >= 2, tensorflow::errors::InvalidArgument("BatchNorm needs at least 2 values per channel, got ", rows));
-    Tensor *y, *new_mean, *new_var, *mean_out, *invstd_out;
+    const int64_t rows = x.NumElements() / channels;
+    Tensor* y;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
-    const TensorShape cs({channels});
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, cs, &new_mean));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, cs, &new_var));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, cs, &mean_out));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, cs, &invstd_out));
-    const float* xp = x.flat<float>().data();
-    float* yp = y->flat<float>().data();
-    const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-
-    // Pass 1: per-block sums of x and x^2 in double.
-    std::vector<double> partial(blocks * 2 * channels, 0.0);
-    ForBlocks(ctx, rows, channels, 2, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        double* s = partial.data() + b * 2 * channels;
-        double* q = s + channels;
-        for (int64_t r = b * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
-          const float* row = xp + r * channels;
-          int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
-            using F = decltype(f);
-            const typename F::V v = F::Load(row + c);
-            F::AddDouble(s + c, v);
-            F::AddDouble(q + c, F::Mul(v, v));
-          });
-          for (; c < channels; ++c) {
-            s[c] += row[c];
-            q[c] += static_cast<double>(row[c]) * row[c];
-          }
-        }
-      }
-    });
-    std::vector<double> sum(channels), sq(channels);
-    ReduceBlocks(partial, blocks, channels, sum.data(), sq.data());
-
-    const float* gamma = ctx->input(1).flat<float>().data();
-    const float* beta = ctx->input(2).flat<float>().data();
-    const float* rm = ctx->input(3).flat<float>().data();
-    const float* rv = ctx->input(4).flat<float>().data();
-    std::vector<float> a(channels), m(channels);
-    float* mo = mean_out->flat<float>().data();
-    float* io = invstd_out->flat<float>().data();
-    float* nm = new_mean->flat<float>().data();
-    float* nv = new_var->flat<float>().data();
-    for (int64_t c = 0; c < channels; ++c) {
-      const double mean = sum[c] / rows;
-      const double var = std::max(0.0, sq[c] / rows - mean * mean);
-      const float invstd = static_cast<float>(1.0 / std::sqrt(var + epsilon_));
-      mo[c] = static_cast<float>(mean);
-      io[c] = invstd;
-      a[c] = gamma[c] * invstd;
-      m[c] = static_cast<float>(mean);
-      nm[c] = (1 - momentum_) * rm[c] + momentum_ * static_cast<float>(mean);
-      nv[c] = (1 - momentum_) * rv[c] + momentum_ * static_cast<float>(var * rows / (rows - 1));
-    }
-
-    // Pass 2: y = act((x - mean) * a + beta).
-    ApplyBatchNormAct(ctx, xp, yp, rows, channels, m.data(), a.data(), beta, activation_);
+    ApplyBatchNormAct(ctx, x.flat<float>().data(), y->flat<float>().data(), rows, channels, m.data(), a.data(), ctx->input(2).flat<float>().data(), activation_);
   }
 
  private:

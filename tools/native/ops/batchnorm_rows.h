@@ -27,24 +27,28 @@ inline void ForBlocks(tensorflow::OpKernelContext* ctx, int64_t rows, int64_t ch
 
 // y = act((x - mean) * a + beta) over [rows, channels]: the forward's second pass, and all of
 // BiasInitBatchNormActApply (the same code, so a recomputed y is bit-identical to the forward's).
+// y = act((x - mean) * a + beta) for `count` rows of [rows, channels] from row (x) and out (y).
+inline void ApplyRows(const float* row, float* out, int64_t count, int64_t channels, const float* m, const float* a, const float* beta, bool act) {
+  for (int64_t r = 0; r < count; ++r, row += channels, out += channels) {
+    int64_t c = bias_init::ForVectors(channels, [&](auto f, int64_t c) {
+      using F = decltype(f);
+      const typename F::V xc = F::Sub(F::Load(row + c), F::Load(m + c));
+      typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
+      if (act) z = bias_init::Silu<F>(z);
+      F::Store(out + c, z);
+    });
+    for (; c < channels; ++c) {
+      const float z = std::fma(row[c] - m[c], a[c], beta[c]);
+      out[c] = act ? bias_init::Silu1(z) : z;
+    }
+  }
+}
+
 inline void ApplyBatchNormAct(tensorflow::OpKernelContext* ctx, const float* xp, float* yp, int64_t rows, int64_t channels, const float* m,
                        const float* a, const float* beta, bool act) {
   ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
-    for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
-      const float* row = xp + r * channels;
-      float* out = yp + r * channels;
-      int64_t c = bias_init::ForVectors(channels, [&](auto f, int64_t c) {
-        using F = decltype(f);
-        const typename F::V xc = F::Sub(F::Load(row + c), F::Load(m + c));
-        typename F::V z = F::Fma(xc, F::Load(a + c), F::Load(beta + c));
-        if (act) z = bias_init::Silu<F>(z);
-        F::Store(out + c, z);
-      });
-      for (; c < channels; ++c) {
-        const float z = std::fma(row[c] - m[c], a[c], beta[c]);
-        out[c] = act ? bias_init::Silu1(z) : z;
-      }
-    }
+    const int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows);
+    ApplyRows(xp + r * channels, yp + r * channels, end - r, channels, m, a, beta, act);
   });
 }
 
@@ -61,8 +65,79 @@ inline void ReduceBlocks(const std::vector<double>& partial, int64_t blocks, int
   }
 }
 
+inline absl::Status CheckInputs(const tensorflow::Tensor& x, const std::vector<const tensorflow::Tensor*>& per_channel) {
+  if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
+  const int64_t channels = x.dim_size(x.dims() - 1);
+  for (const tensorflow::Tensor* t : per_channel) {
+    if (t->dims() != 1 || t->dim_size(0) != channels) {
+      return tensorflow::errors::InvalidArgument("per-channel input must be [", channels, "], got ", t->shape().DebugString());
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The forward's pass 1 of BiasInitBatchNormAct (and of batchnorm_depthwise.cc's fused op), whose
+// inputs 0-4 are x, gamma, beta, running_mean, running_var and outputs 1-4 new_running_mean,
+// new_running_var, mean, invstd: sums of x and x^2 per block in double, then the batch's mean and
+// invstd, PyTorch's running statistics (momentum, unbiased variance), and for pass 2 a = gamma *
+// invstd and m = the mean in float.
+inline absl::Status BatchStatistics(tensorflow::OpKernelContext* ctx, float epsilon, float momentum, std::vector<float>* a, std::vector<float>* m) {
+  const tensorflow::Tensor& x = ctx->input(0);
+  TF_RETURN_IF_ERROR(CheckInputs(x, {&ctx->input(1), &ctx->input(2), &ctx->input(3), &ctx->input(4)}));
+  const int64_t channels = x.dim_size(x.dims() - 1);
+  const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+  if (rows < 2) return tensorflow::errors::InvalidArgument("BatchNorm needs at least 2 values per channel, got ", rows);
+  tensorflow::Tensor* out[4];
+  for (int i = 0; i < 4; ++i) TF_RETURN_IF_ERROR(ctx->allocate_output(1 + i, tensorflow::TensorShape({channels}), &out[i]));
+  const float* xp = x.flat<float>().data();
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  std::vector<double> partial(blocks * 2 * channels, 0.0);
+  ForBlocks(ctx, rows, channels, 2, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      double* s = partial.data() + b * 2 * channels;
+      double* q = s + channels;
+      for (int64_t r = b * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
+        const float* row = xp + r * channels;
+        int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+          using F = decltype(f);
+          const typename F::V v = F::Load(row + c);
+          F::AddDouble(s + c, v);
+          F::AddDouble(q + c, F::Mul(v, v));
+        });
+        for (; c < channels; ++c) {
+          s[c] += row[c];
+          q[c] += static_cast<double>(row[c]) * row[c];
+        }
+      }
+    }
+  });
+  std::vector<double> sum(channels), sq(channels);
+  ReduceBlocks(partial, blocks, channels, sum.data(), sq.data());
+  const float* gamma = ctx->input(1).flat<float>().data();
+  const float* rm = ctx->input(3).flat<float>().data();
+  const float* rv = ctx->input(4).flat<float>().data();
+  float* nm = out[0]->flat<float>().data();
+  float* nv = out[1]->flat<float>().data();
+  float* mo = out[2]->flat<float>().data();
+  float* io = out[3]->flat<float>().data();
+  a->resize(channels);
+  m->resize(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double mean = sum[c] / rows;
+    const double var = std::max(0.0, sq[c] / rows - mean * mean);
+    const float invstd = static_cast<float>(1.0 / std::sqrt(var + epsilon));
+    mo[c] = static_cast<float>(mean);
+    io[c] = invstd;
+    (*a)[c] = gamma[c] * invstd;
+    (*m)[c] = static_cast<float>(mean);
+    nm[c] = (1 - momentum) * rm[c] + momentum * static_cast<float>(mean);
+    nv[c] = (1 - momentum) * rv[c] + momentum * static_cast<float>(var * rows / (rows - 1));
+  }
+  return absl::OkStatus();
+}
+
 // One value's terms of the backward pass 1 (BiasInitBatchNormActGrad's, and the fused depthwise
-// gradient's in batchnorm_depthwise_grad.cc): g = dy * act'(z) with z = (x - mean) * a + beta,
+// gradient's in batchnorm_depthwise.cc): g = dy * act'(z) with z = (x - mean) * a + beta,
 // stored at gr[c] and summed (g, g * xhat) into sg[c] and sgx[c] in double; where yr is not null,
 // also y = act(z) at yr[c], bit-identical to ApplyBatchNormAct's (the same denominator 1 + exp(-z)).
 // SiLU's derivative is s * (1 + z * (1 - s)) with s = 1 / (1 + exp(-z)), PyTorch's formula.
@@ -138,17 +213,6 @@ inline void GradFromSums(tensorflow::OpKernelContext* ctx, const std::vector<dou
       for (; c < channels; ++c) gr[c] = std::fma(gr[c], a[c], std::fma(xr[c] - mean[c], k1[c], k0[c]));
     }
   });
-}
-
-inline absl::Status CheckInputs(const tensorflow::Tensor& x, const std::vector<const tensorflow::Tensor*>& per_channel) {
-  if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
-  const int64_t channels = x.dim_size(x.dims() - 1);
-  for (const tensorflow::Tensor* t : per_channel) {
-    if (t->dims() != 1 || t->dim_size(0) != channels) {
-      return tensorflow::errors::InvalidArgument("per-channel input must be [", channels, "], got ", t->shape().DebugString());
-    }
-  }
-  return absl::OkStatus();
 }
 
 // What every op here reads from its `activation` attribute (SiLU after the BatchNorm, or none).

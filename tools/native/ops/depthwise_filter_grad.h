@@ -1,5 +1,5 @@
 // The depthwise convolution's filter gradient, shared by depthwise_conv.cc's
-// BiasInitDepthwiseConvGrad and batchnorm_depthwise_grad.cc's fused op: dw[ky, kx, c] = the sum over
+// BiasInitDepthwiseConvGrad and batchnorm_depthwise.cc's fused op: dw[ky, kx, c] = the sum over
 // outputs of dy * x at the tap, in float per block of kFilterBlockRows output rows (FilterRowSums),
 // then the blocks in order in double, so results do not depend on the thread count.
 #ifndef BIAS_INIT_DEPTHWISE_FILTER_GRAD_H_

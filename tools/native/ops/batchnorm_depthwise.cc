@@ -1,22 +1,29 @@
-// The backward pass of training's BatchNorm + SiLU followed by a stride-1 depthwise convolution
-// (src/model/ops/native_conv.ts nativeBatchNormActDepthwise), as one op (docs/performance.md, item 32):
+// Training's BatchNorm + SiLU followed by a depthwise convolution (src/model/ops/native_conv.ts
+// nativeBatchNormActDepthwise), forward and backward as one op each (docs/performance.md, items
+// 32-33):
 //
+//   BiasInitBatchNormActDepthwise(e, gamma, beta, running_mean, running_var, w)
+//       -> d, new_running_mean, new_running_var, mean, invstd
 //   BiasInitBatchNormActDepthwiseGrad(dd, e, gamma, beta, mean, invstd, w) -> de, dgamma, dbeta, dw
 //
-// dd is the gradient of the convolution's output, e the BatchNorm's input (NHWC), mean and invstd
-// the batch statistics its forward returned, w the depthwise filter [k, k, C, 1]; attributes stride
-// (1 only), pad and activation. It replaces three ops, with the same bits:
-//   BiasInitBatchNormActApply(e) -> y          reads e, writes y (one exp per value)
-//   BiasInitDepthwiseConvGrad(dd, y, w) -> dy, dw   writes dy
-//   BiasInitBatchNormActGrad(dy, e) -> de, dgamma, dbeta   reads dy and e (one exp per value), ...
-// Here pass 1 computes dy a block of 64 values (BatchNorm's summing blocks, batchnorm_rows.h) at a
-// time with the depthwise kernel's row code (InputGradientRow over a range of columns), and hands
-// each sum, still in registers, to BatchNorm's pass 1 (GradTerms), which also writes y from the same
-// exp. dy is never written, e is read once less, one exp per value is saved, and the op count drops
-// by two per block. Then dw from y (FilterGradient), and BatchNorm's pass 2 (GradFromSums). Every
-// value and sum is computed by the same code in the same order as in the three ops, so the results
-// are bit-identical to them (test/layer_fusion.test.ts). Strided layers keep the three ops: their dx
-// runs another gather (depthwise_conv.cc InputGradients).
+// e is the BatchNorm's input (NHWC), w the depthwise filter [k, k, C, 1], d the convolution's
+// output and dd its gradient; attributes as BiasInitBatchNormAct's (epsilon, momentum, activation)
+// and BiasInitDepthwiseConv's (stride, pad). Each replaces ops that wrote and read back a tensor of
+// e's size, with the same bits:
+// - forward (item 33): BiasInitBatchNormAct(e) -> y, then BiasInitDepthwiseConv(y) -> d. Here pass 1
+//   (BatchStatistics) as before, then each thread keeps the k rows of y its output rows read in a
+//   ring that stays in cache, computing each once (ApplyRows) as the convolution's row code
+//   (ForwardRow) reaches it: y is never written to memory.
+// - backward (item 32, stride 1): BiasInitBatchNormActApply(e) -> y (one exp per value),
+//   BiasInitDepthwiseConvGrad(dd, y, w) -> dy, dw (writes dy), BiasInitBatchNormActGrad(dy, e) (reads
+//   dy and e, one more exp per value). Here BatchNorm's pass 1 runs by its 64-value blocks: the
+//   depthwise kernel's row code (InputGradientRow over a range of columns) computes a block's dy
+//   into a buffer that stays in cache, then BatchNorm's pass 1 (GradTerms) reads it there and writes y
+//   from the same exp; then dw from y (FilterGradient) and BatchNorm's pass 2 (GradFromSums). dy
+//   is never written, e is read once less, one exp per value is saved. Strided layers keep the three
+//   ops: their dx runs another gather (depthwise_conv.cc InputGradients).
+// Every value and sum is computed by the same code in the same order as in the ops they replace, so
+// the results are bit-identical to them (test/layer_fusion.test.ts).
 #include <algorithm>
 #include <vector>
 
@@ -34,6 +41,29 @@ using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using tensorflow::shape_inference::InferenceContext;
+
+REGISTER_OP("BiasInitBatchNormActDepthwise")
+    .Input("e: float")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Input("running_mean: float")
+    .Input("running_var: float")
+    .Input("w: float")
+    .Output("d: float")
+    .Output("new_running_mean: float")
+    .Output("new_running_var: float")
+    .Output("mean: float")
+    .Output("invstd: float")
+    .Attr("epsilon: float")
+    .Attr("momentum: float")
+    .Attr("activation: bool")
+    .Attr("stride: int >= 1")
+    .Attr("pad: int >= 0")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->UnknownShapeOfRank(4));
+      for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
+      return absl::OkStatus();
+    });
 
 REGISTER_OP("BiasInitBatchNormActDepthwiseGrad")
     .Input("dd: float")
@@ -62,6 +92,63 @@ namespace {
 
 using bias_init::GradTerms;
 using bias_init::kBlockRows;
+
+class BatchNormActDepthwiseOp : public bias_init::ActivationKernel {
+ public:
+  explicit BatchNormActDepthwiseOp(OpKernelConstruction* ctx) : ActivationKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("momentum", &momentum_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("stride", &stride_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("pad", &pad_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& e = ctx->input(0);
+    const Tensor& w = ctx->input(5);
+    bias_init::Geometry g;
+    OP_REQUIRES_OK(ctx, bias_init::ReadGeometry(e, w, stride_, pad_, &g));
+    std::vector<float> a, m;
+    OP_REQUIRES_OK(ctx, bias_init::BatchStatistics(ctx, epsilon_, momentum_, &a, &m));
+    Tensor* d;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.n, g.oh, g.ow, g.c}), &d));
+    const float* ep = e.flat<float>().data();
+    const float* wp = w.flat<float>().data();
+    const float* beta = ctx->input(2).flat<float>().data();
+    float* dp = d->flat<float>().data();
+    const int64_t row_values = g.w * g.c;
+    // Output rows in two ranges per thread of TensorFlow's pool; each range keeps the input rows of
+    // y its windows read in a ring of k rows (slot = input row mod k: the k rows one output row reads
+    // are consecutive, so they never share a slot), each computed once as the ring reaches it (a
+    // range's first output row computes up to k - 1 rows that the range before it computed too, so
+    // the ranges are few and long).
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    const int64_t out_rows = g.n * g.oh, ranges = std::min<int64_t>(out_rows, 2 * pool->NumThreads());
+    pool->ParallelFor(ranges, out_rows / ranges * (g.ow * g.c * g.k * g.k * 2 + g.s * row_values * (activation_ ? 24 : 2)), [&](int64_t i0, int64_t i1) {
+      std::vector<float> ring(g.k * row_values);
+      std::vector<int64_t> held(g.k, -1);
+      for (int64_t r = i0 * out_rows / ranges, r1 = i1 * out_rows / ranges; r < r1; ++r) {
+        const int64_t n = r / g.oh, oy = r % g.oh;
+        int64_t ky0, ky1;
+        bias_init::TapRange(oy, g.s, g.p, g.k, g.h, &ky0, &ky1);
+        const float* in[7];
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const int64_t row = n * g.h + oy * g.s - g.p + ky, slot = row % g.k;
+          float* y = ring.data() + slot * row_values;
+          if (held[slot] != row) {
+            bias_init::ApplyRows(ep + row * row_values, y, g.w, g.c, m.data(), a.data(), beta, activation_);
+            held[slot] = row;
+          }
+          in[ky] = y;
+        }
+        bias_init::ForwardRow(g, in, wp, dp + r * g.ow * g.c, ky0, ky1, bias_init::StoreOutputs{});
+      }
+    });
+  }
+
+ private:
+  float epsilon_, momentum_;
+  int64_t stride_, pad_;
+};
 
 // Where InputGradientRow puts dy here: a block's values in a buffer of kBlockRows rows that stays
 // in cache (base: the block's first value in de, whose addresses the row code computes).
@@ -150,6 +237,7 @@ class BatchNormActDepthwiseGradOp : public bias_init::ActivationKernel {
   int64_t pad_;
 };
 
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActDepthwise").Device(tensorflow::DEVICE_CPU), BatchNormActDepthwiseOp);
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActDepthwiseGrad").Device(tensorflow::DEVICE_CPU), BatchNormActDepthwiseGradOp);
 
 }  // namespace
