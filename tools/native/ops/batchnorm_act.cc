@@ -125,7 +125,6 @@ using bias_init::ForVectors;
 using bias_init::GradFromSums;
 using bias_init::GradTerms;
 using bias_init::kBlockRows;
-using bias_init::ReduceBlocks;
 using bias_init::ScaleOf;
 
 class BatchNormActOp : public ActivationKernel {
@@ -152,8 +151,9 @@ class BatchNormActOp : public ActivationKernel {
 };
 
 // The forward's second pass alone, with the statistics the forward returned: what a fused op
-// (src/model/ops/native_conv.ts nativeBatchNormActDepthwise) runs in the backward pass to recompute y
-// instead of keeping it.
+// (src/model/ops/native_conv.ts nativeBatchNormActDepthwise) runs in the backward pass of a strided
+// layer to recompute y instead of keeping it (at stride 1 batchnorm_depthwise.cc's gradient op
+// recomputes it itself).
 class BatchNormActApplyOp : public ActivationKernel {
  public:
   explicit BatchNormActApplyOp(OpKernelConstruction* ctx) : ActivationKernel(ctx) {}

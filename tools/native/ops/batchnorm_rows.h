@@ -25,8 +25,6 @@ inline void ForBlocks(tensorflow::OpKernelContext* ctx, int64_t rows, int64_t ch
   pool->ParallelFor(blocks, kBlockRows * channels * flops_per_value, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
 }
 
-// y = act((x - mean) * a + beta) over [rows, channels]: the forward's second pass, and all of
-// BiasInitBatchNormActApply (the same code, so a recomputed y is bit-identical to the forward's).
 // y = act((x - mean) * a + beta) for `count` rows of [rows, channels] from row (x) and out (y).
 inline void ApplyRows(const float* row, float* out, int64_t count, int64_t channels, const float* m, const float* a, const float* beta, bool act) {
   for (int64_t r = 0; r < count; ++r, row += channels, out += channels) {
@@ -44,6 +42,9 @@ inline void ApplyRows(const float* row, float* out, int64_t count, int64_t chann
   }
 }
 
+// y = act((x - mean) * a + beta) over [rows, channels]: the forward's second pass, and all of
+// BiasInitBatchNormActApply (the same code, ApplyRows, as batchnorm_depthwise.cc's ring and
+// backward pass use, so a recomputed y is bit-identical to the forward's).
 inline void ApplyBatchNormAct(tensorflow::OpKernelContext* ctx, const float* xp, float* yp, int64_t rows, int64_t channels, const float* m,
                        const float* a, const float* beta, bool act) {
   ForBlocks(ctx, rows, channels, act ? 24 : 2, [&](int64_t b0, int64_t b1) {
