@@ -3,7 +3,8 @@
 // ops on their way into the binding. Steps alternate one by one (ABBA), so that the machine's drift,
 // which moved whole runs in separate processes by more than these differences, falls on both alike.
 // Prints each variant's median and mean step time and CPU time per step, and in how many pairs the
-// candidate's step was the faster one. Used by se_products.ts (item 29), bn_se_fusion.ts (item 30) and bn_dw_fusion.ts (item 32).
+// candidate's step was the faster one. Used by se_products.ts (item 29), bn_se_fusion.ts (item 30), bn_dw_fusion.ts (item 32) and se_fold.ts
+// (item 34, which switches a setting instead of rewriting ops).
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
@@ -25,7 +26,9 @@ export interface AbSpec {
   candidate: string;
   baseline: string;
   /** The baseline's form of one op, or undefined to run it as it is. */
-  rewrite: (real: Binding, name: string, attrs: Attr[], inputIds: number[], outputs: number) => OutputMeta[] | undefined;
+  rewrite?: (real: Binding, name: string, attrs: Attr[], inputIds: number[], outputs: number) => OutputMeta[] | undefined;
+  /** Called before each step with the variant it runs: for a baseline the code chooses by a setting (se_fold.ts). */
+  select?: (baseline: boolean) => void;
   /** Printed with the result: what was rewritten, per step. */
   rewritten: string;
 }
@@ -47,7 +50,7 @@ export async function interleavedAb(spec: AbSpec): Promise<void> {
   const wrapped = Object.create(real) as Binding;
   Object.defineProperty(wrapped, "executeOp", {
     value: (name: string, attrs: Attr[], inputIds: number[], outputs: number) => {
-      const out = baseline ? spec.rewrite(real, name, attrs, inputIds, outputs) : undefined;
+      const out = baseline && spec.rewrite !== undefined ? spec.rewrite(real, name, attrs, inputIds, outputs) : undefined;
       if (out === undefined) return real.executeOp(name, attrs, inputIds, outputs);
       rewritten++;
       return out;
@@ -59,12 +62,14 @@ export async function interleavedAb(spec: AbSpec): Promise<void> {
   try {
     for (const b of [false, true]) {
       baseline = b;
+      spec.select?.(b);
       step(); // warm-up: the optimizer's buffers, each op's first call
     }
     rewritten = 0;
     for (let i = 0; i < pairs; i++) {
       for (const b of i % 2 === 0 ? [true, false] : [false, true]) {
         baseline = b;
+        spec.select?.(b);
         const name = names[b ? 0 : 1];
         const c0 = process.cpuUsage();
         const t0 = performance.now();
@@ -76,6 +81,7 @@ export async function interleavedAb(spec: AbSpec): Promise<void> {
     }
   } finally {
     backend.binding = real;
+    spec.select?.(false);
   }
   const median = (a: number[]): number => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
   const mean = (a: number[]): number => a.reduce((p, q) => p + q, 0) / a.length;

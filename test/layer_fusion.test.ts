@@ -5,7 +5,9 @@
 // each fused op against the ops it replaces (values, gradients and running statistics bit for bit); a model's loss and
 // every gradient bit for bit with fusion on and off, with and without block recompute; and the
 // memory it is for: at the end of the forward pass the tape holds exactly the recomputed tensors'
-// bytes less, counted from the architecture. Skipped where the kernels cannot run here.
+// bytes less, counted from the architecture. And item 34's fold of SE's gate into the projection's
+// weights, against the unfolded op within float round-off (it sums in another order; torch parity
+// with the fold forced on is in training_parity.test.ts). Skipped where the kernels cannot run here.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -14,6 +16,8 @@ import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../src/m
 import { nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
 import { pointwiseConv, setLayerFusion } from "../src/model/ops/layers";
 import { batchNormActSqueezeExcitationProject, squeezeExcitation } from "../src/model/ops/squeeze_excitation";
+import { foldsGateInTraining } from "../src/model/ops/se_projection_fold";
+import { FoldInputScale, setFoldInputScale } from "../src/model/ops/native_eval";
 import { efficientNetArchitecture } from "../src/model/architecture";
 import { BinaryClassifier } from "../src/model/head";
 import { setBlockRecompute } from "../src/model/efficientnet";
@@ -94,6 +98,41 @@ test("the depthwise convolution's BatchNorm (+ SiLU), squeeze-excitation and the
     assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
     assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 5).dataSync(), "the running mean was updated");
     tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+  }
+});
+
+test("squeeze-excitation's gate folded into the projection's per-sample weights in training (item 34): from 30x30 positions, values and gradients within float round-off of the unfolded op's", (t) => {
+  if (nb === null) return t.skip(why);
+  const native = nb;
+  assert.equal(foldsGateInTraining(native, 29 * 31), false, "under 900 positions: not folded");
+  if (!foldsGateInTraining(native, 30 * 30)) return t.skip("oneDNN's batched product does not run by name here (native_eval.ts oneDnnKernels)");
+  // 13 channels (a vector and a scalar tail), 2 samples of 30x30 (the rule folds) and 3 of 31x29 forced.
+  for (const [shape, out, activation, mode] of [[[2, 30, 30, 13], 6, true, "auto"], [[3, 31, 29, 16], 8, false, "always"]] as Array<[number[], number, boolean, FoldInputScale]>) {
+    const c = shape[3];
+    const params = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => ({ w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D });
+    const stats = { runningMean: tf.variable(randomTensor([c], 5), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 6))), false) };
+    const inputs = [randomTensor(shape, 20, 2, 1), randomTensor([c], 26), randomTensor([c], 27),
+      randomTensor([c, 4], 21), randomTensor([4], 22), randomTensor([4, c], 23), randomTensor([c], 24), randomTensor([c, out], 25)];
+    const run = (fold: FoldInputScale) => tf.tidy(() => {
+      setFoldInputScale(fold);
+      try {
+        const f = (d: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, wp: tf.Tensor) =>
+          batchNormActSqueezeExcitationProject(d as tf.Tensor4D, { gamma: g, beta: b, ...stats, eps: 1e-3, momentum: 0.1 }, { training: true, updateRunningStats: false }, activation, params(w1, b1, w2, b2), wp as tf.Tensor2D);
+        const y = (f as (...xs: tf.Tensor[]) => tf.Tensor)(...inputs);
+        return [y, ...tf.grads(f as (...xs: tf.Tensor[]) => tf.Tensor)(inputs, randomTensor(y.shape, 99))].map((v) => v.dataSync().slice());
+      } finally {
+        setFoldInputScale("auto");
+      }
+    });
+    const [folded, plain] = [run(mode), run("never")];
+    const what = `${JSON.stringify(shape)} -> ${out} (${mode})`;
+    folded.forEach((v, i) => {
+      const scale = Math.max(...plain[i].map(Math.abs));
+      const worst = Math.max(...v.map((x, j) => Math.abs(x - plain[i][j])));
+      assert.ok(scale > 0 && worst <= 1e-5 * scale, `${what}: ${i === 0 ? "value" : `gradient ${i - 1}`} differs by ${worst} (largest |value| ${scale})`);
+    });
+    assert.ok(folded.some((v, i) => v.some((x, j) => x !== plain[i][j])), `${what}: the same bits as unfolded: did the fold run?`);
+    tf.dispose([stats.runningMean, stats.runningVar, ...inputs]);
   }
 });
 

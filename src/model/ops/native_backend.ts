@@ -56,3 +56,15 @@ export function nativeMatMul(nb: NativeKernelBackend, a: tf.Tensor, b: tf.Tensor
   const B = nb.binding;
   return runNativeOp(nb, "MatMul", [floatType(nb), { name: "transpose_a", type: B.TF_ATTR_BOOL, value: transposeA }, { name: "transpose_b", type: B.TF_ATTR_BOOL, value: transposeB }], [a, b]) as tf.Tensor2D;
 }
+
+/**
+ * x [B, M, K] @ w [B, K, N], each transposed in its last two axes where asked: oneDNN's batched
+ * product run by name (`oneDnn`: the kernel TF's rewrite would pick, _MklBatchMatMulV2 with the label
+ * MklNameChangeOp; native_eval.ts oneDnnKernels says whether it runs), else TF's BatchMatMulV2.
+ */
+export function nativeBatchMatMul(nb: NativeKernelBackend, x: tf.Tensor, w: tf.Tensor, oneDnn: boolean, adjX = false, adjY = false): tf.Tensor {
+  const B = nb.binding;
+  const attrs = [floatType(nb), { name: "adj_x", type: B.TF_ATTR_BOOL, value: adjX }, { name: "adj_y", type: B.TF_ATTR_BOOL, value: adjY }];
+  if (!oneDnn) return runNativeOp(nb, "BatchMatMulV2", attrs, [x, w]);
+  return runNativeOp(nb, "_MklBatchMatMulV2", [...attrs, { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" }], [x, w]);
+}

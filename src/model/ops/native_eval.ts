@@ -38,7 +38,7 @@
 // and the environment (util/cpu_info.ts). Called only by ops/layers.ts; train/loop.ts (and
 // bench/train_speed.ts) create and free the EvalFolds of an evaluation pass.
 import * as tf from "@tensorflow/tfjs";
-import { floatType, NativeKernelBackend, runNativeOp } from "./native_backend";
+import { floatType, nativeBatchMatMul, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
 import { convAttrs, customDepthwiseAttrs } from "./native_conv";
@@ -149,7 +149,7 @@ export function oneDnnKernels(nb: NativeKernelBackend): boolean {
     try {
       tf.tidy(() => {
         nativeFusedConv(nb, tf.ones([1, 1, 1, 2]), tf.ones([1, 1, 2, 1]), tf.zeros([1]), 1, true).dataSync();
-        batchMatMul(nb, tf.ones([1, 1, 2]), tf.ones([1, 2, 1]), true).dataSync();
+        nativeBatchMatMul(nb, tf.ones([1, 1, 2]), tf.ones([1, 2, 1]), true).dataSync();
       });
       oneDnnRuns = true;
     } catch {
@@ -235,6 +235,11 @@ export function setFoldInputScale(mode: FoldInputScale): void {
   foldInputScale = mode;
 }
 
+/** The mode setFoldInputScale set (training's fold, se_projection_fold.ts, follows it too). */
+export function foldInputScaleMode(): FoldInputScale {
+  return foldInputScale;
+}
+
 /**
  * The fewest positions (H x W) from which the gate is folded into the projection's weights where
  * TensorFlow's oneDNN optimizations are off but its kernels run by name (oneDnnKernels). Measured
@@ -265,17 +270,6 @@ export function foldsInputScale(positions: number, outChannels: number, kernels:
 }
 
 /**
- * x [B, M, K] @ w [B, K, N]: oneDNN's batched product run by name (`oneDnn`: the kernel TF's rewrite
- * would pick, _MklBatchMatMulV2 with the label MklNameChangeOp), else TF's BatchMatMulV2.
- */
-function batchMatMul(nb: NativeKernelBackend, x: tf.Tensor, w: tf.Tensor, oneDnn: boolean): tf.Tensor {
-  const B = nb.binding;
-  const attrs = [floatType(nb), { name: "adj_x", type: B.TF_ATTR_BOOL, value: false }, { name: "adj_y", type: B.TF_ATTR_BOOL, value: false }];
-  if (!oneDnn) return runNativeOp(nb, "BatchMatMulV2", attrs, [x, w]);
-  return runNativeOp(nb, "_MklBatchMatMulV2", [...attrs, { name: "_kernel", type: B.TF_ATTR_STRING, value: "MklNameChangeOp" }], [x, w]);
-}
-
-/**
  * conv1x1(x * scale) + bias, x [N, H, W, C], scale [N, C], weight [C, C_out], as
  * x[n] @ (scale[n] * weight) + bias: one batched product over the [N, H*W, C] view of x with
  * weights scaled per sample, which spares the pass over x that scaling it would take. oneDNN's
@@ -285,7 +279,7 @@ export function nativeScaledPointwiseBias(nb: NativeKernelBackend, x: tf.Tensor4
   const [n, h, w, c] = x.shape;
   return tf.tidy(() => {
     const perSample = tf.mul(tf.reshape(scale, [n, c, 1]), weight);
-    const out = batchMatMul(nb, tf.reshape(x, [n, h * w, c]), perSample, oneDnnKernels(nb));
+    const out = nativeBatchMatMul(nb, tf.reshape(x, [n, h * w, c]), perSample, oneDnnKernels(nb));
     return tf.reshape(tf.add(out, bias), [n, h, w, weight.shape[1]]) as tf.Tensor4D;
   });
 }

@@ -14,19 +14,21 @@
 // (the sum over H and W of dy * x) are one pass each (tools/native/ops/channel_ops.cc; item 20),
 // and the depthwise convolution's BatchNorm, SE and the block's projection are one op that does not
 // keep SE's output (item 21) and hands SE's input gradient to BatchNorm's kernel as an affine it
-// applies while reading, instead of a tensor (item 30).
+// applies while reading, instead of a tensor (item 30); from 30x30 positions the gate goes into
+// the projection's per-sample weights instead of into SE's output (se_projection_fold.ts, item 34).
 // On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before.
 // Evaluation computes the gate alone (squeezeExcitationGate) and hands it to the projection, which
 // scales its input by it or, on the native CPU engine, may fold it into per-sample weights
 // (native_eval.ts).
 //
-// May touch: @tensorflow/tfjs, the layer API and native_eval.ts' gate. Called by efficientnet.ts.
+// May touch: @tensorflow/tfjs, the layer API, native_eval.ts' gate and se_projection_fold.ts. Called by efficientnet.ts.
 import * as tf from "@tensorflow/tfjs";
 import { batchNormAct, BatchNormMode, BatchNormState, checkTrainingCount, dense, fusingNativeOps, pointwiseConv, pointwiseGradients, pointwiseProducts, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
 import { customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
 import { customOpsActive } from "../../engine/custom_ops";
 import { nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
 import { nativeSqueezeGate } from "./native_eval";
+import { foldedProjection, foldedProjectionGradients, foldsGateInTraining } from "./se_projection_fold";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
 export interface SqueezeExcitationParams {
@@ -73,7 +75,10 @@ export function squeezeExcitation(x: tf.Tensor4D, p: SqueezeExcitationParams): t
  * after the projection's gradients (item 21). And it hands SE's input gradient to BatchNorm's kernel
  * as the affine it is (dy * gate + the mean's gradient, BiasInitBatchNormActGradScaled) instead of
  * writing it as a tensor that the kernel then reads (item 30): the same fma, so the same bits.
- * Elsewhere the three ops. Gradients and running statistics bit-identical to theirs.
+ * Elsewhere the three ops. Gradients and running statistics bit-identical to theirs, except where
+ * se_projection_fold.ts folds the gate into the projection's per-sample weights (from 30x30
+ * positions; item 34): there SE's output is never written, the gate's gradient comes from the
+ * weight-gradient product instead of BiasInitChannelDot, and values move at float round-off.
  */
 export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNormState, mode: BatchNormMode, activation: boolean, p: SqueezeExcitationParams, projection: tf.Tensor2D): tf.Tensor4D {
   const nb = mode.training ? fusingNativeOps() : null;
@@ -82,18 +87,32 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
   const se = new TrainingSqueezeExcitation(d.shape);
   const [n, h, w, c] = d.shape;
   const out = projection.shape[1];
+  const fold = foldsGateInTraining(nb, h * w);
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [dIn, gamma, beta, w1, b1, w2, b2, wp] = args as tf.Tensor[];
     const { y, mean, invstd } = customBatchNormActForward(nb, dIn, gamma, beta, bn, mode.updateRunningStats, activation);
-    const { value, saved } = se.forward(y, w1, b1, w2, b2);
-    const projected = pointwiseProducts(tf.reshape(value, [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, [n, h, w, out]);
-    value.dispose();
+    const saved = se.gate(y, w1, b1, w2, b2);
+    let projected: tf.Tensor4D;
+    if (fold) {
+      projected = foldedProjection(nb, y as tf.Tensor4D, saved[5], wp as tf.Tensor2D);
+    } else {
+      const value = se.scaled(saved);
+      projected = pointwiseProducts(tf.reshape(value, [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, [n, h, w, out]);
+      value.dispose();
+    }
     (args[8] as tf.GradSaveFunc)([dIn, mean, invstd, ...saved]);
     return {
       value: projected,
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => {
         const [ds, means, invstds] = s;
         const seSaved = s.slice(3);
+        if (fold) {
+          // dse is SE's input gradient through the scaling already (dy @ W^T * gate): BatchNorm's kernel adds the mean's part alone.
+          const { dy: dse, dw: dwp, dgate } = foldedProjectionGradients(nb, dy, seSaved[0] as tf.Tensor4D, seSaved[5], wp as tf.Tensor2D);
+          const { gate, shift, grads } = se.backwardParts(null, seSaved, w1, w2, dgate);
+          const [dd, dgamma, dbeta] = customBatchNormActGrad(nb, dse, ds, gamma, beta, means, invstds, activation, { scale: tf.onesLike(gate), shift });
+          return [dd, dgamma, dbeta, ...grads, dwp];
+        }
         const [dse, dwp] = pointwiseGradients(dy, tf.reshape(se.scaled(seSaved), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, d.shape);
         const { gate, shift, grads } = se.backwardParts(dse, seSaved, w1, w2);
         const [dd, dgamma, dbeta] = customBatchNormActGrad(nb, dse, ds, gamma, beta, means, invstds, activation, { scale: gate, shift });
@@ -130,8 +149,14 @@ class TrainingSqueezeExcitation {
     return shift === null ? tf.mul(t, gate4) : tf.add(tf.mul(t, gate4), tf.reshape(shift, [n, 1, 1, c]));
   }
 
-  /** The output and the tensors the backward pass needs: [x, pooled, a, sigmoid(a), u, gate, gate as [N, 1, 1, C]]. */
+  /** The output and the tensors the backward pass needs (gate's). */
   forward(xIn: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): { value: tf.Tensor4D; saved: tf.Tensor[] } {
+    const saved = this.gate(xIn, w1, b1, w2, b2);
+    return { value: this.scaled(saved) as tf.Tensor4D, saved };
+  }
+
+  /** The gate and the tensors the backward pass needs: [x, pooled, a, sigmoid(a), u, gate, gate as [N, 1, 1, C]]. */
+  gate(xIn: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): tf.Tensor[] {
     const [n, , , c] = this.shape;
     const pooled = tf.mean(xIn, [1, 2]) as tf.Tensor2D;
     const a = tf.add(this.product(pooled, w1), b1) as tf.Tensor2D;
@@ -140,7 +165,7 @@ class TrainingSqueezeExcitation {
     const gate = tf.sigmoid(tf.add(this.product(u, w2), b2));
     const gate4 = tf.reshape(gate, [n, 1, 1, c]);
     // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
-    return { value: this.scale(xIn, gate, gate4, null) as tf.Tensor4D, saved: [xIn, pooled, a, sa, u, gate, gate4] };
+    return [xIn, pooled, a, sa, u, gate, gate4];
   }
 
   /** The forward's output again from its saved tensors (the same op: bit-identical). */
@@ -155,12 +180,15 @@ class TrainingSqueezeExcitation {
     return [this.scale(dy, gate, gate4, shift), ...grads];
   }
 
-  /** [dw1, db1, dw2, db2], and x's gradient as its parts: dy * gate + shift per sample and channel. */
-  backwardParts(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor): { gate: tf.Tensor; gate4: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
+  /**
+   * [dw1, db1, dw2, db2], and x's gradient as its parts: dy * gate + shift per sample and channel.
+   * dGate: the gate's gradient where the caller has it (se_projection_fold.ts; dy is then not read).
+   */
+  backwardParts(dy: tf.Tensor | null, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor, dGate: tf.Tensor | null = null): { gate: tf.Tensor; gate4: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
     const [, h, w] = this.shape;
     const [xs, ps, as, sas, us, gs, g4s] = saved;
     // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
-    const dGate = this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy, xs]) : tf.sum(tf.mul(dy, xs), [1, 2]);
+    dGate ??= this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy as tf.Tensor, xs]) : tf.sum(tf.mul(dy as tf.Tensor, xs), [1, 2]);
     // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
     const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
     const du = this.product(dv, w2, false, true);
