@@ -10,6 +10,7 @@ import { BATCH_DIR_NAME, batchDirProblem } from "../data/cifar10";
 import { DEFAULT_WEIGHTS_DIR, IMAGENET_WEIGHTS } from "../model/pretrained";
 import { BackendInfo, backendCandidates, backendLine, initBackend, nativeDir, PROJECT_ROOT } from "./backend";
 import { nativeOps } from "../model/ops/native_backend";
+import { TRAINING_FOLD_MIN_POSITIONS } from "../model/ops/se_projection_fold";
 import { oneDnnKernels } from "../model/ops/native_eval";
 import { cpuInfo, hasAvx512, tensorflowBool, tensorflowOneDnnOn } from "../util/cpu_info";
 import { NvidiaSmiFacts, queryNvidiaSmi, SystemFacts, systemFacts, versionAtLeast } from "./machine_facts";
@@ -143,7 +144,8 @@ export function diagnose(f: Facts): { findings: Finding[]; next: string } {
         "TensorFlow's own kernels use neither AVX2 nor FMA, so this project's cover training's BatchNorm + SiLU, depthwise convolutions and squeeze-excitation (next line; docs/performance.md)");
       const ops = customOpsState();
       add(ops.fixable ? "warn" : "ok", `training BatchNorm + SiLU, depthwise convolutions, squeeze-excitation: ${ops.active ? `this project's ${ops.reason}` : ops.reason}` +
-        `${!ops.fixable ? "" : "; on an AVX2 guest their BatchNorm kernels alone took 240x240 training from 5.0-5.4 to 7.3-8.8 img/s (docs/performance.md, items 18-19)"}`);
+        `${!ops.fixable ? "" : "; on an AVX2 guest their BatchNorm kernels alone took 240x240 training from 5.0-5.4 to 7.3-8.8 img/s (docs/performance.md, items 18-19)"}` +
+        `${ops.active && nb !== null && oneDnnKernels(nb) ? `; squeeze-excitation's gate folded into the projection's per-sample weights from ${TRAINING_FOLD_MIN_POSITIONS} positions (30x30) up, as oneDNN's batched product (src/model/ops/se_projection_fold.ts)` : ""}`);
       if (tensorflowBool(process.env.TF_CPU_ALLOCATOR_USE_BFC) === true) add("ok", `TensorFlow's CPU memory: its BFC allocator (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}; the engine sets true unless set)`);
       else add("warn", `TensorFlow's CPU memory: malloc (TF_CPU_ALLOCATOR_USE_BFC=${process.env.TF_CPU_ALLOCATOR_USE_BFC}): on one machine kind ~260,000 page faults per ` +
         "240x240 training step and 3.5 GB at peak, against 1,500-5,200 and 2.7 GB with it; unset it to get the default");
