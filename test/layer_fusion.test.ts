@@ -1,6 +1,7 @@
-// Layer fusion in training (items 21, 30, 32): where this project's kernels run, expand's BatchNorm +
-// SiLU with the depthwise convolution, and the depthwise convolution's BatchNorm + SiLU with
-// squeeze-excitation and the projection, are one op each whose backward pass recomputes the tensor
+// Layer fusion in training (items 21, 30, 32, 35): where this project's kernels run, expand's BatchNorm +
+// SiLU with the depthwise convolution, the depthwise convolution's BatchNorm + SiLU with
+// squeeze-excitation and the projection, and the projection's BatchNorm with stochastic depth and the
+// residual sum, are one op each whose backward pass recomputes the tensor
 // between them (and hands SE's input gradient to BatchNorm's kernel as an affine). Checked here:
 // each fused op against the ops it replaces (values, gradients and running statistics bit for bit); a model's loss and
 // every gradient bit for bit with fusion on and off, with and without block recompute; and the
@@ -14,7 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { pointwiseConv, setLayerFusion } from "../src/model/ops/layers";
+import { batchNormResidual, pointwiseConv, residualAdd, setLayerFusion } from "../src/model/ops/layers";
 import { batchNormActSqueezeExcitationProject, squeezeExcitation } from "../src/model/ops/squeeze_excitation";
 import { foldsGateInTraining } from "../src/model/ops/se_projection_fold";
 import { FoldInputScale, setFoldInputScale } from "../src/model/ops/native_eval";
@@ -101,6 +102,31 @@ test("the depthwise convolution's BatchNorm (+ SiLU), squeeze-excitation and the
   }
 });
 
+test("the projection's BatchNorm, stochastic depth's row factor and the residual sum as one op = BatchNorm, Mul and AddV2, bit for bit: values, gradients, running statistics", (t) => {
+  if (nb === null) return t.skip(why);
+  const native = nb;
+  // 13 channels (a vector and a scalar tail); a dropped sample (factor 0: dy * 0 keeps dy's sign of zero), and no factors at all.
+  for (const [shape, perSample] of [[[3, 5, 7, 13], Float32Array.from([1.25, 0, 1.25])], [[2, 9, 11, 24], null], [[2, 4, 4, 16], Float32Array.from([0, 1.25])]] as Array<[number[], Float32Array | null]>) {
+    const c = shape[3];
+    const stats = () => ({ runningMean: tf.variable(randomTensor([c], 7), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 8))), false) });
+    const [ours, theirs] = [stats(), stats()];
+    const bn = (st: ReturnType<typeof stats>, g: tf.Tensor, b: tf.Tensor) => ({ gamma: g, beta: b, ...st, eps: 1e-3, momentum: 0.1 });
+    const mode = (update: boolean) => ({ training: true, updateRunningStats: update });
+    const fused = (update: boolean) => (y: tf.Tensor, g: tf.Tensor, b: tf.Tensor, x: tf.Tensor) =>
+      batchNormResidual(y as tf.Tensor4D, bn(ours, g, b), mode(update), false, x as tf.Tensor4D, perSample);
+    const threeOps = (update: boolean) => (y: tf.Tensor, g: tf.Tensor, b: tf.Tensor, x: tf.Tensor) =>
+      residualAdd(nativeTrainingBatchNormAct(native, y as tf.Tensor4D, bn(theirs, g, b), update, false), x as tf.Tensor4D, perSample);
+    const inputs = [randomTensor(shape, 40, 2, 1), randomTensor([c], 41), randomTensor([c], 42), randomTensor(shape, 43)];
+    assertBitIdentical(`${JSON.stringify(shape)} factors ${perSample === null ? "none" : Array.from(perSample).join(",")}`, fused(false), threeOps(false), inputs);
+    const [y, g, b, x] = inputs;
+    tf.dispose([fused(true)(y, g, b, x), threeOps(true)(y, g, b, x)]);
+    assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
+    assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
+    assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 7).dataSync(), "the running mean was updated");
+    tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+  }
+});
+
 test("squeeze-excitation's gate folded into the projection's per-sample weights in training (item 34): from 30x30 positions, values and gradients within float round-off of the unfolded op's", (t) => {
   if (nb === null) return t.skip(why);
   const native = nb;
@@ -161,7 +187,11 @@ function trainingStep(fusion: boolean, recompute: "never" | "always"): { loss: t
   }
 }
 
-/** The bytes fusion does not keep for B0's backward pass at 32x32 batch 3: each expanded block's depthwise input, each block's SE output. */
+/**
+ * The bytes fusion does not keep for B0's backward pass at 32x32 batch 3: each expanded block's
+ * depthwise input, each block's SE output, and each residual block's stochastic-depth factors as a
+ * tensor (the fused residual op keeps them in JavaScript).
+ */
 function recomputedBytes(batch: number, size: number): number {
   const out = (h: number, k: number, s: number) => Math.floor((h + 2 * ((k - 1) / 2) - k) / s) + 1;
   let h = out(size, 3, 2);
@@ -171,6 +201,7 @@ function recomputedBytes(batch: number, size: number): number {
     if (b.expand !== null) values += batch * h * h * e;
     h = out(h, b.kernel, b.stride);
     values += batch * h * h * e;
+    if (b.residual && b.stochasticDepthProb > 0) values += batch;
   }
   return 4 * values;
 }

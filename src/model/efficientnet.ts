@@ -32,6 +32,7 @@ import {
 } from "./architecture";
 import {
   batchNormAct,
+  batchNormResidual,
   BatchNormMode,
   BatchNormState,
   convBnAct as convBnActOp,
@@ -223,23 +224,26 @@ export class EfficientNet {
    * convolution, and SE with the projection, are one op each (ops/layers.ts setLayerFusion); in
    * evaluation there, expand's SiLU, the depthwise stage and SE's squeeze (depthwiseStageForEval).
    */
-  private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup): tf.Tensor4D {
+  private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup, keep: Float32Array | null): tf.Tensor4D {
     const se = this.seParams(b.se, get);
     const project = this.unit(b.project, get);
     const first = b.expand ? this.unit(b.expand, get) : null;
     const depthwise = this.unit(b.depthwise, get);
+    const skip = (y: tf.Tensor4D): tf.Tensor4D => (b.residual ? residualAdd(y, x, keep) : y);
     // Evaluation on this project's kernels: expand's SiLU, the depthwise stage and SE's squeeze in one op.
     const stage = depthwiseStageForEval(x, first, depthwise, mode);
-    if (stage !== null) return convBnActOp(stage.y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(stage.y, se, stage.pooled));
+    if (stage !== null) return skip(convBnActOp(stage.y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(stage.y, se, stage.pooled)));
     if (mode.training) {
       if (project.conv.kind !== "pointwise") throw new Error(`${WHERE}: ${b.project.prefix} is a ${project.conv.kind} convolution; MBConv's projection is 1x1`);
       const d = depthwiseBeforeBatchNorm(x, first, depthwise.conv, mode);
       const projected = batchNormActSqueezeExcitationProject(d, depthwise.bn, mode, depthwise.activation, se, project.conv.weight as tf.Tensor2D);
+      // The projection's BatchNorm, stochastic depth and the residual: one op where layer fusion runs.
+      if (b.residual) return batchNormResidual(projected, project.bn, mode, project.activation, x, keep);
       return batchNormAct(projected, project.bn, mode, project.activation);
     }
     const y = first !== null ? convBnActThenDepthwise(x, first, depthwise, mode) : convBnActOp(x, depthwise.conv, depthwise.bn, mode, depthwise.activation);
     // Evaluation: the projection scales its input by the gate, or folds the gate into its weights.
-    return convBnActOp(y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(y, se));
+    return skip(convBnActOp(y, project.conv, project.bn, mode, project.activation, squeezeExcitationGate(y, se)));
   }
 
   /**
@@ -249,7 +253,7 @@ export class EfficientNet {
    * wide early blocks at 240x240 that is most of the memory. The recompute uses the batch
    * statistics again (same input, same values) without touching the running statistics a second time.
    */
-  private recomputedMbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode): tf.Tensor4D {
+  private recomputedMbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, keep: Float32Array | null): tf.Tensor4D {
     const keys = this.plan.filter((p) => p.trainable && p.key.startsWith(`${b.prefix}.`)).map((p) => p.key);
     const params = keys.map((k) => this.v(k));
     const lookup = (values: tf.Tensor[]): ParamLookup => {
@@ -261,20 +265,19 @@ export class EfficientNet {
       const input = args[0] as tf.Tensor4D;
       (args[args.length - 1] as tf.GradSaveFunc)([input]);
       return {
-        value: this.mbconvBody(input, b, mode, lookup(args.slice(1, -1) as tf.Tensor[])),
+        value: this.mbconvBody(input, b, mode, lookup(args.slice(1, -1) as tf.Tensor[]), keep),
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-          gradsInsideBackward(() => tf.grads((...ts: tf.Tensor[]) => this.mbconvBody(ts[0] as tf.Tensor4D, b, replay, lookup(ts.slice(1))))([saved[0], ...params], dy)),
+          gradsInsideBackward(() => tf.grads((...ts: tf.Tensor[]) => this.mbconvBody(ts[0] as tf.Tensor4D, b, replay, lookup(ts.slice(1)), keep))([saved[0], ...params], dy)),
       };
     });
     return op(x, ...params) as tf.Tensor4D;
   }
 
   private mbconv(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, rng: Rng | undefined): tf.Tensor4D {
+    // Stochastic depth's row mask (the body draws nothing from rng, so drawing it first keeps the stream).
+    const keep = b.residual && rng !== undefined && b.stochasticDepthProb > 0 ? dropMask(x.shape[0], b.stochasticDepthProb, rng) : null;
     const recompute = mode.training && shouldRecompute(x, b);
-    const y = recompute ? this.recomputedMbconvBody(x, b, mode) : this.mbconvBody(x, b, mode, (k) => this.v(k));
-    if (!b.residual) return y;
-    const keep = rng !== undefined && b.stochasticDepthProb > 0 ? dropMask(y.shape[0], b.stochasticDepthProb, rng) : null;
-    return residualAdd(y, x, keep);
+    return recompute ? this.recomputedMbconvBody(x, b, mode, keep) : this.mbconvBody(x, b, mode, (k) => this.v(k), keep);
   }
 
   /** Every variable by torchvision key, running statistics included (a copy of the map, same variables). */

@@ -1,5 +1,6 @@
 // Child of test/native_ops.test.ts and test/custom_ops_isa.test.ts: this project's kernels
-// (BatchNorm + SiLU, the depthwise convolution, the two as one op, and squeeze-excitation's passes,
+// (BatchNorm + SiLU, the depthwise convolution, the two as one op, squeeze-excitation's passes, the
+// projection's BatchNorm with the residual,
 // forward and gradients, and evaluation's depthwise stage) on fixed seeded inputs, in a process whose TensorFlow thread count
 // (TF_NUM_INTRAOP_THREADS) and addon (BIAS_INIT_CUSTOM_OPS=avx2 or not) the parent sets. Prints
 // {active, isa, hash}: a SHA-256 of every output's bytes, which must depend on neither (the kernels
@@ -9,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../../src/engine/backend";
 import { customOpsActive, customOpsState } from "../../src/engine/custom_ops";
 import { nativeOps } from "../../src/model/ops/native_backend";
-import { nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm";
+import { customBatchNormResidual, nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
 import { nativeDepthwiseSilu } from "../../src/model/ops/native_eval";
 import { squeezeExcitation } from "../../src/model/ops/squeeze_excitation";
@@ -49,6 +50,11 @@ async function main(): Promise<void> {
     tf.sum(tf.mul(nativeBatchNormActDepthwise(nb, a as tf.Tensor4D, { ...bn, gamma: g, beta: b }, false, true, w as tf.Tensor4D, 1, 1), dy)))([x, gamma, beta, wf]));
   const se = { w1: seeded([40, 10], 30) as tf.Tensor2D, b1: seeded([10], 31) as tf.Tensor1D, w2: seeded([10, 40], 32) as tf.Tensor2D, b2: seeded([40], 33) as tf.Tensor1D };
   outputs.push(...tf.grads((a: tf.Tensor) => tf.sum(tf.mul(squeezeExcitation(a as tf.Tensor4D, se), dy)))([x]));
+  // The projection's BatchNorm, stochastic depth's row factor and the residual sum as one op (its
+  // gradient is BatchNorm's with the factor as scale).
+  const factors = Float32Array.from([1.25, 0, 1.25, 1.25]);
+  outputs.push(...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, r: tf.Tensor) =>
+    tf.sum(tf.mul(customBatchNormResidual(nb, a as tf.Tensor4D, { ...bn, gamma: g, beta: b }, false, factors, r as tf.Tensor4D), dy)))([x, gamma, beta, seeded([4, 40, 40, 40], 70)]));
   // Evaluation's depthwise stage (its input's SiLU, the convolution, shift, SiLU and the mean).
   for (const [k, stride, inputSilu] of [[3, 1, true], [5, 2, false]] as Array<[number, number, boolean]>) {
     const r = nativeDepthwiseSilu(nb, x, seeded([k, k, 40, 1], 40 + k) as tf.Tensor4D, seeded([40], 50 + k) as tf.Tensor1D, stride, inputSilu);

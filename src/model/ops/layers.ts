@@ -21,7 +21,7 @@ import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
-import { nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
+import { customBatchNormResidual, nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
 import { type ConvKind, EvalFolds, foldBatchNorm, type FoldedConv, foldsInputScale, fusesOnCpu, nativeDepthwiseSilu, nativeExpansionBias, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
 import { type NativeKernelBackend, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
@@ -42,7 +42,8 @@ let layerFusion: KernelMode = "auto";
 /**
  * "auto" (default): in training where this project's kernels run, two pairs of layers run as one op
  * whose backward pass recomputes the tensor between them (convBnActThenDepthwise,
- * squeeze_excitation.ts batchNormActSqueezeExcitationProject; items 21, 30), and in evaluation the depthwise stage
+ * squeeze_excitation.ts batchNormActSqueezeExcitationProject; items 21, 30), the projection's
+ * BatchNorm with stochastic depth and the residual sum (batchNormResidual; item 35), and in evaluation the depthwise stage
  * with the expansion's SiLU and SE's squeeze (depthwiseStageForEval; item 27). "off": each layer its
  * own op (tests: the gradients are bit-identical either way; evaluation differs at round-off).
  */
@@ -357,6 +358,25 @@ export function residualAdd(y: tf.Tensor4D, x: tf.Tensor4D, perSample: Float32Ar
     };
   });
   return op(y, x) as tf.Tensor4D;
+}
+
+let residualFusion = true;
+
+/** false: batchNormResidual runs its three ops even where layer fusion runs (bench/residual_fusion.ts' baseline). */
+export function setResidualFusion(on: boolean): void {
+  residualFusion = on;
+}
+
+/**
+ * A residual block's output from its projection's output y before BatchNorm: residualAdd(batchNormAct(y),
+ * x, perSample), as one op in training where layer fusion runs (native_batchnorm.ts
+ * customBatchNormResidual; the same bits).
+ */
+export function batchNormResidual(y: tf.Tensor4D, bn: BatchNormState, mode: BatchNormMode, activation: boolean, x: tf.Tensor4D, perSample: Float32Array | null): tf.Tensor4D {
+  const nb = mode.training && !activation && residualFusion ? fusingNativeOps() : null;
+  if (nb === null) return residualAdd(batchNormAct(y, bn, mode, activation), x, perSample);
+  checkTrainingCount(y);
+  return customBatchNormResidual(nb, y, bn, mode.updateRunningStats, perSample, x);
 }
 
 /** x times a per-sample factor (stochastic depth's row mask, one entry per sample). */

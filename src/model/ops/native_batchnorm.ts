@@ -14,7 +14,8 @@
 // (tools/native/ops/batchnorm_act.cc; docs/performance.md, item 18).
 //
 // May touch: @tensorflow/tfjs, the native backend (native_backend.ts), and (types only) the
-// BatchNorm state of layers.ts, whose running statistics it assigns. Called only by ops/layers.ts.
+// BatchNorm state of layers.ts, whose running statistics it assigns. Called by ops/layers.ts (and,
+// for the block output, customBatchNormResidual, by efficientnet.ts).
 import * as tf from "@tensorflow/tfjs";
 import { customOpsActive } from "../../engine/custom_ops";
 import type { BatchNormState } from "./layers";
@@ -111,6 +112,49 @@ function customTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn:
     };
   });
   return op(x, bn.gamma, bn.beta) as tf.Tensor4D;
+}
+
+/**
+ * An MBConv block's output in training where this project's kernels run: its projection's
+ * BatchNorm (no activation) of x, times stochastic depth's per-sample factor (perSample; null: 1),
+ * plus the block input `residual`, as one op (BiasInitBatchNormResidual, item 35) where that took
+ * BiasInitBatchNormAct, a Mul and an AddV2, each writing the block's output. The backward pass is
+ * BatchNorm's gradient kernel with the factor as its scale (shift -0, so that fma(dy, f, -0) is
+ * dy * f to the sign of zero) and dy itself for the residual: the same bits as the three ops and
+ * layers.ts' residualAdd.
+ */
+export function customBatchNormResidual(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, perSample: Float32Array | null, residual: tf.Tensor4D): tf.Tensor4D {
+  const [n, , , c] = x.shape;
+  if (perSample !== null && perSample.length !== n) throw new Error(`BiasInitBatchNormResidual: ${perSample.length} factors for a batch of ${n}`);
+  const B = nb.binding;
+  const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xIn, gamma, beta, res] = args as tf.Tensor[];
+    const factors = tf.tensor1d(perSample ?? new Float32Array(n).fill(1));
+    const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs("BiasInitBatchNormResidual", attrs, [xIn, gamma, beta, bn.runningMean, bn.runningVar, factors, res], 5);
+    factors.dispose();
+    if (updateRunningStats) {
+      bn.runningMean.assign(newMean);
+      bn.runningVar.assign(newVar);
+    }
+    tf.dispose([newMean, newVar]);
+    (args[4] as tf.GradSaveFunc)([xIn, mean, invstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [xs, means, invstds] = saved;
+        let affine: { scale: tf.Tensor; shift: tf.Tensor } | null = null;
+        if (perSample !== null) {
+          const scale = new Float32Array(n * c);
+          for (let i = 0; i < n; i++) scale.fill(perSample[i], i * c, (i + 1) * c);
+          affine = { scale: tf.tensor2d(scale, [n, c]), shift: tf.tensor2d(new Float32Array(n * c).fill(-0), [n, c]) };
+        }
+        const [dx, dgamma, dbeta] = customBatchNormActGrad(nb, dy, xs, gamma, beta, means, invstds, false, affine);
+        return [dx, dgamma, dbeta, dy.clone()];
+      }),
+    };
+  });
+  return op(x, bn.gamma, bn.beta, residual) as tf.Tensor4D;
 }
 
 /** The `activation` attribute of this project's BatchNorm ops (also native_conv.ts' fused gradient). */

@@ -7,6 +7,10 @@
 //   BiasInitBatchNormActGrad(dy, x, gamma, beta, mean, invstd) -> dx, dgamma, dbeta
 //   BiasInitBatchNormActGradScaled(dy, x, gamma, beta, mean, invstd, scale, shift) -> the same, of
 //       fma(dy, scale, shift) per sample and channel (squeeze-excitation's backward affine)
+//   BiasInitBatchNormResidual(x, gamma, beta, running_mean, running_var, scale, residual)
+//       -> BiasInitBatchNormAct's outputs without SiLU, y = ((x - mean) * a + beta) * scale[n] + residual
+//       (an MBConv block's projection BatchNorm, stochastic depth's row factor and the residual sum;
+//       its gradient is BiasInitBatchNormActGradScaled's with the factor as scale)
 //
 // x is NHWC float32 seen as [rows, channels]. The forward reads x twice: per-channel sum and sum of
 // squares in double, then y = act((x - mean) * a + beta) with a = gamma * invstd (centring first
@@ -114,6 +118,30 @@ REGISTER_OP("BiasInitBatchNormActGradScaled")
     .Attr("activation: bool")
     .SetShapeFn(GradShapes);
 
+// BatchNorm without activation, each sample's rows times its factor scale [N], plus residual (x's
+// shape): the three roundings of BiasInitBatchNormAct, TensorFlow's Mul and its AddV2, in that order,
+// so the same bits as those three ops; one pass writes y where they took three.
+REGISTER_OP("BiasInitBatchNormResidual")
+    .Input("x: float")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Input("running_mean: float")
+    .Input("running_var: float")
+    .Input("scale: float")
+    .Input("residual: float")
+    .Output("y: float")
+    .Output("new_running_mean: float")
+    .Output("new_running_var: float")
+    .Output("mean: float")
+    .Output("invstd: float")
+    .Attr("epsilon: float")
+    .Attr("momentum: float")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
+      return absl::OkStatus();
+    });
+
 namespace {
 
 using bias_init::ActivationKernel;
@@ -144,6 +172,61 @@ class BatchNormActOp : public ActivationKernel {
     Tensor* y;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
     ApplyBatchNormAct(ctx, x.flat<float>().data(), y->flat<float>().data(), rows, channels, m.data(), a.data(), ctx->input(2).flat<float>().data(), activation_);
+  }
+
+ private:
+  float epsilon_, momentum_;
+};
+
+// v itself, as a value the compiler must have rounded: GCC contracts a * b + c into one fma in C++
+// (its -ffp-contract=fast), which would round once where TensorFlow's Mul and AddV2 round twice.
+template <typename V>
+inline V Rounded(V v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
+class BatchNormResidualOp : public OpKernel {
+ public:
+  explicit BatchNormResidualOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("momentum", &momentum_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& scale = ctx->input(5);
+    const Tensor& residual = ctx->input(6);
+    OP_REQUIRES(ctx, x.dims() == 4 && residual.shape() == x.shape() && scale.dims() == 1 && scale.dim_size(0) == x.dim_size(0),
+                tensorflow::errors::InvalidArgument("x and residual must be the same NHWC shape and scale [N], got ", x.shape().DebugString(), ", ",
+                                                    residual.shape().DebugString(), " and ", scale.shape().DebugString()));
+    // Pass 1 (BatchStatistics), then y = fma(x - mean, a, beta) * scale[n] + residual.
+    std::vector<float> a, m;
+    OP_REQUIRES_OK(ctx, BatchStatistics(ctx, epsilon_, momentum_, &a, &m));
+    const int64_t channels = x.dim_size(3);
+    const int64_t rows = x.NumElements() / channels;
+    const int64_t per_sample = x.dim_size(1) * x.dim_size(2);
+    Tensor* y;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    const float* xp = x.flat<float>().data();
+    const float* rp = residual.flat<float>().data();
+    const float* sp = scale.flat<float>().data();
+    const float* beta = ctx->input(2).flat<float>().data();
+    float* yp = y->flat<float>().data();
+    ForBlocks(ctx, rows, channels, 4, [&](int64_t b0, int64_t b1) {
+      for (int64_t r = b0 * kBlockRows, end = std::min(rows, b1 * kBlockRows); r < end; ++r) {
+        const float s = sp[r / per_sample];
+        const float* xr = xp + r * channels;
+        const float* rr = rp + r * channels;
+        float* yr = yp + r * channels;
+        int64_t c = ForVectors(channels, [&](auto f, int64_t c) {
+          using F = decltype(f);
+          const typename F::V z = F::Fma(F::Sub(F::Load(xr + c), F::Load(&m[c])), F::Load(&a[c]), F::Load(beta + c));
+          F::Store(yr + c, F::Add(Rounded(F::Mul(z, F::Set(s))), F::Load(rr + c)));
+        });
+        for (; c < channels; ++c) yr[c] = Rounded(std::fma(xr[c] - m[c], a[c], beta[c]) * s) + rr[c];
+      }
+    });
   }
 
  private:
@@ -240,5 +323,6 @@ REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormAct").Device(tensorflow::DEVICE_C
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActApply").Device(tensorflow::DEVICE_CPU), BatchNormActApplyOp);
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGrad").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp<false>);
 REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormActGradScaled").Device(tensorflow::DEVICE_CPU), BatchNormActGradOp<true>);
+REGISTER_KERNEL_BUILDER(Name("BiasInitBatchNormResidual").Device(tensorflow::DEVICE_CPU), BatchNormResidualOp);
 
 }  // namespace
