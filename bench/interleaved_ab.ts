@@ -3,8 +3,8 @@
 // ops on their way into the binding. Steps alternate one by one (ABBA), so that the machine's drift,
 // which moved whole runs in separate processes by more than these differences, falls on both alike.
 // Prints each variant's median and mean step time and CPU time per step, and in how many pairs the
-// candidate's step was the faster one. Used by se_products.ts (item 29), bn_se_fusion.ts (item 30), bn_dw_fusion.ts (item 32) and se_fold.ts
-// (item 34, which switches a setting instead of rewriting ops).
+// candidate's step was the faster one. Used by se_products.ts (item 29), bn_se_fusion.ts (item 30), bn_dw_fusion.ts (item 32), and se_fold.ts
+// and residual_fusion.ts (items 34 and 35, which switch a setting instead of rewriting ops).
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";

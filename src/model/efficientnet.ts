@@ -219,10 +219,12 @@ export class EfficientNet {
   }
 
   /**
-   * expand -> depthwise -> SE -> project: the part of an MBConv block before stochastic depth and the
-   * residual. In training where this project's kernels run, expand's BatchNorm with the depthwise
-   * convolution, and SE with the projection, are one op each (ops/layers.ts setLayerFusion); in
-   * evaluation there, expand's SiLU, the depthwise stage and SE's squeeze (depthwiseStageForEval).
+   * expand -> depthwise -> SE -> project, then for a residual block stochastic depth's row factor
+   * (`keep`, drawn by the caller; null: none) and the sum with x. In training where this project's
+   * kernels run, expand's BatchNorm with the depthwise convolution, SE with the projection, and the
+   * projection's BatchNorm with the factor and the sum are one op each (ops/layers.ts
+   * setLayerFusion); in evaluation there, expand's SiLU, the depthwise stage and SE's squeeze
+   * (depthwiseStageForEval).
    */
   private mbconvBody(x: tf.Tensor4D, b: MBConvBlock, mode: BatchNormMode, get: ParamLookup, keep: Float32Array | null): tf.Tensor4D {
     const se = this.seParams(b.se, get);

@@ -41,9 +41,10 @@ let layerFusion: KernelMode = "auto";
 
 /**
  * "auto" (default): in training where this project's kernels run, two pairs of layers run as one op
- * whose backward pass recomputes the tensor between them (convBnActThenDepthwise,
- * squeeze_excitation.ts batchNormActSqueezeExcitationProject; items 21, 30), the projection's
- * BatchNorm with stochastic depth and the residual sum (batchNormResidual; item 35), and in evaluation the depthwise stage
+ * each whose backward pass recomputes the tensor between them (convBnActThenDepthwise,
+ * squeeze_excitation.ts batchNormActSqueezeExcitationProject; items 21, 30), a residual block's
+ * projection BatchNorm, stochastic depth and residual sum run as one (batchNormResidual; item 35),
+ * and in evaluation the depthwise stage
  * with the expansion's SiLU and SE's squeeze (depthwiseStageForEval; item 27). "off": each layer its
  * own op (tests: the gradients are bit-identical either way; evaluation differs at round-off).
  */

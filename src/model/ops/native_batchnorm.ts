@@ -14,8 +14,7 @@
 // (tools/native/ops/batchnorm_act.cc; docs/performance.md, item 18).
 //
 // May touch: @tensorflow/tfjs, the native backend (native_backend.ts), and (types only) the
-// BatchNorm state of layers.ts, whose running statistics it assigns. Called by ops/layers.ts (and,
-// for the block output, customBatchNormResidual, by efficientnet.ts).
+// BatchNorm state of layers.ts, whose running statistics it assigns. Called only by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";
 import { customOpsActive } from "../../engine/custom_ops";
 import type { BatchNormState } from "./layers";

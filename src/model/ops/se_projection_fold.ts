@@ -20,7 +20,7 @@ import { foldInputScaleMode, oneDnnKernels } from "./native_eval";
 
 /**
  * The fewest positions (H x W) from which training folds the gate. Measured on B1's SE blocks at
- * 240x240 batch 16 (Intel Xeon guest, 2 threads, 2026-12-05; bench/se_fold.ts, forward + backward
+ * 240x240 batch 16 (Intel Xeon guest, 2 threads, 2026-12-05; bench/se_fold_calls.ts, forward + backward
  * of the projection and the SE passes it replaces, medians of 12 alternating calls): 120x120 and
  * 60x60 1.7-2.0x faster folded, 30x30 1.3-1.4x, 15x15 even (0.97-1.05x), 8x8 0.6x; at 32x32 batch
  * 64, 16x16 1.3x and 8x8 0.9x. From 30x30 up, so that 32x32 runs (16x16 at most) keep their numbers.
