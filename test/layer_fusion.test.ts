@@ -36,6 +36,23 @@ before(async () => {
 
 const randomTensor = (shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor => seededTensor("layer-fusion-test", shape, seed, scale, shift);
 
+/** Running statistics seeded from `seed` (mean) and seed + 1 (variance, >= 1), as variables. */
+const runningStats = (c: number, seed: number) => ({ runningMean: tf.variable(randomTensor([c], seed), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], seed + 1))), false) });
+type RunningStats = ReturnType<typeof runningStats>;
+/** A BatchNorm state over `stats` with this gamma and beta (eps 1e-3, momentum 0.1). */
+const bnState = (stats: RunningStats, gamma: tf.Tensor, beta: tf.Tensor) => ({ gamma, beta, ...stats, eps: 1e-3, momentum: 0.1 });
+
+/** Both ways updated the running statistics to the same bits, and away from where they started (`seed`, as runningStats); then frees them. */
+function assertSameRunningStats(ours: RunningStats, theirs: RunningStats, c: number, seed: number): void {
+  assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
+  assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
+  assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], seed).dataSync(), "the running mean was updated");
+  tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar]);
+}
+
+/** Squeeze-excitation's parameters from four tensors. */
+const seParams = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => ({ w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D });
+
 /** The same bits: values of `fused` and `twoOps`, and their gradients with respect to every input for the same upstream gradient. */
 function assertBitIdentical(what: string, fused: (...xs: tf.Tensor[]) => tf.Tensor, twoOps: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): void {
   const run = (f: (...xs: tf.Tensor[]) => tf.Tensor) => tf.tidy(() => {
@@ -57,21 +74,18 @@ test("BatchNorm + SiLU then the depthwise convolution as one op = the two ops, b
   for (const [shape, k, stride, activation] of [[[2, 9, 11, 13], 3, 1, true], [[3, 8, 7, 24], 5, 2, true], [[2, 6, 6, 16], 3, 2, false],
     [[3, 10, 7, 21], 5, 1, false], [[2, 12, 12, 40], 3, 1, true]] as Array<[number[], number, number, boolean]>) {
     const c = shape[3];
-    const stats = () => ({ runningMean: tf.variable(randomTensor([c], 3), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 4))), false) });
+    const stats = () => runningStats(c, 3);
     const [ours, theirs] = [stats(), stats()];
-    const bn = (s: ReturnType<typeof stats>, g: tf.Tensor, b: tf.Tensor) => ({ gamma: g, beta: b, ...s, eps: 1e-3, momentum: 0.1 });
     const fused = (update: boolean) => (e: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
-      nativeBatchNormActDepthwise(native, e as tf.Tensor4D, bn(ours, g, b), update, activation, w as tf.Tensor4D, stride, (k - 1) / 2);
+      nativeBatchNormActDepthwise(native, e as tf.Tensor4D, bnState(ours, g, b), update, activation, w as tf.Tensor4D, stride, (k - 1) / 2);
     const twoOps = (update: boolean) => (e: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor) =>
-      nativeDepthwiseConvPadded(native, nativeTrainingBatchNormAct(native, e as tf.Tensor4D, bn(theirs, g, b), update, activation), w as tf.Tensor4D, stride, (k - 1) / 2);
+      nativeDepthwiseConvPadded(native, nativeTrainingBatchNormAct(native, e as tf.Tensor4D, bnState(theirs, g, b), update, activation), w as tf.Tensor4D, stride, (k - 1) / 2);
     const inputs = [randomTensor(shape, 10, 2, 1), randomTensor([c], 11), randomTensor([c], 12), randomTensor([k, k, c, 1], 13)];
     assertBitIdentical(`${JSON.stringify(shape)} k${k} s${stride} silu=${activation}`, fused(false), twoOps(false), inputs);
     const [e, g, b, w] = inputs;
     tf.dispose([fused(true)(e, g, b, w), twoOps(true)(e, g, b, w)]);
-    assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
-    assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
-    assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 3).dataSync(), "the running mean was updated");
-    tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+    assertSameRunningStats(ours, theirs, c, 3);
+    tf.dispose(inputs);
   }
 });
 
@@ -81,24 +95,20 @@ test("the depthwise convolution's BatchNorm (+ SiLU), squeeze-excitation and the
   // 13 channels: an 8-wide vector and a scalar tail; 2 and 3 samples (the affine's rows per sample).
   for (const [shape, out, activation] of [[[2, 9, 11, 13], 6, true], [[3, 4, 4, 24], 16, true], [[3, 5, 5, 16], 8, false]] as Array<[number[], number, boolean]>) {
     const c = shape[3];
-    const stats = () => ({ runningMean: tf.variable(randomTensor([c], 5), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 6))), false) });
+    const stats = () => runningStats(c, 5);
     const [ours, theirs] = [stats(), stats()];
-    const bn = (s: ReturnType<typeof stats>, g: tf.Tensor, b: tf.Tensor) => ({ gamma: g, beta: b, ...s, eps: 1e-3, momentum: 0.1 });
-    const params = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => ({ w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D });
     const mode = (update: boolean) => ({ training: true, updateRunningStats: update });
     const fused = (update: boolean) => (d: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, wp: tf.Tensor) =>
-      batchNormActSqueezeExcitationProject(d as tf.Tensor4D, bn(ours, g, b), mode(update), activation, params(w1, b1, w2, b2), wp as tf.Tensor2D);
+      batchNormActSqueezeExcitationProject(d as tf.Tensor4D, bnState(ours, g, b), mode(update), activation, seParams(w1, b1, w2, b2), wp as tf.Tensor2D);
     const threeOps = (update: boolean) => (d: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, wp: tf.Tensor) =>
-      pointwiseConv(squeezeExcitation(nativeTrainingBatchNormAct(native, d as tf.Tensor4D, bn(theirs, g, b), update, activation), params(w1, b1, w2, b2)), wp as tf.Tensor2D);
+      pointwiseConv(squeezeExcitation(nativeTrainingBatchNormAct(native, d as tf.Tensor4D, bnState(theirs, g, b), update, activation), seParams(w1, b1, w2, b2)), wp as tf.Tensor2D);
     const inputs = [randomTensor(shape, 20, 2, 1), randomTensor([c], 26), randomTensor([c], 27),
       randomTensor([c, 4], 21), randomTensor([4], 22), randomTensor([4, c], 23), randomTensor([c], 24), randomTensor([c, out], 25)];
     assertBitIdentical(`${JSON.stringify(shape)} -> ${out} silu=${activation}`, fused(false) as (...xs: tf.Tensor[]) => tf.Tensor, threeOps(false) as (...xs: tf.Tensor[]) => tf.Tensor, inputs);
     const [d, g, b, w1, b1, w2, b2, wp] = inputs;
     tf.dispose([fused(true)(d, g, b, w1, b1, w2, b2, wp), threeOps(true)(d, g, b, w1, b1, w2, b2, wp)]);
-    assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
-    assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
-    assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 5).dataSync(), "the running mean was updated");
-    tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+    assertSameRunningStats(ours, theirs, c, 5);
+    tf.dispose(inputs);
   }
 });
 
@@ -108,22 +118,19 @@ test("the projection's BatchNorm, stochastic depth's row factor and the residual
   // 13 channels (a vector and a scalar tail); a dropped sample (factor 0: dy * 0 keeps dy's sign of zero), and no factors at all.
   for (const [shape, perSample] of [[[3, 5, 7, 13], Float32Array.from([1.25, 0, 1.25])], [[2, 9, 11, 24], null], [[2, 4, 4, 16], Float32Array.from([0, 1.25])]] as Array<[number[], Float32Array | null]>) {
     const c = shape[3];
-    const stats = () => ({ runningMean: tf.variable(randomTensor([c], 7), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 8))), false) });
+    const stats = () => runningStats(c, 7);
     const [ours, theirs] = [stats(), stats()];
-    const bn = (st: ReturnType<typeof stats>, g: tf.Tensor, b: tf.Tensor) => ({ gamma: g, beta: b, ...st, eps: 1e-3, momentum: 0.1 });
     const mode = (update: boolean) => ({ training: true, updateRunningStats: update });
     const fused = (update: boolean) => (y: tf.Tensor, g: tf.Tensor, b: tf.Tensor, x: tf.Tensor) =>
-      batchNormResidual(y as tf.Tensor4D, bn(ours, g, b), mode(update), false, x as tf.Tensor4D, perSample);
+      batchNormResidual(y as tf.Tensor4D, bnState(ours, g, b), mode(update), false, x as tf.Tensor4D, perSample);
     const threeOps = (update: boolean) => (y: tf.Tensor, g: tf.Tensor, b: tf.Tensor, x: tf.Tensor) =>
-      residualAdd(nativeTrainingBatchNormAct(native, y as tf.Tensor4D, bn(theirs, g, b), update, false), x as tf.Tensor4D, perSample);
+      residualAdd(nativeTrainingBatchNormAct(native, y as tf.Tensor4D, bnState(theirs, g, b), update, false), x as tf.Tensor4D, perSample);
     const inputs = [randomTensor(shape, 40, 2, 1), randomTensor([c], 41), randomTensor([c], 42), randomTensor(shape, 43)];
     assertBitIdentical(`${JSON.stringify(shape)} factors ${perSample === null ? "none" : Array.from(perSample).join(",")}`, fused(false), threeOps(false), inputs);
     const [y, g, b, x] = inputs;
     tf.dispose([fused(true)(y, g, b, x), threeOps(true)(y, g, b, x)]);
-    assert.deepEqual(ours.runningMean.dataSync(), theirs.runningMean.dataSync());
-    assert.deepEqual(ours.runningVar.dataSync(), theirs.runningVar.dataSync());
-    assert.notDeepEqual(ours.runningMean.dataSync(), randomTensor([c], 7).dataSync(), "the running mean was updated");
-    tf.dispose([ours.runningMean, ours.runningVar, theirs.runningMean, theirs.runningVar, ...inputs]);
+    assertSameRunningStats(ours, theirs, c, 7);
+    tf.dispose(inputs);
   }
 });
 
@@ -135,15 +142,14 @@ test("squeeze-excitation's gate folded into the projection's per-sample weights 
   // 13 channels (a vector and a scalar tail), 2 samples of 30x30 (the rule folds) and 3 of 31x29 forced.
   for (const [shape, out, activation, mode] of [[[2, 30, 30, 13], 6, true, "auto"], [[3, 31, 29, 16], 8, false, "always"]] as Array<[number[], number, boolean, FoldInputScale]>) {
     const c = shape[3];
-    const params = (w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => ({ w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D });
-    const stats = { runningMean: tf.variable(randomTensor([c], 5), false), runningVar: tf.variable(tf.add(1, tf.abs(randomTensor([c], 6))), false) };
+    const stats = runningStats(c, 5);
     const inputs = [randomTensor(shape, 20, 2, 1), randomTensor([c], 26), randomTensor([c], 27),
       randomTensor([c, 4], 21), randomTensor([4], 22), randomTensor([4, c], 23), randomTensor([c], 24), randomTensor([c, out], 25)];
     const run = (fold: FoldInputScale) => tf.tidy(() => {
       setFoldInputScale(fold);
       try {
         const f = (d: tf.Tensor, g: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, wp: tf.Tensor) =>
-          batchNormActSqueezeExcitationProject(d as tf.Tensor4D, { gamma: g, beta: b, ...stats, eps: 1e-3, momentum: 0.1 }, { training: true, updateRunningStats: false }, activation, params(w1, b1, w2, b2), wp as tf.Tensor2D);
+          batchNormActSqueezeExcitationProject(d as tf.Tensor4D, bnState(stats, g, b), { training: true, updateRunningStats: false }, activation, seParams(w1, b1, w2, b2), wp as tf.Tensor2D);
         const y = (f as (...xs: tf.Tensor[]) => tf.Tensor)(...inputs);
         return [y, ...tf.grads(f as (...xs: tf.Tensor[]) => tf.Tensor)(inputs, randomTensor(y.shape, 99))].map((v) => v.dataSync().slice());
       } finally {

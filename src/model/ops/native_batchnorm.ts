@@ -125,18 +125,11 @@ function customTrainingBatchNormAct(nb: NativeKernelBackend, x: tf.Tensor4D, bn:
 export function customBatchNormResidual(nb: NativeKernelBackend, x: tf.Tensor4D, bn: BatchNormState, updateRunningStats: boolean, perSample: Float32Array | null, residual: tf.Tensor4D): tf.Tensor4D {
   const [n, , , c] = x.shape;
   if (perSample !== null && perSample.length !== n) throw new Error(`BiasInitBatchNormResidual: ${perSample.length} factors for a batch of ${n}`);
-  const B = nb.binding;
-  const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }];
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xIn, gamma, beta, res] = args as tf.Tensor[];
     const factors = tf.tensor1d(perSample ?? new Float32Array(n).fill(1));
-    const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs("BiasInitBatchNormResidual", attrs, [xIn, gamma, beta, bn.runningMean, bn.runningVar, factors, res], 5);
+    const { y, mean, invstd } = runStatisticsOp(nb, "BiasInitBatchNormResidual", [], [xIn, gamma, beta], [factors, res], bn, updateRunningStats);
     factors.dispose();
-    if (updateRunningStats) {
-      bn.runningMean.assign(newMean);
-      bn.runningVar.assign(newVar);
-    }
-    tf.dispose([newMean, newVar]);
     (args[4] as tf.GradSaveFunc)([xIn, mean, invstd]);
     return {
       value: y,
@@ -169,18 +162,27 @@ export function customActAttr(nb: NativeKernelBackend, activation: boolean): Nat
  */
 export function customBatchNormActForward(nb: NativeKernelBackend, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, bn: BatchNormState, updateRunningStats: boolean, activation: boolean,
   depthwise: { w: tf.Tensor; attrs: NativeAttr[] } | null = null): { y: tf.Tensor; mean: tf.Tensor; invstd: tf.Tensor } {
+  const act = [customActAttr(nb, activation)];
+  return depthwise === null
+    ? runStatisticsOp(nb, "BiasInitBatchNormAct", act, [x, gamma, beta], [], bn, updateRunningStats)
+    : runStatisticsOp(nb, "BiasInitBatchNormActDepthwise", [...act, ...depthwise.attrs], [x, gamma, beta], [depthwise.w], bn, updateRunningStats);
+}
+
+/**
+ * One of this project's training BatchNorm ops whose inputs are x, gamma, beta, the running mean and
+ * variance, then `more`, and whose outputs are y, the folded running statistics (PyTorch's rule:
+ * assigned to bn's where updateRunningStats), and the batch's mean and 1/sqrt(var + eps).
+ */
+function runStatisticsOp(nb: NativeKernelBackend, name: string, attrs: NativeAttr[], xGammaBeta: tf.Tensor[], more: tf.Tensor[], bn: BatchNormState,
+  updateRunningStats: boolean): { y: tf.Tensor; mean: tf.Tensor; invstd: tf.Tensor } {
   const B = nb.binding;
-  const attrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }, customActAttr(nb, activation)];
-  const inputs = [x, gamma, beta, bn.runningMean, bn.runningVar];
-  const [y, newMean, newVar, mean, invstd] = depthwise === null
-    ? nb.executeMultipleOutputs("BiasInitBatchNormAct", attrs, inputs, 5)
-    : nb.executeMultipleOutputs("BiasInitBatchNormActDepthwise", [...attrs, ...depthwise.attrs], [...inputs, depthwise.w], 5);
+  const statAttrs = [{ name: "epsilon", type: B.TF_ATTR_FLOAT, value: bn.eps }, { name: "momentum", type: B.TF_ATTR_FLOAT, value: bn.momentum }];
+  const [y, newMean, newVar, mean, invstd] = nb.executeMultipleOutputs(name, [...statAttrs, ...attrs], [...xGammaBeta, bn.runningMean, bn.runningVar, ...more], 5);
   if (updateRunningStats) {
     bn.runningMean.assign(newMean);
     bn.runningVar.assign(newVar);
   }
-  newMean.dispose();
-  newVar.dispose();
+  tf.dispose([newMean, newVar]);
   return { y, mean, invstd };
 }
 

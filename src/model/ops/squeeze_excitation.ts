@@ -106,16 +106,11 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => {
         const [ds, means, invstds] = s;
         const seSaved = s.slice(3);
-        if (fold) {
-          // dse is SE's input gradient through the scaling already (dy @ W^T * gate): BatchNorm's kernel adds the mean's part alone.
-          const { dy: dse, dw: dwp, dgate } = foldedProjectionGradients(nb, dy, seSaved[0] as tf.Tensor4D, seSaved[5], wp as tf.Tensor2D);
-          const { gate, shift, grads } = se.backwardParts(null, seSaved, w1, w2, dgate);
-          const [dd, dgamma, dbeta] = customBatchNormActGrad(nb, dse, ds, gamma, beta, means, invstds, activation, { scale: tf.onesLike(gate), shift });
-          return [dd, dgamma, dbeta, ...grads, dwp];
-        }
-        const [dse, dwp] = pointwiseGradients(dy, tf.reshape(se.scaled(seSaved), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, d.shape);
-        const { gate, shift, grads } = se.backwardParts(dse, seSaved, w1, w2);
-        const [dd, dgamma, dbeta] = customBatchNormActGrad(nb, dse, ds, gamma, beta, means, invstds, activation, { scale: gate, shift });
+        const folded = fold ? foldedProjectionGradients(nb, dy, seSaved[0] as tf.Tensor4D, seSaved[5], wp as tf.Tensor2D) : null;
+        const [dse, dwp] = folded !== null ? [folded.dy, folded.dw] : pointwiseGradients(dy, tf.reshape(se.scaled(seSaved), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, d.shape);
+        const { gate, shift, grads } = se.backwardParts(dse, seSaved, w1, w2, folded?.dgate ?? null);
+        // Folded, dse is SE's input gradient through the scaling already (dy @ W^T * gate): BatchNorm's kernel adds the mean's part alone.
+        const [dd, dgamma, dbeta] = customBatchNormActGrad(nb, dse, ds, gamma, beta, means, invstds, activation, { scale: folded !== null ? tf.onesLike(gate) : gate, shift });
         return [dd, dgamma, dbeta, ...grads, dwp];
       }),
     };
@@ -184,11 +179,11 @@ class TrainingSqueezeExcitation {
    * [dw1, db1, dw2, db2], and x's gradient as its parts: dy * gate + shift per sample and channel.
    * dGate: the gate's gradient where the caller has it (se_projection_fold.ts; dy is then not read).
    */
-  backwardParts(dy: tf.Tensor | null, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor, dGate: tf.Tensor | null = null): { gate: tf.Tensor; gate4: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
+  backwardParts(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor, dGate: tf.Tensor | null = null): { gate: tf.Tensor; gate4: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
     const [, h, w] = this.shape;
     const [xs, ps, as, sas, us, gs, g4s] = saved;
     // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
-    dGate ??= this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy as tf.Tensor, xs]) : tf.sum(tf.mul(dy as tf.Tensor, xs), [1, 2]);
+    dGate ??= this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy, xs]) : tf.sum(tf.mul(dy, xs), [1, 2]);
     // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
     const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
     const du = this.product(dv, w2, false, true);

@@ -47,6 +47,13 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using tensorflow::shape_inference::InferenceContext;
 
+// y like x, then four per-channel vectors like gamma: the outputs of the ops that take the batch's statistics.
+absl::Status StatisticsShapes(InferenceContext* c) {
+  c->set_output(0, c->input(0));
+  for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
+  return absl::OkStatus();
+}
+
 REGISTER_OP("BiasInitBatchNormAct")
     .Input("x: float")
     .Input("gamma: float")
@@ -61,11 +68,7 @@ REGISTER_OP("BiasInitBatchNormAct")
     .Attr("epsilon: float")
     .Attr("momentum: float")
     .Attr("activation: bool")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->input(0));
-      for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
-      return absl::OkStatus();
-    });
+    .SetShapeFn(StatisticsShapes);
 
 REGISTER_OP("BiasInitBatchNormActApply")
     .Input("x: float")
@@ -136,11 +139,7 @@ REGISTER_OP("BiasInitBatchNormResidual")
     .Output("invstd: float")
     .Attr("epsilon: float")
     .Attr("momentum: float")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->input(0));
-      for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
-      return absl::OkStatus();
-    });
+    .SetShapeFn(StatisticsShapes);
 
 namespace {
 
