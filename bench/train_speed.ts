@@ -6,6 +6,7 @@
 // native engine, libtensorflow ops per type with the step split into time inside ops and the rest.
 // --profile --eval: the same for one evaluation batch (--eval-batch images).
 import { parseArgs } from "util";
+import * as os from "os";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
@@ -49,10 +50,12 @@ function timeSteps(step: () => void, seconds: number, minSteps: number): Timed {
 /** TF.js kernels that run no engine op (a reference count only). */
 const JS_ONLY_KERNELS = new Set(["Identity"]);
 
-function printTable(title: string, rows: Map<string, { calls: number; ms: number }>, limit: number): void {
+/** Rows by time; where CPU time was measured (native ops), also how many cores the rows kept busy on average. */
+function printTable(title: string, rows: Map<string, { calls: number; ms: number; cpuMs?: number }>, limit: number): void {
   console.log(title);
   for (const [name, e] of [...rows].sort((a, b) => b[1].ms - a[1].ms).slice(0, limit)) {
-    console.log(`  ${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms`);
+    const busy = e.cpuMs === undefined ? "" : ` | ${(e.cpuMs / e.ms).toFixed(2)} cores busy`;
+    console.log(`  ${name.padEnd(40)} ${String(e.calls).padStart(6)} calls ${e.ms.toFixed(1).padStart(9)} ms${busy}`);
   }
 }
 
@@ -96,7 +99,8 @@ async function profileStep(step: () => void, print: boolean): Promise<StepProfil
     if (native !== null) {
       const rest = native.wallMs - native.opMs;
       console.log(`native ops per step: ${native.ops} (+ ${native.uploads} host tensor uploads) | step ${native.wallMs.toFixed(0)} ms: ` +
-        `${native.opMs.toFixed(0)} ms inside ops (${((100 * native.opMs) / native.wallMs).toFixed(0)}%), ${rest.toFixed(0)} ms outside`);
+        `${native.opMs.toFixed(0)} ms inside ops (${((100 * native.opMs) / native.wallMs).toFixed(0)}%, ${(native.opCpuMs / native.opMs).toFixed(2)} cores busy), ` +
+        `${rest.toFixed(0)} ms outside (${((native.cpuMs - native.opCpuMs) / rest).toFixed(2)} cores busy) | ${os.availableParallelism()} cores`);
       printTable("native ops by time:", native.byOp, 30);
     }
     printTable("TF.js kernels by time (custom ops show as \"unnamed scope\" and include their inner ops):", byKernel, 25);
