@@ -146,6 +146,7 @@ namespace {
 using bias_init::ActivationKernel;
 using bias_init::ApplyBatchNormAct;
 using bias_init::BatchStatistics;
+using bias_init::BlockSums;
 using bias_init::CheckInputs;
 using bias_init::ForBlocks;
 using bias_init::ForVectors;
@@ -289,15 +290,14 @@ class BatchNormActGradOp : public ActivationKernel {
     const float* beta = ctx->input(3).flat<float>().data();
     const float* mean = ctx->input(4).flat<float>().data();
     const float* invstd = ctx->input(5).flat<float>().data();
-    const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
     const std::vector<float> a = ScaleOf(gamma, invstd, channels);
 
     // Pass 1: g = dy * act'(z) into dx; per-block sums of g and g * xhat in double.
     const GradTerms terms{mean, a.data(), beta, invstd, activation_};
-    std::vector<double> partial(blocks * 2 * channels, 0.0);
+    BlockSums partial(rows, channels);
     ForBlocks(ctx, rows, channels, activation_ ? 28 : 4, [&](int64_t b0, int64_t b1) {
       for (int64_t blk = b0; blk < b1; ++blk) {
-        double* sg = partial.data() + blk * 2 * channels;
+        double* sg = partial.Start(blk);
         double* sgx = sg + channels;
         for (int64_t r = blk * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
           const float* xr = xp + r * channels;

@@ -201,8 +201,7 @@ class BatchNormActDepthwiseGradOp : public bias_init::ActivationKernel {
     // Pass 1 by BatchNorm's blocks of values (rows of [N * H * W, C]): each block's stretches of
     // input rows, dy computed there and turned into g, y and the block's sums at once.
     const int64_t rows = g.n * g.h * g.w;
-    const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-    std::vector<double> partial(blocks * 2 * g.c, 0.0);
+    bias_init::BlockSums partial(rows, g.c);
     bias_init::ForBlocks(ctx, rows, g.c, g.k * g.k * 2 + (activation_ ? 28 : 4), [&](int64_t b0, int64_t b1) {
       std::vector<float> buffer(kBlockRows * g.c);
       for (int64_t blk = b0; blk < b1; ++blk) {
@@ -213,7 +212,7 @@ class BatchNormActDepthwiseGradOp : public bias_init::ActivationKernel {
           bias_init::InputGradientRow(g, ddp, wp, dep, row / g.h, row % g.h, to_buffer, x0, x1);
           r += x1 - x0;
         }
-        double* sg = partial.data() + blk * 2 * g.c;
+        double* sg = partial.Start(blk);
         double* sgx = sg + g.c;
         for (int64_t r = first; r < end; ++r) {
           const float* dyr = buffer.data() + (r - first) * g.c;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "simd.h"
@@ -53,18 +54,41 @@ inline void ApplyBatchNormAct(tensorflow::OpKernelContext* ctx, const float* xp,
   });
 }
 
-// Sums of column blocks [blocks][2][channels] into two per-channel double arrays, in block order.
-inline void ReduceBlocks(const std::vector<double>& partial, int64_t blocks, int64_t channels, double* s0, double* s1) {
-  std::fill(s0, s0 + channels, 0.0);
-  std::fill(s1, s1 + channels, 0.0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const double* p = partial.data() + b * 2 * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      s0[c] += p[c];
-      s1[c] += p[channels + c];
-    }
+// Per-block sums [blocks][2][channels] in double. Each block's two rows are zeroed by the thread
+// that fills them (Start), so no thread clears the whole array before the parallel pass.
+class BlockSums {
+ public:
+  BlockSums(int64_t rows, int64_t channels)
+      : blocks_((rows + kBlockRows - 1) / kBlockRows), channels_(channels), data_(new double[blocks_ * 2 * channels]) {}
+
+  // Block b's sums (then its second sums at + channels), zeroed.
+  double* Start(int64_t b) {
+    double* p = data_.get() + b * 2 * channels_;
+    std::fill(p, p + 2 * channels_, 0.0);
+    return p;
   }
-}
+
+  // The blocks' sums per channel into s0 and s1, in block order (the same order on any thread
+  // count), the channels split over TensorFlow's pool.
+  void Reduce(tensorflow::OpKernelContext* ctx, double* s0, double* s1) const {
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(channels_, blocks_ * 2, [&](int64_t c0, int64_t c1) {
+      std::fill(s0 + c0, s0 + c1, 0.0);
+      std::fill(s1 + c0, s1 + c1, 0.0);
+      for (int64_t b = 0; b < blocks_; ++b) {
+        const double* p = data_.get() + b * 2 * channels_;
+        for (int64_t c = c0; c < c1; ++c) {
+          s0[c] += p[c];
+          s1[c] += p[channels_ + c];
+        }
+      }
+    });
+  }
+
+ private:
+  int64_t blocks_, channels_;
+  std::unique_ptr<double[]> data_;
+};
 
 inline absl::Status CheckInputs(const tensorflow::Tensor& x, const std::vector<const tensorflow::Tensor*>& per_channel) {
   if (x.dims() < 2) return tensorflow::errors::InvalidArgument("x must have a channel axis, got ", x.shape().DebugString());
@@ -91,11 +115,10 @@ inline absl::Status BatchStatistics(tensorflow::OpKernelContext* ctx, float epsi
   tensorflow::Tensor* out[4];
   for (int i = 0; i < 4; ++i) TF_RETURN_IF_ERROR(ctx->allocate_output(1 + i, tensorflow::TensorShape({channels}), &out[i]));
   const float* xp = x.flat<float>().data();
-  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-  std::vector<double> partial(blocks * 2 * channels, 0.0);
+  BlockSums partial(rows, channels);
   ForBlocks(ctx, rows, channels, 2, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      double* s = partial.data() + b * 2 * channels;
+      double* s = partial.Start(b);
       double* q = s + channels;
       for (int64_t r = b * kBlockRows, end = std::min(rows, r + kBlockRows); r < end; ++r) {
         const float* row = xp + r * channels;
@@ -113,7 +136,7 @@ inline absl::Status BatchStatistics(tensorflow::OpKernelContext* ctx, float epsi
     }
   });
   std::vector<double> sum(channels), sq(channels);
-  ReduceBlocks(partial, blocks, channels, sum.data(), sq.data());
+  partial.Reduce(ctx, sum.data(), sq.data());
   const float* gamma = ctx->input(1).flat<float>().data();
   const float* rm = ctx->input(3).flat<float>().data();
   const float* rv = ctx->input(4).flat<float>().data();
@@ -185,13 +208,13 @@ struct GradTerms {
   }
 };
 
-// The backward pass after pass 1: sums of g and g * xhat from the blocks' partials (ReduceBlocks),
+// The backward pass after pass 1: sums of g and g * xhat from the blocks' partials (BlockSums::Reduce),
 // dgamma and dbeta, then pass 2 turns g (in dx) into dx = a * (g - mean(g) - xhat * mean(g * xhat))
 // = a * g + (x - mean) * k1 + k0, in place.
-inline void GradFromSums(tensorflow::OpKernelContext* ctx, const std::vector<double>& partial, int64_t rows, int64_t channels, const float* xp, float* dxp,
+inline void GradFromSums(tensorflow::OpKernelContext* ctx, const BlockSums& partial, int64_t rows, int64_t channels, const float* xp, float* dxp,
                          const float* gamma, const float* mean, const float* invstd, const float* a, float* dg, float* db) {
   std::vector<double> sum_g(channels), sum_gx(channels);
-  ReduceBlocks(partial, (rows + kBlockRows - 1) / kBlockRows, channels, sum_g.data(), sum_gx.data());
+  partial.Reduce(ctx, sum_g.data(), sum_gx.data());
   std::vector<float> k1(channels), k0(channels);
   for (int64_t c = 0; c < channels; ++c) {
     dg[c] = static_cast<float>(sum_gx[c]);

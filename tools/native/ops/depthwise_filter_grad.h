@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "depthwise_rows.h"
@@ -62,10 +63,13 @@ inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, 
   const int64_t out_rows = g.n * g.oh;
   const int64_t blocks = (out_rows + kFilterBlockRows - 1) / kFilterBlockRows;
   const int64_t taps = g.k * g.k * g.c;
-  std::vector<float> partial(blocks * taps, 0.0f);
+  // Each block's sums are zeroed by the thread that fills them, and the blocks are added per tap
+  // in block order with the taps split over the pool: no serial pass over the partials.
+  std::unique_ptr<float[]> partial(new float[blocks * taps]);
   pool->ParallelFor(blocks, kFilterBlockRows * g.ow * taps * 2, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      float* acc_w = partial.data() + b * taps;
+      float* acc_w = partial.get() + b * taps;
+      std::fill(acc_w, acc_w + taps, 0.0f);
       for (int64_t r = b * kFilterBlockRows, end = std::min(out_rows, r + kFilterBlockRows); r < end; ++r) {
         const int64_t n = r / g.oh, oy = r % g.oh;
         int64_t ky0, ky1;
@@ -84,12 +88,14 @@ inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, 
       }
     }
   });
-  std::vector<double> sum(taps, 0.0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const float* pb = partial.data() + b * taps;
-    for (int64_t i = 0; i < taps; ++i) sum[i] += pb[i];
-  }
-  for (int64_t i = 0; i < taps; ++i) dwp[i] = static_cast<float>(sum[i]);
+  pool->ParallelFor(taps, blocks * 2, [&](int64_t i0, int64_t i1) {
+    std::vector<double> sum(i1 - i0, 0.0);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* pb = partial.get() + b * taps;
+      for (int64_t i = i0; i < i1; ++i) sum[i - i0] += pb[i];
+    }
+    for (int64_t i = i0; i < i1; ++i) dwp[i] = static_cast<float>(sum[i - i0]);
+  });
 }
 
 }  // namespace bias_init
