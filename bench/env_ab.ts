@@ -27,6 +27,8 @@ interface Line {
   train_faults_per_step: number;
   train_peak_rss_gb: number;
   peak_rss_gb: number;
+  /** The host's steal over the training window (host_steal.ts); null where unknown or the checkout predates it. */
+  train_steal: number | null;
 }
 
 function parseVariants(spec: string): Array<{ name: string; dir: string; env: Record<string, string> }> {
@@ -61,10 +63,11 @@ function main(): void {
         console.log(`round ${round} ${v.name}: failed (exit ${r.status}): ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
         continue;
       }
-      const j = { train_cpu_s_per_step: NaN, train_faults_per_step: NaN, ...(JSON.parse(line) as Partial<Line>) } as Line;
+      const j = { train_cpu_s_per_step: NaN, train_faults_per_step: NaN, train_steal: null, ...(JSON.parse(line) as Partial<Line>) } as Line;
       (results.get(v.name) as Line[]).push(j);
       console.log(`round ${round} ${v.name.padEnd(10)} train ${j.train_img_s.toFixed(2)} img/s, ${j.train_cpu_s_per_step.toFixed(2)} CPU s/step, ` +
-        `${Math.round(j.train_faults_per_step)} faults/step | eval ${j.eval_img_s.toFixed(2)} img/s | peak RSS train ${j.train_peak_rss_gb.toFixed(2)} GB, all ${j.peak_rss_gb.toFixed(2)} GB`);
+        `${Math.round(j.train_faults_per_step)} faults/step, host steal ${j.train_steal === null ? "?" : `${(100 * j.train_steal).toFixed(1)}%`} | ` +
+        `eval ${j.eval_img_s.toFixed(2)} img/s | peak RSS train ${j.train_peak_rss_gb.toFixed(2)} GB, all ${j.peak_rss_gb.toFixed(2)} GB`);
     }
   }
   console.log(`\n${size}x${size}, train batch ${batch}, eval batch ${evalBatch}: range over rounds`);

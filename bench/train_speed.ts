@@ -12,6 +12,7 @@ import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { measureNativeOps } from "./native_ops";
+import { cpuTicks, stealShare } from "./host_steal";
 import { benchTrainingStep } from "./training_step";
 import { EvalFolds } from "../src/model/ops/native_eval";
 import type { ModelName } from "../src/config";
@@ -30,6 +31,8 @@ interface Timed {
   cpuPerStep: number;
   /** Minor page faults per step (fresh memory touched): independent of load. */
   faultsPerStep: number;
+  /** The host's steal over the window, as a share of the machine's CPU time (host_steal.ts); null where unknown. */
+  steal: number | null;
 }
 
 /** Runs `step` until `seconds` have passed (at least `minSteps` times) after one warm-up call. */
@@ -37,6 +40,7 @@ function timeSteps(step: () => void, seconds: number, minSteps: number): Timed {
   step();
   const t0 = performance.now();
   const r0 = process.resourceUsage();
+  const ticks0 = cpuTicks();
   let steps = 0;
   while (steps < minSteps || (performance.now() - t0) / 1000 < seconds) {
     step();
@@ -44,7 +48,8 @@ function timeSteps(step: () => void, seconds: number, minSteps: number): Timed {
   }
   const r1 = process.resourceUsage();
   const cpu = (r1.userCPUTime + r1.systemCPUTime - r0.userCPUTime - r0.systemCPUTime) / 1e6;
-  return { steps, seconds: (performance.now() - t0) / 1000, cpuPerStep: cpu / steps, faultsPerStep: (r1.minorPageFault - r0.minorPageFault) / steps };
+  return { steps, seconds: (performance.now() - t0) / 1000, cpuPerStep: cpu / steps, faultsPerStep: (r1.minorPageFault - r0.minorPageFault) / steps,
+    steal: stealShare(ticks0, cpuTicks()) };
 }
 
 /** TF.js kernels that run no engine op (a reference count only). */
@@ -156,13 +161,15 @@ async function main(): Promise<void> {
     // One machine-readable line for bench/compare.ts (which runs each engine in its own process).
     console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, backend: backendLine(info), size, batch, eval_batch: evalBatch,
       params: net.parameterCount(), train_img_s: trainRate, train_steps: train.steps, train_peak_rss_gb: trainPeak,
-      train_cpu_s_per_step: train.cpuPerStep, train_faults_per_step: train.faultsPerStep,
-      eval_img_s: evalRate, eval_cpu_s_per_batch: evaluation.cpuPerStep, eval_faults_per_batch: evaluation.faultsPerStep, peak_rss_gb: peakRssGb(), leaked_tensors: leaked }));
+      train_cpu_s_per_step: train.cpuPerStep, train_faults_per_step: train.faultsPerStep, train_steal: train.steal,
+      eval_img_s: evalRate, eval_cpu_s_per_batch: evaluation.cpuPerStep, eval_faults_per_batch: evaluation.faultsPerStep, eval_steal: evaluation.steal,
+      peak_rss_gb: peakRssGb(), leaked_tensors: leaked }));
     return;
   }
   const ratio = (rate: number, [lo, hi]: readonly number[]) => `${(rate / hi).toFixed(3)}-${(rate / lo).toFixed(3)}`;
   console.log(`model ${model} + Linear(1000,1) | ${net.parameterCount().toLocaleString("en-US")} params | input ${size}x${size}`);
-  const perStep = (t: Timed) => `${t.cpuPerStep.toFixed(2)} CPU s and ${Math.round(t.faultsPerStep)} page faults per step`;
+  const perStep = (t: Timed) => `${t.cpuPerStep.toFixed(2)} CPU s and ${Math.round(t.faultsPerStep)} page faults per step` +
+    (t.steal === null ? "" : `; host steal ${(100 * t.steal).toFixed(1)}% of the machine's CPU time`);
   console.log(`train: ${trainRate.toFixed(2)} img/s (batch ${batch}, ${train.steps} steps in ${train.seconds.toFixed(1)} s; ${perStep(train)}) | peak RSS ${trainPeak.toFixed(2)} GB`);
   console.log(`eval:  ${evalRate.toFixed(2)} img/s (batch ${evalBatch}, ${evaluation.steps} batches in ${evaluation.seconds.toFixed(1)} s; ${perStep(evaluation)}) | peak RSS ${peakRssGb().toFixed(2)} GB`);
   if (model === "b1" && size === 32 && batch === 64) {

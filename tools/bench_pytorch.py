@@ -19,14 +19,34 @@ from torchvision_compat import import_torchvision  # noqa: E402
 import torch  # noqa: E402
 
 
+def cpu_ticks():
+    """The machine's CPU time counters (the "cpu" line of /proc/stat), or None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            line = f.readline()
+    except OSError:
+        return None
+    return [int(v) for v in line.split()[1:]] if line.startswith("cpu ") else None
+
+
+def steal_share(before, after):
+    """Steal's share of all CPU time between two readings (bench/host_steal.ts reads it the same way)."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return None
+    d = [b - a for a, b in zip(before[:8], after[:8])]
+    return d[7] / sum(d) if sum(d) > 0 else None
+
+
 def timed(step, seconds, min_steps):
+    """Steps after one warm-up, for at least `seconds`: (steps, seconds, the host's steal share)."""
     step()  # warm-up
+    ticks = cpu_ticks()
     t0 = time.perf_counter()
     steps = 0
     while steps < min_steps or time.perf_counter() - t0 < seconds:
         step()
         steps += 1
-    return steps, time.perf_counter() - t0
+    return steps, time.perf_counter() - t0, steal_share(ticks, cpu_ticks())
 
 
 def main():
@@ -56,7 +76,7 @@ def main():
         loss.item()
 
     model.train()
-    steps, secs = timed(train_step, args.seconds, 2)
+    steps, secs, train_steal = timed(train_step, args.seconds, 2)
     train_rate = steps * args.batch / secs
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
@@ -66,13 +86,13 @@ def main():
         with torch.no_grad():
             model(xe).sum().item()
 
-    esteps, esecs = timed(eval_step, args.seconds / 2, 1)
+    esteps, esecs, eval_steal = timed(eval_step, args.seconds / 2, 1)
     print(json.dumps({
         "engine": "pytorch", "version": torch.__version__, "threads": torch.get_num_threads(),
         "size": args.size, "batch": args.batch, "eval_batch": args.eval_batch,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_img_s": train_rate, "train_steps": steps, "train_peak_rss_gb": train_peak,
-        "eval_img_s": esteps * args.eval_batch / esecs,
+        "train_img_s": train_rate, "train_steps": steps, "train_peak_rss_gb": train_peak, "train_steal": train_steal,
+        "eval_img_s": esteps * args.eval_batch / esecs, "eval_steal": eval_steal,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024,
     }))
 
