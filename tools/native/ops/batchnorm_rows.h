@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "parallel.h"
 #include "simd.h"
 
 #include "tensorflow/core/framework/op_kernel.h"
@@ -18,12 +19,10 @@ namespace bias_init {
 
 constexpr int64_t kBlockRows = 64;  // rows per summing block (fixed: results do not depend on threads)
 
-// Runs fn(block_begin, block_end) over blocks of kBlockRows rows on TensorFlow's intra-op pool.
+// Runs fn(block_begin, block_end) over blocks of kBlockRows rows on TensorFlow's intra-op pool (parallel.h).
 template <typename Fn>
 inline void ForBlocks(tensorflow::OpKernelContext* ctx, int64_t rows, int64_t channels, int64_t flops_per_value, Fn fn) {
-  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  pool->ParallelFor(blocks, kBlockRows * channels * flops_per_value, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
+  ParallelUnits(ctx, (rows + kBlockRows - 1) / kBlockRows, kBlockRows * channels * flops_per_value, fn);
 }
 
 // y = act((x - mean) * a + beta) for `count` rows of [rows, channels] from row (x) and out (y).
@@ -71,8 +70,7 @@ class BlockSums {
   // The blocks' sums per channel into s0 and s1, in block order (the same order on any thread
   // count), the channels split over TensorFlow's pool.
   void Reduce(tensorflow::OpKernelContext* ctx, double* s0, double* s1) const {
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    pool->ParallelFor(channels_, blocks_ * 2, [&](int64_t c0, int64_t c1) {
+    ParallelUnits(ctx, channels_, blocks_ * 2, [&](int64_t c0, int64_t c1) {
       std::fill(s0 + c0, s0 + c1, 0.0);
       std::fill(s1 + c0, s1 + c1, 0.0);
       for (int64_t b = 0; b < blocks_; ++b) {
@@ -82,7 +80,7 @@ class BlockSums {
           s1[c] += p[channels_ + c];
         }
       }
-    });
+    }, 1);
   }
 
  private:

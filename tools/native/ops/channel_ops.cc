@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "parallel.h"
 #include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
@@ -86,7 +87,7 @@ class ChannelAffineOp : public OpKernel {
         for (; k < c; ++k) out[k] = std::fma(in[k], s[k], b[k]);
       }
     };
-    ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(n * hw, c * 2, rows);
+    bias_init::ParallelUnits(ctx, n * hw, c * 2, rows);
   }
 };
 
@@ -127,7 +128,7 @@ class ChannelDotOp : public OpKernel {
         for (int64_t k = 0; k < c; ++k) sp[i * c + k] = static_cast<float>(total[k]);
       }
     };
-    ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(n, hw * c * 2, samples);
+    bias_init::ParallelUnits(ctx, n, hw * c * 2, samples);
   }
 };
 

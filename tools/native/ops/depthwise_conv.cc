@@ -25,6 +25,7 @@
 
 #include "depthwise_filter_grad.h"
 #include "depthwise_rows.h"
+#include "parallel.h"
 #include "simd.h"
 
 #include "tensorflow/core/framework/op.h"
@@ -176,8 +177,7 @@ class DepthwiseConvOp : public OpKernel {
         bias_init::ForwardRow(g, in, wp, yp + r * g.ow * g.c, ky0, ky1, bias_init::StoreOutputs{});
       }
     };
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    pool->ParallelFor(g.n * g.oh, g.ow * g.c * g.k * g.k * 2, rows);
+    bias_init::ParallelUnits(ctx, g.n * g.oh, g.ow * g.c * g.k * g.k * 2, rows);
   }
 
  private:
@@ -206,20 +206,19 @@ class DepthwiseConvGradOp : public OpKernel {
     const float* xp = x.flat<float>().data();
     const float* wp = w.flat<float>().data();
     float* dxp = dx->flat<float>().data();
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
 
     // dx: each input value gathers dy over the outputs whose window covers it. At stride 1 a row
     // at a time as the forward computes one (InputGradientRow); otherwise per input row and column,
     // with the (tap, output index) pairs that reach it, computed once.
     const int64_t cost = g.w * g.c * g.k * g.k * 2 / (g.s * g.s);
     if (g.s == 1) {
-      pool->ParallelFor(g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
+      bias_init::ParallelUnits(ctx, g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) bias_init::InputGradientRow(g, dyp, wp, dxp, r / g.h, r % g.h);
       });
     } else {
       const std::vector<std::vector<int64_t>> ty = CoveringTaps(g.h, g.oh, g.k, g.s, g.p), tx = CoveringTaps(g.w, g.ow, g.k, g.s, g.p);
       const std::vector<std::pair<int64_t, int>> groups = InputGroups(tx, g.s);
-      pool->ParallelFor(g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
+      bias_init::ParallelUnits(ctx, g.n * g.h, cost, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t n = r / g.h, iy = r % g.h;
           for (const auto& [ix, count] : groups) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "depthwise_rows.h"
+#include "parallel.h"
 #include "simd.h"
 
 #include "tensorflow/core/framework/op_kernel.h"
@@ -59,14 +60,13 @@ void FilterRowSums(const Geometry& g, const float* dyrow, const float* xrow, flo
 
 // dw [k, k, C, 1] of dy [N, OH, OW, C] and x [N, H, W, C], on TensorFlow's intra-op pool.
 inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, const float* dyp, const float* xp, float* dwp) {
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
   const int64_t out_rows = g.n * g.oh;
   const int64_t blocks = (out_rows + kFilterBlockRows - 1) / kFilterBlockRows;
   const int64_t taps = g.k * g.k * g.c;
   // Each block's sums are zeroed by the thread that fills them, and the blocks are added per tap
   // in block order with the taps split over the pool: no serial pass over the partials.
   std::unique_ptr<float[]> partial(new float[blocks * taps]);
-  pool->ParallelFor(blocks, kFilterBlockRows * g.ow * taps * 2, [&](int64_t b0, int64_t b1) {
+  ParallelUnits(ctx, blocks, kFilterBlockRows * g.ow * taps * 2, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       float* acc_w = partial.get() + b * taps;
       std::fill(acc_w, acc_w + taps, 0.0f);
@@ -88,14 +88,14 @@ inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, 
       }
     }
   });
-  pool->ParallelFor(taps, blocks * 2, [&](int64_t i0, int64_t i1) {
+  ParallelUnits(ctx, taps, blocks * 2, [&](int64_t i0, int64_t i1) {
     std::vector<double> sum(i1 - i0, 0.0);
     for (int64_t b = 0; b < blocks; ++b) {
       const float* pb = partial.get() + b * taps;
       for (int64_t i = i0; i < i1; ++i) sum[i - i0] += pb[i];
     }
     for (int64_t i = i0; i < i1; ++i) dwp[i] = static_cast<float>(sum[i - i0]);
-  });
+  }, 1);
 }
 
 }  // namespace bias_init
