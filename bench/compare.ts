@@ -20,6 +20,7 @@ import * as os from "os";
 import * as path from "path";
 import { cpuPeak, forwardMacsPerImage, TRAIN_TO_FORWARD } from "./flops";
 import { lastJsonLine, mean, rangeText, TORCH_KEPT_HEAP } from "./child_runs";
+import { stealText } from "./host_steal";
 import { compiledCommand } from "../src/util/runner";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -71,8 +72,6 @@ function ratio(project: number[], torch: number[]): { mean: number; text: string
   const paired = project.slice(0, torch.length).map((p, i) => p / torch[i]);
   return { mean: m, text: `${m.toFixed(2)}x (rounds ${rangeText(paired, 2)})` };
 }
-
-const stealText = (s: number | null | undefined) => (s === null || s === undefined ? "?" : `${(100 * s).toFixed(1)}%`);
 
 /**
  * The same ratio over the quiet pairs only (round i of each, both runs under QUIET_STEAL), or a

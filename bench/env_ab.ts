@@ -11,6 +11,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lastJsonLine, rangeText } from "./child_runs";
+import { stealText } from "./host_steal";
 
 const ROOT = path.resolve(__dirname, "..");
 export const JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
@@ -66,7 +67,7 @@ function main(): void {
       const j = { train_cpu_s_per_step: NaN, train_faults_per_step: NaN, train_steal: null, ...(JSON.parse(line) as Partial<Line>) } as Line;
       (results.get(v.name) as Line[]).push(j);
       console.log(`round ${round} ${v.name.padEnd(10)} train ${j.train_img_s.toFixed(2)} img/s, ${j.train_cpu_s_per_step.toFixed(2)} CPU s/step, ` +
-        `${Math.round(j.train_faults_per_step)} faults/step, host steal ${j.train_steal === null ? "?" : `${(100 * j.train_steal).toFixed(1)}%`} | ` +
+        `${Math.round(j.train_faults_per_step)} faults/step, host steal ${stealText(j.train_steal)} | ` +
         `eval ${j.eval_img_s.toFixed(2)} img/s | peak RSS train ${j.train_peak_rss_gb.toFixed(2)} GB, all ${j.peak_rss_gb.toFixed(2)} GB`);
     }
   }

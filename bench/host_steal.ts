@@ -15,6 +15,11 @@ export function cpuTicks(): number[] | null {
   }
 }
 
+/** A steal share as a percentage to one decimal, or "?" where it was not measured. */
+export function stealText(share: number | null | undefined): string {
+  return share === null || share === undefined ? "?" : `${(100 * share).toFixed(1)}%`;
+}
+
 /** Steal's share of all CPU time between two readings (0-1), or null when unknown. Column 8 is steal; guest time is inside user. */
 export function stealShare(before: number[] | null, after: number[] | null): number | null {
   if (before === null || after === null || before.length < 8 || after.length < 8) return null;

@@ -14,7 +14,8 @@ import { nativeCpuOps } from "../src/model/ops/native_backend";
 import { customActAttr } from "../src/model/ops/native_batchnorm";
 import { customDepthwiseAttrs } from "../src/model/ops/native_conv";
 import { efficientNetArchitecture } from "../src/model/architecture";
-import { cpuTicks, stealShare } from "./host_steal";
+import { convOutputSize } from "../src/model/ops/padding";
+import { cpuTicks, stealShare, stealText } from "./host_steal";
 
 const median = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)];
 
@@ -40,13 +41,13 @@ async function main(): Promise<void> {
   const ticks0 = cpuTicks();
   const B = nb.binding;
   // The stem's BatchNorm input and each block's depthwise input and output, from the architecture.
-  const out = (h: number, k: number, s: number) => Math.floor((h + 2 * ((k - 1) / 2) - k) / s) + 1;
-  let h = out(size, 3, 2);
-  const bnShapes: number[][] = [[n, h, h, 32]];
+  const arch = efficientNetArchitecture("b1");
+  let h = convOutputSize(size, arch.stem.kernel, arch.stem.stride);
+  const bnShapes: number[][] = [[n, h, h, arch.stem.outChannels]];
   const depthwise: Array<[number[], number, number]> = [];
-  for (const b of efficientNetArchitecture("b1").stages.flat()) {
+  for (const b of arch.stages.flat()) {
     depthwise.push([[n, h, h, b.depthwise.inChannels], b.kernel, b.stride]);
-    h = out(h, b.kernel, b.stride);
+    h = convOutputSize(h, b.kernel, b.stride);
     bnShapes.push([n, h, h, b.depthwise.inChannels]);
   }
   const act = [customActAttr(nb, true)];
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     tf.dispose([x, dy, gamma, beta, mean, invstd, runningMean, runningVar]);
   }
   for (const [shape, k, s] of depthwise) {
-    const oh = out(shape[1], k, s);
+    const oh = convOutputSize(shape[1], k, s);
     const [x, dy, w] = [tf.randomNormal(shape), tf.randomNormal([n, oh, oh, shape[3]]), tf.randomNormal([k, k, shape[3], 1])];
     const conv = customDepthwiseAttrs(nb, s, (k - 1) / 2);
     depthwiseGrad += medians(calls, [() => nb.executeMultipleOutputs("BiasInitDepthwiseConvGrad", conv, [dy, x, w], 2)])[0];
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
   const steal = stealShare(ticks0, cpuTicks());
   console.log(`${backendLine(info)} | B1 at ${size}x${size} batch ${n}, median of ${calls} calls per shape, summed`);
   console.log(`BatchNorm + SiLU forward ${forward.toFixed(1)} ms, backward ${backward.toFixed(1)} ms (${bnShapes.length} shapes) | ` +
-    `depthwise gradients ${depthwiseGrad.toFixed(1)} ms (${depthwise.length} layers) | host steal ${steal === null ? "unknown" : `${(100 * steal).toFixed(1)}%`}`);
+    `depthwise gradients ${depthwiseGrad.toFixed(1)} ms (${depthwise.length} layers) | host steal ${stealText(steal)}`);
 }
 
 main();

@@ -16,6 +16,7 @@ import { nativeCpuOps, runNativeOp } from "../src/model/ops/native_backend";
 import { pointwiseGradients, pointwiseProducts } from "../src/model/ops/layers";
 import { foldedProjection, foldedProjectionGradients, foldsGateInTraining } from "../src/model/ops/se_projection_fold";
 import { efficientNetArchitecture } from "../src/model/architecture";
+import { convOutputSize } from "../src/model/ops/padding";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { size: { type: "string", default: "240" }, batch: { type: "string", default: "16" }, calls: { type: "string", default: "12" } } });
@@ -25,11 +26,11 @@ async function main(): Promise<void> {
   if (nb === null || !customOpsActive()) throw new Error(`needs the native engine with this project's kernels; this is ${backendLine(info)}`);
   console.log(`${backendLine(info)} | B1 at ${size}x${size} batch ${n}, ${calls} calls of each per block, alternating`);
   // Each block's depthwise output [h, h, C] and projection C -> out, from the architecture.
-  const out = (h: number, k: number, s: number) => Math.floor((h + 2 * ((k - 1) / 2) - k) / s) + 1;
-  let h = out(size, 3, 2);
+  const arch = efficientNetArchitecture("b1");
+  let h = convOutputSize(size, arch.stem.kernel, arch.stem.stride);
   const blocks: Array<[number, number, number]> = [];
-  for (const b of efficientNetArchitecture("b1").stages.flat()) {
-    h = out(h, b.kernel, b.stride);
+  for (const b of arch.stages.flat()) {
+    h = convOutputSize(h, b.kernel, b.stride);
     blocks.push([h, b.depthwise.inChannels, b.outChannels]);
   }
   const median = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)];

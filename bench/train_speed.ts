@@ -12,7 +12,7 @@ import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { measureNativeOps } from "./native_ops";
-import { cpuTicks, stealShare } from "./host_steal";
+import { cpuTicks, stealShare, stealText } from "./host_steal";
 import { benchTrainingStep } from "./training_step";
 import { EvalFolds } from "../src/model/ops/native_eval";
 import type { ModelName } from "../src/config";
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   const ratio = (rate: number, [lo, hi]: readonly number[]) => `${(rate / hi).toFixed(3)}-${(rate / lo).toFixed(3)}`;
   console.log(`model ${model} + Linear(1000,1) | ${net.parameterCount().toLocaleString("en-US")} params | input ${size}x${size}`);
   const perStep = (t: Timed) => `${t.cpuPerStep.toFixed(2)} CPU s and ${Math.round(t.faultsPerStep)} page faults per step` +
-    (t.steal === null ? "" : `; host steal ${(100 * t.steal).toFixed(1)}% of the machine's CPU time`);
+    (t.steal === null ? "" : `; host steal ${stealText(t.steal)} of the machine's CPU time`);
   console.log(`train: ${trainRate.toFixed(2)} img/s (batch ${batch}, ${train.steps} steps in ${train.seconds.toFixed(1)} s; ${perStep(train)}) | peak RSS ${trainPeak.toFixed(2)} GB`);
   console.log(`eval:  ${evalRate.toFixed(2)} img/s (batch ${evalBatch}, ${evaluation.steps} batches in ${evaluation.seconds.toFixed(1)} s; ${perStep(evaluation)}) | peak RSS ${peakRssGb().toFixed(2)} GB`);
   if (model === "b1" && size === 32 && batch === 64) {
