@@ -67,21 +67,9 @@ class BlockSums {
     return p;
   }
 
-  // The blocks' sums per channel into s0 and s1, in block order (the same order on any thread
-  // count), the channels split over TensorFlow's pool.
-  void Reduce(tensorflow::OpKernelContext* ctx, double* s0, double* s1) const {
-    ParallelUnits(ctx, channels_, blocks_ * 2, [&](int64_t c0, int64_t c1) {
-      std::fill(s0 + c0, s0 + c1, 0.0);
-      std::fill(s1 + c0, s1 + c1, 0.0);
-      for (int64_t b = 0; b < blocks_; ++b) {
-        const double* p = data_.get() + b * 2 * channels_;
-        for (int64_t c = c0; c < c1; ++c) {
-          s0[c] += p[c];
-          s1[c] += p[channels_ + c];
-        }
-      }
-    }, 1);
-  }
+  // The blocks' sums per channel in block order (parallel.h SumBlocksByColumn): the first sums at
+  // [c], the second at [channels + c].
+  std::vector<double> Reduce(tensorflow::OpKernelContext* ctx) const { return SumBlocksByColumn(ctx, data_.get(), blocks_, 2 * channels_); }
 
  private:
   int64_t blocks_, channels_;
@@ -133,8 +121,9 @@ inline absl::Status BatchStatistics(tensorflow::OpKernelContext* ctx, float epsi
       }
     }
   });
-  std::vector<double> sum(channels), sq(channels);
-  partial.Reduce(ctx, sum.data(), sq.data());
+  const std::vector<double> sums = partial.Reduce(ctx);
+  const double* sum = sums.data();
+  const double* sq = sum + channels;
   const float* gamma = ctx->input(1).flat<float>().data();
   const float* rm = ctx->input(3).flat<float>().data();
   const float* rv = ctx->input(4).flat<float>().data();
@@ -211,8 +200,9 @@ struct GradTerms {
 // = a * g + (x - mean) * k1 + k0, in place.
 inline void GradFromSums(tensorflow::OpKernelContext* ctx, const BlockSums& partial, int64_t rows, int64_t channels, const float* xp, float* dxp,
                          const float* gamma, const float* mean, const float* invstd, const float* a, float* dg, float* db) {
-  std::vector<double> sum_g(channels), sum_gx(channels);
-  partial.Reduce(ctx, sum_g.data(), sum_gx.data());
+  const std::vector<double> sums = partial.Reduce(ctx);
+  const double* sum_g = sums.data();
+  const double* sum_gx = sum_g + channels;
   std::vector<float> k1(channels), k0(channels);
   for (int64_t c = 0; c < channels; ++c) {
     dg[c] = static_cast<float>(sum_gx[c]);

@@ -64,7 +64,7 @@ inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, 
   const int64_t blocks = (out_rows + kFilterBlockRows - 1) / kFilterBlockRows;
   const int64_t taps = g.k * g.k * g.c;
   // Each block's sums are zeroed by the thread that fills them, and the blocks are added per tap
-  // in block order with the taps split over the pool: no serial pass over the partials.
+  // in block order with the taps split over the pool (SumBlocksByColumn): no serial pass over them.
   std::unique_ptr<float[]> partial(new float[blocks * taps]);
   ParallelUnits(ctx, blocks, kFilterBlockRows * g.ow * taps * 2, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -88,14 +88,8 @@ inline void FilterGradient(tensorflow::OpKernelContext* ctx, const Geometry& g, 
       }
     }
   });
-  ParallelUnits(ctx, taps, blocks * 2, [&](int64_t i0, int64_t i1) {
-    std::vector<double> sum(i1 - i0, 0.0);
-    for (int64_t b = 0; b < blocks; ++b) {
-      const float* pb = partial.get() + b * taps;
-      for (int64_t i = i0; i < i1; ++i) sum[i - i0] += pb[i];
-    }
-    for (int64_t i = i0; i < i1; ++i) dwp[i] = static_cast<float>(sum[i - i0]);
-  }, 1);
+  const std::vector<double> sum = SumBlocksByColumn(ctx, partial.get(), blocks, taps);
+  for (int64_t i = 0; i < taps; ++i) dwp[i] = static_cast<float>(sum[i]);
 }
 
 }  // namespace bias_init

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "tensorflow/core/framework/op_kernel.h"
 
@@ -43,6 +44,21 @@ inline void ParallelUnits(tensorflow::OpKernelContext* ctx, int64_t units, int64
       fn(c * chunk, std::min(units, (c + 1) * chunk));
     }
   });
+}
+
+// Per-column sums of `blocks` rows of `columns` values (partial sums kept per fixed block), each
+// column's blocks added in block order in double from zero: the same result on any thread count.
+// The columns are split into one contiguous range per core (each range reads its part of every row).
+template <typename T>
+inline std::vector<double> SumBlocksByColumn(tensorflow::OpKernelContext* ctx, const T* partial, int64_t blocks, int64_t columns) {
+  std::vector<double> sums(columns, 0.0);
+  ParallelUnits(ctx, columns, blocks * 2, [&](int64_t c0, int64_t c1) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const T* p = partial + b * columns;
+      for (int64_t c = c0; c < c1; ++c) sums[c] += p[c];
+    }
+  }, 1);
+  return sums;
 }
 
 }  // namespace bias_init
