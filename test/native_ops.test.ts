@@ -16,7 +16,8 @@ import { customOpsActive, customOpsState, overrideCustomOps } from "../src/engin
 import { NativeKernelBackend } from "../src/model/ops/native_backend";
 import { nativeDepthwiseConvPadded } from "../src/model/ops/native_conv";
 import { nativeSilu, nativeTrainingBatchNormAct } from "../src/model/ops/native_batchnorm";
-import { squeezeExcitation } from "../src/model/ops/squeeze_excitation";
+import { squeezeExcitation, squeezeExcitationGate } from "../src/model/ops/squeeze_excitation";
+import { customSqueezeGate, setSqueezeGateKernel } from "../src/model/ops/native_eval";
 import { relDiff, seededTensor } from "./helpers/tensors";
 import { loadNativeForTests } from "./helpers/native_backend";
 
@@ -138,17 +139,36 @@ test("this project's depthwise convolution kernels = TF.js's depthwise convoluti
   }
 });
 
-test("squeeze-excitation with this project's kernels = with TensorFlow's ops: values bit-identical, gradients", (t) => {
+test("squeeze-excitation with this project's kernels = with TensorFlow's ops: values and gradients at float round-off", (t) => {
   if (nb === null) return t.skip(why);
   const notExpected = assertCustomOpsWhereExpected();
   if (notExpected !== null) return t.skip(notExpected);
-  for (const [shape, seed] of [[[2, 9, 11, 13], 70], [[3, 8, 7, 24], 80]] as Array<[number[], number]>) {
+  // The gate op's products run over S or C in vectors (16 and 8 wide, then a scalar tail): S 4 (tail
+  // only), 10 and 20 (a vector and a tail); C 13, 24, 40 and 50.
+  for (const [shape, s, seed] of [[[2, 9, 11, 13], 4, 70], [[3, 8, 7, 24], 4, 80], [[4, 5, 6, 40], 10, 90], [[5, 3, 4, 50], 20, 100]] as Array<[number[], number, number]>) {
     const c = shape[3];
     const se = (custom: boolean) => (x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): tf.Tensor => withCustomOps(custom,
       () => squeezeExcitation(x as tf.Tensor4D, { w1: w1 as tf.Tensor2D, b1: b1 as tf.Tensor1D, w2: w2 as tf.Tensor2D, b2: b2 as tf.Tensor1D }));
-    assertSameOp(`squeeze-excitation ${JSON.stringify(shape)}`, se(true), se(false),
-      [randomTensor(shape, seed, 2), randomTensor([c, 4], seed + 1), randomTensor([4], seed + 2), randomTensor([4, c], seed + 3), randomTensor([c], seed + 4)], 1e-5);
+    assertSameOp(`squeeze-excitation ${JSON.stringify(shape)}, S ${s}`, se(true), se(false),
+      [randomTensor(shape, seed, 2), randomTensor([c, s], seed + 1), randomTensor([s], seed + 2), randomTensor([s, c], seed + 3), randomTensor([c], seed + 4)], 1e-5, 1e-6);
+    // Evaluation's gate alone: the one op (item 38) against TensorFlow's _FusedMatMul, SoftplusGrad and sigmoid.
+    tf.tidy(() => {
+      const x = randomTensor(shape, seed + 5, 2) as tf.Tensor4D;
+      const p = { w1: randomTensor([c, s], seed + 6) as tf.Tensor2D, b1: randomTensor([s], seed + 7) as tf.Tensor1D, w2: randomTensor([s, c], seed + 8) as tf.Tensor2D, b2: randomTensor([c], seed + 9) as tf.Tensor1D };
+      const gate = (on: boolean): tf.Tensor => {
+        setSqueezeGateKernel(on);
+        try {
+          return squeezeExcitationGate(x, p);
+        } finally {
+          setSqueezeGateKernel(true);
+        }
+      };
+      assert.ok(relDiff(gate(true), gate(false)) <= 1e-6, `gate ${JSON.stringify(shape)}, S ${s}: differs by ${relDiff(gate(true), gate(false))}`);
+    });
   }
+  // Shapes that do not fit are refused with the operand named.
+  const native = nb;
+  assert.throws(() => customSqueezeGate(native, tf.zeros([2, 8]), { w1: tf.zeros([8, 4]), b1: tf.zeros([4]), w2: tf.zeros([4, 9]), b2: tf.zeros([8]) }), /w2 must be \[4, 8\]/);
 });
 
 test("this project's kernels give the same bits with one TensorFlow thread and with two", (t) => {

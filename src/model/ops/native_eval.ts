@@ -16,7 +16,8 @@
 // SiLU, and squeeze-excitation's mean (nativeDepthwiseSilu): oneDNN's SiLU post-op cost more than
 // the products on AVX2.
 //
-// Squeeze-excitation's gate runs as 5 ops (nativeSqueezeGate), and the projection after it takes
+// Squeeze-excitation's gate runs as 1 op of this project's kernels, or 5 of TensorFlow's without them
+// (nativeSqueezeGate), and the projection after it takes
 // the gate into per-sample weights, as one oneDNN batched product, where that measured faster
 // (nativeScaledPointwiseBias, foldsInputScale): the pass that scales the activations becomes one
 // over a few weights per sample.
@@ -43,6 +44,7 @@ import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
 import { convAttrs, customDepthwiseAttrs } from "./native_conv";
 import { tensorflowBool, tensorflowOneDnnOn } from "../../util/cpu_info";
+import { customOpsActive } from "../../engine/custom_ops";
 import type { BatchNormState } from "./layers";
 import type { SqueezeExcitationParams } from "./squeeze_excitation";
 
@@ -216,15 +218,51 @@ export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, fol
  * bias as one _FusedMatMul, SiLU as one SoftplusGrad, fc2 + bias + sigmoid as one _FusedMatMul.
  * 5 ops where TF.js's run 12, with 2-D matrix products where TF.js runs BatchMatMulV2 and its
  * reshapes (0.25 ms each for these tiny products with two threads, twice their one-thread time).
+ * Where this project's kernels run, the mean and one op (customSqueezeGate).
  */
 export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: SqueezeExcitationParams, given: tf.Tensor2D | null = null): tf.Tensor2D {
   return tf.tidy(() => {
     // TF.js's mean adds a Cast and a Reshape around TF's Mean. `given`: the mean already taken (nativeDepthwiseSilu).
     const meanAttrs = [floatType(nb), { name: "Tidx", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_INT32 }, { name: "keep_dims", type: nb.binding.TF_ATTR_BOOL, value: false }];
     const pooled = given ?? (runNativeOp(nb, "Mean", meanAttrs, [x, tf.tensor1d([1, 2], "int32")]) as tf.Tensor2D);
+    if (squeezeGateKernelOn()) return customSqueezeGate(nb, pooled, p).gate;
     const a = fusedMatMul(nb, ["BiasAdd"], pooled, p.w1, p.b1);
     return fusedMatMul(nb, ["BiasAdd", "Sigmoid"], nativeSilu(nb, a), p.w2, p.b2);
   });
+}
+
+let squeezeGateKernel = true;
+
+/**
+ * false: squeeze-excitation's gate as TensorFlow's ops even where this project's kernels run, as
+ * before item 38 (bench/se_gate.ts; tests). Default true.
+ */
+export function setSqueezeGateKernel(on: boolean): void {
+  squeezeGateKernel = on;
+}
+
+/** Whether the gate runs as customSqueezeGate: this project's kernels are loaded, and setSqueezeGateKernel left it on. */
+export function squeezeGateKernelOn(): boolean {
+  return squeezeGateKernel && customOpsActive();
+}
+
+/**
+ * Squeeze-excitation's gate from the spatial mean, sigmoid(silu(pooled @ w1 + b1) @ w2 + b2), as one
+ * op of this project's kernels (tools/native/ops/squeeze_gate.cc, item 38), for evaluation and
+ * training; a = pooled @ w1 + b1 is what its gradient op needs besides the gate.
+ */
+export function customSqueezeGate(nb: NativeKernelBackend, pooled: tf.Tensor, p: { w1: tf.Tensor; b1: tf.Tensor; w2: tf.Tensor; b2: tf.Tensor }): { gate: tf.Tensor2D; a: tf.Tensor2D } {
+  const [gate, a] = nb.executeMultipleOutputs("BiasInitSqueezeGate", [], [pooled, p.w1, p.b1, p.w2, p.b2], 2);
+  return { gate: gate as tf.Tensor2D, a: a as tf.Tensor2D };
+}
+
+/**
+ * The gradients through customSqueezeGate, one op: from the gate's gradient, the pooled input's
+ * gradient divided by `positions` (H * W: the mean's gradient at each position) and fc1's and fc2's
+ * weight and bias gradients, [shift, dw1, db1, dw2, db2].
+ */
+export function customSqueezeGateGrad(nb: NativeKernelBackend, dGate: tf.Tensor, pooled: tf.Tensor, a: tf.Tensor, gate: tf.Tensor, w1: tf.Tensor, w2: tf.Tensor, positions: number): tf.Tensor[] {
+  return nb.executeMultipleOutputs("BiasInitSqueezeGateGrad", [{ name: "positions", type: nb.binding.TF_ATTR_INT, value: positions }], [dGate, pooled, a, gate, w1, w2], 5);
 }
 
 export type FoldInputScale = "auto" | "always" | "never";

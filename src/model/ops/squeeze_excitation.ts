@@ -15,7 +15,10 @@
 // and the depthwise convolution's BatchNorm, SE and the block's projection are one op that does not
 // keep SE's output (item 21) and hands SE's input gradient to BatchNorm's kernel as an affine it
 // applies while reading, instead of a tensor (item 30); from 30x30 positions the gate goes into
-// the projection's per-sample weights instead of into SE's output (se_projection_fold.ts, item 34).
+// the projection's per-sample weights instead of into SE's output (se_projection_fold.ts, item 34),
+// and the gate from the spatial mean is one op each way (BiasInitSqueezeGate and its gradient,
+// tools/native/ops/squeeze_gate.cc; item 38) instead of ~27 of TensorFlow's on [N, C] tensors
+// (values then move at float round-off).
 // On the pure-JS 'cpu' backend the plain-JS kernels of layers.ts run under the tape as before.
 // Evaluation computes the gate alone (squeezeExcitationGate) and hands it to the projection, which
 // scales its input by it or, on the native CPU engine, may fold it into per-sample weights
@@ -27,7 +30,7 @@ import { batchNormAct, BatchNormMode, BatchNormState, checkTrainingCount, dense,
 import { customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
 import { customOpsActive } from "../../engine/custom_ops";
 import { nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
-import { nativeSqueezeGate } from "./native_eval";
+import { customSqueezeGate, customSqueezeGateGrad, nativeSqueezeGate, squeezeGateKernelOn } from "./native_eval";
 import { foldedProjection, foldedProjectionGradients, foldsGateInTraining } from "./se_projection_fold";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
@@ -94,7 +97,7 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
     const saved = se.gate(y, w1, b1, w2, b2);
     let projected: tf.Tensor4D;
     if (fold) {
-      projected = foldedProjection(nb, y as tf.Tensor4D, saved[5], wp as tf.Tensor2D);
+      projected = foldedProjection(nb, y as tf.Tensor4D, se.gateOf(saved), wp as tf.Tensor2D);
     } else {
       const value = se.scaled(saved);
       projected = pointwiseProducts(tf.reshape(value, [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, [n, h, w, out]);
@@ -106,7 +109,7 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => tf.tidy(() => {
         const [ds, means, invstds] = s;
         const seSaved = s.slice(3);
-        const folded = fold ? foldedProjectionGradients(nb, dy, seSaved[0] as tf.Tensor4D, seSaved[5], wp as tf.Tensor2D) : null;
+        const folded = fold ? foldedProjectionGradients(nb, dy, seSaved[0] as tf.Tensor4D, se.gateOf(seSaved), wp as tf.Tensor2D) : null;
         const [dse, dwp] = folded !== null ? [folded.dy, folded.dw] : pointwiseGradients(dy, tf.reshape(se.scaled(seSaved), [n * h * w, c]) as tf.Tensor2D, wp as tf.Tensor2D, d.shape);
         const { gate, shift, grads } = se.backwardParts(dse, seSaved, w1, w2, folded?.dgate ?? null);
         // Folded, dse is SE's input gradient through the scaling already (dy @ W^T * gate): BatchNorm's kernel adds the mean's part alone.
@@ -121,14 +124,18 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
 /**
  * Training's SE with its backward pass written out (the ops of TF.js's own gradients, same order),
  * for squeezeExcitation and batchNormActSqueezeExcitationProject. Where this project's kernels run the passes
- * over x are one op each (BiasInitChannelAffine, BiasInitChannelDot). On the native CPU engine the
- * small products are TF's MatMul (native_backend.ts nativeMatMul; TF.js's tf.matMul elsewhere): the
- * same bits as TF.js's gradients where TensorFlow's oneDNN is off, round-off apart where it is on.
+ * over x are one op each (BiasInitChannelAffine, BiasInitChannelDot), and the gate from the mean is
+ * one op each way (BiasInitSqueezeGate and its gradient, item 38: the same formulas, products summed
+ * in their own order, so round-off apart). On the native CPU engine without them the small products
+ * are TF's MatMul (native_backend.ts nativeMatMul; TF.js's tf.matMul elsewhere): the same bits as
+ * TF.js's gradients where TensorFlow's oneDNN is off, round-off apart where it is on.
  */
 class TrainingSqueezeExcitation {
   /** The native CPU engine (its products run as MatMul), and the same where this project's kernels run too. */
   private readonly cpu = nativeCpuOps();
   private readonly nb = customOpsActive() ? this.cpu : null;
+  /** The same where the gate runs as this project's op (native_eval.ts squeezeGateKernelOn). */
+  private readonly gateOp = squeezeGateKernelOn() ? this.nb : null;
   constructor(private readonly shape: [number, number, number, number]) {}
 
   /** a @ b, each transposed where asked: fc1 and fc2 [N, C] x [C, S] and their gradients. */
@@ -137,10 +144,12 @@ class TrainingSqueezeExcitation {
     return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, transposeA, transposeB);
   }
 
-  /** x * gate (+ shift [N, C] per sample and channel). */
-  private scale(t: tf.Tensor, gate: tf.Tensor, gate4: tf.Tensor, shift: tf.Tensor | null): tf.Tensor {
+  /** t * the saved gate (+ shift [N, C] per sample and channel). */
+  private scale(t: tf.Tensor, saved: tf.Tensor[], shift: tf.Tensor | null): tf.Tensor {
     const [n, , , c] = this.shape;
+    const gate = this.gateOf(saved);
     if (this.nb !== null) return runNativeOp(this.nb, "BiasInitChannelAffine", [], [t, gate, shift ?? tf.zerosLike(gate)]);
+    const gate4 = saved[6];
     return shift === null ? tf.mul(t, gate4) : tf.add(tf.mul(t, gate4), tf.reshape(shift, [n, 1, 1, c]));
   }
 
@@ -150,46 +159,63 @@ class TrainingSqueezeExcitation {
     return { value: this.scaled(saved) as tf.Tensor4D, saved };
   }
 
-  /** The gate and the tensors the backward pass needs: [x, pooled, a, sigmoid(a), u, gate, gate as [N, 1, 1, C]]. */
+  /**
+   * The gate and the tensors the backward pass needs: [x, pooled, a, sigmoid(a), u, gate, gate as
+   * [N, 1, 1, C]], or where the gate is this project's op (squeezeGateKernelOn) [x, pooled, a, gate]
+   * (its gradient op recomputes sigmoid(a) and u from a). gateOf picks the gate.
+   */
   gate(xIn: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): tf.Tensor[] {
     const [n, , , c] = this.shape;
     const pooled = tf.mean(xIn, [1, 2]) as tf.Tensor2D;
+    // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
+    if (this.gateOp !== null) {
+      const { gate, a } = customSqueezeGate(this.gateOp, pooled, { w1, b1, w2, b2 });
+      return [xIn, pooled, a, gate];
+    }
     const a = tf.add(this.product(pooled, w1), b1) as tf.Tensor2D;
     const sa = tf.sigmoid(a);
     const u = tf.mul(a, sa);
     const gate = tf.sigmoid(tf.add(this.product(u, w2), b2));
-    const gate4 = tf.reshape(gate, [n, 1, 1, c]);
-    // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
-    return [xIn, pooled, a, sa, u, gate, gate4];
+    return [xIn, pooled, a, sa, u, gate, tf.reshape(gate, [n, 1, 1, c])];
+  }
+
+  /** The gate [N, C] among gate()'s saved tensors. */
+  gateOf(saved: tf.Tensor[]): tf.Tensor {
+    return saved[this.gateOp !== null ? 3 : 5];
   }
 
   /** The forward's output again from its saved tensors (the same op: bit-identical). */
   scaled(saved: tf.Tensor[]): tf.Tensor {
-    return this.scale(saved[0], saved[5], saved[6], null);
+    return this.scale(saved[0], saved, null);
   }
 
   /** [dx, dw1, db1, dw2, db2]. */
   backward(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor): tf.Tensor[] {
-    const { gate, gate4, shift, grads } = this.backwardParts(dy, saved, w1, w2);
+    const { shift, grads } = this.backwardParts(dy, saved, w1, w2);
     // x's direct part dy * gate, plus the mean's gradient spread as dPooled / (H * W) over every position.
-    return [this.scale(dy, gate, gate4, shift), ...grads];
+    return [this.scale(dy, saved, shift), ...grads];
   }
 
   /**
    * [dw1, db1, dw2, db2], and x's gradient as its parts: dy * gate + shift per sample and channel.
    * dGate: the gate's gradient where the caller has it (se_projection_fold.ts; dy is then not read).
    */
-  backwardParts(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor, dGate: tf.Tensor | null = null): { gate: tf.Tensor; gate4: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
+  backwardParts(dy: tf.Tensor, saved: tf.Tensor[], w1: tf.Tensor, w2: tf.Tensor, dGate: tf.Tensor | null = null): { gate: tf.Tensor; shift: tf.Tensor; grads: tf.Tensor[] } {
     const [, h, w] = this.shape;
-    const [xs, ps, as, sas, us, gs, g4s] = saved;
+    const [xs, ps, as] = saved;
     // Through x * gate4: the gate's gradient summed over H and W (x's direct part is below).
     dGate ??= this.nb !== null ? runNativeOp(this.nb, "BiasInitChannelDot", [], [dy, xs]) : tf.sum(tf.mul(dy, xs), [1, 2]);
+    if (this.gateOp !== null) {
+      const [shift, ...grads] = customSqueezeGateGrad(this.gateOp, dGate, ps, as, this.gateOf(saved), w1, w2, h * w);
+      return { gate: this.gateOf(saved), shift, grads };
+    }
+    const [, , , sas, us, gs] = saved;
     // Through sigmoid (TF.js: dy * (y * (1 - y))), fc2 + bias, SiLU (u = a * sigmoid(a)), fc1 + bias.
     const dv = tf.mul(dGate, tf.mul(gs, tf.sub(1, gs)));
     const du = this.product(dv, w2, false, true);
     const da = tf.add(tf.mul(du, sas), tf.mul(tf.mul(du, as), tf.mul(sas, tf.sub(1, sas))));
     const dPooled = this.product(da, w1, false, true);
     const grads = [this.product(ps, da, true, false), tf.sum(da, 0), this.product(us, dv, true, false), tf.sum(dv, 0)];
-    return { gate: gs, gate4: g4s, shift: tf.div(dPooled, h * w), grads };
+    return { gate: gs, shift: tf.div(dPooled, h * w), grads };
   }
 }
