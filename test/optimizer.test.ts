@@ -10,6 +10,8 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { GroupedMomentumSgd, NamedParameter, OptimizerStateError } from "../src/train/optimizer";
 import { initBackend, PROJECT_ROOT } from "../src/engine/backend";
+import { customOpsActive, overrideCustomOps } from "../src/engine/custom_ops";
+import { nativeCpuOps } from "../src/model/ops/native_backend";
 import { makeRng } from "../src/rng";
 
 const PYTHON = path.join(PROJECT_ROOT, ".venv", "bin", "python");
@@ -140,4 +142,34 @@ test("restored state continues exactly; restore checks keys and shapes, all or n
   tf.dispose(wrongShape.filter((e) => e.name === "c.weight").map((e) => e.tensor));
   [opt, resumed, fresh].forEach((o) => o.dispose());
   tf.dispose([...params, ...copies].map((p) => p.variable));
+});
+
+test("with this project's kernels (native CPU engine) one op per group gives the same bits as TensorFlow's ops", (t) => {
+  if (nativeCpuOps() === null || !customOpsActive()) return t.skip("needs the native CPU engine with this project's kernels (`make native`)");
+  // Groups along axis 2 with 9 runs each (3x3 kernels: the buffer interleaves the members), a group
+  // over 16,384 values (cut into units for two threads), odd lengths for the vector tails, a scalar.
+  const shapes: Record<string, number[]> = { "dw.a": [3, 3, 37, 1], "dw.b": [3, 3, 11, 1], "pw.a": [1, 1, 300, 70], "pw.b": [1, 1, 5, 70], "v.a": [13], "v.b": [1001], "s": [] };
+  const run = (custom: boolean): Float32Array[] => {
+    overrideCustomOps(custom);
+    try {
+      const params = Object.entries(shapes).map(([name, shape], i) => ({ name, variable: tf.variable(tf.tensor(randomValues(`bits ${name}`, size(shape)), shape), true, `bits${custom}${i}`) }));
+      const opt = new GroupedMomentumSgd(LR, MOMENTUM, params);
+      for (let s = 0; s < STEPS; s++) {
+        const grads = params.map((p) => ({ name: p.variable.name, tensor: tf.tensor(randomValues(`bits grad ${s} ${p.name}`, size(p.variable.shape)), p.variable.shape) }));
+        opt.applyGradients(grads);
+        tf.dispose(grads.map((g) => g.tensor));
+      }
+      const state = opt.state();
+      const out = [...params.map((p) => p.variable.dataSync() as Float32Array), ...state.map((e) => e.tensor.dataSync() as Float32Array)];
+      tf.dispose(state.map((e) => e.tensor));
+      opt.dispose();
+      tf.dispose(params.map((p) => p.variable));
+      return out;
+    } finally {
+      overrideCustomOps(null);
+    }
+  };
+  const [ours, theirs] = [run(true), run(false)];
+  assert.equal(ours.length, theirs.length);
+  ours.forEach((a, i) => assert.deepEqual(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(theirs[i].buffer, theirs[i].byteOffset, theirs[i].byteLength), `tensor ${i} differs`));
 });

@@ -6,6 +6,10 @@
 // size) are concatenated along it, updated as one tensor, and split back. For EfficientNet-B1 that
 // is ~1,200 ops per step down to ~200 (a GPU pays a launch per op).
 //
+// Where this project's kernels run (native CPU engine), a group's step is one op instead of 7
+// (BiasInitMomentumStep, tools/native/ops/momentum.cc; docs/performance.md, item 39): the same
+// products and sums, each rounded on its own, so the same bits, in one pass over the group's values.
+//
 // Its minimize() computes gradients with frugal_backward.ts (TF.js's gradients, freeing memory
 // during the backward pass as PyTorch does).
 //
@@ -13,9 +17,11 @@
 // restored buffer checked against the parameter's shape. Before the first step there is no state,
 // as in PyTorch (whose first step sets buf = g).
 //
-// May touch: @tensorflow/tfjs and the variables it is given.
+// May touch: @tensorflow/tfjs, the native backend (model/ops/native_backend.ts) and the variables it is given.
 import * as tf from "@tensorflow/tfjs";
+import { customOpsActive } from "../engine/custom_ops";
 import { UserError } from "../errors";
+import { nativeCpuOps, NativeKernelBackend } from "../model/ops/native_backend";
 import { frugalVariableGrads } from "./frugal_backward";
 
 /** A trainable variable and the key its optimizer state is saved under (its state_dict key). */
@@ -71,6 +77,13 @@ function stateKey(name: string, keys: ReadonlySet<string>): string | null {
   return keys.has(variable) ? variable : keys.has(bare) ? bare : null;
 }
 
+let momentumKernel = true;
+
+/** false: each group's step as TensorFlow's 7 ops even where this project's kernels run (bench/momentum_step.ts). Default true. */
+export function setMomentumKernel(on: boolean): void {
+  momentumKernel = on;
+}
+
 export class GroupedMomentumSgd extends tf.Optimizer {
   static get className(): string {
     return "GroupedMomentumSgd";
@@ -122,6 +135,11 @@ export class GroupedMomentumSgd extends tf.Optimizer {
   }
 
   private stepGroup(group: Group, grads: tf.Tensor[]): void {
+    const nb = momentumKernel && customOpsActive() ? nativeCpuOps() : null;
+    if (nb !== null) {
+      this.stepGroupNative(nb, group, grads);
+      return;
+    }
     const single = group.members.length === 1;
     const old = group.buffer;
     group.buffer = tf.tidy(() => {
@@ -134,6 +152,25 @@ export class GroupedMomentumSgd extends tf.Optimizer {
       params.forEach((v, i) => v.assign(parts[i]));
       return buf;
     });
+    old?.dispose();
+  }
+
+  /** stepGroup as one op of this project's kernels: the same values (bit for bit), one pass. */
+  private stepGroupNative(nb: NativeKernelBackend, group: Group, grads: tf.Tensor[]): void {
+    const B = nb.binding;
+    const params = group.members.map((p) => p.variable);
+    const attrs = [
+      { name: "N", type: B.TF_ATTR_INT, value: params.length },
+      { name: "axis", type: B.TF_ATTR_INT, value: group.axis },
+      { name: "learning_rate", type: B.TF_ATTR_FLOAT, value: this.learningRate },
+      { name: "momentum", type: B.TF_ATTR_FLOAT, value: this.momentum },
+      { name: "first", type: B.TF_ATTR_BOOL, value: group.buffer === null },
+    ];
+    const old = group.buffer;
+    const out = nb.executeMultipleOutputs("BiasInitMomentumStep", attrs, [...params, ...grads, old ?? grads[0]], params.length + 1);
+    params.forEach((v, i) => v.assign(out[i]));
+    tf.dispose(out.slice(0, params.length));
+    group.buffer = tf.keep(out[params.length]);
     old?.dispose();
   }
 

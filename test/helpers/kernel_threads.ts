@@ -1,6 +1,6 @@
 // Child of test/native_ops.test.ts and test/custom_ops_isa.test.ts: this project's kernels
 // (BatchNorm + SiLU, the depthwise convolution, the two as one op, squeeze-excitation's passes, the
-// projection's BatchNorm with the residual,
+// projection's BatchNorm with the residual, the optimizer's momentum step,
 // forward and gradients, and evaluation's depthwise stage) on fixed seeded inputs, in a process whose TensorFlow thread count
 // (TF_NUM_INTRAOP_THREADS) and addon (BIAS_INIT_CUSTOM_OPS=avx2 or not) the parent sets. Prints
 // {active, isa, hash}: a SHA-256 of every output's bytes, which must depend on neither (the kernels
@@ -14,6 +14,7 @@ import { customBatchNormResidual, nativeTrainingBatchNormAct } from "../../src/m
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
 import { nativeDepthwiseSilu } from "../../src/model/ops/native_eval";
 import { squeezeExcitation } from "../../src/model/ops/squeeze_excitation";
+import { GroupedMomentumSgd } from "../../src/train/optimizer";
 import { seededTensor } from "./tensors";
 
 const seeded = (shape: number[], seed: number): tf.Tensor => seededTensor("kernel-threads", shape, seed);
@@ -60,6 +61,11 @@ async function main(): Promise<void> {
     const r = nativeDepthwiseSilu(nb, x, seeded([k, k, 40, 1], 40 + k) as tf.Tensor4D, seeded([40], 50 + k) as tf.Tensor1D, stride, inputSilu);
     outputs.push(r.y, r.pooled);
   }
+  // Two SGD-momentum steps of one group of parameters (one op each, the second with a buffer).
+  const params = [[3, 3, 40, 1], [3, 3, 21, 1]].map((shape, i) => ({ name: `p${i}`, variable: tf.variable(seeded(shape, 80 + i), true, `kernel-threads-p${i}`) }));
+  const opt = new GroupedMomentumSgd(0.1, 0.9, params);
+  for (const s of [0, 1]) opt.applyGradients(params.map((p, i) => ({ name: p.variable.name, tensor: seeded(p.variable.shape, 90 + 2 * s + i) })));
+  outputs.push(...params.map((p) => p.variable), ...opt.state().map((e) => e.tensor));
   for (const t of outputs) hash.update(Buffer.from((t.dataSync() as Float32Array).buffer));
   console.log(JSON.stringify({ active: true, isa: customOpsState().isa, hash: hash.digest("hex") }));
 }
