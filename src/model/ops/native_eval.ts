@@ -222,13 +222,18 @@ export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, fol
  */
 export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: SqueezeExcitationParams, given: tf.Tensor2D | null = null): tf.Tensor2D {
   return tf.tidy(() => {
-    // TF.js's mean adds a Cast and a Reshape around TF's Mean. `given`: the mean already taken (nativeDepthwiseSilu).
-    const meanAttrs = [floatType(nb), { name: "Tidx", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_INT32 }, { name: "keep_dims", type: nb.binding.TF_ATTR_BOOL, value: false }];
-    const pooled = given ?? (runNativeOp(nb, "Mean", meanAttrs, [x, tf.tensor1d([1, 2], "int32")]) as tf.Tensor2D);
+    // `given`: the mean already taken (nativeDepthwiseSilu).
+    const pooled = given ?? nativeSpatialMean(nb, x);
     if (squeezeGateKernelOn()) return customSqueezeGate(nb, pooled, p).gate;
     const a = fusedMatMul(nb, ["BiasAdd"], pooled, p.w1, p.b1);
     return fusedMatMul(nb, ["BiasAdd", "Sigmoid"], nativeSilu(nb, a), p.w2, p.b2);
   });
+}
+
+/** x's mean over H and W [N, C] as TensorFlow's Mean, the op TF.js's tf.mean runs (the same bits) without the Cast it adds. */
+export function nativeSpatialMean(nb: NativeKernelBackend, x: tf.Tensor): tf.Tensor2D {
+  const attrs = [floatType(nb), { name: "Tidx", type: nb.binding.TF_ATTR_TYPE, value: nb.binding.TF_INT32 }, { name: "keep_dims", type: nb.binding.TF_ATTR_BOOL, value: false }];
+  return runNativeOp(nb, "Mean", attrs, [x, tf.tensor1d([1, 2], "int32")]) as tf.Tensor2D;
 }
 
 let squeezeGateKernel = true;

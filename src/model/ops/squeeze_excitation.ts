@@ -30,7 +30,7 @@ import { batchNormAct, BatchNormMode, BatchNormState, checkTrainingCount, dense,
 import { customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
 import { customOpsActive } from "../../engine/custom_ops";
 import { nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
-import { customSqueezeGate, customSqueezeGateGrad, nativeSqueezeGate, squeezeGateKernelOn } from "./native_eval";
+import { customSqueezeGate, customSqueezeGateGrad, nativeSpatialMean, nativeSqueezeGate, squeezeGateKernelOn } from "./native_eval";
 import { foldedProjection, foldedProjectionGradients, foldsGateInTraining } from "./se_projection_fold";
 
 /** The four parameters of one block: fc1 [C, S] and its bias [S], fc2 [S, C] and its bias [C]. */
@@ -148,7 +148,8 @@ class TrainingSqueezeExcitation {
   private scale(t: tf.Tensor, saved: tf.Tensor[], shift: tf.Tensor | null): tf.Tensor {
     const [n, , , c] = this.shape;
     const gate = this.gateOf(saved);
-    if (this.nb !== null) return runNativeOp(this.nb, "BiasInitChannelAffine", [], [t, gate, shift ?? tf.zerosLike(gate)]);
+    // No shift: an empty one, which the kernel reads as zero (fma(x, g, 0) rounds as x * g does).
+    if (this.nb !== null) return runNativeOp(this.nb, "BiasInitChannelAffine", [], [t, gate, shift ?? tf.tensor1d([])]);
     const gate4 = saved[6];
     return shift === null ? tf.mul(t, gate4) : tf.add(tf.mul(t, gate4), tf.reshape(shift, [n, 1, 1, c]));
   }
@@ -166,7 +167,7 @@ class TrainingSqueezeExcitation {
    */
   gate(xIn: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor): tf.Tensor[] {
     const [n, , , c] = this.shape;
-    const pooled = tf.mean(xIn, [1, 2]) as tf.Tensor2D;
+    const pooled = this.cpu !== null ? nativeSpatialMean(this.cpu, xIn) : (tf.mean(xIn, [1, 2]) as tf.Tensor2D);
     // w1, w2: variables, or in a recomputed block stand-ins alive until its backward pass ends: not saved.
     if (this.gateOp !== null) {
       const { gate, a } = customSqueezeGate(this.gateOp, pooled, { w1, b1, w2, b2 });

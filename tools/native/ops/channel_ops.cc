@@ -1,7 +1,7 @@
 // Squeeze-excitation's passes over the full activation, per sample and channel, as two TensorFlow
 // ops with AVX2/FMA or AVX-512 kernels (simd.h) (docs/performance.md, item 20):
 //
-//   BiasInitChannelAffine(x [N, H, W, C], scale [N, C], shift [N, C]) -> x * scale + shift
+//   BiasInitChannelAffine(x [N, H, W, C], scale [N, C], shift [N, C] or [0]: zero) -> x * scale + shift
 //   BiasInitChannelDot(a [N, H, W, C], b [N, H, W, C]) -> sum over H and W of a * b, [N, C]
 //
 // The forward scales by the gate (shift 0: fma(x, g, 0) rounds as x * g does); the backward's
@@ -66,18 +66,21 @@ class ChannelAffineOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
     OP_REQUIRES_OK(ctx, CheckPerSample(x, ctx->input(1), "scale"));
-    OP_REQUIRES_OK(ctx, CheckPerSample(x, ctx->input(2), "shift"));
+    // A shift with no values is zero (training's forward scaling: no zero tensor made per call).
+    const bool no_shift = ctx->input(2).NumElements() == 0;
+    if (!no_shift) OP_REQUIRES_OK(ctx, CheckPerSample(x, ctx->input(2), "shift"));
     Tensor* y;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
     const int64_t n = x.dim_size(0), hw = x.dim_size(1) * x.dim_size(2), c = x.dim_size(3);
     const float* xp = x.flat<float>().data();
     const float* sp = ctx->input(1).flat<float>().data();
     const float* bp = ctx->input(2).flat<float>().data();
+    const std::vector<float> zeros(no_shift ? c : 0, 0.0f);
     float* yp = y->flat<float>().data();
     auto rows = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* s = sp + (r / hw) * c;
-        const float* b = bp + (r / hw) * c;
+        const float* b = no_shift ? zeros.data() : bp + (r / hw) * c;
         const float* in = xp + r * c;
         float* out = yp + r * c;
         int64_t k = ForVectors(c, [&](auto f, int64_t k) {
