@@ -153,6 +153,7 @@ using bias_init::ForVectors;
 using bias_init::GradFromSums;
 using bias_init::GradTerms;
 using bias_init::kBlockRows;
+using bias_init::Rounded;
 using bias_init::ScaleOf;
 
 class BatchNormActOp : public ActivationKernel {
@@ -177,14 +178,6 @@ class BatchNormActOp : public ActivationKernel {
  private:
   float epsilon_, momentum_;
 };
-
-// v itself, as a value the compiler must have rounded: GCC contracts a * b + c into one fma in C++
-// (its -ffp-contract=fast), which would round once where TensorFlow's Mul and AddV2 round twice.
-template <typename V>
-inline V Rounded(V v) {
-  asm("" : "+v"(v));
-  return v;
-}
 
 class BatchNormResidualOp : public OpKernel {
  public:

@@ -48,6 +48,7 @@ REGISTER_OP("BiasInitMomentumStep")
 namespace {
 
 using bias_init::ForVectors;
+using bias_init::Rounded;
 
 // A run of one parameter's values that is contiguous in it and in the buffer.
 struct Segment {
@@ -56,14 +57,6 @@ struct Segment {
 
 // Values per unit of work: segments are cut to this length, so that the cores share a group evenly.
 constexpr int64_t kUnitValues = 16384;
-
-// The products go through this barrier so that the compiler cannot fuse them with the sums into an
-// fma (GCC contracts a * b + c, intrinsics included, under its default -ffp-contract=fast).
-template <typename V>
-inline V Rounded(V v) {
-  asm("" : "+v"(v));
-  return v;
-}
 
 class MomentumStepOp : public OpKernel {
  public:

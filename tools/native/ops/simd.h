@@ -75,6 +75,15 @@ struct F16 {
 };
 #endif
 
+// v itself, as a value the compiler must have rounded: GCC contracts a * b + c into one fma, for
+// intrinsics too (its default -ffp-contract=fast), which would round once where TensorFlow's Mul
+// and Add round twice. A product passed through this stays apart from the sum it feeds.
+template <typename V>
+inline V Rounded(V v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
 // The instruction set this addon was compiled for (addon.cc exports it).
 #ifdef __AVX512F__
 constexpr const char* kIsa = "avx512";
