@@ -19,9 +19,8 @@
 //
 // May touch: @tensorflow/tfjs, the native backend (model/ops/native_backend.ts) and the variables it is given.
 import * as tf from "@tensorflow/tfjs";
-import { customOpsActive } from "../engine/custom_ops";
 import { UserError } from "../errors";
-import { nativeCpuOps, NativeKernelBackend } from "../model/ops/native_backend";
+import { kernelCpuOps, NativeKernelBackend } from "../model/ops/native_backend";
 import { frugalVariableGrads } from "./frugal_backward";
 
 /** A trainable variable and the key its optimizer state is saved under (its state_dict key). */
@@ -135,7 +134,7 @@ export class GroupedMomentumSgd extends tf.Optimizer {
   }
 
   private stepGroup(group: Group, grads: tf.Tensor[]): void {
-    const nb = momentumKernel && customOpsActive() ? nativeCpuOps() : null;
+    const nb = momentumKernel ? kernelCpuOps() : null;
     if (nb !== null) {
       this.stepGroupNative(nb, group, grads);
       return;

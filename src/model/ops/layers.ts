@@ -23,7 +23,7 @@ import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
 import { customBatchNormResidual, nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
 import { type ConvKind, EvalFolds, foldBatchNorm, type FoldedConv, foldsInputScale, fusesOnCpu, nativeDepthwiseSilu, nativeExpansionBias, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
-import { type NativeKernelBackend, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
+import { type NativeKernelBackend, kernelCpuOps, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
 import { customOpsActive } from "../../engine/custom_ops";
 
@@ -54,7 +54,7 @@ export function setLayerFusion(mode: KernelMode): void {
 
 /** The native CPU backend, where this project's kernels run and layer fusion is on; else null. */
 export function fusingNativeOps(): NativeKernelBackend | null {
-  return layerFusion === "auto" && customOpsActive() ? nativeCpuOps() : null;
+  return layerFusion === "auto" ? kernelCpuOps() : null;
 }
 
 export function usingJsKernels(): boolean {

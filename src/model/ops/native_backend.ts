@@ -4,6 +4,7 @@
 //
 // May touch: @tensorflow/tfjs and the active backend object (duck-typed: src/ does not depend on tfjs-node).
 import * as tf from "@tensorflow/tfjs";
+import { customOpsActive } from "../../engine/custom_ops";
 
 export interface NativeAttr {
   name: string;
@@ -33,6 +34,11 @@ export function nativeOnGpu(nb: NativeKernelBackend): boolean {
 export function nativeCpuOps(): NativeKernelBackend | null {
   const nb = nativeOps();
   return nb !== null && !nativeOnGpu(nb) ? nb : null;
+}
+
+/** The native CPU engine where this project's kernels (engine/custom_ops.ts) are loaded and active, else null. */
+export function kernelCpuOps(): NativeKernelBackend | null {
+  return customOpsActive() ? nativeCpuOps() : null;
 }
 
 /** Runs one TensorFlow op with one output. */

@@ -28,8 +28,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { batchNormAct, BatchNormMode, BatchNormState, checkTrainingCount, dense, fusingNativeOps, pointwiseConv, pointwiseGradients, pointwiseProducts, scaleChannels, silu, spatialMean, usingJsKernels } from "./layers";
 import { customBatchNormActForward, customBatchNormActGrad } from "./native_batchnorm";
-import { customOpsActive } from "../../engine/custom_ops";
-import { nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
+import { kernelCpuOps, nativeCpuOps, nativeMatMul, runNativeOp } from "./native_backend";
 import { customSqueezeGate, customSqueezeGateGrad, nativeSpatialMean, nativeSqueezeGate, squeezeGateKernelOn } from "./native_eval";
 import { foldedProjection, foldedProjectionGradients, foldsGateInTraining } from "./se_projection_fold";
 
@@ -133,7 +132,7 @@ export function batchNormActSqueezeExcitationProject(d: tf.Tensor4D, bn: BatchNo
 class TrainingSqueezeExcitation {
   /** The native CPU engine (its products run as MatMul), and the same where this project's kernels run too. */
   private readonly cpu = nativeCpuOps();
-  private readonly nb = customOpsActive() ? this.cpu : null;
+  private readonly nb = kernelCpuOps();
   /** The same where the gate runs as this project's op (native_eval.ts squeezeGateKernelOn). */
   private readonly gateOp = squeezeGateKernelOn() ? this.nb : null;
   constructor(private readonly shape: [number, number, number, number]) {}
