@@ -4,14 +4,28 @@
 // which moved whole runs in separate processes by more than these differences, falls on both alike.
 // Prints each variant's median and mean step time and CPU time per step, and in how many pairs the
 // candidate's step was the faster one. Used by se_products.ts (item 29), bn_se_fusion.ts (item 30), bn_dw_fusion.ts (item 32), and se_fold.ts
-// and residual_fusion.ts (items 34 and 35, which switch a setting instead of rewriting ops).
+// and residual_fusion.ts (items 34 and 35, which switch a setting instead of rewriting ops), and
+// kernels_ab.ts (item 40: this project's kernels at another git revision, loaded beside them).
+// --eval alternates evaluation batches instead of training steps.
 import { parseArgs } from "util";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { tensorflowOneDnnOn } from "../src/util/cpu_info";
+import { EvalFolds } from "../src/model/ops/native_eval";
 import { benchTrainingStep } from "./training_step";
+
+/** One evaluation batch of `net` on a fixed [batch, size, size, 3] input, folds kept across batches. */
+function benchEvalStep(net: BinaryClassifier, size: number, batch: number): () => void {
+  const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 2) as tf.Tensor4D;
+  const folds = new EvalFolds();
+  return () => {
+    const out = tf.tidy(() => net.forward(x, { training: false, folds }));
+    out.dataSync();
+    out.dispose();
+  };
+}
 
 export type Attr = { name: string };
 /** Output metadata of the binding's executeOp: one entry per output tensor. */
@@ -31,19 +45,25 @@ export interface AbSpec {
   select?: (baseline: boolean) => void;
   /** Printed with the result: what was rewritten, per step. */
   rewritten: string;
+  /** Called once the engine is up, before any step (kernels_ab.ts loads its baseline kernels there). */
+  prepare?: () => void;
 }
 
 export async function interleavedAb(spec: AbSpec): Promise<void> {
-  const { values } = parseArgs({ options: { size: { type: "string", default: "32" }, batch: { type: "string", default: "64" }, pairs: { type: "string", default: "40" } } });
+  const { values } = parseArgs({ options: { size: { type: "string", default: "32" }, batch: { type: "string", default: "64" }, pairs: { type: "string", default: "40" },
+    eval: { type: "boolean", default: false } } });
   const [size, batch, pairs] = [Number(values.size), Number(values.batch), Number(values.pairs)];
   const info = await initBackend();
   const backend = tf.backend() as unknown as { binding?: Binding };
   const real = backend.binding;
   if (tf.getBackend() !== "tensorflow" || real === undefined) throw new Error(`needs the native engine; this is ${backendLine(info)}`);
-  console.log(`${backendLine(info)} | TensorFlow's oneDNN ${tensorflowOneDnnOn() ? "on" : "off"} | B1 ${size}x${size} batch ${batch}, ${pairs} pairs of steps`);
+  spec.prepare?.();
+  console.log(`${backendLine(info)} | TensorFlow's oneDNN ${tensorflowOneDnnOn() ? "on" : "off"} | B1 ${size}x${size} batch ${batch}, ${pairs} pairs of ` +
+    `${values.eval ? "evaluation batches" : "training steps"}`);
 
   const net = new BinaryClassifier("b1", makeRng(0, "bench"));
-  const { step } = benchTrainingStep(net, size, batch);
+  // --eval: evaluation batches (BatchNorm folded once, as train/loop.ts' evaluate) instead of training steps.
+  const step = values.eval ? benchEvalStep(net, size, batch) : benchTrainingStep(net, size, batch).step;
   const names = [spec.baseline, spec.candidate] as const;
   let baseline = false;
   let rewritten = 0;
