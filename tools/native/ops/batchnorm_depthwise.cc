@@ -153,6 +153,7 @@ class BatchNormActDepthwiseOp : public bias_init::ActivationKernel {
 // Where InputGradientRow puts dy here: a block's values in a buffer of kBlockRows rows that stays
 // in cache (base: the block's first value in de, whose addresses the row code computes).
 struct ToBlockBuffer {
+  static constexpr int kVectors = 2;  // a store (depthwise_rows.h StoreOutputs)
   const float* base;
   float* buffer;
 

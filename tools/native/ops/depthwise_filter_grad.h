@@ -21,31 +21,49 @@ namespace bias_init {
 
 constexpr int64_t kFilterBlockRows = 8;  // output rows per dw summing block
 
-// One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx
-// lands inside the input row (ascending ox) of dy[ox, c] * x[ox * s - p + kx, c]. The K sums of a
-// channel vector run side by side, so dy is loaded once per output and the K chains of fused
-// multiply-adds overlap (one chain at a time waited on each product's latency); each sum still adds
-// its terms in ascending ox from zero, then into aw, as one tap at a time did.
-template <int K>
-void FilterRowSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw) {
-  int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
-    using F = decltype(f);
-    typename F::V acc[K];
-    for (int kx = 0; kx < K; ++kx) acc[kx] = F::Zero();
-    for (int64_t ox = 0; ox < g.ow; ++ox) {
-      const int64_t start = ox * g.s - g.p;
-      const typename F::V d = F::Load(dyrow + ox * g.c + c);
-      if (start >= 0 && start + K <= g.w) {
-        const float* in = xrow + start * g.c + c;
-        for (int kx = 0; kx < K; ++kx) acc[kx] = F::Fma(d, F::Load(in + kx * g.c), acc[kx]);
-      } else {
-        for (int kx = 0; kx < K; ++kx) {
-          if (start + kx >= 0 && start + kx < g.w) acc[kx] = F::Fma(d, F::Load(xrow + (start + kx) * g.c + c), acc[kx]);
-        }
+// The K sums of M channel vectors at c for one output row (FilterRowSums): the K x M chains run side
+// by side, dy is loaded once per output and each loaded line is used whole (M = 2 covers 64 bytes
+// at 8 floats), and each sum adds its terms in ascending ox from zero, then into aw.
+template <typename F, int K, int M>
+inline void FilterVectorSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw, int64_t c) {
+  constexpr int64_t W = F::kWidth;
+  typename F::V acc[M][K];
+  for (int m = 0; m < M; ++m)
+    for (int kx = 0; kx < K; ++kx) acc[m][kx] = F::Zero();
+  for (int64_t ox = 0; ox < g.ow; ++ox) {
+    const int64_t start = ox * g.s - g.p;
+    typename F::V d[M];
+    for (int m = 0; m < M; ++m) d[m] = F::Load(dyrow + ox * g.c + c + m * W);
+    if (start >= 0 && start + K <= g.w) {
+      const float* in = xrow + start * g.c + c;
+      for (int kx = 0; kx < K; ++kx)
+        for (int m = 0; m < M; ++m) acc[m][kx] = F::Fma(d[m], F::Load(in + kx * g.c + m * W), acc[m][kx]);
+    } else {
+      for (int kx = 0; kx < K; ++kx) {
+        if (start + kx < 0 || start + kx >= g.w) continue;
+        for (int m = 0; m < M; ++m) acc[m][kx] = F::Fma(d[m], F::Load(xrow + (start + kx) * g.c + c + m * W), acc[m][kx]);
       }
     }
-    for (int kx = 0; kx < K; ++kx) F::Store(aw + kx * g.c + c, F::Add(F::Load(aw + kx * g.c + c), acc[kx]));
-  });
+  }
+  for (int m = 0; m < M; ++m)
+    for (int kx = 0; kx < K; ++kx) F::Store(aw + kx * g.c + c + m * W, F::Add(F::Load(aw + kx * g.c + c + m * W), acc[m][kx]));
+}
+
+// One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx
+// lands inside the input row (ascending ox) of dy[ox, c] * x[ox * s - p + kx, c]. Channel vectors go
+// two at a time where the registers hold their 2K sums (item 40: one at a time, the loop walked the
+// rows at a stride of C floats using half of each line it loaded and waited on the second-level
+// cache), then one at a time, then a scalar tail; which grouping a lane falls in never changes its sum.
+template <int K>
+void FilterRowSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw) {
+  int64_t c = 0;
+#ifdef __AVX512F__
+  for (; c + 2 * F16::kWidth <= g.c; c += 2 * F16::kWidth) FilterVectorSums<F16, K, 2>(g, dyrow, xrow, aw, c);
+  for (; c + F16::kWidth <= g.c; c += F16::kWidth) FilterVectorSums<F16, K, 1>(g, dyrow, xrow, aw, c);
+#endif
+  constexpr int kPair = K <= 5 ? 2 : 1;  // 2K sums + 2 dy vectors in AVX2's 16 registers
+  for (; c + kPair * F8::kWidth <= g.c; c += kPair * F8::kWidth) FilterVectorSums<F8, K, kPair>(g, dyrow, xrow, aw, c);
+  for (; c + F8::kWidth <= g.c; c += F8::kWidth) FilterVectorSums<F8, K, 1>(g, dyrow, xrow, aw, c);
   for (; c < g.c; ++c) {
     for (int kx = 0; kx < K; ++kx) {
       float acc = 0;

@@ -48,19 +48,48 @@ inline void TapRange(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size, i
   }
 }
 
-// What the forward does with each output's sum: store it (the training op).
+// What the forward does with each output's sum: store it (the training op). kVectors: how many
+// channel vectors ForwardOutputs may take at a time with this finish (item 40: two where finish is
+// a store; one for evaluation's SiLU + sum, which two made 14% slower held to AVX2).
 struct StoreOutputs {
+  static constexpr int kVectors = 2;
   template <typename F>
   void Vector(typename F::V sum, float* out, int64_t c) const { F::Store(out + c, sum); }
   void One(float sum, float* out, int64_t c) const { out[c] = sum; }
 };
 
+// The sums of G outputs (dst, dst + C, ...) for M channel vectors from c (ForwardOutputs): each
+// filter vector is loaded once for the G outputs, and the G x M chains of fused multiply-adds run
+// side by side; each sum adds its taps in (ky, kx) order from zero.
+template <typename F, int G, int M, typename Finish, int kDir>
+inline void ForwardVectors(const Geometry& g, const float* const* rows, const float* wp, float* dst, int64_t first, int64_t step, int64_t ky0,
+                           int64_t ky1, int64_t kx0, int64_t kx1, const Finish& finish, int64_t c) {
+  constexpr int64_t W = F::kWidth;
+  // Sum j of vector m at [m * G + j]: one-dimensional, as acc[M][G] left a sum on the stack in
+  // evaluation's SiLU loop (GCC 12, AVX2; 16% slower than item 26's acc[G]).
+  typename F::V acc[M * G];
+  for (int i = 0; i < M * G; ++i) acc[i] = F::Zero();
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const float* in = rows[ky] + first + c;
+    for (int64_t kx = kx0; kx < kx1; ++kx) {
+      const float* tap = in + kDir * kx * g.c;
+      for (int m = 0; m < M; ++m) {
+        const typename F::V wv = F::Load(wp + (ky * g.k + kx) * g.c + c + m * W);
+        for (int j = 0; j < G; ++j) acc[m * G + j] = F::Fma(F::Load(tap + j * step + m * W), wv, acc[m * G + j]);
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < G; ++j) finish.template Vector<F>(acc[m * G + j], dst + j * g.c, c + m * W);
+}
+
 // Outputs ox .. ox + G - 1 of an output row whose windows all take the taps [ky0, ky1) x [kx0, kx1);
 // rows[ky] is input row (oy * s - p + ky) from column 0, out the output row from column 0. Each
 // output sums its taps in (ky, kx) order from zero. G outputs side by side share each filter load
 // and give G independent chains of fused multiply-adds (one output at a time waited on each
-// product's latency); the sums are those of one output at a time, bit for bit. finish gets the sums
-// of a channel vector (or one channel) in output order.
+// product's latency); the sums are those of one output at a time, bit for bit. Channel vectors go
+// two at a time where Finish::kVectors allows (item 40: 2G chains, and each loaded line used whole
+// at 8 floats), then one at a time, then a scalar tail. finish gets each lane's sums in output order.
 // With kDir = -1 (stride 1 only), tap kx of output ox reads column ox + p - kx instead of
 // ox * s - p + kx: the input gradient as a forward over dy (depthwise_conv.cc InputGradientRow).
 template <int G, typename Finish, int kDir = 1>
@@ -70,19 +99,15 @@ void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp
   const int64_t first = (kDir > 0 ? ox * g.s - g.p : ox + g.p) * g.c;
   const int64_t step = g.s * g.c;                // from one output's window to the next
   float* dst = out + ox * g.c;
-  int64_t c = ForVectors(g.c, [&](auto f, int64_t c) {
-    using F = decltype(f);
-    typename F::V acc[G];
-    for (int j = 0; j < G; ++j) acc[j] = F::Zero();
-    for (int64_t ky = ky0; ky < ky1; ++ky) {
-      const float* in = rows[ky] + first + c;
-      for (int64_t kx = kx0; kx < kx1; ++kx) {
-        const typename F::V wv = F::Load(wp + (ky * g.k + kx) * g.c + c);
-        const float* tap = in + kDir * kx * g.c;
-        for (int j = 0; j < G; ++j) acc[j] = F::Fma(F::Load(tap + j * step), wv, acc[j]);
-      }
-    }
-    for (int j = 0; j < G; ++j) finish.template Vector<F>(acc[j], dst + j * g.c, c);
+  int64_t c = 0;
+  if constexpr (Finish::kVectors == 2) {
+#ifdef __AVX512F__
+    for (; c + 2 * F16::kWidth <= g.c; c += 2 * F16::kWidth) ForwardVectors<F16, G, 2, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, c);
+#endif
+    for (; c + 2 * F8::kWidth <= g.c; c += 2 * F8::kWidth) ForwardVectors<F8, G, 2, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, c);
+  }
+  c += ForVectors(g.c - c, [&](auto f, int64_t v) {
+    ForwardVectors<decltype(f), G, 1, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, c + v);
   });
   for (; c < g.c; ++c) {
     for (int j = 0; j < G; ++j) {
