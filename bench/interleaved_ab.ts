@@ -13,19 +13,7 @@ import { initBackend, backendLine } from "../src/engine/backend";
 import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { tensorflowOneDnnOn } from "../src/util/cpu_info";
-import { EvalFolds } from "../src/model/ops/native_eval";
-import { benchTrainingStep } from "./training_step";
-
-/** One evaluation batch of `net` on a fixed [batch, size, size, 3] input, folds kept across batches. */
-function benchEvalStep(net: BinaryClassifier, size: number, batch: number): () => void {
-  const x = tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 2) as tf.Tensor4D;
-  const folds = new EvalFolds();
-  return () => {
-    const out = tf.tidy(() => net.forward(x, { training: false, folds }));
-    out.dataSync();
-    out.dispose();
-  };
-}
+import { benchEvalStep, benchTrainingStep } from "./training_step";
 
 export type Attr = { name: string };
 /** Output metadata of the binding's executeOp: one entry per output tensor. */
@@ -63,7 +51,8 @@ export async function interleavedAb(spec: AbSpec): Promise<void> {
 
   const net = new BinaryClassifier("b1", makeRng(0, "bench"));
   // --eval: evaluation batches (BatchNorm folded once, as train/loop.ts' evaluate) instead of training steps.
-  const step = values.eval ? benchEvalStep(net, size, batch) : benchTrainingStep(net, size, batch).step;
+  const step = values.eval ? benchEvalStep(net, tf.randomNormal([batch, size, size, 3], 0, 1, "float32", 2) as tf.Tensor4D).step
+    : benchTrainingStep(net, size, batch).step;
   const names = [spec.baseline, spec.candidate] as const;
   let baseline = false;
   let rewritten = 0;

@@ -13,8 +13,7 @@ import { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { measureNativeOps } from "./native_ops";
 import { cpuTicks, stealShare, stealText } from "./host_steal";
-import { benchTrainingStep } from "./training_step";
-import { EvalFolds } from "../src/model/ops/native_eval";
+import { benchEvalStep, benchTrainingStep } from "./training_step";
 import type { ModelName } from "../src/config";
 
 /** PyTorch 2.13 CPU, torchvision efficientnet_b1 + Linear(1000,1), 32x32, batch 64, 2 cores (FACTS.md). */
@@ -135,13 +134,8 @@ async function main(): Promise<void> {
   const xe = tf.randomNormal([evalBatch, size, size, 3], 0, 1, "float32", 2) as tf.Tensor4D;
   // The first step creates the optimizer's momentum buffers; count live tensors after it.
   trainStep();
-  // As train/loop.ts' evaluate: BatchNorm folded once per evaluation pass (the first batch folds).
-  const folds = new EvalFolds();
-  const evalStep = () => {
-    const out = tf.tidy(() => net.forward(xe, { training: false, folds }));
-    out.dataSync();
-    out.dispose();
-  };
+  const evaluationBatch = benchEvalStep(net, xe);
+  const evalStep = evaluationBatch.step;
   if (values.profile) {
     const profile = await profileStep(values.eval ? evalStep : trainStep, !values.json);
     if (values.json) console.log(JSON.stringify({ engine: `tfjs-${info.kind}`, size, batch, ...profile }));
@@ -155,7 +149,7 @@ async function main(): Promise<void> {
   const evaluation = timeSteps(evalStep, seconds / 2, 1);
   const evalRate = (evaluation.steps * evalBatch) / evaluation.seconds;
 
-  folds.dispose();
+  evaluationBatch.dispose();
   const leaked = tf.memory().numTensors - tensorsBefore;
   if (values.json) {
     // One machine-readable line for bench/compare.ts (which runs each engine in its own process).

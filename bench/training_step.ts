@@ -1,11 +1,13 @@
 // The training step the benchmarks time: B1 (or another model) + head on one fixed batch of random
 // images, with the optimizer of src/train/loop.ts, as one call that leaves no tensor behind.
-// Shared by train_speed.ts, recompute_memory.ts, interleaved_ab.ts and test/helpers/signal_child.ts.
+// Shared by train_speed.ts, recompute_memory.ts, interleaved_ab.ts and test/helpers/signal_child.ts;
+// and the evaluation batch that train_speed.ts and interleaved_ab.ts time.
 import * as tf from "@tensorflow/tfjs";
 import type { BinaryClassifier } from "../src/model/head";
 import { makeRng } from "../src/rng";
 import { GroupedMomentumSgd } from "../src/train/optimizer";
 import { namedParameters } from "../src/train/loop";
+import { EvalFolds } from "../src/model/ops/native_eval";
 
 /**
  * One SGD step of `net` on a [batch, size, size, 3] batch drawn once (seed 1). Labels: `labels`, or
@@ -30,4 +32,18 @@ export function benchTrainingStep(net: BinaryClassifier, size: number, batch: nu
     optimizer.dispose();
   };
   return { step, dispose };
+}
+
+/**
+ * One evaluation batch of `net` on `x` (the caller's), as train/loop.ts' evaluate runs it: BatchNorm
+ * folded once, by the first batch, and the folds kept for the batches after it; `dispose` frees them.
+ */
+export function benchEvalStep(net: BinaryClassifier, x: tf.Tensor4D): { step: () => void; dispose: () => void } {
+  const folds = new EvalFolds();
+  const step = (): void => {
+    const out = tf.tidy(() => net.forward(x, { training: false, folds }));
+    out.dataSync();
+    out.dispose();
+  };
+  return { step, dispose: () => folds.dispose() };
 }
