@@ -222,22 +222,13 @@ BINDING=$(cd "$PKG_DIR" && node -p "require('@mapbox/node-pre-gyp').find(require
 if [[ ! -f $BINDING ]]; then HINT="no $BINDING after compiling: read the compiler output above"; false; fi
 if [[ $CUSTOM_OPS != none ]]; then
   # This project's kernels as a Node addon that registers its ops in the libtensorflow_framework
-  # the binding loads (run path $ORIGIN/../deps/lib). TensorFlow's custom-op flags (its
-  # tf.sysconfig.get_compile_flags() for this wheel: C++17, the C++11 ABI, 64-byte Eigen alignment).
-  # Twice, at once: -mavx2 -mfma (bias_init_ops.node) and with -mavx512f as well
-  # (bias_init_ops_avx512.node, tools/native/ops/simd.h); the engine loads the widest the CPU runs
-  # (src/engine/custom_ops.ts).
+  # the binding loads, for AVX2 (bias_init_ops.node) and AVX-512 (bias_init_ops_avx512.node); the
+  # engine loads the widest the CPU runs (src/engine/custom_ops.ts). Flags: compile_ops.sh.
   HINT="read the compiler output above (tools/native/ops/*.cc against the wheel's headers)"
   say "  compiling this project's kernels (tools/native/ops/*.cc), for AVX2 and for AVX-512"
   mkdir -p "$PKG_DIR/bias-ops"
-  compile_ops() {
-    g++ -std=c++17 -O3 "$@" -fPIC -shared -w -D_GLIBCXX_USE_CXX11_ABI=1 -DEIGEN_MAX_ALIGN_BYTES=64 \
-      -I"$PKG_DIR/deps/include" -I"$NODE_PREFIX/include/node" "$HERE"/ops/*.cc \
-      -L"$PKG_DIR/deps/lib" -l:libtensorflow_framework.so.2 -Wl,-rpath,'$ORIGIN/../deps/lib'
-  }
-  compile_ops -mavx2 -mfma -mavx512f -o "$PKG_DIR/bias-ops/bias_init_ops_avx512.node" & wide=$!
-  compile_ops -mavx2 -mfma -o "$PKG_DIR/bias-ops/bias_init_ops.node"
-  wait "$wide"
+  source "$HERE/compile_ops.sh"
+  compile_kernels "$HERE/ops" "$PKG_DIR/deps/include" "$NODE_PREFIX/include/node" "$PKG_DIR/deps/lib" "$PKG_DIR/bias-ops/bias_init_ops"
 fi
 # Headers (~290 MB) are only needed to compile; a rebuild (--force) unpacks them again.
 rm -rf "$PKG_DIR/deps/include" "$PKG_DIR/build"

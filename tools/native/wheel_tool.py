@@ -7,6 +7,8 @@ while extracting, so nothing is unpacked twice.
 Subcommands:
   tf-lib WHEEL DEPS_DIR      tensorflow/include/* -> DEPS_DIR/include/,
                              tensorflow/libtensorflow_{cc,framework}.so.2 -> DEPS_DIR/lib/
+  headers WHEEL DEST         tensorflow/include/* -> DEST/ (what tf-lib unpacks as DEPS_DIR/include;
+                             build_baseline_ops.sh compiles against them from the cached wheel)
   cuda-reqs WHEEL            print the requirement specs of the wheel's `and-cuda` extra, one a line
   cuda-pins WHEEL PINS       print `name==version` for each package of that extra: the version
                              pinned in PINS (checked against the extra's range), else the extra's
@@ -47,22 +49,27 @@ def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: str) -> Non
     os.replace(dest + ".part", dest)
 
 
+def headers(zf: zipfile.ZipFile, dest: str) -> int:
+    """Unpack tensorflow/include/* into dest; returns how many files."""
+    count = 0
+    for info in zf.infolist():
+        if info.filename.startswith(TF_INCLUDE) and not info.filename.endswith("/"):
+            extract_member(zf, info, os.path.join(dest, info.filename[len(TF_INCLUDE):]))
+            count += 1
+    if not os.path.exists(os.path.join(dest, "tensorflow", "c", "eager", "c_api.h")):
+        fail(f"{zf.filename}: no tensorflow/include/tensorflow/c/eager/c_api.h; the binding needs the eager C API headers")
+    return count
+
+
 def tf_lib(wheel: str, deps: str) -> None:
     zf = open_wheel(wheel)
     names = set(zf.namelist())
     missing = [n for n in TF_LIBS if n not in names]
     if missing:
         fail(f"{wheel}: lacks {', '.join(missing)}; is this a TensorFlow >= 2.x Linux wheel?")
-    n_headers = 0
-    for info in zf.infolist():
-        name = info.filename
-        if name.startswith(TF_INCLUDE) and not name.endswith("/"):
-            extract_member(zf, info, os.path.join(deps, "include", name[len(TF_INCLUDE):]))
-            n_headers += 1
-        elif name in TF_LIBS:
-            extract_member(zf, info, os.path.join(deps, "lib", os.path.basename(name)))
-    if not os.path.exists(os.path.join(deps, "include", "tensorflow", "c", "eager", "c_api.h")):
-        fail(f"{wheel}: no tensorflow/include/tensorflow/c/eager/c_api.h; the binding needs the eager C API headers")
+    n_headers = headers(zf, os.path.join(deps, "include"))
+    for name in TF_LIBS:
+        extract_member(zf, zf.getinfo(name), os.path.join(deps, "lib", os.path.basename(name)))
     print(f"extracted {n_headers} headers and {len(TF_LIBS)} libraries into {deps}")
 
 
@@ -145,6 +152,8 @@ def nvidia_libs(wheel: str, dest: str) -> None:
 def main(argv: list) -> None:
     if len(argv) == 3 and argv[0] == "tf-lib":
         tf_lib(argv[1], argv[2])
+    elif len(argv) == 3 and argv[0] == "headers":
+        print(f"extracted {headers(open_wheel(argv[1]), argv[2])} headers into {argv[2]}")
     elif len(argv) == 2 and argv[0] == "cuda-reqs":
         print("\n".join(and_cuda_specs(argv[1])))
     elif len(argv) == 3 and argv[0] == "cuda-pins":
@@ -152,7 +161,7 @@ def main(argv: list) -> None:
     elif len(argv) == 3 and argv[0] == "nvidia-libs":
         nvidia_libs(argv[1], argv[2])
     else:
-        fail("usage: wheel_tool.py tf-lib WHEEL DEPS_DIR | cuda-reqs WHEEL | cuda-pins WHEEL PINS | nvidia-libs WHEEL DEST")
+        fail("usage: wheel_tool.py tf-lib WHEEL DEPS_DIR | headers WHEEL DEST | cuda-reqs WHEEL | cuda-pins WHEEL PINS | nvidia-libs WHEEL DEST")
 
 
 if __name__ == "__main__":
