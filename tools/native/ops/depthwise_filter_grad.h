@@ -27,9 +27,9 @@ constexpr int64_t kFilterBlockRows = 8;  // output rows per dw summing block
 template <typename F, int K, int M>
 inline void FilterVectorSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw, int64_t c) {
   constexpr int64_t W = F::kWidth;
-  typename F::V acc[M][K];
-  for (int m = 0; m < M; ++m)
-    for (int kx = 0; kx < K; ++kx) acc[m][kx] = F::Zero();
+  // Sum kx of vector m at [m * K + kx]: one-dimensional, as ForwardVectors keeps its sums.
+  typename F::V acc[M * K];
+  for (int i = 0; i < M * K; ++i) acc[i] = F::Zero();
   for (int64_t ox = 0; ox < g.ow; ++ox) {
     const int64_t start = ox * g.s - g.p;
     typename F::V d[M];
@@ -37,16 +37,16 @@ inline void FilterVectorSums(const Geometry& g, const float* dyrow, const float*
     if (start >= 0 && start + K <= g.w) {
       const float* in = xrow + start * g.c + c;
       for (int kx = 0; kx < K; ++kx)
-        for (int m = 0; m < M; ++m) acc[m][kx] = F::Fma(d[m], F::Load(in + kx * g.c + m * W), acc[m][kx]);
+        for (int m = 0; m < M; ++m) acc[m * K + kx] = F::Fma(d[m], F::Load(in + kx * g.c + m * W), acc[m * K + kx]);
     } else {
       for (int kx = 0; kx < K; ++kx) {
         if (start + kx < 0 || start + kx >= g.w) continue;
-        for (int m = 0; m < M; ++m) acc[m][kx] = F::Fma(d[m], F::Load(xrow + (start + kx) * g.c + c + m * W), acc[m][kx]);
+        for (int m = 0; m < M; ++m) acc[m * K + kx] = F::Fma(d[m], F::Load(xrow + (start + kx) * g.c + c + m * W), acc[m * K + kx]);
       }
     }
   }
   for (int m = 0; m < M; ++m)
-    for (int kx = 0; kx < K; ++kx) F::Store(aw + kx * g.c + c + m * W, F::Add(F::Load(aw + kx * g.c + c + m * W), acc[m][kx]));
+    for (int kx = 0; kx < K; ++kx) F::Store(aw + kx * g.c + c + m * W, F::Add(F::Load(aw + kx * g.c + c + m * W), acc[m * K + kx]));
 }
 
 // One output row's terms of dw for filter row ky: aw[kx, c] += sum over the outputs ox whose tap kx
@@ -56,14 +56,10 @@ inline void FilterVectorSums(const Geometry& g, const float* dyrow, const float*
 // cache), then one at a time, then a scalar tail; which grouping a lane falls in never changes its sum.
 template <int K>
 void FilterRowSums(const Geometry& g, const float* dyrow, const float* xrow, float* aw) {
-  int64_t c = 0;
-#ifdef __AVX512F__
-  for (; c + 2 * F16::kWidth <= g.c; c += 2 * F16::kWidth) FilterVectorSums<F16, K, 2>(g, dyrow, xrow, aw, c);
-  for (; c + F16::kWidth <= g.c; c += F16::kWidth) FilterVectorSums<F16, K, 1>(g, dyrow, xrow, aw, c);
-#endif
-  constexpr int kPair = K <= 5 ? 2 : 1;  // 2K sums + 2 dy vectors in AVX2's 16 registers
-  for (; c + kPair * F8::kWidth <= g.c; c += kPair * F8::kWidth) FilterVectorSums<F8, K, kPair>(g, dyrow, xrow, aw, c);
-  for (; c + F8::kWidth <= g.c; c += F8::kWidth) FilterVectorSums<F8, K, 1>(g, dyrow, xrow, aw, c);
+  constexpr bool kPairs8 = K <= 5;  // 2K sums + 2 dy vectors in AVX2's 16 registers
+  int64_t c = ForVectorGroups<true, kPairs8>(g.c, [&](auto f, auto m, int64_t v) {
+    FilterVectorSums<decltype(f), K, decltype(m)::value>(g, dyrow, xrow, aw, v);
+  });
   for (; c < g.c; ++c) {
     for (int kx = 0; kx < K; ++kx) {
       float acc = 0;

@@ -99,15 +99,9 @@ void ForwardOutputs(const Geometry& g, const float* const* rows, const float* wp
   const int64_t first = (kDir > 0 ? ox * g.s - g.p : ox + g.p) * g.c;
   const int64_t step = g.s * g.c;                // from one output's window to the next
   float* dst = out + ox * g.c;
-  int64_t c = 0;
-  if constexpr (Finish::kVectors == 2) {
-#ifdef __AVX512F__
-    for (; c + 2 * F16::kWidth <= g.c; c += 2 * F16::kWidth) ForwardVectors<F16, G, 2, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, c);
-#endif
-    for (; c + 2 * F8::kWidth <= g.c; c += 2 * F8::kWidth) ForwardVectors<F8, G, 2, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, c);
-  }
-  c += ForVectors(g.c - c, [&](auto f, int64_t v) {
-    ForwardVectors<decltype(f), G, 1, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, c + v);
+  constexpr bool kPairs = Finish::kVectors == 2;
+  int64_t c = ForVectorGroups<kPairs, kPairs>(g.c, [&](auto f, auto m, int64_t v) {
+    ForwardVectors<decltype(f), G, decltype(m)::value, Finish, kDir>(g, rows, wp, dst, first, step, ky0, ky1, kx0, kx1, finish, v);
   });
   for (; c < g.c; ++c) {
     for (int j = 0; j < G; ++j) {

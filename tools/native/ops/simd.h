@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace bias_init {
 
@@ -91,17 +92,33 @@ constexpr const char* kIsa = "avx512";
 constexpr const char* kIsa = "avx2";
 #endif
 
+// Calls body(F{}, std::integral_constant<int, M>{}, c) over channels [0, channels) in groups of M
+// vectors of F from channel c: pairs of F16 (where it is compiled in, and kPairs16), single F16s,
+// pairs of F8 (kPairs8), single F8s; returns the first channel not covered (the caller's scalar
+// tail starts there). A kernel that can keep two vectors' sums in registers takes pairs
+// (depthwise_rows.h, depthwise_filter_grad.h: at 8 floats a pair is a whole 64-byte line).
+template <bool kPairs16, bool kPairs8, typename Body>
+inline int64_t ForVectorGroups(int64_t channels, Body body) {
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  int64_t c = 0;
+#ifdef __AVX512F__
+  if constexpr (kPairs16)
+    for (; c + 2 * F16::kWidth <= channels; c += 2 * F16::kWidth) body(F16{}, Two{}, c);
+  for (; c + F16::kWidth <= channels; c += F16::kWidth) body(F16{}, One{}, c);
+#endif
+  if constexpr (kPairs8)
+    for (; c + 2 * F8::kWidth <= channels; c += 2 * F8::kWidth) body(F8{}, Two{}, c);
+  for (; c + F8::kWidth <= channels; c += F8::kWidth) body(F8{}, One{}, c);
+  return c;
+}
+
 // Calls body(F{}, c) for c = 0, W, 2W, ... while a whole vector fits in `channels`, with the
 // widest F compiled in, then F8 for what is left in steps of 8; returns the first channel not
 // covered (the caller's scalar tail starts there).
 template <typename Body>
 inline int64_t ForVectors(int64_t channels, Body body) {
-  int64_t c = 0;
-#ifdef __AVX512F__
-  for (; c + F16::kWidth <= channels; c += F16::kWidth) body(F16{}, c);
-#endif
-  for (; c + F8::kWidth <= channels; c += F8::kWidth) body(F8{}, c);
-  return c;
+  return ForVectorGroups<false, false>(channels, [&](auto f, auto, int64_t c) { body(f, c); });
 }
 
 // exp, Cephes' expf as Eigen's pexp computes it (range reduction by ln 2 in two parts, degree-5
