@@ -1,10 +1,12 @@
 // The vector operations this project's kernels use, for two widths: F8 (8 floats, AVX2 + FMA) and,
 // when the file is compiled with -mavx512f, F16 (16 floats, AVX-512F). tools/native/build.sh
-// compiles the kernels twice, into an AVX2 addon and an AVX-512 one, and src/engine/custom_ops.ts
-// loads the AVX-512 one on CPUs that have AVX-512F. A kernel loops over channels with ForVectors:
-// 16 at a time where F16 exists, then 8, then its own scalar tail. Every lane does the same IEEE
-// operations in the same order at either width (the sums run per channel, vertically), so both
-// addons give bit-identical results (test/custom_ops_isa.test.ts checks this where AVX-512 runs).
+// compiles the kernels twice (compile_ops.sh), into an AVX2 addon and an AVX-512 one, and
+// src/engine/custom_ops.ts loads the AVX-512 one on CPUs that have AVX-512F. A kernel loops over
+// channels with ForVectors: 16 at a time where F16 exists, then 8, then its own scalar tail (or
+// with ForVectorGroups, which takes pairs of vectors first where the caller allows). Every lane
+// does the same IEEE operations in the same order at either width (the sums run per channel,
+// vertically), so both addons give bit-identical results (test/custom_ops_isa.test.ts checks this
+// where AVX-512 runs).
 #ifndef BIAS_INIT_SIMD_H_
 #define BIAS_INIT_SIMD_H_
 
