@@ -1,7 +1,7 @@
 // Child of test/native_ops.test.ts and test/custom_ops_isa.test.ts: this project's kernels
 // (BatchNorm + SiLU, the depthwise convolution, the two as one op, squeeze-excitation's passes, the
 // projection's BatchNorm with the residual, the optimizer's momentum step,
-// forward and gradients, and evaluation's depthwise stage) on fixed seeded inputs, in a process whose TensorFlow thread count
+// forward and gradients, and evaluation's depthwise stage, with and without the expansion) on fixed seeded inputs, in a process whose TensorFlow thread count
 // (TF_NUM_INTRAOP_THREADS) and addon (BIAS_INIT_CUSTOM_OPS=avx2 or not) the parent sets. Prints
 // {active, isa, hash}: a SHA-256 of every output's bytes, which must depend on neither (the kernels
 // sum over fixed blocks, in order, and per channel at any vector width).
@@ -12,7 +12,7 @@ import { customOpsActive, customOpsState } from "../../src/engine/custom_ops";
 import { nativeOps } from "../../src/model/ops/native_backend";
 import { customBatchNormResidual, nativeTrainingBatchNormAct } from "../../src/model/ops/native_batchnorm";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "../../src/model/ops/native_conv";
-import { nativeDepthwiseSilu } from "../../src/model/ops/native_eval";
+import { nativeDepthwiseSilu, nativeExpandDepthwiseSilu } from "../../src/model/ops/native_eval_stage";
 import { squeezeExcitation } from "../../src/model/ops/squeeze_excitation";
 import { GroupedMomentumSgd } from "../../src/train/optimizer";
 import { seededTensor } from "./tensors";
@@ -59,6 +59,12 @@ async function main(): Promise<void> {
   // Evaluation's depthwise stage (its input's SiLU, the convolution, shift, SiLU and the mean).
   for (const [k, stride, inputSilu] of [[3, 1, true], [5, 2, false]] as Array<[number, number, boolean]>) {
     const r = nativeDepthwiseSilu(nb, x, seeded([k, k, 40, 1], 40 + k) as tf.Tensor4D, seeded([40], 50 + k) as tf.Tensor1D, stride, inputSilu);
+    outputs.push(r.y, r.pooled);
+  }
+  // The same with the expansion inside (40 -> 56 channels: 16-wide, 8-wide vectors; rows of 40 positions, 6 at a time and 4 left).
+  const expansion = { weight: seeded([40, 56], 56), filter: seeded([1, 1, 40, 56], 56) as tf.Tensor4D, shift: seeded([56], 57) as tf.Tensor1D };
+  for (const [k, stride] of [[3, 1], [5, 2]]) {
+    const r = nativeExpandDepthwiseSilu(nb, x, expansion, seeded([k, k, 56, 1], 58 + k) as tf.Tensor4D, seeded([56], 59 + k) as tf.Tensor1D, stride);
     outputs.push(r.y, r.pooled);
   }
   // Two SGD-momentum steps of one group of parameters (one op each, the second with a buffer).

@@ -21,8 +21,9 @@ import type { Rng } from "../../rng";
 import { jsConv, jsDepthwiseConv, jsMatMul } from "./js_kernels";
 import { symmetricPad } from "./padding";
 import { jsBatchNormAct, jsScaleChannels, jsSpatialMean } from "./js_channel_kernels";
+import { fusesExpansion, nativeDepthwiseSilu, nativeExpandDepthwiseSilu, nativeExpansionBias } from "./native_eval_stage";
 import { customBatchNormResidual, nativeInferenceBatchNormAct, nativeSilu, nativeTrainingBatchNormAct } from "./native_batchnorm";
-import { type ConvKind, EvalFolds, foldBatchNorm, type FoldedConv, foldsInputScale, fusesOnCpu, nativeDepthwiseSilu, nativeExpansionBias, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
+import { type ConvKind, EvalFolds, foldBatchNorm, type FoldedConv, foldsInputScale, fusesOnCpu, nativeFusedConv, nativePointwiseBias, nativeScaledPointwiseBias, oneDnnKernels } from "./native_eval";
 import { type NativeKernelBackend, kernelCpuOps, nativeCpuOps, nativeOnGpu, nativeOps } from "./native_backend";
 import { nativeBatchNormActDepthwise, nativeDepthwiseConvPadded } from "./native_conv";
 import { customOpsActive } from "../../engine/custom_ops";
@@ -286,17 +287,20 @@ export function depthwiseBeforeBatchNorm(x: tf.Tensor4D, first: ConvBnActUnit | 
 /**
  * Evaluation's expansion (if any) and depthwise convolution, each + BatchNorm + SiLU, with
  * squeeze-excitation's squeeze (the mean of the output over H and W), where this project's kernels
- * run on the native CPU engine: the expansion without its SiLU (native_eval.ts nativeExpansionBias),
- * then one op for that SiLU, the depthwise convolution, its shift and SiLU, and the mean
- * (nativeDepthwiseSilu). null elsewhere, and in training: the caller takes convBnAct's path.
+ * run on the native CPU engine (native_eval_stage.ts): one op where the expansion's weights are small
+ * (nativeExpandDepthwiseSilu), else the expansion without its SiLU (nativeExpansionBias), then one op
+ * for the rest (nativeDepthwiseSilu). null elsewhere, and in training: the caller takes convBnAct's path.
  */
 export function depthwiseStageForEval(x: tf.Tensor4D, first: ConvBnActUnit | null, depthwise: ConvBnActUnit, mode: BatchNormMode): { y: tf.Tensor4D; pooled: tf.Tensor2D } | null {
   const native = mode.training ? null : fusingNativeOps();
   if (native === null || depthwise.conv.kind !== "depthwise" || !depthwise.activation) return null;
   if (first !== null && (first.conv.kind !== "pointwise" || !first.activation)) return null;
   return tf.tidy(() => {
-    const e = first === null ? x : nativeExpansionBias(native, x, foldFor(first.conv, first.bn, mode));
     const d = foldFor(depthwise.conv, depthwise.bn, mode);
+    if (first !== null && fusesExpansion(...(first.conv.weight.shape as [number, number]))) {
+      return nativeExpandDepthwiseSilu(native, x, foldFor(first.conv, first.bn, mode), d.weight as tf.Tensor4D, d.shift, depthwise.conv.stride);
+    }
+    const e = first === null ? x : nativeExpansionBias(native, x, foldFor(first.conv, first.bn, mode));
     return nativeDepthwiseSilu(native, e, d.weight as tf.Tensor4D, d.shift, depthwise.conv.stride, first !== null);
   });
 }

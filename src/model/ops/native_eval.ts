@@ -13,8 +13,8 @@
 //
 // Where this project's kernels run (engine/custom_ops.ts), an MBConv block's expansion runs with its
 // shift only, and one op of theirs takes its SiLU, the depthwise convolution with its shift and
-// SiLU, and squeeze-excitation's mean (nativeDepthwiseSilu): oneDNN's SiLU post-op cost more than
-// the products on AVX2.
+// SiLU, and squeeze-excitation's mean: oneDNN's SiLU post-op cost more than the products on AVX2;
+// with small expansion weights, the expansion runs inside that op too (native_eval_stage.ts).
 //
 // Squeeze-excitation's gate runs as 1 op of this project's kernels, or 5 of TensorFlow's without them
 // (nativeSqueezeGate), and the projection after it takes
@@ -42,7 +42,7 @@ import * as tf from "@tensorflow/tfjs";
 import { floatType, nativeBatchMatMul, NativeKernelBackend, runNativeOp } from "./native_backend";
 import { inferenceScaleShift, nativeSilu } from "./native_batchnorm";
 import { symmetricPad } from "./padding";
-import { convAttrs, customDepthwiseAttrs } from "./native_conv";
+import { convAttrs } from "./native_conv";
 import { tensorflowBool, tensorflowOneDnnOn } from "../../util/cpu_info";
 import { customOpsActive } from "../../engine/custom_ops";
 import type { BatchNormState } from "./layers";
@@ -186,34 +186,6 @@ function fusedMatMul(nb: NativeKernelBackend, fusedOps: ["BiasAdd"] | ["BiasAdd"
 }
 
 /**
- * Evaluation's depthwise stage on this project's kernels (engine/custom_ops.ts), one op
- * (tools/native/ops/depthwise_eval.cc): y = silu(depthwise(act(x), folded weight [k, k, C, 1]) +
- * shift), act SiLU where inputSilu (x is then the expansion's output before its SiLU, which this op
- * applies row by row as it reads), and squeeze-excitation's squeeze, the mean of y over H and W
- * [N, C], summed as y is written. Against oneDNN's fused convolutions (expansion and depthwise, each
- * with its SiLU post-op) and TF's Mean, B1's 23 depthwise stages at 240x240 batch 16, timed alone,
- * took ~26 ms less with both engines held to AVX2 and ~22 ms less with AVX-512; in a whole
- * evaluation batch 7-13% less held to AVX2, 0-13% with AVX-512 (bench/eval_fusion.ts; docs/performance.md, item 27).
- */
-export function nativeDepthwiseSilu(nb: NativeKernelBackend, x: tf.Tensor4D, weight: tf.Tensor4D, shift: tf.Tensor1D, stride: number, inputSilu: boolean): { y: tf.Tensor4D; pooled: tf.Tensor2D } {
-  const attrs = [...customDepthwiseAttrs(nb, stride, symmetricPad(weight.shape[0])), { name: "input_silu", type: nb.binding.TF_ATTR_BOOL, value: inputSilu }];
-  const [y, pooled] = nb.executeMultipleOutputs("BiasInitDepthwiseSilu", attrs, [x, weight, shift], 2);
-  return { y: y as tf.Tensor4D, pooled: pooled as tf.Tensor2D };
-}
-
-/**
- * The expansion of an MBConv block in evaluation with its SiLU left to nativeDepthwiseSilu:
- * conv(x, folded weight) + shift, as oneDNN's fused convolution from FUSED_CONV_MIN_POSITIONS
- * positions (B1's 21 expansions at 240x240 batch 16 held to AVX2: 65 ms against 75 as _FusedMatMul;
- * 52 against 50 with AVX-512), else as _FusedMatMul.
- */
-export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, folded: FoldedConv): tf.Tensor4D {
-  const positions = x.shape[1] * x.shape[2];
-  if (oneDnnKernels(nb) && positions >= FUSED_CONV_MIN_POSITIONS) return nativeFusedConv(nb, x, folded.filter, folded.shift, 1, false);
-  return nativePointwiseBias(nb, x, folded.weight as tf.Tensor2D, folded.shift);
-}
-
-/**
  * Squeeze-excitation's gate [N, C] in evaluation (no gradient) on the CPU: the spatial mean, fc1 +
  * bias as one _FusedMatMul, SiLU as one SoftplusGrad, fc2 + bias + sigmoid as one _FusedMatMul.
  * 5 ops where TF.js's run 12, with 2-D matrix products where TF.js runs BatchMatMulV2 and its
@@ -222,7 +194,7 @@ export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, fol
  */
 export function nativeSqueezeGate(nb: NativeKernelBackend, x: tf.Tensor4D, p: SqueezeExcitationParams, given: tf.Tensor2D | null = null): tf.Tensor2D {
   return tf.tidy(() => {
-    // `given`: the mean already taken (nativeDepthwiseSilu).
+    // `given`: the mean already taken (native_eval_stage.ts).
     const pooled = given ?? nativeSpatialMean(nb, x);
     if (squeezeGateKernelOn()) return customSqueezeGate(nb, pooled, p).gate;
     const a = fusedMatMul(nb, ["BiasAdd"], pooled, p.w1, p.b1);

@@ -32,6 +32,13 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using tensorflow::shape_inference::InferenceContext;
 
+// y [N, OH, OW, C] and pooled [N, C], for both ops.
+absl::Status StageShapes(InferenceContext* c) {
+  c->set_output(0, c->UnknownShapeOfRank(4));
+  c->set_output(1, c->UnknownShapeOfRank(2));
+  return absl::OkStatus();
+}
+
 REGISTER_OP("BiasInitDepthwiseSilu")
     .Input("x: float")
     .Input("w: float")
@@ -41,14 +48,27 @@ REGISTER_OP("BiasInitDepthwiseSilu")
     .Attr("stride: int >= 1")
     .Attr("pad: int >= 0")
     .Attr("input_silu: bool")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->UnknownShapeOfRank(4));
-      c->set_output(1, c->UnknownShapeOfRank(2));
-      return absl::OkStatus();
-    });
+    .SetShapeFn(StageShapes);
+
+// The same with the block's expansion inside (docs/performance.md, item 42): x is the block's input
+// [N, H, W, C_in], and act(x) is silu(x @ we + be) per position, we [C_in, C] and be [C] the
+// expansion's 1x1 convolution with its BatchNorm folded in, computed row by row into the ring: the
+// expansion's output, written and read again between two ops, never leaves the cache.
+REGISTER_OP("BiasInitExpandDepthwiseSilu")
+    .Input("x: float")
+    .Input("we: float")
+    .Input("be: float")
+    .Input("w: float")
+    .Input("shift: float")
+    .Output("y: float")
+    .Output("pooled: float")
+    .Attr("stride: int >= 1")
+    .Attr("pad: int >= 0")
+    .SetShapeFn(StageShapes);
 
 namespace {
 
+using bias_init::ForVectorGroups;
 using bias_init::ForVectors;
 using bias_init::Geometry;
 
@@ -79,20 +99,90 @@ void SiluRow(const float* src, float* dst, int64_t count) {
   for (; i < count; ++i) dst[i] = bias_init::Silu1(src[i]);
 }
 
+// dst[p * cout + c] = silu(sum over k of x[p * cin + k] * we[k * cout + c], from zero in k order,
+// + be[c]) for P positions from x and M channel vectors from c: P x M chains of multiply-adds side by
+// side, each weight vector loaded once for the P positions.
+template <typename F, int P, int M>
+inline void ExpandTile(const float* x, const float* we, const float* be, float* dst, int64_t cin, int64_t cout, int64_t c) {
+  constexpr int64_t W = F::kWidth;
+  typename F::V acc[P * M];
+  for (int i = 0; i < P * M; ++i) acc[i] = F::Zero();
+  for (int64_t k = 0; k < cin; ++k) {
+    typename F::V b[M];
+    for (int m = 0; m < M; ++m) b[m] = F::Load(we + k * cout + c + m * W);
+    for (int p = 0; p < P; ++p) {
+      const typename F::V a = F::Set(x[p * cin + k]);
+      for (int m = 0; m < M; ++m) acc[p * M + m] = F::Fma(a, b[m], acc[p * M + m]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    const typename F::V bias = F::Load(be + c + m * W);
+    for (int p = 0; p < P; ++p) F::Store(dst + p * cout + c + m * W, F::Add(acc[p * M + m], bias));
+  }
+}
+
+constexpr int kExpandPositions = 6;  // positions per tile: 12 sums of 2 vectors + 2 weights + 1 broadcast in AVX2's 16 registers
+
+// ExpandTile over `positions` positions: kExpandPositions at a time, then what is left in one tile.
+template <typename F, int M>
+inline void ExpandPositions(const float* x, const float* we, const float* be, float* dst, int64_t positions, int64_t cin, int64_t cout, int64_t c) {
+  int64_t p = 0;
+  for (; p + kExpandPositions <= positions; p += kExpandPositions) ExpandTile<F, kExpandPositions, M>(x + p * cin, we, be, dst + p * cout, cin, cout, c);
+  x += p * cin;
+  dst += p * cout;
+  switch (positions - p) {
+    case 5: return ExpandTile<F, 5, M>(x, we, be, dst, cin, cout, c);
+    case 4: return ExpandTile<F, 4, M>(x, we, be, dst, cin, cout, c);
+    case 3: return ExpandTile<F, 3, M>(x, we, be, dst, cin, cout, c);
+    case 2: return ExpandTile<F, 2, M>(x, we, be, dst, cin, cout, c);
+    case 1: return ExpandTile<F, 1, M>(x, we, be, dst, cin, cout, c);
+  }
+}
+
+// One row of the expansion with its SiLU: dst [positions, cout] from x [positions, cin]; every lane
+// sums in the same order at either vector width, and the scalar tail too (the same bits in both addons).
+void ExpandSiluRow(const float* x, const float* we, const float* be, float* dst, int64_t positions, int64_t cin, int64_t cout) {
+  int64_t c = ForVectorGroups<true, true>(cout, [&](auto f, auto m, int64_t v) {
+    ExpandPositions<decltype(f), decltype(m)::value>(x, we, be, dst, positions, cin, cout, v);
+  });
+  for (; c < cout; ++c) {
+    for (int64_t p = 0; p < positions; ++p) {
+      float acc = 0;
+      for (int64_t k = 0; k < cin; ++k) acc = std::fma(x[p * cin + k], we[k * cout + c], acc);
+      dst[p * cout + c] = acc + be[c];
+    }
+  }
+  SiluRow(dst, dst, positions * cout);
+}
+
+// kExpand false: BiasInitDepthwiseSilu; true: BiasInitExpandDepthwiseSilu (its inputs we and be
+// before w and shift; the input's act always the expansion + SiLU).
+template <bool kExpand>
 class DepthwiseSiluOp : public OpKernel {
  public:
   explicit DepthwiseSiluOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("stride", &stride_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("pad", &pad_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_silu", &input_silu_));
+    if (!kExpand) OP_REQUIRES_OK(ctx, ctx->GetAttr("input_silu", &input_silu_));
   }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
-    const Tensor& w = ctx->input(1);
-    const Tensor& shift = ctx->input(2);
+    const Tensor& w = ctx->input(kExpand ? 3 : 1);
+    const Tensor& shift = ctx->input(kExpand ? 4 : 2);
+    const Tensor* we = kExpand ? &ctx->input(1) : nullptr;
+    const Tensor* be = kExpand ? &ctx->input(2) : nullptr;
     Geometry g;
-    OP_REQUIRES_OK(ctx, bias_init::ReadGeometry(x, w, stride_, pad_, &g));
+    if (kExpand) {
+      OP_REQUIRES(ctx, x.dims() == 4 && we->dims() == 2 && we->dim_size(0) == x.dim_size(3),
+                  tensorflow::errors::InvalidArgument("x must be NHWC and we [", x.dims() == 4 ? x.dim_size(3) : -1, ", C], got ", x.shape().DebugString(), " and ",
+                                                      we->shape().DebugString()));
+      OP_REQUIRES(ctx, be->dims() == 1 && be->dim_size(0) == we->dim_size(1),
+                  tensorflow::errors::InvalidArgument("be must be [", we->dim_size(1), "], got ", be->shape().DebugString()));
+    }
+    OP_REQUIRES_OK(ctx, bias_init::ReadGeometry(x, w, stride_, pad_, &g, kExpand ? we->dim_size(1) : -1));
+    const int64_t cin = x.dim_size(3);
+    const bool ring_rows = kExpand || input_silu_;
     OP_REQUIRES(ctx, shift.dims() == 1 && shift.dim_size(0) == g.c,
                 tensorflow::errors::InvalidArgument("shift must be [", g.c, "], got ", shift.shape().DebugString()));
     Tensor *y, *pooled;
@@ -102,13 +192,15 @@ class DepthwiseSiluOp : public OpKernel {
     const float* wp = w.flat<float>().data();
     const float* sp = shift.flat<float>().data();
     float* yp = y->flat<float>().data();
+    const float* wep = kExpand ? we->flat<float>().data() : nullptr;
+    const float* bep = kExpand ? be->flat<float>().data() : nullptr;
     const int64_t out_rows = g.n * g.oh;
     const int64_t row_values = g.w * g.c;
     std::vector<float> row_sums(out_rows * g.c, 0.0f);
     auto rows = [&](int64_t r0, int64_t r1) {
-      // Input rows after SiLU, row iy in slot iy % k; the k rows one output row reads are consecutive,
+      // Input rows after act, row iy in slot iy % k; the k rows one output row reads are consecutive,
       // so they never share a slot. tag: which input row (n * H + iy) a slot holds.
-      std::vector<float> ring(input_silu_ ? g.k * row_values : 0);
+      std::vector<float> ring(ring_rows ? g.k * row_values : 0);
       std::vector<int64_t> tag(g.k, -1);
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / g.oh, oy = r % g.oh;
@@ -117,14 +209,18 @@ class DepthwiseSiluOp : public OpKernel {
         const float* in[7];
         for (int64_t ky = ky0; ky < ky1; ++ky) {
           const int64_t iy = oy * g.s - g.p + ky;
-          const float* src = xp + (n * g.h + iy) * row_values;
-          if (!input_silu_) {
+          const float* src = xp + (n * g.h + iy) * g.w * cin;
+          if (!ring_rows) {
             in[ky] = src;
             continue;
           }
           float* slot = ring.data() + (iy % g.k) * row_values;
           if (tag[iy % g.k] != n * g.h + iy) {
-            SiluRow(src, slot, row_values);
+            if (kExpand) {
+              ExpandSiluRow(src, wep, bep, slot, g.w, cin, g.c);
+            } else {
+              SiluRow(src, slot, row_values);
+            }
             tag[iy % g.k] = n * g.h + iy;
           }
           in[ky] = slot;
@@ -133,7 +229,8 @@ class DepthwiseSiluOp : public OpKernel {
       }
     };
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    pool->ParallelFor(out_rows, g.ow * g.c * (g.k * g.k * 2 + 24), rows);
+    // Per output row: its sums, SiLU and mean; with the expansion, the s input rows it adds to the ring.
+    pool->ParallelFor(out_rows, g.ow * g.c * (g.k * g.k * 2 + 24) + (kExpand ? g.s * g.w * g.c * (cin * 2 + 24) : 0), rows);
 
     float* pp = pooled->flat<float>().data();
     const double count = static_cast<double>(g.oh * g.ow);
@@ -148,9 +245,10 @@ class DepthwiseSiluOp : public OpKernel {
 
  private:
   int64_t stride_, pad_;
-  bool input_silu_;
+  bool input_silu_ = true;
 };
 
 }  // namespace
 
-REGISTER_KERNEL_BUILDER(Name("BiasInitDepthwiseSilu").Device(tensorflow::DEVICE_CPU), DepthwiseSiluOp);
+REGISTER_KERNEL_BUILDER(Name("BiasInitDepthwiseSilu").Device(tensorflow::DEVICE_CPU), DepthwiseSiluOp<false>);
+REGISTER_KERNEL_BUILDER(Name("BiasInitExpandDepthwiseSilu").Device(tensorflow::DEVICE_CPU), DepthwiseSiluOp<true>);

@@ -20,13 +20,15 @@ struct Geometry {
   int64_t n, h, w, c, k, s, p, oh, ow;
 };
 
-// x [N, H, W, C] and w [k, k, C, 1] with stride s and padding p; k is 1, 3, 5 or 7.
-inline absl::Status ReadGeometry(const tensorflow::Tensor& x, const tensorflow::Tensor& w, int64_t s, int64_t p, Geometry* g) {
+// An input [N, H, W, C] (x's shape, or channels c in place of x's last dimension) and w [k, k, C, 1]
+// with stride s and padding p; k is 1, 3, 5 or 7.
+inline absl::Status ReadGeometry(const tensorflow::Tensor& x, const tensorflow::Tensor& w, int64_t s, int64_t p, Geometry* g, int64_t c = -1) {
   if (x.dims() != 4) return tensorflow::errors::InvalidArgument("x must be NHWC, got ", x.shape().DebugString());
-  if (w.dims() != 4 || w.dim_size(0) != w.dim_size(1) || w.dim_size(2) != x.dim_size(3) || w.dim_size(3) != 1) {
-    return tensorflow::errors::InvalidArgument("w must be [k, k, ", x.dim_size(3), ", 1], got ", w.shape().DebugString());
+  if (c < 0) c = x.dim_size(3);
+  if (w.dims() != 4 || w.dim_size(0) != w.dim_size(1) || w.dim_size(2) != c || w.dim_size(3) != 1) {
+    return tensorflow::errors::InvalidArgument("w must be [k, k, ", c, ", 1], got ", w.shape().DebugString());
   }
-  *g = {x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), w.dim_size(0), s, p, 0, 0};
+  *g = {x.dim_size(0), x.dim_size(1), x.dim_size(2), c, w.dim_size(0), s, p, 0, 0};
   if (g->k != 1 && g->k != 3 && g->k != 5 && g->k != 7) return tensorflow::errors::InvalidArgument("kernel size must be 1, 3, 5 or 7, got ", g->k);
   if (g->h + 2 * p < g->k || g->w + 2 * p < g->k) return tensorflow::errors::InvalidArgument("input smaller than the window");
   g->oh = (g->h + 2 * p - g->k) / s + 1;
