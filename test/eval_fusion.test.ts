@@ -67,8 +67,11 @@ test("the expansion inside the depthwise op = TF.js's 1x1 convolution, shift and
   if (nb === null) return t.skip(why);
   const native = nb;
   // [x shape, expanded channels, seed]: 13 expanded channels, a vector and a scalar tail; 40: vectors
-  // of 16 and 8; rows of 11, 7 and 13 positions: 6 at a time, then 5, 1 and 1 left.
-  const cases: Array<[number[], number, number]> = [[[2, 9, 11, 5], 13, 10], [[3, 8, 7, 24], 40, 20], [[1, 13, 13, 16], 96, 30]];
+  // of 16 and 8; rows of 11, 7 and 13 positions: 6 at a time, then 5, 1 and 1 left. Those expand
+  // row by row; 9 and 10 images of 5x5 and 1x1 expand whole images, several at a time (the last
+  // group short) with two threads or more.
+  const cases: Array<[number[], number, number]> = [[[2, 9, 11, 5], 13, 10], [[3, 8, 7, 24], 40, 20], [[1, 13, 13, 16], 96, 30], [[9, 5, 5, 8], 24, 40],
+    [[10, 1, 1, 16], 48, 50]];
   let checked = 0;
   for (const [shape, expanded, seed] of cases) {
     const [n, h, w, cin] = shape;
@@ -97,7 +100,7 @@ test("the expansion inside the depthwise op = TF.js's 1x1 convolution, shift and
       }
     }
   }
-  assert.equal(checked, 12);
+  assert.equal(checked, 20);
 });
 
 test("the expansion inside the depthwise op rejects an expansion weight whose rows are not x's channels, naming it", (t) => {
@@ -128,7 +131,8 @@ test("B1 in evaluation: the fused depthwise stage runs once per MBConv block, wi
     if (key.endsWith("running_mean")) v.assign(seeded(v.shape, 100, 0.2));
     if (key.endsWith("running_var")) v.assign(tf.add(tf.abs(seeded(v.shape, 101, 0.5)), 0.5));
   }
-  const x = seeded([2, 64, 64, 3], 5) as tf.Tensor4D;
+  // 4 images: from 32x32 down the expansions inside the op take whole images (row by row with fewer than 2 per thread).
+  const x = seeded([4, 64, 64, 3], 5) as tf.Tensor4D;
   const calls = new Map<string, number>();
   const original = native.executeMultipleOutputs.bind(native);
   native.executeMultipleOutputs = (name, attrs, inputs, n) => {

@@ -3,9 +3,9 @@
 // the layers one by one on the native CPU engine:
 // - nativeExpandDepthwiseSilu (item 42): one op for the expansion (1x1 convolution, BatchNorm folded
 //   in, SiLU), the depthwise convolution with its shift and SiLU, and squeeze-excitation's squeeze
-//   (the mean of the output over H and W), where the expansion's weights are small
-//   (fusesExpansion): the expansion's output stays in the cache, row by row, instead of being
-//   written by one op and read back by the next;
+//   (the mean of the output over H and W), where the expansion's weights are not too large
+//   (fusesExpansion): the expansion's output stays in the cache, row by row or a few small images
+//   at a time, instead of being written by one op and read back by the next;
 // - else nativeExpansionBias (oneDNN's 1x1 convolution with its shift, no SiLU), then
 //   nativeDepthwiseSilu: one op for the rest, the expansion's SiLU included (item 27).
 // Both give the same bits as each other on the CPUs measured (bench/expand_fusion.ts prints the
@@ -47,14 +47,14 @@ export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, fol
 }
 
 /**
- * The largest expansion weight (C_in x C_exp values) that nativeExpandDepthwiseSilu takes: each
- * input row multiplies the whole weight, which must stay in the core's cache. B1's expansions one by
- * one, the op against nativeExpansionBias + nativeDepthwiseSilu (bench/expand_fusion.ts; Intel Xeon
- * guest, 2026-12-06, held to AVX2 and with AVX-512): up to 80 x 480 = 38,400 values 1.03-1.89x
- * faster at 240x240 batch 16 and at 32x32 batch 256; 112 x 672 0.70-1.15x; 192 x 1152 and up
- * 0.31-0.86x.
+ * The largest expansion weight (C_in x C_exp values) that nativeExpandDepthwiseSilu takes: the op
+ * multiplies the whole weight by each input row, or by whole images where they are small (a few at a
+ * time), and the weight must stay in the core's cache meanwhile. B1's expansions one by one, the op
+ * against nativeExpansionBias + nativeDepthwiseSilu (bench/expand_fusion.ts; Intel Xeon guest,
+ * 2026-12-06, held to AVX2 and with AVX-512, at 240x240 batch 16 and 32x32 batch 256): up to
+ * 192 x 1152 = 221,184 values 1.00-1.49x faster; 320 x 1920 (B1's last expansion) 0.90-1.35x.
  */
-export const EXPAND_FUSION_MAX_WEIGHTS = 38_400;
+export const EXPAND_FUSION_MAX_WEIGHTS = 221_184;
 
 let expandFusion = true;
 

@@ -52,8 +52,9 @@ REGISTER_OP("BiasInitDepthwiseSilu")
 
 // The same with the block's expansion inside (docs/performance.md, item 42): x is the block's input
 // [N, H, W, C_in], and act(x) is silu(x @ we + be) per position, we [C_in, C] and be [C] the
-// expansion's 1x1 convolution with its BatchNorm folded in, computed row by row into the ring: the
-// expansion's output, written and read again between two ops, never leaves the cache.
+// expansion's 1x1 convolution with its BatchNorm folded in, computed into the ring row by row, or
+// for small images whole images a few at a time: the expansion's output, written and read again
+// between two ops, never leaves the cache.
 REGISTER_OP("BiasInitExpandDepthwiseSilu")
     .Input("x: float")
     .Input("we: float")
@@ -155,6 +156,10 @@ void ExpandSiluRow(const float* x, const float* we, const float* be, float* dst,
   SiluRow(dst, dst, positions * cout);
 }
 
+// The most values (H x W x C) of an image whose expansion is computed whole: 1 MB, half a core's L2
+// on the Intel guest (B1's images from 30x30 down at 240x240, every one at 32x32).
+constexpr int64_t kWholeImageValues = 1 << 18;
+
 // kExpand false: BiasInitDepthwiseSilu; true: BiasInitExpandDepthwiseSilu (its inputs we and be
 // before w and shift; the input's act always the expansion + SiLU).
 template <bool kExpand>
@@ -197,11 +202,19 @@ class DepthwiseSiluOp : public OpKernel {
     const int64_t out_rows = g.n * g.oh;
     const int64_t row_values = g.w * g.c;
     std::vector<float> row_sums(out_rows * g.c, 0.0f);
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    // With the expansion, small images are expanded whole, `group` at a time (all their rows into the
+    // ring at once: the weights are read once per group instead of once per row), and split between
+    // threads by group, at least two groups per thread.
+    const int64_t threads = pool->NumThreads(), image_values = g.h * row_values;
+    const bool images = kExpand && image_values <= kWholeImageValues && g.n >= 2 * threads;
+    const int64_t group = images ? std::max<int64_t>(1, std::min(kWholeImageValues / image_values, g.n / (2 * threads))) : 1;
+    const int64_t slots = images ? group * g.h : g.k;
     auto rows = [&](int64_t r0, int64_t r1) {
-      // Input rows after act, row iy in slot iy % k; the k rows one output row reads are consecutive,
-      // so they never share a slot. tag: which input row (n * H + iy) a slot holds.
-      std::vector<float> ring(ring_rows ? g.k * row_values : 0);
-      std::vector<int64_t> tag(g.k, -1);
+      // Input rows after act, row iy in slot iy % slots; the k rows one output row reads are
+      // consecutive, so they never share a slot. tag: which input row (n * H + iy) a slot holds.
+      std::vector<float> ring(ring_rows ? slots * row_values : 0);
+      std::vector<int64_t> tag(slots, -1);
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / g.oh, oy = r % g.oh;
         int64_t ky0, ky1;
@@ -214,23 +227,33 @@ class DepthwiseSiluOp : public OpKernel {
             in[ky] = src;
             continue;
           }
-          float* slot = ring.data() + (iy % g.k) * row_values;
-          if (tag[iy % g.k] != n * g.h + iy) {
-            if (kExpand) {
+          const int64_t at = images ? (n % group) * g.h + iy : iy % slots;
+          float* slot = ring.data() + at * row_values;
+          if (tag[at] != n * g.h + iy) {
+            if (images) {
+              const int64_t n0 = n - n % group, count = std::min(group, g.n - n0);
+              ExpandSiluRow(xp + n0 * g.h * g.w * cin, wep, bep, ring.data(), count * g.h * g.w, cin, g.c);
+              for (int64_t i = 0; i < count * g.h; ++i) tag[i] = n0 * g.h + i;
+            } else if (kExpand) {
               ExpandSiluRow(src, wep, bep, slot, g.w, cin, g.c);
             } else {
               SiluRow(src, slot, row_values);
             }
-            tag[iy % g.k] = n * g.h + iy;
+            tag[at] = n * g.h + iy;
           }
           in[ky] = slot;
         }
         bias_init::ForwardRow(g, in, wp, yp + r * g.ow * g.c, ky0, ky1, ShiftSiluSum{sp, row_sums.data() + r * g.c});
       }
     };
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
     // Per output row: its sums, SiLU and mean; with the expansion, the s input rows it adds to the ring.
-    pool->ParallelFor(out_rows, g.ow * g.c * (g.k * g.k * 2 + 24) + (kExpand ? g.s * g.w * g.c * (cin * 2 + 24) : 0), rows);
+    const int64_t row_cost = g.ow * g.c * (g.k * g.k * 2 + 24) + (kExpand ? g.s * g.w * g.c * (cin * 2 + 24) : 0);
+    if (images) {
+      pool->ParallelFor((g.n + group - 1) / group, row_cost * g.oh * group,
+                        [&](int64_t u0, int64_t u1) { rows(u0 * group * g.oh, std::min(u1 * group, g.n) * g.oh); });
+    } else {
+      pool->ParallelFor(out_rows, row_cost, rows);
+    }
 
     float* pp = pooled->flat<float>().data();
     const double count = static_cast<double>(g.oh * g.ow);
