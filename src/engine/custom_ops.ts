@@ -18,7 +18,7 @@ import { ConfigError, readEnvironment } from "../config";
 import { cpuInfo } from "../util/cpu_info";
 
 /** The kernels' version the addon must export (tools/native/ops/addon.cc kVersion); build.sh's CUSTOM_OPS names it too. */
-export const CUSTOM_OPS_VERSION = 21;
+export const CUSTOM_OPS_VERSION = 22;
 
 /** The instruction sets the kernels are built for (tools/native/ops/simd.h). */
 export type KernelIsa = "avx2" | "avx512";

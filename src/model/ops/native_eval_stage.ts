@@ -48,13 +48,14 @@ export function nativeExpansionBias(nb: NativeKernelBackend, x: tf.Tensor4D, fol
 
 /**
  * The largest expansion weight (C_in x C_exp values) that nativeExpandDepthwiseSilu takes: the op
- * multiplies the whole weight by each input row, or by whole images where they are small (a few at a
- * time), and the weight must stay in the core's cache meanwhile. B1's expansions one by one, the op
- * against nativeExpansionBias + nativeDepthwiseSilu (bench/expand_fusion.ts; Intel Xeon guest,
- * 2026-12-06, held to AVX2 and with AVX-512, at 240x240 batch 16 and 32x32 batch 256): up to
- * 192 x 1152 = 221,184 values 1.00-1.49x faster; 320 x 1920 (B1's last expansion) 0.90-1.35x.
+ * multiplies the whole weight by each input row, or by a group of small images at a time, and the
+ * weight must stay in the core's cache meanwhile. Measured up to B1's largest, 320 x 1920; larger
+ * weights (wider EfficientNets) keep the expansion as its own op until measured. B1's expansions
+ * one by one, the op against nativeExpansionBias + nativeDepthwiseSilu (bench/expand_fusion.ts;
+ * Intel Xeon guest, 2026-12-06, held to AVX2 and with AVX-512, 240x240 batch 16 and 32x32 batch
+ * 256): 1.00-1.68x, one shape of 48 at 0.92x (1.16-1.24x in the other runs).
  */
-export const EXPAND_FUSION_MAX_WEIGHTS = 221_184;
+export const EXPAND_FUSION_MAX_WEIGHTS = 614_400;
 
 let expandFusion = true;
 

@@ -13,7 +13,7 @@ namespace {
 // Bump with every change to the ops' interface, numbers or speed (an older build is then rebuilt by the next
 // `make run`), with src/engine/custom_ops.ts' CUSTOM_OPS_VERSION
 // (build.sh reads this line to name the build in READY).
-constexpr uint32_t kVersion = 21;
+constexpr uint32_t kVersion = 22;
 const char* const kOps[] = {"BiasInitBatchNormAct", "BiasInitBatchNormActApply", "BiasInitBatchNormActGrad", "BiasInitBatchNormActGradScaled", "BiasInitBatchNormActDepthwise", "BiasInitBatchNormActDepthwiseGrad", "BiasInitDepthwiseConv", "BiasInitDepthwiseConvGrad",
                             "BiasInitChannelAffine", "BiasInitChannelDot", "BiasInitDepthwiseSilu", "BiasInitExpandDepthwiseSilu", "BiasInitBatchNormResidual",
                             "BiasInitSqueezeGate", "BiasInitSqueezeGateGrad", "BiasInitMomentumStep"};
