@@ -161,7 +161,7 @@ export class ConfigError extends UserError {
  * on disk, and the run names it). Every unit also records it, with the engine kind, in status.json.
  * What each version changed, and by how much: docs/numerics.md.
  */
-export const NUMERICS_VERSION = 12;
+export const NUMERICS_VERSION = 13;
 
 /** The preset with overrides applied, validated. Throws ConfigError naming the bad field. */
 export function makeConfig(preset: PresetName, overrides: ConfigOverrides = {}): ExperimentConfig {

@@ -8,8 +8,10 @@
 //   at a time, instead of being written by one op and read back by the next;
 // - else nativeExpansionBias (oneDNN's 1x1 convolution with its shift, no SiLU), then
 //   nativeDepthwiseSilu: one op for the rest, the expansion's SiLU included (item 27).
-// Both give the same bits as each other on the CPUs measured (bench/expand_fusion.ts prints the
-// largest difference; test/eval_fusion.test.ts checks them against TF.js's ops).
+// On the Intel guest both gave the same bits wherever the expansion ran on oneDNN's convolution,
+// and differed at float round-off where it ran as _FusedMatMul (fewer than 16 positions;
+// NUMERICS_VERSION 13): bench/expand_fusion.ts prints the largest difference, and
+// test/eval_fusion.test.ts checks both against TF.js's ops.
 //
 // May touch: @tensorflow/tfjs and the native backend (native_backend.ts). Called by ops/layers.ts.
 import * as tf from "@tensorflow/tfjs";

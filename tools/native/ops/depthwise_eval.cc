@@ -100,9 +100,9 @@ void SiluRow(const float* src, float* dst, int64_t count) {
   for (; i < count; ++i) dst[i] = bias_init::Silu1(src[i]);
 }
 
-// dst[p * cout + c] = silu(sum over k of x[p * cin + k] * we[k * cout + c], from zero in k order,
-// + be[c]) for P positions from x and M channel vectors from c: P x M chains of multiply-adds side by
-// side, each weight vector loaded once for the P positions.
+// dst[p * cout + c] = (sum over k of x[p * cin + k] * we[k * cout + c], from zero in k order) + be[c]
+// for P positions from x and M channel vectors from c (ExpandSiluRow applies SiLU after): P x M
+// chains of multiply-adds side by side, each weight vector loaded once for the P positions.
 template <typename F, int P, int M>
 inline void ExpandTile(const float* x, const float* we, const float* be, float* dst, int64_t cin, int64_t cout, int64_t c) {
   constexpr int64_t W = F::kWidth;
@@ -214,8 +214,9 @@ class DepthwiseSiluOp : public OpKernel {
     const int64_t group = images ? std::max<int64_t>(1, std::min(kGroupValues / image_values, g.n / (2 * threads))) : 1;
     const int64_t slots = images ? group * g.h : g.k;
     auto rows = [&](int64_t r0, int64_t r1) {
-      // Input rows after act, row iy in slot iy % slots; the k rows one output row reads are
-      // consecutive, so they never share a slot. tag: which input row (n * H + iy) a slot holds.
+      // Input rows after act: row iy in slot iy % k (the k rows one output row reads are
+      // consecutive, so they never share a slot), or with whole images in slot (n % group) * H + iy.
+      // tag: which input row (n * H + iy) a slot holds.
       std::vector<float> ring(ring_rows ? slots * row_values : 0);
       std::vector<int64_t> tag(slots, -1);
       for (int64_t r = r0; r < r1; ++r) {
