@@ -61,12 +61,15 @@ async function main(): Promise<void> {
     const r = nativeDepthwiseSilu(nb, x, seeded([k, k, 40, 1], 40 + k) as tf.Tensor4D, seeded([40], 50 + k) as tf.Tensor1D, stride, inputSilu);
     outputs.push(r.y, r.pooled);
   }
-  // The same with the expansion inside (40 -> 56 channels: 16-wide, 8-wide vectors; rows of 40
-  // positions, 6 at a time and 4 left), and over 8 small images, which it expands whole in groups
-  // of as many images as there are for each of two units per thread (4 with one thread, 2 with two).
-  const expansion = { weight: seeded([40, 56], 56), filter: seeded([1, 1, 40, 56], 56) as tf.Tensor4D, shift: seeded([56], 57) as tf.Tensor1D };
-  for (const [input, k, stride] of [[x, 3, 1], [x, 5, 2], [seeded([8, 6, 6, 40], 62), 3, 1]] as Array<[tf.Tensor4D, number, number]>) {
-    const r = nativeExpandDepthwiseSilu(nb, input, expansion, seeded([k, k, 56, 1], 58 + k) as tf.Tensor4D, seeded([56], 59 + k) as tf.Tensor1D, stride);
+  // The same with the expansion inside: x's 40x40 images expanded to 168 channels (over 1 MB an
+  // image, so row by row; vectors of 16 and 8; rows of 40 positions, 6 at a time and 4 left), and 8
+  // small images expanded to 56, whole, in groups of 4 images with one thread and of 2 with two.
+  const expansion = (c: number) => {
+    const weight = seeded([40, c], c);
+    return { weight, filter: tf.reshape(weight, [1, 1, 40, c]) as tf.Tensor4D, shift: seeded([c], c + 1) as tf.Tensor1D };
+  };
+  for (const [input, c, k, stride] of [[x, 168, 3, 1], [x, 168, 5, 2], [seeded([8, 6, 6, 40], 62), 56, 3, 1]] as Array<[tf.Tensor4D, number, number, number]>) {
+    const r = nativeExpandDepthwiseSilu(nb, input, expansion(c), seeded([k, k, c, 1], 58 + k) as tf.Tensor4D, seeded([c], 59 + k) as tf.Tensor1D, stride);
     outputs.push(r.y, r.pooled);
   }
   // Two SGD-momentum steps of one group of parameters (one op each, the second with a buffer).
