@@ -1,5 +1,5 @@
 // Item 42's A/B (docs/performance.md), whole evaluation batches: B1 on the native CPU engine with
-// the expansion of blocks with small expansion weights inside the depthwise op
+// every expansion up to EXPAND_FUSION_MAX_WEIGHTS (all of B1's) inside the depthwise op
 // (BiasInitExpandDepthwiseSilu, src/model/ops/native_eval_stage.ts) against the expansion as its own
 // oneDNN op before BiasInitDepthwiseSilu, alternating batch by batch in one process
 // (interleaved_ab.ts). bench/expand_fusion.ts compares the two per B1 shape.

@@ -122,7 +122,7 @@ test("the fused depthwise stage rejects a shift of the wrong length, naming it",
   });
 });
 
-test("B1 in evaluation: the fused depthwise stage runs once per MBConv block, with the expansion inside where its weights are small, and gives the layer-by-layer logits within 1e-5", (t) => {
+test("B1 in evaluation: the fused depthwise stage runs once per MBConv block, with the expansion inside where its weights are within EXPAND_FUSION_MAX_WEIGHTS, and gives the layer-by-layer logits within 1e-5", (t) => {
   if (nb === null) return t.skip(why);
   const native = nb;
   const net = buildEfficientNet("b1", makeRng(7, "eval-fusion-model"));

@@ -287,7 +287,7 @@ export function depthwiseBeforeBatchNorm(x: tf.Tensor4D, first: ConvBnActUnit | 
 /**
  * Evaluation's expansion (if any) and depthwise convolution, each + BatchNorm + SiLU, with
  * squeeze-excitation's squeeze (the mean of the output over H and W), where this project's kernels
- * run on the native CPU engine (native_eval_stage.ts): one op where the expansion's weights are small
+ * run on the native CPU engine (native_eval_stage.ts): one op where the expansion's weights are within EXPAND_FUSION_MAX_WEIGHTS
  * (nativeExpandDepthwiseSilu), else the expansion without its SiLU (nativeExpansionBias), then one op
  * for the rest (nativeDepthwiseSilu). null elsewhere, and in training: the caller takes convBnAct's path.
  */

@@ -14,7 +14,7 @@
 // Where this project's kernels run (engine/custom_ops.ts), an MBConv block's expansion runs with its
 // shift only, and one op of theirs takes its SiLU, the depthwise convolution with its shift and
 // SiLU, and squeeze-excitation's mean: oneDNN's SiLU post-op cost more than the products on AVX2;
-// with small expansion weights, the expansion runs inside that op too (native_eval_stage.ts).
+// with expansion weights up to EXPAND_FUSION_MAX_WEIGHTS, the expansion runs inside that op too (native_eval_stage.ts).
 //
 // Squeeze-excitation's gate runs as 1 op of this project's kernels, or 5 of TensorFlow's without them
 // (nativeSqueezeGate), and the projection after it takes
