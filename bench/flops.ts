@@ -2,8 +2,11 @@
 // architecture (convolutions, SE's two matrix products, classifier, head; BatchNorm, activations
 // and pooling are left out, as torchvision's "GFLOPS" figure leaves them out: B1 at 240x240
 // counts 0.687 G there and 0.69 G here), and the machine's fp32 peak from its cores, clock and
-// vector width, for bench/compare.ts's "fraction of peak" line.
+// vector width, and as measured (fma_peak.c), for bench/compare.ts's "fraction of peak" line.
+import { execFileSync } from "child_process";
+import * as fs from "fs";
 import * as os from "os";
+import * as path from "path";
 import { efficientNetArchitecture, type ConvBnAct } from "../src/model/architecture";
 import { convOutputSize } from "../src/model/ops/padding";
 import { cpuInfo } from "../src/util/cpu_info";
@@ -72,4 +75,41 @@ export function cpuPeak(): CpuPeak {
     source: `${cores} cores x ${ghz.toFixed(2)} GHz (/proc/cpuinfo "cpu MHz") x FLOP/cycle = lanes x 2 x ${FMA_PIPES} FMA pipes ` +
       `(flags: ${["avx2", "fma", "avx512f"].filter((f) => flags.has(f)).join(", ") || "no avx2/fma/avx512f"})`,
   };
+}
+
+/** The fp32 peak as measured: every core running FMA chains together (fma_peak.c), the best of three runs. */
+export interface MeasuredPeak {
+  /** At the widest vectors the flags show (AVX-512 or AVX2), and with AVX2. */
+  gflops: number;
+  avx2Gflops: number;
+  /** The clock those imply at the assumed FMA pipes, against /proc/cpuinfo's. */
+  source: string;
+}
+
+/**
+ * Compiles and runs bench/fma_peak.c with the system's C compiler in a temporary folder (removed
+ * after). null, with the reason, where the CPU has no AVX2 + FMA or the probe cannot be built or run.
+ */
+export function measuredPeak(nominal: CpuPeak): MeasuredPeak | { error: string } {
+  const { flags } = cpuInfo();
+  if (!flags.has("avx2") || !flags.has("fma")) return { error: "no AVX2 + FMA in the CPU's flags" };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fma-peak-"));
+  try {
+    const exe = path.join(dir, "fma_peak");
+    execFileSync("cc", ["-O2", "-pthread", path.join(__dirname, "fma_peak.c"), "-o", exe], { stdio: "pipe" });
+    const run = (isa: string): number => Number(execFileSync(exe, [isa, String(nominal.cores)], { encoding: "utf8" }).trim());
+    const avx2Gflops = run("avx2");
+    const gflops = flags.has("avx512f") ? run("avx512") : avx2Gflops;
+    const ghz = avx2Gflops / (nominal.cores * nominal.avx2FlopPerCycle);
+    return {
+      gflops,
+      avx2Gflops,
+      source: `measured by bench/fma_peak.c, ${nominal.cores} threads of FMA chains: the cores ran at ~${ghz.toFixed(2)} GHz ` +
+        `at ${nominal.avx2FlopPerCycle} AVX2 FLOP/cycle, /proc/cpuinfo says ${nominal.ghz.toFixed(2)}`,
+    };
+  } catch (e) {
+    return { error: `bench/fma_peak.c did not build or run (${(e as Error).message.split("\n")[0]})` };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
