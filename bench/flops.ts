@@ -88,7 +88,7 @@ export interface MeasuredPeak {
 
 /**
  * Compiles and runs bench/fma_peak.c with the system's C compiler in a temporary folder (removed
- * after). null, with the reason, where the CPU has no AVX2 + FMA or the probe cannot be built or run.
+ * after). { error } with the reason where the CPU has no AVX2 + FMA or the probe cannot be built or run.
  */
 export function measuredPeak(nominal: CpuPeak): MeasuredPeak | { error: string } {
   const { flags } = cpuInfo();
@@ -97,7 +97,11 @@ export function measuredPeak(nominal: CpuPeak): MeasuredPeak | { error: string }
   try {
     const exe = path.join(dir, "fma_peak");
     execFileSync("cc", ["-O2", "-pthread", path.join(__dirname, "fma_peak.c"), "-o", exe], { stdio: "pipe" });
-    const run = (isa: string): number => Number(execFileSync(exe, [isa, String(nominal.cores)], { encoding: "utf8" }).trim());
+    const run = (isa: string): number => {
+      const out = execFileSync(exe, [isa, String(nominal.cores)], { encoding: "utf8" }).trim();
+      if (!(Number(out) > 0)) throw new Error(`printed "${out}" for ${isa}`);
+      return Number(out);
+    };
     const avx2Gflops = run("avx2");
     const gflops = flags.has("avx512f") ? run("avx512") : avx2Gflops;
     const ghz = avx2Gflops / (nominal.cores * nominal.avx2FlopPerCycle);
