@@ -2,7 +2,7 @@
 // (bench/flops.ts measuredPeak): one thread per core runs 12 independent chains of vector FMAs,
 // enough to fill two FMA pipes at a latency of up to 6 cycles, for a fixed count; the best of
 // three runs in GFLOP/s. In a virtual machine "cpu MHz" is often the nominal clock while the cores
-// boost: on the AMD EPYC guest of 2026-12-06 it read 2.10 GHz while these chains ran at 3.3 GHz.
+// boost: on the AMD EPYC guest of 2026-12-06 it read 2.10 GHz while these chains ran at 3.3-3.5 GHz.
 //
 //   fma_peak avx2|avx512 THREADS   -> prints the GFLOP/s of THREADS threads together
 #include <immintrin.h>
